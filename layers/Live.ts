@@ -1,0 +1,22 @@
+/**
+ * The production layer graph, written once: the balancer as a Layer that needs only its configuration. Anything
+ * that provides `LbConfig` can run it, the CLI or a larger Effect app.
+ */
+import { Layer } from "effect"
+import { TcpProxy } from "../src/proxy/TcpProxy.ts"
+import { ClientTable } from "../src/services/ClientTable.ts"
+import { HealthChecker } from "../src/services/HealthChecker.ts"
+import { Listener } from "../src/services/Listener.ts"
+import { ServerPool } from "../src/services/ServerPool.ts"
+import { StatsReporter } from "../src/services/StatsReporter.ts"
+
+/** Builds the graph over a given ServerPool layer (production resolves LbConfig's servers; tests swap their own). */
+export const makeApp = <E, R>(pool: Layer.Layer<ServerPool, E, R>) => {
+  const stats = StatsReporter.layer.pipe(Layer.provideMerge(pool))
+  const core = Layer.mergeAll(ClientTable.layer, HealthChecker.layer).pipe(Layer.provideMerge(stats))
+  const proxy = TcpProxy.layer.pipe(Layer.provide(core))
+  return Listener.layer.pipe(Layer.provide(proxy), Layer.provideMerge(core))
+}
+
+/** The whole balancer: Listener, ServerPool, ClientTable, HealthChecker and StatsReporter, needing `LbConfig`. */
+export const AppLive = makeApp(ServerPool.layer)

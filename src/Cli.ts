@@ -1,0 +1,225 @@
+/**
+ * pen's command line, kept: `nib [options] [host:]port h1[:p1[:maxc[:hard[:weight[:prio]]]]] ...`, parsed with
+ * `effect/cli` after a getopt-style pass (clustered flags `-rh`, attached values `-b30`, options after positionals,
+ * `--`), decoded into `Settings` by the Config schema, then run as the `AppLive` layer.
+ *
+ * pen flags that nib does not implement yet are refused by name, never ignored.
+ */
+import { Console, Context, Effect, Layer, Option, Result } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
+import { AppLive } from "../layers/Live.ts"
+import * as Config from "./Config.ts"
+import * as Daemon from "./Daemon.ts"
+import * as Demo from "./Demo.ts"
+import * as Address from "./domain/Address.ts"
+import * as ServerSpec from "./domain/ServerSpec.ts"
+import { Listener } from "./services/Listener.ts"
+
+/** nib's version. @category constants */
+export const VERSION = "0.1.0"
+
+/** A command-line error: printed as `nib: <message>`, exit code 1. @category errors */
+export class UsageError extends Error {
+  readonly _tag = "UsageError"
+}
+
+/** pen's flags that take a value (its getopt string `B:C:F:O:S:T:b:c:e:i:j:l:m:o:p:q:t:u:w:x:E:K:G:A:L:`). */
+const WITH_VALUE = new Set("BCFOSTbceijlmopqtuwxEKGAL".split(""))
+/** pen's flags without a value. */
+const WITHOUT_VALUE = new Set("DHNPQWXUadfhnrsZR".split(""))
+
+/** pen flags a later version of nib implements; until then they are refused with these words. */
+const NOT_YET: Record<string, string> = {
+  B: "-B (abuse server)",
+  C: "-C (control port)",
+  F: "-F (configuration file)",
+  O: "-O (control commands on the command line)",
+  o: "-o (control commands on the command line)",
+  H: "-H (X-Forwarded-For)",
+  U: "-U (UDP mode)",
+  X: "-X (the exit control command)",
+  j: "-j (chroot)",
+  l: "-l (logging)",
+  u: "-u (running as another user)",
+  w: "-w (HTML status page)",
+  E: "-E (TLS termination)",
+  K: "-K (TLS key)",
+  G: "-G (TLS CA file)",
+  A: "-A (TLS CA directory)",
+  Z: "-Z (TLS compatibility mode)",
+  R: "-R (TLS client certificates)",
+  L: "-L (TLS protocol)"
+}
+
+/** Flags pen keeps only to print that they are obsolete, with pen's notice; nib does the same. */
+const OBSOLETE: Record<string, string> = {
+  D: "Pen 0.26.0 removed the delayed forward feature,\nmaking the -D option obsolete",
+  Q: "Since Pen 0.26.0, kqueue is already the default on supported systems,\nmaking the -Q option obsolete",
+  S: "As of 0.28.1 the server table is expanded dynamically,\nmaking the -S option obsolete",
+  n: "Pen 0.26.0 and up uses only nonblocking sockets,\nmaking the -n option obsolete"
+}
+
+/** Flags about pen's own event loop or debug dumps; meaningless on Node, accepted and without effect. */
+const HARMLESS = new Set(["P", "a", "m"])
+
+/** The result of the getopt pass: argv for effect/cli, plus pen's notices to print. @category models */
+export interface Normalized {
+  readonly argv: ReadonlyArray<string>
+  readonly notices: ReadonlyArray<string>
+}
+
+/**
+ * Rewrites pen-style argv into the form effect/cli parses: `-rb30` becomes `-r -b=30`, `-b 30` becomes `-b=30` (so
+ * a value starting with `-` stays a value), obsolete and harmless flags are dropped with their notice, and flags nib
+ * does not implement yet fail with a message that names them.
+ *
+ * @category parsing
+ */
+export const normalizeArgv = (args: ReadonlyArray<string>): Result.Result<Normalized, string> => {
+  const argv: Array<string> = []
+  const notices: Array<string> = []
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!
+    if (arg === "--") {
+      argv.push(...args.slice(i))
+      break
+    }
+    if (arg.startsWith("--") || arg === "-" || !arg.startsWith("-")) {
+      argv.push(arg)
+      continue
+    }
+    for (let j = 1; j < arg.length; j++) {
+      const flag = arg[j]!
+      if (flag === "N") return Result.fail("-N is not implemented (pen lists it but ignores it too); use -h")
+      if (flag === "i") return Result.fail("-i (install as a Windows service) is for Windows only")
+      if (!WITH_VALUE.has(flag) && !WITHOUT_VALUE.has(flag)) return Result.fail(`unknown option -${flag}`)
+      const notYet = NOT_YET[flag]
+      if (notYet !== undefined) return Result.fail(`${notYet} is not supported yet`)
+      let value: string | undefined
+      if (WITH_VALUE.has(flag)) {
+        value = j + 1 < arg.length ? arg.slice(j + 1) : args[++i]
+        if (value === undefined) return Result.fail(`option -${flag} needs a value`)
+      }
+      const obsolete = OBSOLETE[flag]
+      if (obsolete !== undefined) notices.push(obsolete)
+      else if (!HARMLESS.has(flag)) argv.push(value === undefined ? `-${flag}` : `-${flag}=${value}`)
+      if (value !== undefined) break
+    }
+  }
+  return Result.succeed({ argv, notices })
+}
+
+const describe = (key: keyof typeof Config.descriptions): string => Config.descriptions[key]
+
+const flags = {
+  blacklist: Flag.Int("b").pipe(Flag.withDescription(describe("blacklistSeconds")), Flag.withDefault(30)),
+  clients: Flag.Int("c").pipe(Flag.withDescription(describe("clientsMax")), Flag.withDefault(2048)),
+  emergency: Flag.String("e").pipe(Flag.withDescription(describe("emergency")), Flag.optional),
+  foreground: Flag.Boolean("f").pipe(Flag.withDescription(describe("foreground")), Flag.withDefault(false)),
+  hash: Flag.Boolean("h").pipe(Flag.withDescription(describe("hash")), Flag.withDefault(false)),
+  roundrobin: Flag.Boolean("r").pipe(Flag.withDescription(describe("roundrobin")), Flag.withDefault(false)),
+  stubborn: Flag.Boolean("s").pipe(Flag.withDescription(describe("stubborn")), Flag.withDefault(false)),
+  timeout: Flag.Finite("t").pipe(Flag.withDescription(describe("connectTimeoutSeconds")), Flag.withDefault(3)),
+  tracking: Flag.Int("T").pipe(Flag.withDescription(describe("trackingSeconds")), Flag.withDefault(0)),
+  weight: Flag.Boolean("W").pipe(Flag.withDescription(describe("weight")), Flag.withDefault(false)),
+  connections: Flag.Int("x").pipe(Flag.withDescription(describe("connectionsMax")), Flag.withDefault(500)),
+  backlog: Flag.Int("q").pipe(Flag.withDescription(describe("backlog")), Flag.withDefault(500)),
+  pidFile: Flag.String("p").pipe(Flag.withDescription(describe("pidFile")), Flag.optional),
+  debug: Flag.Boolean("d").pipe(Flag.withDescription(describe("debug")), Flag.atLeast(0)),
+  demo: Flag.Boolean("demo").pipe(
+    Flag.withDescription("run a demo: two HTTP backends and nib on 127.0.0.1:8080"),
+    Flag.withDefault(false)
+  )
+}
+
+const args = {
+  listen: Argument.String("listen").pipe(
+    Argument.withDescription("[host:]port, [v6]:port or /path/to/socket to listen on"),
+    Argument.optional
+  ),
+  servers: Argument.String("server").pipe(
+    Argument.withDescription("host[:port[:maxc[:hard[:weight[:prio]]]]], [v6]:port... or /path"),
+    Argument.atLeast(0)
+  )
+}
+
+type Parsed = Command.Command.Config.Infer<typeof flags & typeof args>
+
+const usageError = (message: string) => Effect.fail(new UsageError(message))
+
+/** Turns parsed argv into encoded settings (pen's string formats decoded here), then decodes them. */
+export const toSettings = (parsed: Parsed, services: Address.ServiceNames) =>
+  Effect.gen(function*() {
+    if (Option.isNone(parsed.listen)) return yield* usageError("no listen address given")
+    const listen = Address.parseListen(parsed.listen.value, services)
+    if (Result.isFailure(listen)) return yield* usageError(`listen address '${parsed.listen.value}': ${listen.failure}`)
+    if (parsed.servers.length === 0) return yield* usageError("no server given: nib [options] [host:]port h1 [h2 ...]")
+    const defaultPort = listen.success._tag === "Tcp" ? listen.success.port : undefined
+    const servers: Array<ServerSpec.ServerSpec> = []
+    for (const text of parsed.servers) {
+      const spec = ServerSpec.parse(text, defaultPort, services)
+      if (Result.isFailure(spec)) return yield* usageError(`server '${text}': ${spec.failure}`)
+      servers.push(spec.success)
+    }
+    let emergency: ServerSpec.ServerSpec | undefined
+    if (Option.isSome(parsed.emergency)) {
+      const spec = ServerSpec.parse(parsed.emergency.value, defaultPort, services)
+      if (Result.isFailure(spec)) return yield* usageError(`-e '${parsed.emergency.value}': ${spec.failure}`)
+      emergency = spec.success
+    }
+    return yield* Config.decode({
+      listen: listen.success,
+      servers,
+      emergency,
+      blacklistSeconds: parsed.blacklist,
+      clientsMax: parsed.clients,
+      connectTimeoutSeconds: parsed.timeout,
+      trackingSeconds: parsed.tracking,
+      connectionsMax: parsed.connections,
+      // pen raises a backlog under 50 to 50 ("listen_queue bumped to 50")
+      backlog: Math.max(50, parsed.backlog),
+      roundrobin: parsed.roundrobin,
+      hash: parsed.hash,
+      weight: parsed.weight,
+      prio: false,
+      stubborn: parsed.stubborn,
+      foreground: parsed.foreground,
+      pidFile: Option.getOrUndefined(parsed.pidFile),
+      debug: parsed.debug.length
+    }).pipe(Effect.mapError((error) => new UsageError(error.message)))
+  })
+
+/** Runs the balancer with `settings` until interrupted (SIGTERM/SIGINT), writing the pid file if asked. */
+export const serve = (settings: Config.Settings, onReady: (address: Address.Endpoint) => Effect.Effect<void>) =>
+  Effect.scoped(Effect.gen(function*() {
+    const context = yield* Layer.build(AppLive.pipe(Layer.provide(Config.LbConfig.layerSettings(settings))))
+    const listener = Context.get(context, Listener)
+    if (settings.pidFile !== undefined) yield* Daemon.pidFile(settings.pidFile)
+    yield* onReady(listener.address)
+    return yield* Effect.never
+  }))
+
+const main = (services: Address.ServiceNames) =>
+  Command.make("nib", { ...flags, ...args }, (parsed) =>
+    Effect.gen(function*() {
+      if (parsed.demo || (Option.isNone(parsed.listen) && parsed.servers.length === 0)) {
+        return yield* Demo.run(serve)
+      }
+      const settings = yield* toSettings(parsed, services)
+      if (!settings.foreground && !Daemon.isDaemonChild()) return yield* Daemon.detach()
+      return yield* serve(settings, Daemon.notifyReady)
+    })).pipe(
+      Command.withDescription(
+        "A TCP load balancer, drop-in successor of pen. Example: nib -r 8080 10.0.0.1:80 10.0.0.2:80"
+      )
+    )
+
+/** Parses `args` (argv without node and script) and runs nib. */
+export const run = (argv: ReadonlyArray<string>, services: Address.ServiceNames) => {
+  const normalized = normalizeArgv(argv)
+  if (Result.isFailure(normalized)) return Effect.fail(new UsageError(normalized.failure))
+  return Effect.gen(function*() {
+    for (const notice of normalized.success.notices) yield* Console.error(notice)
+    return yield* Command.runWith(main(services), { version: VERSION, renderErrors: false })(normalized.success.argv)
+  })
+}

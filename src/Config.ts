@@ -1,0 +1,130 @@
+/**
+ * nib's configuration: one Schema for every setting, the `LbConfig` service that carries the decoded value, pen's
+ * defaults, and the error that names what was wrong. The CLI turns pen's argv into the encoded form and decodes it
+ * here; tests build it with `LbConfig.layer({...})`.
+ */
+import { Context, Effect, Layer, Schema, SchemaIssue } from "effect"
+
+const Count = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
+const Port = Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 65535 }))
+
+/** A TCP or Unix socket endpoint. @category schemas */
+export const Endpoint = Schema.Union([
+  Schema.Struct({ _tag: Schema.Literal("Tcp"), host: Schema.NonEmptyString, port: Port }),
+  Schema.Struct({ _tag: Schema.Literal("Unix"), path: Schema.NonEmptyString })
+])
+
+/** A server with its limits, as `h:p:maxc:hard:weight:prio` gives it. @category schemas */
+export const ServerSpec = Schema.Struct({
+  endpoint: Endpoint,
+  softLimit: Count.annotate({ description: "soft limit on live connections (0 = unlimited)" }),
+  hardLimit: Count.annotate({ description: "limit for sticky clients once the soft limit is reached" }),
+  weight: Count.annotate({ description: "weight for -W selection" }),
+  prio: Count.annotate({ description: "priority for prio selection (lower first)" })
+})
+
+/** What each setting is, and the pen flag that sets it: for help texts and error messages. @category constants */
+export const descriptions = {
+  listen: "listen address ([host:]port, [v6]:port or a socket path)",
+  servers: "the servers, in index order",
+  emergency: "-e: emergency server of last resort",
+  blacklistSeconds: "-b: seconds a failed server is blacklisted",
+  clientsMax: "-c: slots of the sticky client table",
+  connectTimeoutSeconds: "-t: seconds to wait for a server to accept",
+  trackingSeconds: "-T: seconds a client is remembered (0 = forever)",
+  connectionsMax: "-x: live connections before nib stops accepting",
+  backlog: "-q: listen backlog (at least 50)",
+  roundrobin: "-r: ignore the sticky table",
+  hash: "-h: choose new clients by address hash",
+  weight: "-W: choose by load relative to weight",
+  prio: "prio: choose the lowest priority value",
+  stubborn: "-s: close instead of failing over",
+  foreground: "-f: stay in the foreground",
+  pidFile: "-p: file to write the pid to",
+  debug: "-d: debug level (repeat for more)"
+} as const
+
+const AtLeastOne = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
+
+/** Every setting of a running nib. @category schemas */
+export const Settings = Schema.Struct({
+  listen: Endpoint.annotate({ description: descriptions.listen }),
+  servers: Schema.Array(ServerSpec).annotate({ description: descriptions.servers }),
+  emergency: Schema.UndefinedOr(ServerSpec).annotate({ description: descriptions.emergency }),
+  blacklistSeconds: Count.annotate({ description: descriptions.blacklistSeconds }),
+  clientsMax: AtLeastOne.annotate({ description: descriptions.clientsMax }),
+  connectTimeoutSeconds: Schema.Finite.check(Schema.isGreaterThan(0)).annotate({
+    description: descriptions.connectTimeoutSeconds
+  }),
+  trackingSeconds: Count.annotate({ description: descriptions.trackingSeconds }),
+  connectionsMax: AtLeastOne.annotate({ description: descriptions.connectionsMax }),
+  backlog: Schema.Int.check(Schema.isGreaterThanOrEqualTo(50)).annotate({ description: descriptions.backlog }),
+  roundrobin: Schema.Boolean.annotate({ description: descriptions.roundrobin }),
+  hash: Schema.Boolean.annotate({ description: descriptions.hash }),
+  weight: Schema.Boolean.annotate({ description: descriptions.weight }),
+  prio: Schema.Boolean.annotate({ description: descriptions.prio }),
+  stubborn: Schema.Boolean.annotate({ description: descriptions.stubborn }),
+  foreground: Schema.Boolean.annotate({ description: descriptions.foreground }),
+  pidFile: Schema.UndefinedOr(Schema.NonEmptyString).annotate({ description: descriptions.pidFile }),
+  debug: Count.annotate({ description: descriptions.debug })
+})
+
+/** The decoded settings. @category models */
+export type Settings = typeof Settings.Type
+
+/** pen's defaults for everything but the listen address and servers. @category constants */
+export const defaults = {
+  emergency: undefined,
+  blacklistSeconds: 30,
+  clientsMax: 2048,
+  connectTimeoutSeconds: 3,
+  trackingSeconds: 0,
+  connectionsMax: 500,
+  backlog: 500,
+  roundrobin: false,
+  hash: false,
+  weight: false,
+  prio: false,
+  stubborn: false,
+  foreground: false,
+  pidFile: undefined,
+  debug: 0
+} satisfies Omit<Settings, "listen" | "servers">
+
+/** A setting that could not be decoded; `message` says which and why. @category errors */
+export class ConfigError extends Schema.TaggedError<ConfigError>()("ConfigError", {
+  message: Schema.String
+}) {}
+
+const formatIssue = SchemaIssue.makeFormatterStandardSchemaV1()
+
+// Names a bad field by its flag where it has one: "-t (seconds to wait for a server to accept)".
+const label = (path: ReadonlyArray<PropertyKey | { readonly key: PropertyKey }> | undefined): string => {
+  const keys = (path ?? []).map((p) => String(typeof p === "object" ? p.key : p))
+  const text = keys.length > 0 ? descriptions[keys[0] as keyof typeof descriptions] : undefined
+  if (text === undefined) return keys.join(".") || "settings"
+  const match = /^(-\w|\w+): (.*)$/.exec(text)
+  const name = match === null ? `${keys[0]} (${text})` : `${match[1]} (${match[2]})`
+  return keys.length > 1 ? `${name} at ${keys.slice(1).join(".")}` : name
+}
+
+/** Decodes untrusted settings, failing with a message that names each bad field. @category decoding */
+export const decode = (input: unknown): Effect.Effect<Settings, ConfigError> =>
+  Schema.decodeUnknownEffect(Settings)(input, { errors: "all" }).pipe(
+    Effect.mapError((error) =>
+      new ConfigError({
+        message: formatIssue(error.issue).issues.map((issue) => `${label(issue.path)}: ${issue.message}`).join("; ")
+      })
+    )
+  )
+
+/** The running configuration. @category services */
+export class LbConfig extends Context.Service<LbConfig, Settings>()("nib/Config/LbConfig") {
+  /** Provides settings already decoded. */
+  static readonly layerSettings = (settings: Settings): Layer.Layer<LbConfig> => Layer.succeed(LbConfig, settings)
+
+  /** Decodes `partial` over pen's defaults; for tests and embedding. */
+  static readonly layer = (
+    partial: Partial<Settings> & Pick<Settings, "listen" | "servers">
+  ): Layer.Layer<LbConfig, ConfigError> => Layer.effect(LbConfig, decode({ ...defaults, ...partial }))
+}

@@ -1,0 +1,53 @@
+/**
+ * `nib --demo` (and `nib` with no arguments): two small HTTP backends on 127.0.0.1 and the balancer in front of them
+ * on 127.0.0.1:8080, roundrobin so that each request shows which backend answered.
+ */
+import { Console, Effect } from "effect"
+import * as Http from "node:http"
+import type * as Net from "node:net"
+import * as Config from "./Config.ts"
+import * as Address from "./domain/Address.ts"
+
+const backend = (name: string) =>
+  Effect.acquireRelease(
+    Effect.callback<Http.Server>((resume) => {
+      const server = Http.createServer((request, response) => {
+        response.setHeader("content-type", "text/plain")
+        response.end(`hello from ${name} (${request.method} ${request.url}, via ${request.socket.remoteAddress})\n`)
+      })
+      server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+    }),
+    (server) => Effect.callback<void>((resume) => void server.close(() => resume(Effect.void)))
+  ).pipe(Effect.map((server) => (server.address() as Net.AddressInfo).port))
+
+/** Runs the demo with `serve` (the CLI's), until interrupted. */
+export const run = <E, R>(
+  serve: (
+    settings: Config.Settings,
+    onReady: (address: Address.Endpoint) => Effect.Effect<void>
+  ) => Effect.Effect<never, E, R>
+) =>
+  Effect.scoped(Effect.gen(function*() {
+    const ports = [yield* backend("backend 1"), yield* backend("backend 2")]
+    const settings = yield* Config.decode({
+      ...Config.defaults,
+      foreground: true,
+      roundrobin: true,
+      listen: Address.tcp("127.0.0.1", 8080),
+      servers: ports.map((port) => ({
+        endpoint: Address.tcp("127.0.0.1", port),
+        softLimit: 0,
+        hardLimit: 0,
+        weight: 0,
+        prio: 0
+      }))
+    })
+    return yield* serve(settings, (address) =>
+      Console.error(
+        [
+          `nib demo: balancing ${Address.format(address)} over two HTTP backends on ports ${ports.join(" and ")}`,
+          `try:  curl http://${Address.format(address)}/   (twice: -r alternates the backends)`,
+          `stop: Ctrl-C.  Real use: nib [options] [host:]port server1 server2 ...  (nib --help)`
+        ].join("\n")
+      ))
+  }))

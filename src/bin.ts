@@ -1,0 +1,47 @@
+#!/usr/bin/env node
+/**
+ * The `nib` executable: pen's command line in, the balancer running until SIGTERM or SIGINT (exit 0), or a one-line
+ * error and exit code 1.
+ */
+import { NodeRuntime, NodeServices } from "@effect/platform-node"
+import { Cause, Console, Effect, Exit, Runtime } from "effect"
+import { CliError } from "effect/cli"
+import * as Fs from "node:fs"
+import * as Cli from "./Cli.ts"
+import * as Daemon from "./Daemon.ts"
+import * as Address from "./domain/Address.ts"
+
+const services = (() => {
+  try {
+    return Address.parseServicesFile(Fs.readFileSync("/etc/services", "utf8"))
+  } catch {
+    return Address.wellKnownServices
+  }
+})()
+
+// effect/cli names a one-letter flag `--b`; pen users know it as `-b`.
+const penFlags = (message: string) => message.replace(/--([A-Za-z])\b/g, "-$1")
+
+const report = (cause: Cause.Cause<unknown>) => {
+  const error = Cause.squash(cause)
+  if (error instanceof CliError.ShowHelp && error.errors.length === 0) return Effect.void
+  const messages = error instanceof CliError.ShowHelp
+    ? error.errors.map((e) => penFlags(e.message))
+    : [error instanceof Error ? error.message : String(error)]
+  Daemon.notifyFailure(messages.join("; "))
+  const usage = error instanceof CliError.ShowHelp || error instanceof Cli.UsageError
+  return Console.error(
+    messages.map((m) => `nib: ${m}`).join("\n") + (usage ? "\nTry 'nib --help' for more information." : "")
+  )
+}
+
+Cli.run(process.argv.slice(2), services).pipe(
+  Effect.tapCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.void : report(cause)),
+  Effect.provide(NodeServices.layer),
+  NodeRuntime.runMain({
+    disableErrorReporting: true,
+    // pen exits 0 on SIGTERM; runMain's default would be 130 for an interrupted program.
+    teardown: (exit, onExit) =>
+      Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) ? onExit(0) : Runtime.defaultTeardown(exit, onExit)
+  })
+)

@@ -1,0 +1,44 @@
+/**
+ * A server's live state beside its spec: connections in use, blacklist deadline and byte counters, and the admission
+ * rule pen's `try_server` applies before it connects (blacklist, soft and hard limits).
+ */
+import type { ServerSpec } from "./ServerSpec.ts"
+
+/** One server of the pool, mutable on purpose: it is updated on every connection. @category models */
+export interface Backend {
+  readonly index: number
+  readonly spec: ServerSpec
+  /** Connections to this server being set up or relayed. */
+  connections: number
+  /** Milliseconds until which the server is blacklisted; 0 when it is not. */
+  blacklistedUntil: number
+  /** Bytes sent to the server, and received from it. */
+  bytesSent: number
+  bytesReceived: number
+}
+
+/** A fresh backend for `spec`. @category constructors */
+export const make = (index: number, spec: ServerSpec): Backend => ({
+  index,
+  spec,
+  connections: 0,
+  blacklistedUntil: 0,
+  bytesSent: 0,
+  bytesReceived: 0
+})
+
+/** Whether the server is blacklisted at `now`. @category predicates */
+export const isBlacklisted = (backend: Backend, now: number): boolean => now < backend.blacklistedUntil
+
+/**
+ * Whether the server takes one more connection at `now`: not blacklisted, and under its soft limit, or under its hard
+ * limit for a client pinned to it (`sticky`). As in pen, `hard` must exceed `maxc` to mean anything.
+ *
+ * @category predicates
+ */
+export const admits = (backend: Backend, sticky: boolean, now: number): boolean => {
+  if (isBlacklisted(backend, now)) return false
+  const { hardLimit, softLimit } = backend.spec
+  const c = backend.connections
+  return softLimit === 0 || c < softLimit || (sticky && c < hardLimit)
+}

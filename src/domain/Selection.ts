@@ -1,0 +1,166 @@
+/**
+ * pen's server selection as pure functions: which server a new connection tries first (sticky table, prio, weight,
+ * hash, roundrobin, in that precedence) and where the failover scan goes next. The caller owns the state (backends,
+ * the roundrobin cursor) and passes the time in.
+ */
+import * as Backend from "./Backend.ts"
+import { NO_SERVER } from "./StickyTable.ts"
+
+export { NO_SERVER }
+
+/** The selection flags of pen's command line. @category models */
+export interface Policy {
+  /** `-r`: ignore the sticky table (and mix the client port into the hash). */
+  readonly roundrobin: boolean
+  /** `-h`: hash the client address. */
+  readonly hash: boolean
+  /** `-W`: least load relative to weight. */
+  readonly weight: boolean
+  /** prio: lowest priority value first. */
+  readonly prio: boolean
+  /** `-s`: never fail over. */
+  readonly stubborn: boolean
+}
+
+/** The roundrobin cursor: the last server it handed out (starts at 0, so the first new client gets server 1). */
+export interface Cursor {
+  last: number
+}
+
+/** A new roundrobin cursor, placed as pen's is at start-up. @category constructors */
+export const cursor = (): Cursor => ({ last: 0 })
+
+/**
+ * Roundrobin: the next server after the cursor that is not blacklisted, advancing the cursor. Servers at their
+ * connection limit are not skipped here (pen leaves them to the failover scan).
+ *
+ * @category selection
+ */
+export const roundRobin = (backends: ReadonlyArray<Backend.Backend>, at: Cursor, now: number): number => {
+  const n = backends.length
+  if (n === 0) return NO_SERVER
+  let i = at.last
+  for (let k = 0; k < n; k++) {
+    i = (i + 1) % n
+    if (!Backend.isBlacklisted(backends[i]!, now)) return (at.last = i)
+  }
+  return NO_SERVER
+}
+
+/**
+ * Weight (`-W`): among servers that are not blacklisted and have a weight, the smallest `256 * connections / weight`
+ * (integer), ties to the lowest index. No weighted server means no server, as in pen.
+ *
+ * @category selection
+ */
+export const byWeight = (backends: ReadonlyArray<Backend.Backend>, now: number): number => {
+  let best = NO_SERVER
+  let bestLoad = Infinity
+  for (const b of backends) {
+    if (b.spec.weight === 0 || Backend.isBlacklisted(b, now)) continue
+    const load = Math.floor((256 * b.connections) / b.spec.weight)
+    if (load < bestLoad) {
+      best = b.index
+      bestLoad = load
+    }
+  }
+  return best
+}
+
+/** Prio: the lowest prio value among servers that are not blacklisted, ties to the lowest index. @category selection */
+export const byPrio = (backends: ReadonlyArray<Backend.Backend>, now: number): number => {
+  let best = NO_SERVER
+  let bestPrio = Infinity
+  for (const b of backends) {
+    if (Backend.isBlacklisted(b, now)) continue
+    if (b.spec.prio < bestPrio) {
+      best = b.index
+      bestPrio = b.spec.prio
+    }
+  }
+  return best
+}
+
+/**
+ * pen's hash of a client address over `n` servers, bit for bit as pen computes it on x86: for IPv4 the address read
+ * as a little-endian 32-bit word (`a | b<<8 | c<<16 | d<<24`), xor-ed with the byte-swapped port when `withPort`
+ * (`-r`); for IPv6 its last byte; anything else hashes to 0.
+ *
+ * @category selection
+ */
+export const hash = (ip: string, port: number, n: number, withPort: boolean): number => {
+  if (n <= 0) return NO_SERVER
+  const v4 = parseIPv4(ip)
+  if (v4 !== undefined) {
+    const word = withPort ? (v4 ^ (((port & 0xff) << 8) | (port >> 8))) >>> 0 : v4
+    return word % n
+  }
+  const last = ipv6LastByte(ip)
+  return last === undefined ? 0 : last % n
+}
+
+const parseIPv4 = (ip: string): number | undefined => {
+  const parts = ip.split(".")
+  if (parts.length !== 4) return undefined
+  let word = 0
+  for (let i = 3; i >= 0; i--) {
+    const part = parts[i]!
+    if (!/^\d{1,3}$/.test(part)) return undefined
+    const byte = Number(part)
+    if (byte > 255) return undefined
+    word = word * 256 + byte
+  }
+  return word
+}
+
+const ipv6LastByte = (ip: string): number | undefined => {
+  if (!ip.includes(":")) return undefined
+  const tail = ip.slice(ip.lastIndexOf(":") + 1)
+  if (tail.includes(".")) {
+    const last = Number(tail.slice(tail.lastIndexOf(".") + 1))
+    return Number.isInteger(last) ? last & 0xff : undefined
+  }
+  if (tail === "") return 0
+  const group = Number.parseInt(tail, 16)
+  return Number.isNaN(group) ? undefined : group & 0xff
+}
+
+/**
+ * The first server a new connection tries, in pen's precedence: the client's sticky server (unless `-r`, even when
+ * that server is blacklisted: admission then fails and the failover scan runs), prio, weight, hash, roundrobin.
+ *
+ * @category selection
+ */
+export const initialServer = (
+  policy: Policy,
+  backends: ReadonlyArray<Backend.Backend>,
+  stickyServer: number,
+  ip: string,
+  port: number,
+  at: Cursor,
+  now: number
+): number => {
+  if (!policy.roundrobin && stickyServer >= 0 && stickyServer < backends.length) return stickyServer
+  if (policy.prio) return byPrio(backends, now)
+  if (policy.weight) return byWeight(backends, now)
+  if (policy.hash) return hash(ip, port, backends.length, policy.roundrobin)
+  return roundRobin(backends, at, now)
+}
+
+/**
+ * The failover scan after `failed` was rejected or failed: the servers after it in index order, wrapping, up to and
+ * including `initial` (the server the connection tried first). Empty with fewer than two servers or no server.
+ *
+ * @category selection
+ */
+export const failoverOrder = (failed: number, initial: number, n: number): Array<number> => {
+  const order: Array<number> = []
+  if (n <= 1 || failed === NO_SERVER) return order
+  const stop = initial === NO_SERVER ? failed : initial
+  let s = failed
+  do {
+    s = (s + 1) % n
+    order.push(s)
+  } while (s !== stop && order.length < n)
+  return order
+}

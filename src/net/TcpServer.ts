@@ -1,0 +1,151 @@
+/**
+ * A scoped TCP (or Unix socket) listener on `node:net`. It binds, reports a bind failure as a typed error, runs one
+ * fiber per connection in a scope of its own, and applies pen's admission control: at `maxConnections` live
+ * connections new ones wait, accepted but unread and not yet sent to a server, and are served in arrival order as
+ * connections end. Connections that arrive before a handler is attached wait the same way.
+ */
+import { Context, Data, Effect, Exit, Fiber, Scope } from "effect"
+import * as Fs from "node:fs"
+import * as Net from "node:net"
+import * as Address from "../domain/Address.ts"
+import type { Socket } from "./Socket.ts"
+
+/** Why the listener could not be opened. @category errors */
+export class TcpServerError extends Data.TaggedError("TcpServerError")<{
+  readonly address: string
+  readonly cause: unknown
+}> {
+  override get message(): string {
+    return `can't bind local address ${this.address}: ${this.cause instanceof Error ? this.cause.message : this.cause}`
+  }
+}
+
+/** What to bind, and pen's admission limits. @category models */
+export interface Options {
+  readonly endpoint: Address.Endpoint
+  /** Kernel accept backlog (`-q`). */
+  readonly backlog: number
+  /** Live connections at which nib stops serving new ones until one ends (`-x`). */
+  readonly maxConnections: number
+  /** How many waiting connections are held before further ones are refused; defaults to `backlog`. */
+  readonly maxWaiting?: number
+}
+
+/** A bound listener. @category models */
+export interface TcpServer {
+  /** The bound address, with the real port when 0 was asked for. */
+  readonly address: Address.Endpoint
+  /** Connections being handled now. */
+  readonly active: () => number
+  /** Connections accepted and waiting for a free slot (or for `run`). */
+  readonly waiting: () => number
+  /** Handles every connection, one fiber each, until interrupted; interruption ends every connection fiber. */
+  readonly run: <R>(handler: (socket: Socket) => Effect.Effect<void, never, R>) => Effect.Effect<never, never, R>
+}
+
+/** Binds and listens; the listener is closed, and waiting connections dropped, when the scope closes. */
+export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const label = Address.format(options.endpoint)
+    const maxWaiting = options.maxWaiting ?? options.backlog
+    const queue: Array<Socket> = []
+    let head = 0
+    let active = 0
+    let dispatch: ((socket: Socket) => void) | undefined
+
+    const server = Net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true })
+
+    const drain = () => {
+      while (dispatch !== undefined && active < options.maxConnections && head < queue.length) {
+        const socket = queue[head]!
+        queue[head++] = undefined as never
+        if (head > 1024 && head * 2 > queue.length) {
+          queue.splice(0, head)
+          head = 0
+        }
+        socket.off("close", onWaitingClose)
+        if (!socket.destroyed) dispatch(socket)
+      }
+    }
+    function onWaitingClose(this: Socket) {
+      const i = queue.indexOf(this, head)
+      if (i >= 0) queue.splice(i, 1)
+    }
+    const ignore = () => {}
+
+    server.on("connection", (socket: Socket) => {
+      if (dispatch !== undefined && active < options.maxConnections && head === queue.length) {
+        dispatch(socket)
+        return
+      }
+      if (queue.length - head >= maxWaiting) {
+        socket.on("error", ignore)
+        socket.resetAndDestroy()
+        return
+      }
+      socket.on("error", ignore)
+      socket.once("close", onWaitingClose)
+      queue.push(socket)
+    })
+
+    yield* Effect.acquireRelease(
+      Effect.callback<void, TcpServerError>((resume) => {
+        const onError = (error: Error) => resume(Effect.fail(new TcpServerError({ address: label, cause: error })))
+        server.once("error", onError)
+        const onListening = () => {
+          server.off("error", onError)
+          server.on("error", ignore)
+          resume(Effect.void)
+        }
+        if (options.endpoint._tag === "Unix") {
+          try {
+            Fs.rmSync(options.endpoint.path, { force: true })
+          } catch (error) {
+            return onError(error as Error)
+          }
+          server.listen({ path: options.endpoint.path, backlog: options.backlog }, onListening)
+        } else {
+          server.listen(
+            { host: options.endpoint.host, port: options.endpoint.port, backlog: options.backlog },
+            onListening
+          )
+        }
+      }),
+      () =>
+        Effect.callback<void>((resume) => {
+          dispatch = undefined
+          for (let i = head; i < queue.length; i++) queue[i]!.destroy()
+          queue.length = head = 0
+          server.close(() => resume(Effect.void))
+        })
+    )
+
+    const bound = server.address()
+    const address: Address.Endpoint = typeof bound === "string" || bound === null
+      ? options.endpoint
+      : Address.tcp(bound.address, bound.port)
+
+    const run = <R>(handler: (socket: Socket) => Effect.Effect<void, never, R>) =>
+      Effect.gen(function*() {
+        const scope = yield* Scope.make()
+        const context = Context.omit(Scope.Scope)(yield* Effect.context<R>()) as Context.Context<R>
+        const track = Fiber.runIn(scope)
+        const onEnd = () => {
+          active--
+          drain()
+        }
+        dispatch = (socket) => {
+          active++
+          const fiber = Effect.runForkWith(context)(handler(socket))
+          fiber.addObserver(onEnd)
+          track(fiber)
+        }
+        drain()
+        return yield* Effect.never.pipe(
+          Effect.onInterrupt(() => Effect.sync(() => (dispatch = undefined))),
+          Effect.ensuring(Scope.close(scope, Exit.void))
+        )
+      })
+
+    return { address, active: () => active, waiting: () => queue.length - head, run }
+  })

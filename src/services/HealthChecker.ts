@@ -1,0 +1,50 @@
+/**
+ * Are the servers up? In this version health is passive, as in pen: a refused or timed-out connect blacklists the
+ * server for `-b` seconds and the connection fails over; the blacklist lapses by itself and the next client is the
+ * probe. The service reports outcomes of real connections; an active checker will report its probes through the same
+ * interface and write the same state into ServerPool.
+ */
+import { Context, Effect, Layer } from "effect"
+import { LbConfig } from "../Config.ts"
+import type { DialFailure } from "../net/Socket.ts"
+import { EMERGENCY_SERVER, ServerPool } from "./ServerPool.ts"
+import { StatsReporter } from "./StatsReporter.ts"
+
+/** The health checker service. @category services */
+export class HealthChecker extends Context.Service<HealthChecker, {
+  /** A connection attempt to server `index` failed (per-connection path). */
+  readonly connectFailedUnsafe: (index: number, failure: DialFailure, error: Error | undefined) => void
+}>()("nib/services/HealthChecker") {
+  /** Passive health: each failed connect blacklists its server for `-b` seconds. */
+  static readonly layer: Layer.Layer<HealthChecker, never, LbConfig | ServerPool | StatsReporter> = Layer.effect(
+    HealthChecker,
+    Effect.gen(function*() {
+      const config = yield* LbConfig
+      const pool = yield* ServerPool
+      const stats = yield* StatsReporter
+      const context = yield* Effect.context<never>()
+      const log = Effect.runForkWith(context)
+      return HealthChecker.of({
+        connectFailedUnsafe: (index, failure, error) => {
+          const name = index === EMERGENCY_SERVER ? "emergency server" : `server ${index}`
+          const why = failure === "timeout" ? "connect timeout" : `connect error (${error?.message ?? "unknown"})`
+          if (config.blacklistSeconds > 0) {
+            pool.blacklistUnsafe(index, config.blacklistSeconds)
+            stats.addUnsafe("blacklistings", 1)
+          }
+          log(
+            Effect.logWarning(`blacklisting ${name} for ${config.blacklistSeconds} s because of ${why}`).pipe(
+              Effect.annotateLogs({ service: "HealthChecker", server: index })
+            )
+          )
+        }
+      })
+    })
+  )
+
+  /** Ignores every failure: no server is ever blacklisted. */
+  static readonly layerNoop: Layer.Layer<HealthChecker> = Layer.succeed(
+    HealthChecker,
+    HealthChecker.of({ connectFailedUnsafe: () => {} })
+  )
+}

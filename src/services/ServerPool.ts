@@ -1,0 +1,179 @@
+/**
+ * The servers: which exist (membership, resolved once at start-up), their live state (connections, blacklist
+ * deadlines, byte counters) and which one a new connection tries (pen's selection, from `domain/Selection.ts`).
+ * ServerPool never probes: health is written into it by HealthChecker.
+ *
+ * The `*Unsafe` members are synchronous and meant for the per-connection path, which runs outside a fiber.
+ */
+import { Clock, Context, Effect, Layer, Schema } from "effect"
+import { LbConfig } from "../Config.ts"
+import * as Address from "../domain/Address.ts"
+import * as Backend from "../domain/Backend.ts"
+import * as Selection from "../domain/Selection.ts"
+import type { ServerSpec } from "../domain/ServerSpec.ts"
+import * as Resolve from "../net/Resolve.ts"
+import * as Socket from "../net/Socket.ts"
+
+/** Index of the emergency server (`-e`), which never takes part in selection. @category constants */
+export const EMERGENCY_SERVER = -2
+
+/** A server that does not exist, or a name that does not resolve. @category errors */
+export class ServerPoolError extends Schema.TaggedError<ServerPoolError>()("ServerPoolError", {
+  message: Schema.String
+}) {}
+
+/** One server as the status outputs show it. @category models */
+export interface ServerStatus {
+  readonly index: number
+  readonly address: string
+  readonly connections: number
+  readonly softLimit: number
+  readonly hardLimit: number
+  readonly weight: number
+  readonly prio: number
+  readonly blacklistedUntil: number
+  readonly blacklisted: boolean
+  readonly bytesSent: number
+  readonly bytesReceived: number
+}
+
+/** The pool at one instant. @category models */
+export interface PoolSnapshot {
+  readonly servers: ReadonlyArray<ServerStatus>
+  readonly emergency: ServerStatus | undefined
+  /** The server that last took a connection (pen's "current"), or -1. */
+  readonly current: number
+}
+
+/** The pool's contents, for {@link ServerPool.make}. @category models */
+export interface PoolOptions {
+  readonly servers: ReadonlyArray<ServerSpec>
+  readonly emergency?: ServerSpec | undefined
+  readonly policy: Selection.Policy
+}
+
+/** The server pool service. @category services */
+export class ServerPool extends Context.Service<ServerPool, {
+  /** The regular servers, by index. */
+  readonly backends: ReadonlyArray<Backend.Backend>
+  /** The emergency server, if any. */
+  readonly emergency: Backend.Backend | undefined
+  readonly policy: Selection.Policy
+  /** The server (by index) a new connection tries first, given the client's sticky server. */
+  readonly chooseUnsafe: (stickyServer: number, ip: string, port: number) => number
+  /** Whether server `index` (or {@link EMERGENCY_SERVER}) takes a connection now. */
+  readonly admitsUnsafe: (index: number, sticky: boolean) => boolean
+  /** Counts a connection to `index` as live. */
+  readonly acquireUnsafe: (index: number) => void
+  /** Ends a live connection to `index`, adding the bytes it moved. */
+  readonly releaseUnsafe: (index: number, bytesSent: number, bytesReceived: number) => void
+  /** Blacklists `index` for `seconds` from now (0 lifts it). */
+  readonly blacklistUnsafe: (index: number, seconds: number) => void
+  /** How to connect to `index`. */
+  readonly dialTarget: (index: number) => Socket.DialTarget
+  /** Blacklists server `index` for `seconds` (0 lifts the blacklist). */
+  readonly blacklist: (index: number, seconds: number) => Effect.Effect<void, ServerPoolError>
+  /** The servers' state now. */
+  readonly snapshot: Effect.Effect<PoolSnapshot>
+}>()("nib/services/ServerPool") {
+  /** Builds a pool over servers whose endpoints are already addresses. */
+  static readonly make = (options: PoolOptions): Effect.Effect<ServerPool["Service"]> =>
+    Clock.clockWith((clock) => Effect.sync(() => makeWith(options, clock)))
+
+  /** The pool of the running configuration, host names resolved once. */
+  static readonly layer: Layer.Layer<ServerPool, ServerPoolError, LbConfig> = Layer.effect(
+    ServerPool,
+    Effect.gen(function*() {
+      const config = yield* LbConfig
+      const resolveSpec = (spec: ServerSpec) =>
+        Resolve.resolve(spec.endpoint).pipe(
+          Effect.map((endpoint): ServerSpec => ({ ...spec, endpoint })),
+          Effect.mapError((error) => new ServerPoolError({ message: error.message }))
+        )
+      const servers = yield* Effect.forEach(config.servers, resolveSpec)
+      const emergency = config.emergency === undefined ? undefined : yield* resolveSpec(config.emergency)
+      return yield* ServerPool.make({
+        servers,
+        emergency,
+        policy: {
+          roundrobin: config.roundrobin,
+          hash: config.hash,
+          weight: config.weight,
+          prio: config.prio,
+          stubborn: config.stubborn
+        }
+      })
+    })
+  )
+
+  /** A pool over the given servers (IP addresses or socket paths), independent of LbConfig. */
+  static readonly layerTest = (options: PoolOptions): Layer.Layer<ServerPool> =>
+    Layer.effect(ServerPool, ServerPool.make(options))
+}
+
+const status = (b: Backend.Backend, now: number): ServerStatus => ({
+  index: b.index,
+  address: Address.format(b.spec.endpoint),
+  connections: b.connections,
+  softLimit: b.spec.softLimit,
+  hardLimit: b.spec.hardLimit,
+  weight: b.spec.weight,
+  prio: b.spec.prio,
+  blacklistedUntil: b.blacklistedUntil,
+  blacklisted: Backend.isBlacklisted(b, now),
+  bytesSent: b.bytesSent,
+  bytesReceived: b.bytesReceived
+})
+
+const makeWith = (options: PoolOptions, clock: Clock.Clock): ServerPool["Service"] => {
+  const backends = options.servers.map((spec, i) => Backend.make(i, spec))
+  const emergency = options.emergency === undefined ? undefined : Backend.make(EMERGENCY_SERVER, options.emergency)
+  const targets = backends.map((b) => Socket.dialTarget(b.spec.endpoint))
+  const emergencyTarget = emergency === undefined ? undefined : Socket.dialTarget(emergency.spec.endpoint)
+  const cursor = Selection.cursor()
+  const policy = options.policy
+  let current = -1
+
+  const get = (index: number): Backend.Backend | undefined => index === EMERGENCY_SERVER ? emergency : backends[index]
+
+  const blacklistUnsafe = (index: number, seconds: number) => {
+    const b = get(index)
+    if (b !== undefined) b.blacklistedUntil = seconds > 0 ? clock.currentTimeMillisUnsafe() + seconds * 1000 : 0
+  }
+
+  return ServerPool.of({
+    backends,
+    emergency,
+    policy,
+    chooseUnsafe: (stickyServer, ip, port) =>
+      Selection.initialServer(policy, backends, stickyServer, ip, port, cursor, clock.currentTimeMillisUnsafe()),
+    admitsUnsafe: (index, sticky) => {
+      const b = get(index)
+      return b !== undefined && Backend.admits(b, sticky, clock.currentTimeMillisUnsafe())
+    },
+    acquireUnsafe: (index) => {
+      get(index)!.connections++
+      current = index
+    },
+    releaseUnsafe: (index, bytesSent, bytesReceived) => {
+      const b = get(index)!
+      b.connections--
+      b.bytesSent += bytesSent
+      b.bytesReceived += bytesReceived
+    },
+    blacklistUnsafe,
+    dialTarget: (index) => index === EMERGENCY_SERVER ? emergencyTarget! : targets[index]!,
+    blacklist: (index, seconds) =>
+      get(index) === undefined
+        ? Effect.fail(new ServerPoolError({ message: `no server ${index}` }))
+        : Effect.sync(() => blacklistUnsafe(index, seconds)),
+    snapshot: Effect.sync(() => {
+      const now = clock.currentTimeMillisUnsafe()
+      return {
+        servers: backends.map((b) => status(b, now)),
+        emergency: emergency === undefined ? undefined : status(emergency, now),
+        current
+      }
+    })
+  })
+}

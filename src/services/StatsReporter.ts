@@ -1,0 +1,103 @@
+/**
+ * What happened: counters (connections accepted, refused, failovers, blacklistings), the live-connection gauge and
+ * per-server figures, exposed as Effect `Metric`s and as a typed snapshot.
+ *
+ * The per-connection path only bumps plain numbers; the metrics read them when they are exported (pull-based series
+ * registered with `Metric.registerUnsafe`), so observability costs nothing per connection.
+ */
+import { Context, Effect, Layer, Metric } from "effect"
+import { ServerPool, type ServerStatus } from "./ServerPool.ts"
+
+/** Every metric name nib exports; emission sites use these, never literals. @category constants */
+export const MetricNames = {
+  connectionsAccepted: "nib_connections_accepted_total",
+  connectionsActive: "nib_connections_active",
+  connectionsRefused: "nib_connections_refused_total",
+  failovers: "nib_failovers_total",
+  blacklistings: "nib_blacklistings_total",
+  serverConnections: "nib_server_connections",
+  serverBytesSent: "nib_server_bytes_sent_total",
+  serverBytesReceived: "nib_server_bytes_received_total",
+  serverBlacklisted: "nib_server_blacklisted"
+} as const
+
+/** The counters the per-connection path moves. @category models */
+export type Counter = "accepted" | "active" | "refused" | "failovers" | "blacklistings"
+
+/** Counters and per-server figures at one instant. @category models */
+export interface StatsSnapshot {
+  readonly accepted: number
+  readonly active: number
+  /** Connections closed because no server (nor the emergency server) would take them. */
+  readonly refused: number
+  readonly failovers: number
+  readonly blacklistings: number
+  readonly servers: ReadonlyArray<ServerStatus>
+}
+
+/** The stats service. @category services */
+export class StatsReporter extends Context.Service<StatsReporter, {
+  /** Adds `delta` to a counter (per-connection path). */
+  readonly addUnsafe: (counter: Counter, delta: number) => void
+  /** Counters and per-server figures now. */
+  readonly snapshot: Effect.Effect<StatsSnapshot>
+}>()("nib/services/StatsReporter") {
+  /** Counts in memory and registers nib's metrics in the current MetricRegistry for the layer's lifetime. */
+  static readonly layer: Layer.Layer<StatsReporter, never, ServerPool> = Layer.effect(
+    StatsReporter,
+    Effect.gen(function*() {
+      const pool = yield* ServerPool
+      const counts: Record<Counter, number> = { accepted: 0, active: 0, refused: 0, failovers: 0, blacklistings: 0 }
+      const context = yield* Effect.context<never>()
+      const registrations: Array<Metric.Registration> = []
+      const register = <S>(
+        metric: Metric.Metric<number, S>,
+        get: () => S,
+        attributes?: Record<string, string>
+      ) => {
+        const ctx = attributes === undefined
+          ? context
+          : Context.add(context, Metric.CurrentMetricAttributes, attributes)
+        registrations.push(Metric.registerUnsafe(metric, ctx, { get, update: noop, modify: noop }))
+      }
+      const counter = (name: string, description: string, read: () => number, attributes?: Record<string, string>) =>
+        register(Metric.counter(name, { description, incremental: true }), () => ({
+          count: read(),
+          incremental: true
+        }), attributes)
+      const gauge = (name: string, description: string, read: () => number, attributes?: Record<string, string>) =>
+        register(Metric.gauge(name, { description }), () => ({ value: read() }), attributes)
+
+      counter(MetricNames.connectionsAccepted, "client connections accepted", () => counts.accepted)
+      gauge(MetricNames.connectionsActive, "client connections being served", () => counts.active)
+      counter(MetricNames.connectionsRefused, "connections closed with no server", () => counts.refused)
+      counter(MetricNames.failovers, "connections moved to another server", () => counts.failovers)
+      counter(MetricNames.blacklistings, "servers blacklisted after a failure", () => counts.blacklistings)
+      for (const b of pool.backends) {
+        const server = { server: String(b.index) }
+        gauge(MetricNames.serverConnections, "live connections per server", () => b.connections, server)
+        counter(MetricNames.serverBytesSent, "bytes sent to the server", () => b.bytesSent, server)
+        counter(MetricNames.serverBytesReceived, "bytes received from the server", () => b.bytesReceived, server)
+      }
+      yield* Effect.addFinalizer(() => Effect.sync(() => registrations.forEach((r) => r.remove())))
+
+      return StatsReporter.of({
+        addUnsafe: (counter, delta) => {
+          counts[counter] += delta
+        },
+        snapshot: Effect.map(pool.snapshot, (p) => ({ ...counts, servers: p.servers }))
+      })
+    })
+  )
+
+  /** Drops every update; the snapshot is all zeros. */
+  static readonly layerNoop: Layer.Layer<StatsReporter> = Layer.succeed(
+    StatsReporter,
+    StatsReporter.of({
+      addUnsafe: noop,
+      snapshot: Effect.succeed({ accepted: 0, active: 0, refused: 0, failovers: 0, blacklistings: 0, servers: [] })
+    })
+  )
+}
+
+function noop() {}

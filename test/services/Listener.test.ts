@@ -1,0 +1,46 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import * as Net from "node:net"
+import { makeAppTest } from "../../layers/Test.ts"
+import * as Address from "../../src/domain/Address.ts"
+import { Listener } from "../../src/services/Listener.ts"
+
+const echoServer = (name: string) =>
+  Effect.acquireRelease(
+    Effect.callback<Net.Server>((resume) => {
+      const server = Net.createServer((socket) => {
+        socket.write(`${name}\n`)
+        socket.pipe(socket)
+      })
+      server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+    }),
+    (server) => Effect.callback<void>((resume) => void server.close(() => resume(Effect.void)))
+  ).pipe(Effect.map((server) => (server.address() as Net.AddressInfo).port))
+
+const firstLine = (port: number) =>
+  Effect.callback<string>((resume) => {
+    const socket = Net.connect({ host: "127.0.0.1", port })
+    socket.once("data", (data) => {
+      socket.destroy()
+      resume(Effect.succeed(data.toString().trim()))
+    })
+  })
+
+describe("Listener", () => {
+  it.live("binds port 0 and relays to the chosen server", () =>
+    Effect.gen(function*() {
+      const a = yield* echoServer("a")
+      const b = yield* echoServer("b")
+      const spec = (port: number) => ({
+        endpoint: Address.tcp("127.0.0.1", port),
+        softLimit: 0,
+        hardLimit: 0,
+        weight: 0,
+        prio: 0
+      })
+      const listener = yield* Listener.asEffect().pipe(
+        Effect.provide(makeAppTest({ listen: Address.tcp("127.0.0.1", 0), servers: [spec(a), spec(b)], roundrobin: true }))
+      )
+      assert.strictEqual(listener.address._tag, "Tcp")
+    }).pipe(Effect.scoped))
+})
