@@ -8,11 +8,17 @@ import { Context, Effect, Layer, Schema, SchemaIssue } from "effect"
 const Count = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 const Port = Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 65535 }))
 
-/** A TCP or Unix socket endpoint. @category schemas */
-export const Endpoint = Schema.Union([
-  Schema.Struct({ _tag: Schema.Literal("Tcp"), host: Schema.NonEmptyString, port: Port }),
-  Schema.Struct({ _tag: Schema.Literal("Unix"), path: Schema.NonEmptyString })
-])
+const endpoint = (port: Schema.Codec<number>) =>
+  Schema.Union([
+    Schema.Struct({ _tag: Schema.Literal("Tcp"), host: Schema.NonEmptyString, port }),
+    Schema.Struct({ _tag: Schema.Literal("Unix"), path: Schema.NonEmptyString })
+  ])
+
+/** A server's TCP or Unix socket endpoint. @category schemas */
+export const Endpoint = endpoint(Port)
+
+/** The listen endpoint: port 0 asks the system for a free port (nib prints the one it got). @category schemas */
+export const ListenEndpoint = endpoint(Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 65535 })))
 
 /** A server with its limits, as `h:p:maxc:hard:weight:prio` gives it. @category schemas */
 export const ServerSpec = Schema.Struct({
@@ -48,7 +54,7 @@ const AtLeastOne = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
 
 /** Every setting of a running nib. @category schemas */
 export const Settings = Schema.Struct({
-  listen: Endpoint.annotate({ description: descriptions.listen }),
+  listen: ListenEndpoint.annotate({ description: descriptions.listen }),
   servers: Schema.Array(ServerSpec).annotate({ description: descriptions.servers }),
   emergency: Schema.UndefinedOr(ServerSpec).annotate({ description: descriptions.emergency }),
   blacklistSeconds: Count.annotate({ description: descriptions.blacklistSeconds }),

@@ -67,13 +67,23 @@ export const parseServicesFile = (text: string): ServiceNames => {
   return (name) => table.get(name) ?? WELL_KNOWN[name]
 }
 
-/** Parses a port: a decimal number in 1..65535, or a service name. @category parsing */
-export const parsePort = (text: string, services: ServiceNames): Result.Result<number, string> => {
+/**
+ * Parses a port: a decimal number in 1..65535 (0 too when `allowZero`: a listener's "any free port"), or a service
+ * name.
+ *
+ * @category parsing
+ */
+export const parsePort = (
+  text: string,
+  services: ServiceNames,
+  allowZero = false
+): Result.Result<number, string> => {
   if (/^\d+$/.test(text)) {
     const port = Number(text)
-    return port >= 1 && port <= 65535
+    const min = allowZero ? 0 : 1
+    return port >= min && port <= 65535
       ? Result.succeed(port)
-      : Result.fail(`port ${text} is out of range (1-65535)`)
+      : Result.fail(`port ${text} is out of range (${min}-65535)`)
   }
   if (text === "") return Result.fail("the port is missing")
   const port = services(text)
@@ -82,7 +92,8 @@ export const parsePort = (text: string, services: ServiceNames): Result.Result<n
 
 /**
  * Parses a listen address with pen's rules: a path containing `/` is a Unix socket; `[v6]:port` is nib's addition;
- * otherwise the text is split at its last colon, and a bare port listens on every IPv4 interface.
+ * otherwise the text is split at its last colon, and a bare port listens on every IPv4 interface. Port 0 (nib's
+ * addition) asks the system for a free port.
  *
  * @category parsing
  */
@@ -93,11 +104,14 @@ export const parseListen = (text: string, services: ServiceNames): Result.Result
     if (close < 0 || text[close + 1] !== ":") return Result.fail(`expected [address]:port in '${text}'`)
     const host = text.slice(1, close)
     if (host === "") return Result.fail(`the address is empty in '${text}'`)
-    return Result.map(parsePort(text.slice(close + 2), services), (port) => tcp(host, port))
+    return Result.map(parsePort(text.slice(close + 2), services, true), (port) => tcp(host, port))
   }
   const colon = text.lastIndexOf(":")
   const host = colon < 0 ? "0.0.0.0" : text.slice(0, colon)
-  return Result.map(parsePort(text.slice(colon + 1), services), (port) => tcp(host === "" ? "0.0.0.0" : host, port))
+  return Result.map(
+    parsePort(text.slice(colon + 1), services, true),
+    (port) => tcp(host === "" ? "0.0.0.0" : host, port)
+  )
 }
 
 /** Formats an endpoint the way nib prints it: `host:port`, `[v6]:port` or the socket path. @category formatting */

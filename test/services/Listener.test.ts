@@ -26,21 +26,27 @@ const firstLine = (port: number) =>
     })
   })
 
+const spec = (port: number) => ({
+  endpoint: Address.tcp("127.0.0.1", port),
+  softLimit: 0,
+  hardLimit: 0,
+  weight: 0,
+  prio: 0
+})
+
 describe("Listener", () => {
-  it.live("binds port 0 and relays to the chosen server", () =>
+  it.live("binds port 0, reports the real port, and relays roundrobin from server 1", () =>
     Effect.gen(function*() {
       const a = yield* echoServer("a")
       const b = yield* echoServer("b")
-      const spec = (port: number) => ({
-        endpoint: Address.tcp("127.0.0.1", port),
-        softLimit: 0,
-        hardLimit: 0,
-        weight: 0,
-        prio: 0
-      })
-      const listener = yield* Listener.asEffect().pipe(
-        Effect.provide(makeAppTest({ listen: Address.tcp("127.0.0.1", 0), servers: [spec(a), spec(b)], roundrobin: true }))
-      )
-      assert.strictEqual(listener.address._tag, "Tcp")
+      const app = makeAppTest({ listen: Address.tcp("127.0.0.1", 0), servers: [spec(a), spec(b)], roundrobin: true })
+      yield* Effect.gen(function*() {
+        const listener = yield* Listener
+        assert.strictEqual(listener.address._tag, "Tcp")
+        const port = (listener.address as Address.TcpEndpoint).port
+        assert.notStrictEqual(port, 0)
+        const seen = [yield* firstLine(port), yield* firstLine(port), yield* firstLine(port)]
+        assert.deepStrictEqual(seen, ["b", "a", "b"])
+      }).pipe(Effect.provide(app))
     }).pipe(Effect.scoped))
 })

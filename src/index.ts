@@ -1,0 +1,31 @@
+/**
+ * nib as a library: the balancer is a Layer (`Layers.AppLive`, needing only `Config.LbConfig`), and each service can
+ * be swapped or reused by a larger Effect app.
+ *
+ * @example
+ * const app = Layers.AppLive.pipe(Layer.provide(Config.LbConfig.layer({ listen, servers })))
+ * Layer.launch(app).pipe(NodeRuntime.runMain)
+ */
+
+/** The configuration schema, `LbConfig` service and pen's defaults. */
+export * as Config from "./Config.ts"
+/** Listen and server addresses in pen's syntax. */
+export * as Address from "./domain/Address.ts"
+/** Server specs `host:port:maxc:hard:weight:prio`. */
+export * as ServerSpec from "./domain/ServerSpec.ts"
+/** pen's selection rules as pure functions. */
+export * as Selection from "./domain/Selection.ts"
+/** The production layer graph: `AppLive` and `makeApp(poolLayer)`. */
+export * as Layers from "../layers/Live.ts"
+/** The listener service. */
+export * as Listener from "./services/Listener.ts"
+/** The server pool service. */
+export * as ServerPool from "./services/ServerPool.ts"
+/** The sticky client table service. */
+export * as ClientTable from "./services/ClientTable.ts"
+/** The health checker service. */
+export * as HealthChecker from "./services/HealthChecker.ts"
+/** The stats service and metric names. */
+export * as StatsReporter from "./services/StatsReporter.ts"
+/** The per-connection TCP proxy service. */
+export * as TcpProxy from "./proxy/TcpProxy.ts"
