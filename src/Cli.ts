@@ -206,7 +206,7 @@ const main = (services: Address.ServiceNames) =>
         return yield* Demo.run(serve)
       }
       const settings = yield* toSettings(parsed, services)
-      if (!settings.foreground && !Daemon.isDaemonChild()) return yield* Daemon.detach()
+      if (!settings.foreground && !Daemon.isDaemonChild()) return yield* Daemon.detach
       return yield* serve(settings, Daemon.notifyReady)
     })).pipe(
       Command.withDescription(

@@ -10,8 +10,8 @@ const Port = Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 65535 }))
 
 const endpoint = (port: Schema.Codec<number>) =>
   Schema.Union([
-    Schema.Struct({ _tag: Schema.Literal("Tcp"), host: Schema.NonEmptyString, port }),
-    Schema.Struct({ _tag: Schema.Literal("Unix"), path: Schema.NonEmptyString })
+    Schema.TaggedStruct("Tcp", { host: Schema.NonEmptyString, port }),
+    Schema.TaggedStruct("Unix", { path: Schema.NonEmptyString })
   ])
 
 /** A server's TCP or Unix socket endpoint. @category schemas */

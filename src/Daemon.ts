@@ -23,28 +23,28 @@ export const isDaemonChild = (): boolean => process.env[CHILD_ENV] === "1"
  * Starts this same command again as a detached child with its stdio closed, waits until it listens (or fails), and
  * returns: the parent's work is then done, as with pen's daemon(3).
  */
-export const detach = (): Effect.Effect<void, DaemonError> =>
-  Effect.callback<void, DaemonError>((resume) => {
-    const child = ChildProcess.spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
-      detached: true,
-      stdio: ["ignore", "ignore", "ignore", "ipc"],
-      env: { ...process.env, [CHILD_ENV]: "1" }
-    })
-    let settled = false
-    const settle = (effect: Effect.Effect<void, DaemonError>) => {
-      if (settled) return
-      settled = true
-      child.removeAllListeners()
-      if (child.connected) child.disconnect()
-      child.unref()
-      resume(effect)
-    }
-    child.on("message", (message: Message) =>
-      settle("ready" in message ? Effect.void : Effect.fail(new DaemonError(message.error))))
-    child.on("error", (error) =>
-      settle(Effect.fail(new DaemonError(`cannot start: ${error.message}`))))
-    child.on("exit", (code) => settle(Effect.fail(new DaemonError(`exited with code ${code} before listening`))))
+export const detach: Effect.Effect<void, DaemonError> = Effect.callback<void, DaemonError>((resume) => {
+  const child = ChildProcess.spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
+    detached: true,
+    stdio: ["ignore", "ignore", "ignore", "ipc"],
+    env: { ...process.env, [CHILD_ENV]: "1" }
   })
+  let settled = false
+  const settle = (effect: Effect.Effect<void, DaemonError>) => {
+    if (settled) return
+    settled = true
+    child.removeAllListeners()
+    if (child.connected) child.disconnect()
+    child.unref()
+    resume(effect)
+  }
+  child.on(
+    "message",
+    (message: Message) => settle("ready" in message ? Effect.void : Effect.fail(new DaemonError(message.error)))
+  )
+  child.on("error", (error) => settle(Effect.fail(new DaemonError(`cannot start: ${error.message}`))))
+  child.on("exit", (code) => settle(Effect.fail(new DaemonError(`exited with code ${code} before listening`))))
+})
 
 /** Tells the waiting parent (if any) that nib listens; in the foreground, prints the start-up line on stderr. */
 export const notifyReady = (address: Address.Endpoint): Effect.Effect<void> =>
