@@ -77,7 +77,7 @@ export const lookup = (table: StickyTable, address: string, now: number): Client
 export const recent = (table: StickyTable, now: number): Array<ClientEntry> => {
   const out: Array<ClientEntry> = []
   for (const entry of table.entries.values()) if (!isExpired(table, entry, now)) out.push(entry)
-  return out.reverse()
+  return out.toReversed()
 }
 
 /** Drops the clients whose tracking time has run out, so they stop holding slots. @category operations */

@@ -85,11 +85,6 @@ export class ServerPool extends Context.Service<ServerPool, {
     ServerPool,
     Effect.gen(function*() {
       const config = yield* LbConfig
-      const resolveSpec = (spec: ServerSpec) =>
-        Resolve.resolve(spec.endpoint).pipe(
-          Effect.map((endpoint): ServerSpec => ({ ...spec, endpoint })),
-          Effect.mapError((error) => new ServerPoolError({ message: error.message }))
-        )
       const servers = yield* Effect.forEach(config.servers, resolveSpec)
       const emergency = config.emergency === undefined ? undefined : yield* resolveSpec(config.emergency)
       return yield* ServerPool.make({
@@ -110,6 +105,12 @@ export class ServerPool extends Context.Service<ServerPool, {
   static readonly layerTest = (options: PoolOptions): Layer.Layer<ServerPool> =>
     Layer.effect(ServerPool, ServerPool.make(options))
 }
+
+const resolveSpec = (spec: ServerSpec) =>
+  Resolve.resolve(spec.endpoint).pipe(
+    Effect.map((endpoint): ServerSpec => ({ ...spec, endpoint })),
+    Effect.mapError((error) => new ServerPoolError({ message: error.message }))
+  )
 
 const status = (b: Backend.Backend, now: number): ServerStatus => ({
   index: b.index,

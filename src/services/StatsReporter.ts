@@ -5,7 +5,8 @@
  * The per-connection path only bumps plain numbers; the metrics read them when they are exported (pull-based series
  * registered with `Metric.registerUnsafe`), so observability costs nothing per connection.
  */
-import { Context, Effect, Layer, Metric } from "effect"
+import { Clock, Context, Effect, Layer, Metric } from "effect"
+import * as Backend from "../domain/Backend.ts"
 import { ServerPool, type ServerStatus } from "./ServerPool.ts"
 
 /** Every metric name nib exports; emission sites use these, never literals. @category constants */
@@ -47,6 +48,7 @@ export class StatsReporter extends Context.Service<StatsReporter, {
     StatsReporter,
     Effect.gen(function*() {
       const pool = yield* ServerPool
+      const clock = yield* Clock.Clock
       const counts: Record<Counter, number> = { accepted: 0, active: 0, refused: 0, failovers: 0, blacklistings: 0 }
       const context = yield* Effect.context<never>()
       const registrations: Array<Metric.Registration> = []
@@ -60,7 +62,7 @@ export class StatsReporter extends Context.Service<StatsReporter, {
           : Context.add(context, Metric.CurrentMetricAttributes, attributes)
         registrations.push(Metric.registerUnsafe(metric, ctx, { get, update: noop, modify: noop }))
       }
-      const counter = (name: string, description: string, read: () => number, attributes?: Record<string, string>) =>
+      const counterOf = (name: string, description: string, read: () => number, attributes?: Record<string, string>) =>
         register(Metric.counter(name, { description, incremental: true }), () => ({
           count: read(),
           incremental: true
@@ -68,22 +70,28 @@ export class StatsReporter extends Context.Service<StatsReporter, {
       const gauge = (name: string, description: string, read: () => number, attributes?: Record<string, string>) =>
         register(Metric.gauge(name, { description }), () => ({ value: read() }), attributes)
 
-      counter(MetricNames.connectionsAccepted, "client connections accepted", () => counts.accepted)
+      counterOf(MetricNames.connectionsAccepted, "client connections accepted", () => counts.accepted)
       gauge(MetricNames.connectionsActive, "client connections being served", () => counts.active)
-      counter(MetricNames.connectionsRefused, "connections closed with no server", () => counts.refused)
-      counter(MetricNames.failovers, "connections moved to another server", () => counts.failovers)
-      counter(MetricNames.blacklistings, "servers blacklisted after a failure", () => counts.blacklistings)
+      counterOf(MetricNames.connectionsRefused, "connections closed with no server", () => counts.refused)
+      counterOf(MetricNames.failovers, "connections moved to another server", () => counts.failovers)
+      counterOf(MetricNames.blacklistings, "servers blacklisted after a failure", () => counts.blacklistings)
       for (const b of pool.backends) {
         const server = { server: String(b.index) }
         gauge(MetricNames.serverConnections, "live connections per server", () => b.connections, server)
-        counter(MetricNames.serverBytesSent, "bytes sent to the server", () => b.bytesSent, server)
-        counter(MetricNames.serverBytesReceived, "bytes received from the server", () => b.bytesReceived, server)
+        counterOf(MetricNames.serverBytesSent, "bytes sent to the server", () => b.bytesSent, server)
+        counterOf(MetricNames.serverBytesReceived, "bytes received from the server", () => b.bytesReceived, server)
+        gauge(
+          MetricNames.serverBlacklisted,
+          "1 while the server is blacklisted",
+          () => Backend.isBlacklisted(b, clock.currentTimeMillisUnsafe()) ? 1 : 0,
+          server
+        )
       }
       yield* Effect.addFinalizer(() => Effect.sync(() => registrations.forEach((r) => r.remove())))
 
       return StatsReporter.of({
-        addUnsafe: (counter, delta) => {
-          counts[counter] += delta
+        addUnsafe: (name, delta) => {
+          counts[name] += delta
         },
         snapshot: Effect.map(pool.snapshot, (p) => ({ ...counts, servers: p.servers }))
       })
