@@ -5,7 +5,7 @@
  *
  * pen flags that nib does not implement yet are refused by name, never ignored.
  */
-import { Console, Context, Effect, Layer, Option, Result } from "effect"
+import { Console, Context, Effect, Layer, type LogLevel, Option, References, Result } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { AppLive } from "../layers/Live.ts"
 import * as Config from "./Config.ts"
@@ -167,6 +167,7 @@ export const toSettings = (parsed: Parsed, services: Address.ServiceNames) =>
       if (Result.isFailure(spec)) return yield* usageError(`-e '${parsed.emergency.value}': ${spec.failure}`)
       emergency = spec.success
     }
+    if (parsed.backlog < 50) yield* Console.error("listen_queue bumped to 50")
     return yield* Config.decode({
       listen: listen.success,
       servers,
@@ -197,7 +198,10 @@ export const serve = (settings: Config.Settings, onReady: (address: Address.Endp
     if (settings.pidFile !== undefined) yield* Daemon.pidFile(settings.pidFile)
     yield* onReady(listener.address)
     return yield* Effect.never
-  }))
+  })).pipe(Effect.provideService(References.MinimumLogLevel, logLevel(settings.debug)))
+
+/** pen's `-d` count as a minimum log level: warnings only by default, then debug, then everything. */
+const logLevel = (debug: number): LogLevel.LogLevel => debug === 0 ? "Warn" : debug === 1 ? "Debug" : "All"
 
 const main = (services: Address.ServiceNames) =>
   Command.make("nib", { ...flags, ...args }, (parsed) =>

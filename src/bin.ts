@@ -4,7 +4,7 @@
  * error and exit code 1.
  */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Cause, Console, Effect, Exit, Runtime } from "effect"
+import { Cause, Console, Effect, Exit, Logger, Runtime } from "effect"
 import { CliError } from "effect/cli"
 import * as Fs from "node:fs"
 import * as Cli from "./Cli.ts"
@@ -37,6 +37,7 @@ const report = (cause: Cause.Cause<unknown>) => {
 
 Cli.run(process.argv.slice(2), services).pipe(
   Effect.tapCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.void : report(cause)),
+  Effect.provideService(Logger.LogToStderr, true),
   Effect.provide(NodeServices.layer),
   NodeRuntime.runMain({
     disableErrorReporting: true,

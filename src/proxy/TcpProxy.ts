@@ -70,6 +70,8 @@ class Session {
   private upstream: Socket.Socket | undefined
   private relaying = false
   private finished = false
+  /** Servers this connection has tried, made on its first failover only. */
+  private tried: Set<number> | undefined
 
   constructor(
     private readonly env: Env,
@@ -102,12 +104,18 @@ class Session {
     return true
   }
 
-  /** pen's failover_server: the servers after the failed one, up to the first one tried, then the emergency server. */
+  /**
+   * pen's failover_server: the servers after the failed one, up to the first one tried, then the emergency server.
+   * Unlike pen, a connection tries each server at most once: with `-b 0` (nothing is ever blacklisted) pen would go
+   * round the ring for as long as every server refuses.
+   */
   private failover(failed: number): void {
     const { env } = this
     if (!env.pool.policy.stubborn && failed !== EMERGENCY_SERVER) {
+      const tried = (this.tried ??= new Set([this.initial]))
+      tried.add(failed)
       for (const s of Selection.failoverOrder(failed, this.initial, env.pool.backends.length)) {
-        if (this.tryServer(s)) return this.countFailover()
+        if (!tried.has(s) && this.tryServer(s)) return this.countFailover()
       }
       if (env.pool.emergency !== undefined && this.tryServer(EMERGENCY_SERVER)) return this.countFailover()
     }

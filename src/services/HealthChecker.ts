@@ -28,15 +28,15 @@ export class HealthChecker extends Context.Service<HealthChecker, {
         connectFailedUnsafe: (index, failure, error) => {
           const name = index === EMERGENCY_SERVER ? "emergency server" : `server ${index}`
           const why = failure === "timeout" ? "connect timeout" : `connect error (${error?.message ?? "unknown"})`
-          if (config.blacklistSeconds > 0) {
+          const blacklisting = config.blacklistSeconds > 0
+          if (blacklisting) {
             pool.blacklistUnsafe(index, config.blacklistSeconds)
             stats.addUnsafe("blacklistings", 1)
           }
-          log(
-            Effect.logWarning(`blacklisting ${name} for ${config.blacklistSeconds} s because of ${why}`).pipe(
-              Effect.annotateLogs({ service: "HealthChecker", server: index })
-            )
-          )
+          const message = blacklisting
+            ? `blacklisting ${name} for ${config.blacklistSeconds} s because of ${why}`
+            : `${name} failed (${why}); not blacklisted (-b 0)`
+          log(Effect.logWarning(message).pipe(Effect.annotateLogs({ service: "HealthChecker", server: index })))
         }
       })
     })

@@ -41,16 +41,18 @@ export interface ServerStatus {
 export interface PoolSnapshot {
   readonly servers: ReadonlyArray<ServerStatus>
   readonly emergency: ServerStatus | undefined
-  /** The server that last took a connection (pen's "current"), or -1. */
+  /** The regular server that last took a connection (pen's "current"), or -1. */
   readonly current: number
 }
 
-/** The pool's contents, for {@link ServerPool.make}. @category models */
+/** The pool's contents, for {@link ServerPool.make}; the policy defaults to pen's (all flags off). @category models */
 export interface PoolOptions {
   readonly servers: ReadonlyArray<ServerSpec>
   readonly emergency?: ServerSpec | undefined
-  readonly policy: Selection.Policy
+  readonly policy?: Partial<Selection.Policy> | undefined
 }
+
+const defaultPolicy: Selection.Policy = { roundrobin: false, hash: false, weight: false, prio: false, stubborn: false }
 
 /** The server pool service. @category services */
 export class ServerPool extends Context.Service<ServerPool, {
@@ -132,7 +134,7 @@ const makeWith = (options: PoolOptions, clock: Clock.Clock): ServerPool["Service
   const targets = backends.map((b) => Socket.dialTarget(b.spec.endpoint))
   const emergencyTarget = emergency === undefined ? undefined : Socket.dialTarget(emergency.spec.endpoint)
   const cursor = Selection.cursor()
-  const policy = options.policy
+  const policy: Selection.Policy = { ...defaultPolicy, ...options.policy }
   let current = -1
 
   const get = (index: number): Backend.Backend | undefined => index === EMERGENCY_SERVER ? emergency : backends[index]
@@ -154,7 +156,7 @@ const makeWith = (options: PoolOptions, clock: Clock.Clock): ServerPool["Service
     },
     acquireUnsafe: (index) => {
       get(index)!.connections++
-      current = index
+      if (index >= 0) current = index
     },
     releaseUnsafe: (index, bytesSent, bytesReceived) => {
       const b = get(index)!

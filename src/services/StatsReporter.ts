@@ -7,7 +7,7 @@
  */
 import { Clock, Context, Effect, Layer, Metric } from "effect"
 import * as Backend from "../domain/Backend.ts"
-import { ServerPool, type ServerStatus } from "./ServerPool.ts"
+import { EMERGENCY_SERVER, ServerPool, type ServerStatus } from "./ServerPool.ts"
 
 /** Every metric name nib exports; emission sites use these, never literals. @category constants */
 export const MetricNames = {
@@ -34,6 +34,7 @@ export interface StatsSnapshot {
   readonly failovers: number
   readonly blacklistings: number
   readonly servers: ReadonlyArray<ServerStatus>
+  readonly emergency: ServerStatus | undefined
 }
 
 /** The stats service. @category services */
@@ -75,8 +76,9 @@ export class StatsReporter extends Context.Service<StatsReporter, {
       counterOf(MetricNames.connectionsRefused, "connections closed with no server", () => counts.refused)
       counterOf(MetricNames.failovers, "connections moved to another server", () => counts.failovers)
       counterOf(MetricNames.blacklistings, "servers blacklisted after a failure", () => counts.blacklistings)
-      for (const b of pool.backends) {
-        const server = { server: String(b.index) }
+      const servers = pool.emergency === undefined ? pool.backends : [...pool.backends, pool.emergency]
+      for (const b of servers) {
+        const server = { server: b.index === EMERGENCY_SERVER ? "emergency" : String(b.index) }
         gauge(MetricNames.serverConnections, "live connections per server", () => b.connections, server)
         counterOf(MetricNames.serverBytesSent, "bytes sent to the server", () => b.bytesSent, server)
         counterOf(MetricNames.serverBytesReceived, "bytes received from the server", () => b.bytesReceived, server)
@@ -93,7 +95,7 @@ export class StatsReporter extends Context.Service<StatsReporter, {
         addUnsafe: (name, delta) => {
           counts[name] += delta
         },
-        snapshot: Effect.map(pool.snapshot, (p) => ({ ...counts, servers: p.servers }))
+        snapshot: Effect.map(pool.snapshot, (p) => ({ ...counts, servers: p.servers, emergency: p.emergency }))
       })
     })
   )
@@ -103,7 +105,15 @@ export class StatsReporter extends Context.Service<StatsReporter, {
     StatsReporter,
     StatsReporter.of({
       addUnsafe: noop,
-      snapshot: Effect.succeed({ accepted: 0, active: 0, refused: 0, failovers: 0, blacklistings: 0, servers: [] })
+      snapshot: Effect.succeed({
+        accepted: 0,
+        active: 0,
+        refused: 0,
+        failovers: 0,
+        blacklistings: 0,
+        servers: [],
+        emergency: undefined
+      })
     })
   )
 }

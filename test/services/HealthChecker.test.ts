@@ -1,0 +1,137 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer, Logger } from "effect"
+import { TestClock } from "effect/testing"
+import { LbConfig } from "../../src/Config.ts"
+import * as Address from "../../src/domain/Address.ts"
+import type { ServerSpec } from "../../src/domain/ServerSpec.ts"
+import { HealthChecker } from "../../src/services/HealthChecker.ts"
+import { EMERGENCY_SERVER, ServerPool } from "../../src/services/ServerPool.ts"
+import { StatsReporter } from "../../src/services/StatsReporter.ts"
+
+const spec = (host: string, port: number): ServerSpec => ({
+  endpoint: Address.tcp(host, port),
+  softLimit: 0,
+  hardLimit: 0,
+  weight: 0,
+  prio: 0
+})
+
+const servers = [spec("10.0.0.1", 8001), spec("10.0.0.2", 8002)]
+const emergency = spec("10.9.9.9", 9999)
+const policy = { roundrobin: false, hash: false, weight: false, prio: false, stubborn: false }
+
+/** HealthChecker over a test pool and real stats, with the pool and stats reachable from the test. */
+const passive = (blacklistSeconds: number) =>
+  HealthChecker.layer.pipe(
+    Layer.provideMerge(StatsReporter.layer),
+    Layer.provideMerge(ServerPool.layerTest({ servers, emergency, policy })),
+    Layer.provideMerge(LbConfig.layer({ listen: Address.tcp("127.0.0.1", 0), servers, blacklistSeconds }))
+  )
+
+const blacklisted = Effect.gen(function*() {
+  const snapshot = yield* (yield* ServerPool).snapshot
+  return [...snapshot.servers.map((s) => s.blacklisted), snapshot.emergency!.blacklisted]
+})
+
+const refused = Object.assign(new Error("connect ECONNREFUSED 10.0.0.2:8002"), { code: "ECONNREFUSED" })
+
+describe("HealthChecker", () => {
+  describe("layer (passive)", () => {
+    it.effect("a failed connect blacklists that server for -b seconds and counts a blacklisting", () =>
+      Effect.gen(function*() {
+        const health = yield* HealthChecker
+        const stats = yield* StatsReporter
+        assert.deepStrictEqual(yield* blacklisted, [false, false, false])
+
+        health.connectFailedUnsafe(1, "error", refused)
+        assert.deepStrictEqual(yield* blacklisted, [false, true, false])
+        assert.strictEqual((yield* stats.snapshot).blacklistings, 1)
+        assert.strictEqual((yield* stats.snapshot).servers[1]!.blacklistedUntil, 7000)
+
+        yield* TestClock.adjust("6 seconds")
+        assert.deepStrictEqual(yield* blacklisted, [false, true, false])
+        yield* TestClock.adjust("1 second")
+        assert.deepStrictEqual(yield* blacklisted, [false, false, false])
+        // The blacklisting stays counted after the blacklist has lapsed.
+        assert.strictEqual((yield* stats.snapshot).blacklistings, 1)
+      }).pipe(Effect.provide(passive(7))))
+
+    it.effect("a timed-out connect blacklists too, and each failure counts once", () =>
+      Effect.gen(function*() {
+        const health = yield* HealthChecker
+        const stats = yield* StatsReporter
+        health.connectFailedUnsafe(0, "timeout", undefined)
+        assert.deepStrictEqual(yield* blacklisted, [true, false, false])
+        yield* TestClock.adjust("3 seconds")
+        health.connectFailedUnsafe(1, "error", refused)
+        assert.deepStrictEqual(yield* blacklisted, [true, true, false])
+        assert.strictEqual((yield* stats.snapshot).blacklistings, 2)
+        yield* TestClock.adjust("2 seconds")
+        assert.deepStrictEqual(yield* blacklisted, [false, true, false])
+        yield* TestClock.adjust("3 seconds")
+        assert.deepStrictEqual(yield* blacklisted, [false, false, false])
+      }).pipe(Effect.provide(passive(5))))
+
+    it.effect("a failed emergency server is blacklisted like any other", () =>
+      Effect.gen(function*() {
+        const health = yield* HealthChecker
+        health.connectFailedUnsafe(EMERGENCY_SERVER, "error", refused)
+        assert.deepStrictEqual(yield* blacklisted, [false, false, true])
+        assert.isFalse((yield* ServerPool).admitsUnsafe(EMERGENCY_SERVER, false))
+        assert.strictEqual((yield* (yield* StatsReporter).snapshot).blacklistings, 1)
+      }).pipe(Effect.provide(passive(30))))
+
+    it.effect("with blacklistSeconds 0 nothing is blacklisted and nothing counted", () =>
+      Effect.gen(function*() {
+        const health = yield* HealthChecker
+        const pool = yield* ServerPool
+        health.connectFailedUnsafe(0, "error", refused)
+        health.connectFailedUnsafe(1, "timeout", undefined)
+        health.connectFailedUnsafe(EMERGENCY_SERVER, "error", refused)
+        assert.deepStrictEqual(yield* blacklisted, [false, false, false])
+        assert.isTrue(pool.admitsUnsafe(0, false))
+        assert.isTrue(pool.admitsUnsafe(1, false))
+        assert.strictEqual((yield* (yield* StatsReporter).snapshot).blacklistings, 0)
+      }).pipe(Effect.provide(passive(0))))
+
+    it.effect("logs a warning naming the server, the time and the reason", () => {
+      const lines: Array<string> = []
+      const capture = Logger.make((options) => {
+        lines.push(`${options.logLevel}: ${String(options.message)}`)
+      })
+      return Effect.gen(function*() {
+        const health = yield* HealthChecker
+        health.connectFailedUnsafe(1, "error", refused)
+        health.connectFailedUnsafe(0, "timeout", undefined)
+        for (let i = 0; i < 100 && lines.length < 2; i++) yield* Effect.yieldNow
+        assert.strictEqual(lines.length, 2)
+        assert.include(lines[0]!, "Warn")
+        assert.include(lines[0]!, "server 1")
+        assert.include(lines[0]!, "30 s")
+        assert.include(lines[0]!, "ECONNREFUSED")
+        assert.include(lines[1]!, "server 0")
+        assert.include(lines[1]!, "timeout")
+      }).pipe(Effect.provide(passive(30).pipe(Layer.provide(Logger.layer([capture])))))
+    })
+  })
+
+  describe("layerNoop", () => {
+    const noop = HealthChecker.layerNoop.pipe(
+      Layer.merge(StatsReporter.layer),
+      Layer.provideMerge(ServerPool.layerTest({ servers, emergency, policy }))
+    )
+
+    it.effect("changes nothing: no server blacklisted, nothing counted", () =>
+      Effect.gen(function*() {
+        const health = yield* HealthChecker
+        const pool = yield* ServerPool
+        health.connectFailedUnsafe(0, "error", refused)
+        health.connectFailedUnsafe(1, "timeout", undefined)
+        health.connectFailedUnsafe(EMERGENCY_SERVER, "error", refused)
+        assert.deepStrictEqual(yield* blacklisted, [false, false, false])
+        assert.isTrue(pool.admitsUnsafe(0, false))
+        assert.isTrue(pool.admitsUnsafe(EMERGENCY_SERVER, false))
+        assert.strictEqual((yield* (yield* StatsReporter).snapshot).blacklistings, 0)
+      }).pipe(Effect.provide(noop)))
+  })
+})

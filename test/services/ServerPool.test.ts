@@ -1,0 +1,354 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Exit, Layer } from "effect"
+import { TestClock } from "effect/testing"
+import * as Net from "node:net"
+import { LbConfig } from "../../src/Config.ts"
+import * as Address from "../../src/domain/Address.ts"
+import { NO_SERVER } from "../../src/domain/Selection.ts"
+import type { ServerSpec } from "../../src/domain/ServerSpec.ts"
+import { EMERGENCY_SERVER, ServerPool, ServerPoolError } from "../../src/services/ServerPool.ts"
+
+const spec = (host: string, port: number, limits: Partial<Omit<ServerSpec, "endpoint">> = {}): ServerSpec => ({
+  endpoint: Address.tcp(host, port),
+  softLimit: 0,
+  hardLimit: 0,
+  weight: 0,
+  prio: 0,
+  ...limits
+})
+
+const policy = { roundrobin: false, hash: false, weight: false, prio: false, stubborn: false }
+
+const three = [spec("10.0.0.1", 8001), spec("10.0.0.2", 8002), spec("10.0.0.3", 8003)]
+
+const withPool = <A, E>(
+  body: (pool: ServerPool["Service"]) => Effect.Effect<A, E>,
+  options: { readonly servers?: ReadonlyArray<ServerSpec>; readonly emergency?: ServerSpec } = {}
+) =>
+  Effect.gen(function*() {
+    return yield* body(yield* ServerPool)
+  }).pipe(
+    Effect.provide(
+      ServerPool.layerTest({ servers: options.servers ?? three, emergency: options.emergency, policy })
+    )
+  )
+
+/** A TCP dial target's host and port. */
+const tcpTarget = (pool: ServerPool["Service"], index: number) => {
+  const target = pool.dialTarget(index) as Net.TcpNetConnectOpts
+  return { host: target.host, port: target.port }
+}
+
+const isBlacklisted = (pool: ServerPool["Service"], index: number) =>
+  Effect.map(pool.snapshot, (s) => s.servers[index]!.blacklisted)
+
+describe("ServerPool", () => {
+  it.effect("a fresh pool shows every server as configured, none blacklisted, no current server", () =>
+    withPool((pool) =>
+      Effect.gen(function*() {
+        const snapshot = yield* pool.snapshot
+        assert.deepStrictEqual(
+          snapshot.servers.map((s) => [s.index, s.address, s.connections, s.blacklisted, s.blacklistedUntil]),
+          [[0, "10.0.0.1:8001", 0, false, 0], [1, "10.0.0.2:8002", 0, false, 0], [2, "10.0.0.3:8003", 0, false, 0]]
+        )
+        assert.isUndefined(snapshot.emergency)
+        assert.strictEqual(snapshot.current, -1)
+        assert.strictEqual(pool.backends.length, 3)
+        assert.deepStrictEqual(pool.policy, policy)
+        assert.deepStrictEqual(tcpTarget(pool, 1), { host: "10.0.0.2", port: 8002 })
+      })
+    ))
+
+  it.effect("blacklist lasts exactly the given seconds on the clock the pool was built with", () =>
+    withPool((pool) =>
+      Effect.gen(function*() {
+        yield* pool.blacklist(0, 30)
+        assert.isTrue(yield* isBlacklisted(pool, 0))
+        assert.isFalse(yield* isBlacklisted(pool, 1))
+        assert.isFalse(yield* isBlacklisted(pool, 2))
+        assert.isFalse(pool.admitsUnsafe(0, false))
+        assert.isFalse(pool.admitsUnsafe(0, true))
+
+        yield* TestClock.adjust("29 seconds")
+        assert.isTrue(yield* isBlacklisted(pool, 0))
+        assert.isFalse(pool.admitsUnsafe(0, false))
+
+        yield* TestClock.adjust("1 second")
+        assert.isFalse(yield* isBlacklisted(pool, 0))
+        assert.isTrue(pool.admitsUnsafe(0, false))
+      })
+    ))
+
+  it.effect("blacklist(i, 0) lifts a blacklist at once", () =>
+    withPool((pool) =>
+      Effect.gen(function*() {
+        yield* pool.blacklist(2, 60)
+        yield* TestClock.adjust("10 seconds")
+        assert.isTrue(yield* isBlacklisted(pool, 2))
+        yield* pool.blacklist(2, 0)
+        const status = (yield* pool.snapshot).servers[2]!
+        assert.isFalse(status.blacklisted)
+        assert.strictEqual(status.blacklistedUntil, 0)
+        assert.isTrue(pool.admitsUnsafe(2, false))
+      })
+    ))
+
+  it.effect("a later blacklist replaces an earlier one", () =>
+    withPool((pool) =>
+      Effect.gen(function*() {
+        yield* pool.blacklist(1, 5)
+        yield* TestClock.adjust("3 seconds")
+        yield* pool.blacklist(1, 5)
+        yield* TestClock.adjust("4 seconds")
+        assert.isTrue(yield* isBlacklisted(pool, 1))
+        yield* TestClock.adjust("1 second")
+        assert.isFalse(yield* isBlacklisted(pool, 1))
+      })
+    ))
+
+  it.effect("blacklisting a server that does not exist fails with ServerPoolError and changes nothing", () =>
+    withPool((pool) =>
+      Effect.gen(function*() {
+        for (const index of [9, 3, -1, EMERGENCY_SERVER]) {
+          const exit = yield* Effect.exit(pool.blacklist(index, 5))
+          assert.isTrue(Exit.isFailure(exit), `blacklist(${index}) should fail`)
+          const error = yield* Effect.flip(pool.blacklist(index, 5))
+          assert.instanceOf(error, ServerPoolError)
+          assert.strictEqual(error._tag, "ServerPoolError")
+          assert.include(error.message, String(index))
+        }
+        const snapshot = yield* pool.snapshot
+        assert.isTrue(snapshot.servers.every((s) => !s.blacklisted))
+      })
+    ))
+
+  it.effect("default policy: new clients go roundrobin from server 1, skipping blacklisted servers", () =>
+    withPool((pool) =>
+      Effect.gen(function*() {
+        const next = () => pool.chooseUnsafe(NO_SERVER, "192.0.2.1", 40000)
+        assert.deepStrictEqual([next(), next(), next(), next()], [1, 2, 0, 1])
+        yield* pool.blacklist(2, 10)
+        assert.deepStrictEqual([next(), next(), next()], [0, 1, 0])
+        yield* TestClock.adjust("10 seconds")
+        assert.deepStrictEqual([next(), next(), next()], [1, 2, 0])
+      })
+    ))
+
+  it.effect("default policy: a sticky client keeps its server, even a blacklisted one (admission refuses it)", () =>
+    withPool((pool) =>
+      Effect.gen(function*() {
+        assert.strictEqual(pool.chooseUnsafe(2, "192.0.2.1", 40000), 2)
+        assert.strictEqual(pool.chooseUnsafe(2, "192.0.2.1", 40001), 2)
+        yield* pool.blacklist(2, 10)
+        assert.strictEqual(pool.chooseUnsafe(2, "192.0.2.1", 40000), 2)
+        assert.isFalse(pool.admitsUnsafe(2, true))
+        // A sticky server that no longer exists falls back to roundrobin.
+        assert.strictEqual(pool.chooseUnsafe(7, "192.0.2.1", 40000), 1)
+      })
+    ))
+
+  it.effect("every server blacklisted: no server is chosen", () =>
+    withPool((pool) =>
+      Effect.gen(function*() {
+        for (const i of [0, 1, 2]) yield* pool.blacklist(i, 10)
+        assert.strictEqual(pool.chooseUnsafe(NO_SERVER, "192.0.2.1", 40000), NO_SERVER)
+      })
+    ))
+
+  it.effect("acquire and release move connections, byte counters and current", () =>
+    withPool((pool) =>
+      Effect.gen(function*() {
+        pool.acquireUnsafe(1)
+        pool.acquireUnsafe(1)
+        let snapshot = yield* pool.snapshot
+        assert.strictEqual(snapshot.current, 1)
+        assert.deepStrictEqual(snapshot.servers.map((s) => s.connections), [0, 2, 0])
+
+        pool.acquireUnsafe(0)
+        snapshot = yield* pool.snapshot
+        assert.strictEqual(snapshot.current, 0)
+        assert.deepStrictEqual(snapshot.servers.map((s) => s.connections), [1, 2, 0])
+
+        pool.releaseUnsafe(1, 100, 2000)
+        pool.releaseUnsafe(1, 5, 7)
+        pool.releaseUnsafe(0, 0, 0)
+        snapshot = yield* pool.snapshot
+        assert.deepStrictEqual(snapshot.servers.map((s) => s.connections), [0, 0, 0])
+        assert.deepStrictEqual(snapshot.servers.map((s) => [s.bytesSent, s.bytesReceived]), [[0, 0], [105, 2007], [
+          0,
+          0
+        ]])
+        // current is the server that last took a connection; releasing does not move it.
+        assert.strictEqual(snapshot.current, 0)
+      })
+    ))
+
+  it.effect("admission honours the soft limit, and the hard limit for sticky clients", () =>
+    withPool(
+      (pool) =>
+        Effect.gen(function*() {
+          // Server 0: maxc 1, hard 2.
+          assert.isTrue(pool.admitsUnsafe(0, false))
+          pool.acquireUnsafe(0)
+          assert.isFalse(pool.admitsUnsafe(0, false))
+          assert.isTrue(pool.admitsUnsafe(0, true))
+          pool.acquireUnsafe(0)
+          assert.isFalse(pool.admitsUnsafe(0, false))
+          assert.isFalse(pool.admitsUnsafe(0, true))
+          pool.releaseUnsafe(0, 0, 0)
+          assert.isTrue(pool.admitsUnsafe(0, true))
+          pool.releaseUnsafe(0, 0, 0)
+          assert.isTrue(pool.admitsUnsafe(0, false))
+
+          // Server 1: maxc 2, hard below it: the hard limit means nothing.
+          pool.acquireUnsafe(1)
+          assert.isTrue(pool.admitsUnsafe(1, false))
+          pool.acquireUnsafe(1)
+          assert.isFalse(pool.admitsUnsafe(1, false))
+          assert.isFalse(pool.admitsUnsafe(1, true))
+
+          // Server 2: unlimited.
+          for (let i = 0; i < 100; i++) pool.acquireUnsafe(2)
+          assert.isTrue(pool.admitsUnsafe(2, false))
+
+          // Limits show in the snapshot.
+          const snapshot = yield* pool.snapshot
+          assert.deepStrictEqual(snapshot.servers.map((s) => [s.softLimit, s.hardLimit]), [[1, 2], [2, 1], [0, 0]])
+
+          // No such server.
+          assert.isFalse(pool.admitsUnsafe(3, false))
+          assert.isFalse(pool.admitsUnsafe(NO_SERVER, false))
+        }),
+      {
+        servers: [
+          spec("10.0.0.1", 8001, { softLimit: 1, hardLimit: 2 }),
+          spec("10.0.0.2", 8002, { softLimit: 2, hardLimit: 1 }),
+          spec("10.0.0.3", 8003)
+        ]
+      }
+    ))
+
+  it.effect("the emergency server is admitted while not blacklisted and never chosen", () =>
+    withPool(
+      (pool) =>
+        Effect.gen(function*() {
+          assert.isDefined(pool.emergency)
+          assert.strictEqual(pool.emergency!.index, EMERGENCY_SERVER)
+          assert.deepStrictEqual(tcpTarget(pool, EMERGENCY_SERVER), { host: "10.9.9.9", port: 9999 })
+          let snapshot = yield* pool.snapshot
+          assert.strictEqual(snapshot.emergency?.address, "10.9.9.9:9999")
+          assert.strictEqual(snapshot.emergency?.index, EMERGENCY_SERVER)
+          assert.isFalse(snapshot.emergency?.blacklisted)
+          assert.isTrue(pool.admitsUnsafe(EMERGENCY_SERVER, false))
+
+          yield* pool.blacklist(EMERGENCY_SERVER, 10)
+          assert.isFalse(pool.admitsUnsafe(EMERGENCY_SERVER, false))
+          snapshot = yield* pool.snapshot
+          assert.isTrue(snapshot.emergency?.blacklisted)
+          assert.isTrue(snapshot.servers.every((s) => !s.blacklisted))
+          yield* TestClock.adjust("10 seconds")
+          assert.isTrue(pool.admitsUnsafe(EMERGENCY_SERVER, false))
+
+          pool.acquireUnsafe(EMERGENCY_SERVER)
+          pool.releaseUnsafe(EMERGENCY_SERVER, 3, 4)
+          snapshot = yield* pool.snapshot
+          assert.strictEqual(snapshot.emergency?.bytesSent, 3)
+          assert.strictEqual(snapshot.emergency?.bytesReceived, 4)
+          assert.isTrue(snapshot.servers.every((s) => s.bytesSent === 0 && s.connections === 0))
+
+          // Even with every regular server blacklisted, selection never hands out the emergency server.
+          yield* pool.blacklist(0, 10)
+          assert.strictEqual(pool.chooseUnsafe(NO_SERVER, "192.0.2.1", 40000), NO_SERVER)
+        }),
+      { servers: [spec("10.0.0.1", 8001)], emergency: spec("10.9.9.9", 9999) }
+    ))
+
+  it.effect("without an emergency server, EMERGENCY_SERVER is not admitted", () =>
+    withPool((pool) =>
+      Effect.sync(() => {
+        assert.isUndefined(pool.emergency)
+        assert.isFalse(pool.admitsUnsafe(EMERGENCY_SERVER, false))
+      })
+    ))
+
+  describe("layer", () => {
+    const listen = Address.tcp("127.0.0.1", 0)
+
+    it.effect("resolves host names from LbConfig to addresses, once, at start-up", () =>
+      Effect.gen(function*() {
+        const pool = yield* ServerPool
+        const snapshot = yield* pool.snapshot
+        const [named, literal] = snapshot.servers
+        const { host, port } = tcpTarget(pool, 0)
+        assert.isDefined(host)
+        assert.notStrictEqual(Net.isIP(host!), 0, `dial target host ${host} should be an address`)
+        assert.include(["127.0.0.1", "::1"], host)
+        assert.strictEqual(port, 8080)
+        assert.strictEqual(named!.address, Address.format(Address.tcp(host!, 8080)))
+        assert.strictEqual(literal!.address, "192.0.2.7:81")
+        assert.strictEqual(named!.softLimit, 3)
+        assert.strictEqual(snapshot.emergency?.address, Address.format(Address.tcp(host!, 9000)))
+      }).pipe(
+        Effect.provide(
+          ServerPool.layer.pipe(
+            Layer.provide(
+              LbConfig.layer({
+                listen,
+                servers: [spec("localhost", 8080, { softLimit: 3, hardLimit: 4 }), spec("192.0.2.7", 81)],
+                emergency: spec("localhost", 9000)
+              })
+            )
+          )
+        )
+      ))
+
+    it.effect("takes its policy from LbConfig", () =>
+      Effect.gen(function*() {
+        const pool = yield* ServerPool
+        assert.deepStrictEqual(pool.policy, { ...policy, roundrobin: true, stubborn: true })
+      }).pipe(
+        Effect.provide(
+          ServerPool.layer.pipe(
+            Layer.provide(
+              LbConfig.layer({ listen, servers: [spec("127.0.0.1", 1)], roundrobin: true, stubborn: true })
+            )
+          )
+        )
+      ))
+
+    it.effect("fails with ServerPoolError when a server name does not resolve", () =>
+      Effect.gen(function*() {
+        const error = yield* Effect.flip(
+          Effect.scoped(Layer.build(
+            ServerPool.layer.pipe(
+              Layer.provide(
+                LbConfig.layer({ listen, servers: [spec("127.0.0.1", 80), spec("nonexistent.invalid", 80)] })
+              )
+            )
+          ))
+        )
+        assert.instanceOf(error, ServerPoolError)
+        assert.strictEqual(error._tag, "ServerPoolError")
+        assert.include(error.message, "nonexistent.invalid")
+      }))
+
+    it.effect("fails with ServerPoolError when the emergency server's name does not resolve", () =>
+      Effect.gen(function*() {
+        const error = yield* Effect.flip(
+          Effect.scoped(Layer.build(
+            ServerPool.layer.pipe(
+              Layer.provide(
+                LbConfig.layer({
+                  listen,
+                  servers: [spec("127.0.0.1", 80)],
+                  emergency: spec("nonexistent.invalid", 80)
+                })
+              )
+            )
+          ))
+        )
+        assert.instanceOf(error, ServerPoolError)
+        assert.include(error.message, "nonexistent.invalid")
+      }))
+  })
+})

@@ -1,0 +1,210 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Context, Effect, Exit, Layer, Metric, Scope } from "effect"
+import { TestClock } from "effect/testing"
+import * as Address from "../../src/domain/Address.ts"
+import type { ServerSpec } from "../../src/domain/ServerSpec.ts"
+import { ServerPool } from "../../src/services/ServerPool.ts"
+import { MetricNames, StatsReporter } from "../../src/services/StatsReporter.ts"
+
+const spec = (host: string, port: number): ServerSpec => ({
+  endpoint: Address.tcp(host, port),
+  softLimit: 0,
+  hardLimit: 0,
+  weight: 0,
+  prio: 0
+})
+
+const policy = { roundrobin: false, hash: false, weight: false, prio: false, stubborn: false }
+const pool = ServerPool.layerTest({ servers: [spec("10.0.0.1", 8001), spec("10.0.0.2", 8002)], policy })
+const stats = StatsReporter.layer.pipe(Layer.provideMerge(pool))
+
+const names: ReadonlyArray<string> = Object.values(MetricNames)
+
+/** nib's series in the current MetricRegistry. */
+const nibMetrics = Effect.map(Metric.snapshot, (all) => all.filter((m) => names.includes(m.id)))
+
+/** The value of one series: a counter's count or a gauge's value. */
+const valueOf = (
+  metrics: ReadonlyArray<Metric.Metric.Snapshot>,
+  id: string,
+  server?: string
+): number | bigint | undefined => {
+  const found = metrics.filter((m) =>
+    m.id === id && (server === undefined ? m.attributes?.["server"] === undefined : m.attributes?.["server"] === server)
+  )
+  assert.strictEqual(found.length, 1, `one series ${id}${server === undefined ? "" : `{server=${server}}`}`)
+  const m = found[0]!
+  switch (m.type) {
+    case "Counter":
+      return m.state.count
+    case "Gauge":
+      return m.state.value
+    default:
+      return assert.fail(`${id} is a ${m.type}`)
+  }
+}
+
+/** Runs `self` with a MetricRegistry of its own, so series from other tests cannot leak in. */
+const isolated = <A, E, R>(self: Effect.Effect<A, E, R>) =>
+  Effect.provideService(self, Metric.MetricRegistry, new Map())
+
+describe("StatsReporter", () => {
+  it.effect("addUnsafe moves the snapshot's counters; the snapshot carries the pool's servers", () =>
+    Effect.gen(function*() {
+      const reporter = yield* StatsReporter
+      const servers = yield* ServerPool
+      assert.deepStrictEqual(
+        { ...(yield* reporter.snapshot), servers: [] },
+        { accepted: 0, active: 0, refused: 0, failovers: 0, blacklistings: 0, servers: [], emergency: undefined }
+      )
+      reporter.addUnsafe("accepted", 3)
+      reporter.addUnsafe("active", 2)
+      reporter.addUnsafe("active", -1)
+      reporter.addUnsafe("refused", 1)
+      reporter.addUnsafe("failovers", 4)
+      reporter.addUnsafe("blacklistings", 5)
+      servers.acquireUnsafe(1)
+      servers.releaseUnsafe(1, 10, 20)
+      yield* servers.blacklist(0, 30)
+      const snapshot = yield* reporter.snapshot
+      assert.strictEqual(snapshot.accepted, 3)
+      assert.strictEqual(snapshot.active, 1)
+      assert.strictEqual(snapshot.refused, 1)
+      assert.strictEqual(snapshot.failovers, 4)
+      assert.strictEqual(snapshot.blacklistings, 5)
+      assert.deepStrictEqual(snapshot.servers, (yield* servers.snapshot).servers)
+      assert.strictEqual(snapshot.servers[1]!.bytesSent, 10)
+      assert.isTrue(snapshot.servers[0]!.blacklisted)
+    }).pipe(Effect.provide(stats), isolated))
+
+  it.effect("exports every metric in MetricNames through Metric.snapshot, with live values", () =>
+    Effect.gen(function*() {
+      const reporter = yield* StatsReporter
+      const servers = yield* ServerPool
+
+      reporter.addUnsafe("accepted", 5)
+      reporter.addUnsafe("active", 5)
+      reporter.addUnsafe("active", -3)
+      reporter.addUnsafe("refused", 1)
+      reporter.addUnsafe("failovers", 2)
+      reporter.addUnsafe("blacklistings", 1)
+      servers.acquireUnsafe(0)
+      servers.acquireUnsafe(1)
+      servers.acquireUnsafe(1)
+      servers.releaseUnsafe(1, 100, 2500)
+      yield* servers.blacklist(0, 30)
+
+      const metrics = yield* nibMetrics
+      assert.strictEqual(valueOf(metrics, MetricNames.connectionsAccepted), 5)
+      assert.strictEqual(valueOf(metrics, MetricNames.connectionsActive), 2)
+      assert.strictEqual(valueOf(metrics, MetricNames.connectionsRefused), 1)
+      assert.strictEqual(valueOf(metrics, MetricNames.failovers), 2)
+      assert.strictEqual(valueOf(metrics, MetricNames.blacklistings), 1)
+
+      assert.strictEqual(valueOf(metrics, MetricNames.serverConnections, "0"), 1)
+      assert.strictEqual(valueOf(metrics, MetricNames.serverConnections, "1"), 1)
+      assert.strictEqual(valueOf(metrics, MetricNames.serverBytesSent, "0"), 0)
+      assert.strictEqual(valueOf(metrics, MetricNames.serverBytesSent, "1"), 100)
+      assert.strictEqual(valueOf(metrics, MetricNames.serverBytesReceived, "0"), 0)
+      assert.strictEqual(valueOf(metrics, MetricNames.serverBytesReceived, "1"), 2500)
+
+      // The metric types and descriptions are what exporters see.
+      const types = new Map(metrics.map((m) => [m.id, m.type]))
+      assert.strictEqual(types.get(MetricNames.connectionsAccepted), "Counter")
+      assert.strictEqual(types.get(MetricNames.connectionsActive), "Gauge")
+      assert.strictEqual(types.get(MetricNames.serverConnections), "Gauge")
+      assert.strictEqual(types.get(MetricNames.serverBytesSent), "Counter")
+      assert.isTrue(metrics.every((m) => typeof m.description === "string" && m.description.length > 0))
+
+      // Series are pulled when read: later updates show without re-registering.
+      reporter.addUnsafe("accepted", 1)
+      servers.releaseUnsafe(0, 7, 9)
+      const later = yield* nibMetrics
+      assert.strictEqual(valueOf(later, MetricNames.connectionsAccepted), 6)
+      assert.strictEqual(valueOf(later, MetricNames.serverConnections, "0"), 0)
+      assert.strictEqual(valueOf(later, MetricNames.serverBytesSent, "0"), 7)
+      assert.strictEqual(valueOf(later, MetricNames.serverBytesReceived, "0"), 9)
+    }).pipe(Effect.provide(stats), isolated))
+
+  it.effect("every name in MetricNames has a series; nib_server_blacklisted is 1 while a server is blacklisted", () =>
+    Effect.gen(function*() {
+      const servers = yield* ServerPool
+      yield* servers.blacklist(0, 30)
+      const metrics = yield* nibMetrics
+      for (const name of names) {
+        assert.isTrue(metrics.some((m) => m.id === name), `no series named ${name}`)
+      }
+      assert.strictEqual(Number(valueOf(metrics, MetricNames.serverBlacklisted, "0")), 1)
+      assert.strictEqual(Number(valueOf(metrics, MetricNames.serverBlacklisted, "1")), 0)
+      // The gauge follows the clock the layer was built with: the blacklist lapses after 30 s.
+      yield* TestClock.adjust("29 seconds")
+      assert.strictEqual(Number(valueOf(yield* nibMetrics, MetricNames.serverBlacklisted, "0")), 1)
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual(Number(valueOf(yield* nibMetrics, MetricNames.serverBlacklisted, "0")), 0)
+    }).pipe(Effect.provide(stats), isolated))
+
+  it.effect("per-server series carry the attribute server=<index>, one series per server and name", () =>
+    Effect.gen(function*() {
+      const metrics = yield* nibMetrics
+      const perServer = [
+        MetricNames.serverConnections,
+        MetricNames.serverBytesSent,
+        MetricNames.serverBytesReceived,
+        MetricNames.serverBlacklisted
+      ]
+      for (const name of perServer) {
+        const series = metrics.filter((m) => m.id === name)
+        assert.deepStrictEqual(series.map((m) => m.attributes?.["server"]).toSorted(), ["0", "1"], name)
+      }
+      const global = [
+        MetricNames.connectionsAccepted,
+        MetricNames.connectionsActive,
+        MetricNames.connectionsRefused,
+        MetricNames.failovers,
+        MetricNames.blacklistings
+      ]
+      for (const name of global) {
+        const series = metrics.filter((m) => m.id === name)
+        assert.strictEqual(series.length, 1, name)
+        assert.isUndefined(series[0]!.attributes?.["server"], name)
+      }
+    }).pipe(Effect.provide(stats), isolated))
+
+  it.effect("closing the layer's scope removes its metrics", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(stats, scope)
+      const reporter = Context.get(context, StatsReporter)
+      reporter.addUnsafe("accepted", 1)
+      const before = yield* nibMetrics
+      assert.strictEqual(before.length, 5 + 4 * 2)
+      assert.strictEqual(valueOf(before, MetricNames.connectionsAccepted), 1)
+      const other = Metric.counter("test_other_total")
+      yield* Metric.update(other, 2)
+      yield* Scope.close(scope, Exit.void)
+      assert.deepStrictEqual(yield* nibMetrics, [])
+      // Only nib's own series go.
+      const rest = yield* Metric.snapshot
+      assert.deepStrictEqual(rest.map((m) => m.id), ["test_other_total"])
+    }).pipe(isolated))
+
+  it.effect("layerNoop: the snapshot stays zero whatever is added", () =>
+    Effect.gen(function*() {
+      const reporter = yield* StatsReporter
+      reporter.addUnsafe("accepted", 3)
+      reporter.addUnsafe("active", 1)
+      reporter.addUnsafe("refused", 1)
+      reporter.addUnsafe("failovers", 1)
+      reporter.addUnsafe("blacklistings", 1)
+      assert.deepStrictEqual(yield* reporter.snapshot, {
+        accepted: 0,
+        active: 0,
+        refused: 0,
+        failovers: 0,
+        blacklistings: 0,
+        servers: [],
+        emergency: undefined
+      })
+      assert.deepStrictEqual(yield* nibMetrics, [])
+    }).pipe(Effect.provide(StatsReporter.layerNoop), isolated))
+})
