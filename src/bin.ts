@@ -3,7 +3,8 @@
  * The `nib` executable: pen's command line in, the balancer running until SIGTERM or SIGINT (exit 0), or a one-line
  * error and exit code 1.
  */
-import { NodeRuntime, NodeServices } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as NodeServices from "@effect/platform-node/NodeServices"
 import { Cause, Console, Effect, Exit, Logger, Runtime } from "effect"
 import { CliError } from "effect/cli"
 import * as Fs from "node:fs"

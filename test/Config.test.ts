@@ -114,9 +114,7 @@ describe("Config.decode", () => {
     }))
 
   it.effect("rejects a negative limit", () =>
-    Effect.gen(function*() {
-      yield* decodeError({ ...valid, servers: [server(9001, { softLimit: -1 })] })
-    }))
+    Effect.asVoid(decodeError({ ...valid, servers: [server(9001, { softLimit: -1 })] })))
 })
 
 describe("Config.LbConfig", () => {
@@ -136,9 +134,7 @@ describe("Config.LbConfig", () => {
 
   it.effect("layer fails with a ConfigError on bad settings", () =>
     Effect.gen(function*() {
-      const read = Effect.gen(function*() {
-        return yield* Config.LbConfig
-      })
+      const read = Effect.service(Config.LbConfig)
       const error = yield* Effect.flip(
         Effect.provide(read, Config.LbConfig.layer({ ...valid, connectionsMax: 0 }))
       )

@@ -19,7 +19,7 @@ export type DialTarget = Net.NetConnectOpts
 export const dialTarget = (endpoint: Endpoint): DialTarget =>
   endpoint._tag === "Unix"
     ? { path: endpoint.path, allowHalfOpen: true }
-    : { host: endpoint.host, port: endpoint.port, allowHalfOpen: true, noDelay: true }
+    : { host: endpoint.host, port: endpoint.port, allowHalfOpen: true }
 
 /**
  * Starts a connection to `target` and calls `onResult` exactly once: with the socket when it is connected, or with

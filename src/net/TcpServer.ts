@@ -43,6 +43,8 @@ export interface TcpServer {
   readonly run: <R>(handler: (socket: Socket) => Effect.Effect<void, never, R>) => Effect.Effect<never, never, R>
 }
 
+const ignore = () => {}
+
 /** Binds and listens; the listener is closed, and waiting connections dropped, when the scope closes. */
 export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError, Scope.Scope> =>
   Effect.gen(function*() {
@@ -53,10 +55,14 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
     let active = 0
     let dispatch: ((socket: Socket) => void) | undefined
 
-    const server = Net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true })
+    const server = Net.createServer({ allowHalfOpen: true, pauseOnConnect: true })
 
     const drain = () => {
-      while (dispatch !== undefined && active < options.maxConnections && head < queue.length) {
+      for (
+        let run = dispatch;
+        run !== undefined && active < options.maxConnections && head < queue.length;
+        run = dispatch
+      ) {
         const socket = queue[head]!
         queue[head++] = undefined as never
         if (head > 1024 && head * 2 > queue.length) {
@@ -64,15 +70,13 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
           head = 0
         }
         socket.off("close", onWaitingClose)
-        if (!socket.destroyed) dispatch(socket)
+        if (!socket.destroyed) run(socket)
       }
     }
     function onWaitingClose(this: Socket) {
       const i = queue.indexOf(this, head)
       if (i >= 0) queue.splice(i, 1)
     }
-    const ignore = () => {}
-
     server.on("connection", (socket: Socket) => {
       if (dispatch !== undefined && active < options.maxConnections && head === queue.length) {
         dispatch(socket)

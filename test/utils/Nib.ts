@@ -1,0 +1,278 @@
+/**
+ * Running the balancer as a real process: start the built `nib` in the foreground and wait for its listening line,
+ * run it to completion (bad argv, daemon parent), stop it by pid. The process helpers take any command, so a
+ * pen-vs-nib compatibility suite can start pen with them too (pen prints no listening line: use `waitForPort`).
+ *
+ * Promise functions do the work; the Effect wrappers tie a process to the test's scope so it is stopped even when the
+ * test fails.
+ */
+import { Effect } from "effect"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Net from "node:net"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+
+/** The repository root. */
+export const ROOT = fileURLToPath(new URL("../..", import.meta.url))
+/** Node 24, from devDependencies (the machine's own `node` may be older). */
+export const NODE = Path.join(ROOT, "node_modules", ".bin", "node")
+/** The built CLI (`npm run build`). */
+export const NIB = Path.join(ROOT, "dist", "src", "bin.js")
+
+/** How a process ended. */
+export interface ExitStatus {
+  readonly code: number | null
+  readonly signal: NodeJS.Signals | null
+}
+
+/** A process that ran to completion (or was killed at its deadline: `timedOut`). */
+export interface Completed extends ExitStatus {
+  readonly stdout: string
+  readonly stderr: string
+  readonly timedOut: boolean
+}
+
+/** A running process with its output so far. */
+export interface Proc {
+  readonly pid: number
+  readonly child: ChildProcess.ChildProcess
+  /** Everything it printed on stderr so far. */
+  readonly stderr: () => string
+  /** Everything it printed on stdout so far. */
+  readonly stdout: () => string
+  /** Resolves when the process has exited. */
+  readonly exited: Promise<ExitStatus>
+}
+
+/** A balancer process that listens on `host:port`. */
+export interface Balancer extends Proc {
+  readonly host: string
+  readonly port: number
+}
+
+const env = (): NodeJS.ProcessEnv => {
+  const copy = { ...process.env }
+  // A nib started by a test is never the detached child of another nib.
+  delete copy["NIB_DAEMON_CHILD"]
+  return copy
+}
+
+const exitOf = (child: ChildProcess.ChildProcess): Promise<ExitStatus> =>
+  new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      resolve({ code: child.exitCode, signal: child.signalCode })
+      return
+    }
+    child.once("exit", (code, signal) => resolve({ code, signal }))
+  })
+
+/**
+ * Spawns `command args` and waits (at most `timeoutMs`) until a line of its stderr or stdout matches `ready`. Fails
+ * with the process's output if it exits first or the deadline passes (the process is then killed).
+ */
+export const spawnReady = (
+  command: string,
+  args: ReadonlyArray<string>,
+  ready: RegExp,
+  timeoutMs = 10_000
+): Promise<{ readonly proc: Proc; readonly match: RegExpExecArray }> =>
+  new Promise((resolve, reject) => {
+    const child = ChildProcess.spawn(command, [...args], { stdio: ["ignore", "pipe", "pipe"], env: env() })
+    const exited = exitOf(child)
+    let stdout = ""
+    let stderr = ""
+    let done = false
+    const describe = (why: string) =>
+      new Error(`${why}: ${command} ${args.join(" ")}\n--- stderr:\n${stderr}\n--- stdout:\n${stdout}`)
+    const finish = (error: Error | undefined, match?: RegExpExecArray) => {
+      if (done) return
+      done = true
+      clearTimeout(timer)
+      if (error !== undefined) {
+        if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+        reject(error)
+        return
+      }
+      const proc: Proc = { pid: child.pid!, child, stderr: () => stderr, stdout: () => stdout, exited }
+      resolve({ proc, match: match! })
+    }
+    const check = () => {
+      const match = ready.exec(stderr) ?? ready.exec(stdout)
+      if (match !== null) finish(undefined, match)
+    }
+    child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+      stdout += chunk
+      check()
+    })
+    child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
+      stderr += chunk
+      check()
+    })
+    child.once("error", (error) => finish(describe(`cannot start (${error.message})`)))
+    child.once("exit", (code, signal) => {
+      // Let the last output arrive before reporting.
+      setImmediate(() => finish(describe(`exited (code ${code}, signal ${signal}) before it was ready`)))
+    })
+    const timer = setTimeout(() => finish(describe(`not ready within ${timeoutMs} ms`)), timeoutMs)
+  })
+
+/** nib's start-up line in the foreground: `nib: listening on HOST:PORT (pid N)`. */
+export const LISTENING = /nib: listening on (.+):(\d+) \(pid (\d+)\)/
+
+/**
+ * Starts the built nib in the foreground (`-f` is added first) and waits for its listening line. Give it a listen
+ * address with port 0 (`127.0.0.1:0`); the port it got is in the result.
+ */
+export const spawnNib = async (args: ReadonlyArray<string>, timeoutMs = 10_000): Promise<Balancer> => {
+  const { match, proc } = await spawnReady(NODE, [NIB, "-f", ...args], LISTENING, timeoutMs)
+  const host = match[1]!.replace(/^\[(.*)\]$/, "$1")
+  const pid = Number(match[3])
+  if (pid !== proc.pid) {
+    await stop(proc)
+    throw new Error(`nib says pid ${pid}, but its process is ${proc.pid}`)
+  }
+  return { ...proc, host, port: Number(match[2]) }
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+/**
+ * Stops a child process: SIGTERM, wait up to `timeoutMs` for it to exit, then SIGKILL. Resolves with how it exited
+ * (a SIGKILL shows as `signal: "SIGKILL"`, so a test can tell a clean exit from a forced one).
+ */
+export const stop = async (proc: Pick<Proc, "child" | "exited">, timeoutMs = 5_000): Promise<ExitStatus> => {
+  const { child } = proc
+  if (child.exitCode !== null || child.signalCode !== null) return proc.exited
+  child.kill("SIGTERM")
+  const timeout = sleep(timeoutMs).then(() => "timeout" as const)
+  const first = await Promise.race([proc.exited, timeout])
+  if (first !== "timeout") return first
+  child.kill("SIGKILL")
+  return proc.exited
+}
+
+/** Whether process `pid` exists and is not a zombie. */
+export const isAlive = (pid: number): boolean => {
+  try {
+    const stat = Fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    // The state follows the command name in parentheses, which may itself contain spaces or parentheses.
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z"
+  } catch {
+    return false
+  }
+}
+
+/** Waits (polling, at most `timeoutMs`) until process `pid` is gone; returns whether it is. */
+export const waitGone = async (pid: number, timeoutMs = 5_000): Promise<boolean> => {
+  const deadline = Date.now() + timeoutMs
+  while (isAlive(pid)) {
+    if (Date.now() > deadline) return false
+    await sleep(20)
+  }
+  return true
+}
+
+/**
+ * Stops a process that is not our child (a detached daemon) by its pid: SIGTERM, wait, SIGKILL as a last resort.
+ * Resolves with whether SIGTERM alone was enough.
+ */
+export const stopPid = async (pid: number, timeoutMs = 5_000): Promise<boolean> => {
+  if (!isAlive(pid)) return true
+  try {
+    process.kill(pid, "SIGTERM")
+  } catch {
+    return true
+  }
+  if (await waitGone(pid, timeoutMs)) return true
+  try {
+    process.kill(pid, "SIGKILL")
+  } catch {
+    // already gone
+  }
+  await waitGone(pid, timeoutMs)
+  return false
+}
+
+/** Runs `command args` to completion, killing it (SIGKILL) after `timeoutMs`. */
+export const runToCompletion = (
+  command: string,
+  args: ReadonlyArray<string>,
+  timeoutMs = 15_000
+): Promise<Completed> =>
+  new Promise((resolve, reject) => {
+    const child = ChildProcess.spawn(command, [...args], { stdio: ["ignore", "pipe", "pipe"], env: env() })
+    let stdout = ""
+    let stderr = ""
+    let timedOut = false
+    child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk))
+    child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk))
+    const timer = setTimeout(() => {
+      timedOut = true
+      child.kill("SIGKILL")
+    }, timeoutMs)
+    child.once("error", (error) => {
+      clearTimeout(timer)
+      reject(error)
+    })
+    // "close" waits for stdout and stderr to end as well as for the exit.
+    child.once("close", (code, signal) => {
+      clearTimeout(timer)
+      resolve({ code, signal, stdout, stderr, timedOut })
+    })
+  })
+
+/** Runs the built nib with `args` (no `-f` added) to completion. */
+export const runNib = (args: ReadonlyArray<string>, timeoutMs = 15_000): Promise<Completed> =>
+  runToCompletion(NODE, [NIB, ...args], timeoutMs)
+
+/** Polls (at most `timeoutMs`) until something accepts TCP connections on `host:port`. For balancers without a
+ * listening line (pen). */
+export const waitForPort = async (host: string, port: number, timeoutMs = 10_000): Promise<void> => {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = Net.connect({ host, port })
+      socket.once("connect", () => {
+        socket.destroy()
+        resolve(true)
+      })
+      socket.once("error", () => resolve(false))
+    })
+    if (ok) return
+    if (Date.now() > deadline) throw new Error(`nothing listens on ${host}:${port} after ${timeoutMs} ms`)
+    await sleep(50)
+  }
+}
+
+/** A nib in the foreground for the length of the scope; stopped (SIGTERM, then SIGKILL) when the scope closes. */
+export const start = (args: ReadonlyArray<string>, timeoutMs?: number) =>
+  Effect.acquireRelease(
+    Effect.promise(() => spawnNib(args, timeoutMs)),
+    (balancer) => Effect.promise(() => stop(balancer))
+  )
+
+/** Runs nib to completion (for argv errors, `--help`, the daemon parent). */
+export const run = (args: ReadonlyArray<string>, timeoutMs?: number) => Effect.promise(() => runNib(args, timeoutMs))
+
+/** Makes sure process `pid` (a daemon started by the test) is gone when the scope closes. */
+export const killOnClose = (pid: number) => Effect.addFinalizer(() => Effect.promise(() => stopPid(pid)))
+
+/** A temporary directory, removed when the scope closes. */
+export const tempDir = Effect.acquireRelease(
+  Effect.sync(() => Fs.mkdtempSync(Path.join(process.env["TMPDIR"] ?? "/tmp", "nib-e2e-"))),
+  (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
+)
+
+/** Reads a pid file written by the balancer, polling until it exists (at most `timeoutMs`). */
+export const readPidFile = async (path: string, timeoutMs = 5_000): Promise<string> => {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    try {
+      return Fs.readFileSync(path, "utf8")
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT" || Date.now() > deadline) throw error
+    }
+    await sleep(20)
+  }
+}
