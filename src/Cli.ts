@@ -127,7 +127,7 @@ const flags = {
   pidFile: Flag.String("p").pipe(Flag.withDescription(describe("pidFile")), Flag.optional),
   debug: Flag.Boolean("d").pipe(Flag.withDescription(describe("debug")), Flag.atLeast(0)),
   demo: Flag.Boolean("demo").pipe(
-    Flag.withDescription("run a demo: two HTTP backends and nib on 127.0.0.1:8080"),
+    Flag.withDescription("run a demo: two HTTP backends and nib on 127.0.0.1:8080 (or the listen address given)"),
     Flag.withDefault(false)
   )
 }
@@ -207,7 +207,12 @@ const main = (services: Address.ServiceNames) =>
   Command.make("nib", { ...flags, ...args }, (parsed) =>
     Effect.gen(function*() {
       if (parsed.demo || (Option.isNone(parsed.listen) && parsed.servers.length === 0)) {
-        return yield* Demo.run(serve)
+        if (parsed.servers.length > 0) return yield* usageError("--demo brings its own servers: give none")
+        const listen = Option.isSome(parsed.listen)
+          ? Address.parseListen(parsed.listen.value, services)
+          : Result.succeed(Demo.defaultListen)
+        if (Result.isFailure(listen)) return yield* usageError(`listen address: ${listen.failure}`)
+        return yield* Demo.run(listen.success, serve)
       }
       const settings = yield* toSettings(parsed, services)
       if (!settings.foreground && !Daemon.isDaemonChild()) return yield* Daemon.detach

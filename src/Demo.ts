@@ -1,6 +1,6 @@
 /**
  * `nib --demo` (and `nib` with no arguments): two small HTTP backends on 127.0.0.1 and the balancer in front of them
- * on 127.0.0.1:8080, roundrobin so that each request shows which backend answered.
+ * on 127.0.0.1:8080 (or `nib --demo ADDRESS`), roundrobin so that each request shows which backend answered.
  */
 import { Console, Effect } from "effect"
 import * as Http from "node:http"
@@ -20,8 +20,12 @@ const backend = (name: string) =>
     (server) => Effect.callback<void>((resume) => void server.close(() => resume(Effect.void)))
   ).pipe(Effect.map((server) => (server.address() as Net.AddressInfo).port))
 
-/** Runs the demo with `serve` (the CLI's), until interrupted. */
+/** Where the demo listens unless told otherwise. @category constants */
+export const defaultListen: Address.Endpoint = Address.tcp("127.0.0.1", 8080)
+
+/** Runs the demo on `listen` with `serve` (the CLI's), until interrupted. */
 export const run = <E, R>(
+  listen: Address.Endpoint,
   serve: (
     settings: Config.Settings,
     onReady: (address: Address.Endpoint) => Effect.Effect<void>
@@ -33,7 +37,7 @@ export const run = <E, R>(
       ...Config.defaults,
       foreground: true,
       roundrobin: true,
-      listen: Address.tcp("127.0.0.1", 8080),
+      listen,
       servers: ports.map((port) => ({
         endpoint: Address.tcp("127.0.0.1", port),
         softLimit: 0,
