@@ -26,3 +26,4 @@ server.listen(Number(listenPort ?? 0), "127.0.0.1", () => {
   process.stderr.write(`plain: listening on 127.0.0.1:${(server.address() as Net.AddressInfo).port}\n`)
 })
 process.on("SIGTERM", () => process.exit(0))
+process.on("SIGINT", () => process.exit(0))
