@@ -120,7 +120,10 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
           dispatch = undefined
           for (let i = head; i < queue.length; i++) queue[i]!.destroy()
           queue.length = head = 0
-          server.close(() => resume(Effect.void))
+          // Stop listening now; connections already handed to handlers end with their own fibers (interrupted
+          // before this runs), so there is nothing to wait for here (close's callback would wait for all of them).
+          server.close()
+          setImmediate(() => resume(Effect.void))
         })
     )
 

@@ -35,7 +35,8 @@ export class TcpProxy extends Context.Service<TcpProxy, {
         clients: yield* ClientTable,
         health: yield* HealthChecker,
         stats: yield* StatsReporter,
-        timeoutMillis: config.connectTimeoutSeconds * 1000
+        timeoutMillis: config.connectTimeoutSeconds * 1000,
+        unixListener: config.listen._tag === "Unix"
       }
       return TcpProxy.of({
         handle: (client) =>
@@ -55,6 +56,7 @@ interface Env {
   readonly health: HealthChecker["Service"]
   readonly stats: StatsReporter["Service"]
   readonly timeoutMillis: number
+  readonly unixListener: boolean
 }
 
 const DONE = Effect.void
@@ -85,7 +87,10 @@ class Session {
     env.stats.addUnsafe("active", 1)
     client.on("error", this.onEarlyClientError)
     client.once("close", this.onEarlyClientClose)
-    const ip = client.remoteAddress ?? UNIX_CLIENT
+    const peer = client.remoteAddress
+    // A TCP client with no peer address reset its connection while it waited (-x): nothing to serve.
+    if (peer === undefined && !env.unixListener) return this.finish(false)
+    const ip = peer ?? UNIX_CLIENT
     const entry = (this.entry = env.clients.visitUnsafe(ip))
     const first = env.pool.chooseUnsafe(entry.server, ip, client.remotePort ?? 0)
     this.initial = first
