@@ -1,167 +1,453 @@
-// npm run bench: nib against a plain Node proxy on loopback, on the same Node, each balancer pinned to CPU 1 and the
-// load (this process and its backends) to CPU 0 when taskset exists. Interleaved repetitions, medians, ratios from
-// the same run. Figures: the balancer's own CPU (from /proc/PID/stat) per new connection and per keep-alive request.
-// pen, haproxy and nginx join in the full benchmark (issue #4).
+// npm run bench: nib against pen, haproxy and a plain Node proxy (bench/plain-proxy.ts, on nib's Node), all balancing
+// roundrobin over two nginx backends on 127.0.0.1. Each balancer runs pinned to CPU 1; wrk, the idle-connection
+// holder and nginx run on CPU 0. Repetitions are interleaved (A B C D A B C D ...), each balancer started fresh for
+// every measurement, and the median of the repetitions is reported with its spread, as ratios to the plain Node proxy
+// and to pen measured in the same run. See bench/README.md.
+//
+// Environment: BENCH_REPS (3), BENCH_SECONDS (5, per wrk run), BENCH_IDLE ("2000,10000"), BENCH_ONLY (a comma list
+// of balancer names), BENCH_SCENARIOS (a comma list of scenario names).
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 
-const root = Path.resolve(import.meta.dirname, "..")
-const node = process.execPath
+const ROOT = Path.resolve(import.meta.dirname, "..")
+const NODE = process.execPath
 const REPS = Number(process.env.BENCH_REPS ?? 3)
-const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 4000)
-const KEEPALIVE_REQUESTS = Number(process.env.BENCH_REQUESTS ?? 40000)
-const CONCURRENCY = 50
-const PAYLOAD = Buffer.alloc(100, 120)
-const TICK_MICROS = 1e6 / 100 // USER_HZ is 100 on Linux
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5)
+// A balancer holds two descriptors per idle connection: cap the count to what the hard fd limit allows.
+const FD_LIMIT = Number(ChildProcess.spawnSync("bash", ["-c", "ulimit -Hn"]).stdout.toString().trim()) || 1024
+const IDLE_MAX = Math.floor((FD_LIMIT - 200) / 200) * 100
+const IDLE = (process.env.BENCH_IDLE ?? "2000,10000").split(",").map(Number).map((n) => {
+  if (n <= IDLE_MAX) return n
+  console.error(`idle ${n}: the hard fd limit (${FD_LIMIT}) allows a balancer ${IDLE_MAX} idle connections; using that`)
+  return IDLE_MAX
+})
+const TICK_MICROS = 1e6 / 100 // USER_HZ
 
-const hasTaskset = ChildProcess.spawnSync("taskset", ["-c", "0", "true"]).status === 0 && Os.cpus().length > 1
-if (hasTaskset) ChildProcess.spawnSync("taskset", ["-pc", "0", String(process.pid)])
+// ---------------------------------------------------------------------------------------------------------------------
+// Processes: everything started here is stopped on success, failure, Ctrl-C or SIGTERM.
 
-// Backend: answers every 100-byte request with 100 bytes; closes when the client half-closes.
-const backend = () =>
-  new Promise<Net.Server>((resolve) => {
-    const server = Net.createServer({ allowHalfOpen: true }, (socket) => {
-      socket.on("data", (chunk) => {
-        for (let n = Math.floor(chunk.length / PAYLOAD.length); n > 0; n--) socket.write(PAYLOAD)
-      })
-      socket.on("end", () => socket.end())
-      socket.on("error", () => socket.destroy())
-    })
-    server.listen(0, "127.0.0.1", () => resolve(server))
+const children = new Set<ChildProcess.ChildProcess>()
+
+const killAll = () => {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+}
+process.on("exit", killAll)
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () => {
+    killAll()
+    process.exit(130)
   })
-
-interface Balancer {
-  readonly name: string
-  readonly command: (servers: Array<string>) => Array<string>
 }
 
-const balancers: Array<Balancer> = [
-  { name: "plain node", command: (s) => [node, Path.join(root, "bench/plain-proxy.ts"), "0", ...s] },
-  { name: "nib", command: (s) => [node, Path.join(root, "dist/src/bin.js"), "-f", "-r", "127.0.0.1:0", ...s] }
-]
+const has = (tool: string) => ChildProcess.spawnSync("sh", ["-c", `command -v ${tool}`]).status === 0
+const PINNING = has("taskset") && Os.cpus().length > 1
 
-const start = (b: Balancer, servers: Array<string>) =>
-  new Promise<{ child: ChildProcess.ChildProcess; port: number }>((resolve, reject) => {
-    const argv = b.command(servers)
-    const child = hasTaskset
-      ? ChildProcess.spawn("taskset", ["-c", "1", ...argv], { stdio: ["ignore", "ignore", "pipe"] })
-      : ChildProcess.spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "ignore", "pipe"] })
-    let err = ""
-    child.stderr!.on("data", (d) => {
-      err += d
-      const m = /listening on 127\.0\.0\.1:(\d+)/.exec(err)
-      if (m) resolve({ child, port: Number(m[1]) })
-    })
-    child.once("exit", (code) => reject(new Error(`${b.name} exited with ${code}: ${err}`)))
+/** Runs argv on `cpu` with its fd limit raised to the hard limit; the pid is the program's own (bash and taskset exec into it). */
+const spawnPinned = (cpu: number, argv: Array<string>, options: ChildProcess.SpawnOptions = {}) => {
+  const pinned = PINNING ? ["taskset", "-c", String(cpu), ...argv] : argv
+  const child = ChildProcess.spawn("bash", ["-c", "ulimit -n \"$(ulimit -Hn)\" && exec \"$@\"", "bash", ...pinned], {
+    stdio: ["ignore", "ignore", "pipe"],
+    ...options
   })
+  children.add(child)
+  child.once("exit", () => children.delete(child))
+  return child
+}
+
+const stop = async (child: ChildProcess.ChildProcess) => {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = new Promise((resolve) => child.once("exit", resolve))
+  child.kill("SIGTERM")
+  const timer = setTimeout(() => child.kill("SIGKILL"), 5000)
+  await exited
+  clearTimeout(timer)
+}
+
+const run = (argv: Array<string>) =>
+  new Promise<string>((resolve, reject) => {
+    const child = spawnPinned(0, argv, { stdio: ["ignore", "pipe", "pipe"] })
+    let out = ""
+    child.stdout!.on("data", (d) => (out += d))
+    child.stderr!.on("data", (d) => (out += d))
+    child.once("exit", (code) => (code === 0 ? resolve(out) : reject(new Error(`${argv[0]} exited ${code}: ${out}`))))
+  })
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const server = Net.createServer()
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as Net.AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
+
+const waitForPort = async (port: number, child: ChildProcess.ChildProcess) => {
+  for (let i = 0; i < 200; i++) {
+    if (child.exitCode !== null) throw new Error(`process exited with ${child.exitCode} before listening`)
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = Net.connect({ port, host: "127.0.0.1" }, () => {
+        socket.destroy()
+        resolve(true)
+      })
+      socket.on("error", () => resolve(false))
+    })
+    if (ok) return
+    await sleep(25)
+  }
+  throw new Error(`nothing listens on ${port}`)
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// /proc readings
 
 const cpuTicks = (pid: number) => {
   const fields = Fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
   return Number(fields[11]) + Number(fields[12])
 }
 
-// One connection: send a request, read the reply, half-close, wait for the end.
-const oneShot = (port: number) =>
-  new Promise<void>((resolve, reject) => {
-    const s = Net.connect({ port, host: "127.0.0.1", allowHalfOpen: true }, () => s.write(PAYLOAD))
-    let got = 0
-    s.on("data", (d) => {
-      got += d.length
-      if (got >= PAYLOAD.length) s.end()
+const memoryKiB = (pid: number, key: "VmRSS" | "VmHWM") => {
+  const match = new RegExp(`${key}:\\s+(\\d+) kB`).exec(Fs.readFileSync(`/proc/${pid}/status`, "utf8"))
+  return match === null ? NaN : Number(match[1])
+}
+
+const cpuBusy = async (cpu: number) => {
+  const read = () => {
+    const line = Fs.readFileSync("/proc/stat", "utf8").split("\n").find((l) => l.startsWith(`cpu${cpu} `))!
+    const v = line.trim().split(/\s+/).slice(1).map(Number)
+    return { idle: v[3]! + v[4]!, total: v.reduce((a, b) => a + b, 0) }
+  }
+  const a = read()
+  await sleep(500)
+  const b = read()
+  return 1 - (b.idle - a.idle) / Math.max(1, b.total - a.total)
+}
+
+/** Waits until CPU 1 (the balancer's) is quiet; the machine is shared. Returns false if it never was. */
+const waitQuiet = async () => {
+  if (!PINNING) return true
+  for (let i = 0; i < 30; i++) {
+    if ((await cpuBusy(1)) < 0.15) return true
+    if (i === 0) process.stderr.write("  (CPU 1 is busy with other work: waiting)\n")
+    await sleep(1000)
+  }
+  return false
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Backends and balancers
+
+const work = Fs.mkdtempSync(Path.join(Os.tmpdir(), "nib-bench-"))
+process.on("exit", () => Fs.rmSync(work, { recursive: true, force: true }))
+
+const startNginx = async (name: string, port: number) => {
+  const dir = Path.join(work, name)
+  Fs.mkdirSync(dir, { recursive: true })
+  Fs.writeFileSync(
+    Path.join(dir, "nginx.conf"),
+    [
+      "worker_processes 1;",
+      "daemon off;",
+      "master_process off;",
+      `pid ${dir}/nginx.pid;`,
+      `error_log ${dir}/error.log;`,
+      "events { worker_connections 30000; }",
+      "http {",
+      "  access_log off;",
+      "  keepalive_timeout 600s;",
+      "  keepalive_requests 10000000;",
+      `  server { listen 127.0.0.1:${port} backlog=4096; root ${work}/www; }`,
+      "}"
+    ].join("\n")
+  )
+  const child = spawnPinned(0, ["nginx", "-c", Path.join(dir, "nginx.conf"), "-p", dir])
+  await waitForPort(port, child)
+  return child
+}
+
+interface Balancer {
+  readonly name: string
+  readonly tool: string
+  readonly argv: (port: number, servers: Array<string>) => Array<string>
+}
+
+const haproxyConfig = (port: number, servers: Array<string>) => {
+  const file = Path.join(work, `haproxy-${port}.cfg`)
+  Fs.writeFileSync(
+    file,
+    [
+      "global",
+      "  nbthread 1",
+      `  maxconn ${Math.floor((FD_LIMIT - 200) / 2)}`,
+      "defaults",
+      "  mode tcp",
+      "  timeout connect 5s",
+      "  timeout client 10m",
+      "  timeout server 10m",
+      "frontend in",
+      `  bind 127.0.0.1:${port}`,
+      `  maxconn ${Math.floor((FD_LIMIT - 200) / 2)}`,
+      "  default_backend servers",
+      "backend servers",
+      "  balance roundrobin",
+      ...servers.map((s, i) => `  server s${i} ${s}`)
+    ].join("\n") + "\n"
+  )
+  return file
+}
+
+const BALANCERS: Array<Balancer> = [
+  {
+    name: "plain",
+    tool: "node",
+    argv: (port, servers) => [NODE, Path.join(ROOT, "bench/plain-proxy.ts"), String(port), ...servers]
+  },
+  {
+    name: "nib",
+    tool: "node",
+    argv: (
+      port,
+      servers
+    ) => [NODE, Path.join(ROOT, "dist/src/bin.js"), "-f", "-r", "-x", "30000", `127.0.0.1:${port}`, ...servers]
+  },
+  {
+    name: "pen",
+    tool: "pen",
+    argv: (port, servers) => ["pen", "-f", "-r", "-x", "30000", `127.0.0.1:${port}`, ...servers]
+  },
+  { name: "haproxy", tool: "haproxy", argv: (port, servers) => ["haproxy", "-db", "-f", haproxyConfig(port, servers)] }
+]
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Scenarios
+
+type Figures = Record<string, number>
+
+interface Scenario {
+  readonly name: string
+  readonly measure: (port: number, pid: number) => Promise<Figures>
+}
+
+const parseWrk = (out: string) => {
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN)
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN)
+  const p99 = /99%\s+([\d.]+)(us|ms|s)/.exec(out)
+  const p99Ms = p99 === null ? NaN : Number(p99[1]) * (p99[2] === "us" ? 0.001 : p99[2] === "s" ? 1000 : 1)
+  const transfer = /Transfer\/sec:\s+([\d.]+)(B|KB|MB|GB)/.exec(out)
+  const scale: Record<string, number> = { B: 1 / 1048576, KB: 1 / 1024, MB: 1, GB: 1024 }
+  const mbps = transfer === null ? NaN : Number(transfer[1]) * scale[transfer[2]!]!
+  const errors = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0)
+    + Number(/Socket errors: connect (\d+)/.exec(out)?.[1] ?? 0)
+  return { requests, rps, p99Ms, mbps, errors }
+}
+
+const wrkScenario = (name: string, path: string, connections: number, extra: Array<string>): Scenario => ({
+  name,
+  measure: async (port, pid) => {
+    const url = `http://127.0.0.1:${port}${path}`
+    const before = cpuTicks(pid)
+    const out = await run(["wrk", "-t1", `-c${connections}`, `-d${SECONDS}s`, "--latency", ...extra, url])
+    const micros = (cpuTicks(pid) - before) * TICK_MICROS
+    const w = parseWrk(out)
+    return {
+      rps: w.rps,
+      p99Ms: w.p99Ms,
+      mbps: w.mbps,
+      cpuMicrosPerRequest: micros / w.requests,
+      cpuMillisPerMB: micros / 1000 / (w.mbps * SECONDS),
+      peakRssMiB: memoryKiB(pid, "VmHWM") / 1024,
+      errors: w.errors
+    }
+  }
+})
+
+const idleScenario = (count: number): Scenario => ({
+  name: `idle ${count}`,
+  measure: async (port, pid) => {
+    const baseline = memoryKiB(pid, "VmRSS")
+    const holder = spawnPinned(0, [NODE, Path.join(ROOT, "bench/idle.ts"), String(port), String(count)], {
+      stdio: ["pipe", "pipe", "inherit"]
     })
-    s.on("end", () => (got >= PAYLOAD.length ? resolve() : reject(new Error("short reply"))))
-    s.on("error", reject)
-  })
-
-const newConnections = async (port: number) => {
-  let left = CONNECTIONS
-  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-    while (left-- > 0) await oneShot(port)
-  }))
-  return CONNECTIONS
-}
-
-// Keep-alive: CONCURRENCY connections, each doing request/reply round trips.
-const keepAlive = async (port: number) => {
-  const per = Math.ceil(KEEPALIVE_REQUESTS / CONCURRENCY)
-  await Promise.all(Array.from({ length: CONCURRENCY }, () =>
-    new Promise<void>((resolve, reject) => {
-      const s = Net.connect({ port, host: "127.0.0.1" }, () => s.write(PAYLOAD))
-      let done = 0
-      let got = 0
-      s.on("data", (d) => {
-        got += d.length
-        while (got >= PAYLOAD.length) {
-          got -= PAYLOAD.length
-          if (++done === per) return void s.end(resolve)
-          s.write(PAYLOAD)
-        }
+    const lines: Array<Record<string, number>> = []
+    let buffer = ""
+    const next = () =>
+      new Promise<Record<string, number>>((resolve, reject) => {
+        const poll = setInterval(() => {
+          if (lines.length > 0) {
+            clearInterval(poll)
+            resolve(lines.shift()!)
+          } else if (holder.exitCode !== null) {
+            clearInterval(poll)
+            reject(new Error("idle holder exited"))
+          }
+        }, 20)
       })
-      s.on("error", reject)
-    })))
-  return per * CONCURRENCY
-}
+    holder.stdout!.on("data", (d) => {
+      buffer += d
+      let i
+      while ((i = buffer.indexOf("\n")) >= 0) {
+        lines.push(JSON.parse(buffer.slice(0, i)))
+        buffer = buffer.slice(i + 1)
+      }
+    })
+    const opened = (await next()).opened!
+    await sleep(2000)
+    const held = memoryKiB(pid, "VmRSS")
+    // Does it keep serving new connections while holding them all?
+    const fresh = parseWrk(await run(["wrk", "-t1", "-c10", "-d1s", `http://127.0.0.1:${port}/small`]))
+    await sleep(3000)
+    holder.stdin!.write("check\n")
+    const checked = await next()
+    await stop(holder)
+    return {
+      opened,
+      alive: checked.alive!,
+      allAlive: checked.alive === count ? 1 : 0,
+      kibPerConnection: (held - baseline) / count,
+      peakRssMiB: memoryKiB(pid, "VmHWM") / 1024,
+      servedWhileIdle: fresh.requests
+    }
+  }
+})
+
+const ALL_SCENARIOS: Array<Scenario> = [
+  wrkScenario("keep-alive", "/small", 50, []),
+  wrkScenario("new connection", "/small", 50, ["-H", "Connection: close"]),
+  wrkScenario("bulk", "/big", 4, []),
+  ...IDLE.map(idleScenario)
+]
+
+// ---------------------------------------------------------------------------------------------------------------------
 
 const median = (xs: Array<number>) => xs.toSorted((a, b) => a - b)[Math.floor(xs.length / 2)]!
 
-const spread = (xs: Array<number>) => `${Math.min(...xs).toFixed(1)}-${Math.max(...xs).toFixed(1)}`
+/** The figures shown per scenario: [key, label, digits, better ("low" | "high")]. */
+const SHOWN: Record<string, Array<[string, string, number, "low" | "high"]>> = {
+  "keep-alive": [["cpuMicrosPerRequest", "CPU µs/request", 2, "low"], ["rps", "requests/s", 0, "high"], [
+    "p99Ms",
+    "p99 ms",
+    2,
+    "low"
+  ], ["peakRssMiB", "peak RSS MiB", 1, "low"]],
+  "new connection": [["cpuMicrosPerRequest", "CPU µs/connection", 1, "low"], ["rps", "connections/s", 0, "high"], [
+    "p99Ms",
+    "p99 ms",
+    2,
+    "low"
+  ]],
+  bulk: [["mbps", "MB/s", 0, "high"], ["cpuMillisPerMB", "CPU ms/MB", 3, "low"], [
+    "peakRssMiB",
+    "peak RSS MiB",
+    1,
+    "low"
+  ]],
+  idle: [["kibPerConnection", "KiB/idle connection", 2, "low"], ["alive", "alive after idling", 0, "high"], [
+    "peakRssMiB",
+    "peak RSS MiB",
+    1,
+    "low"
+  ], ["servedWhileIdle", "requests served meanwhile (1 s)", 0, "high"]]
+}
 
 const main = async () => {
-  const backends = [await backend(), await backend()]
-  const servers = backends.map((s) => `127.0.0.1:${(s.address() as Net.AddressInfo).port}`)
-  const scenarios = [{ name: "new connection", run: newConnections }, { name: "keep-alive request", run: keepAlive }]
-  const samples: Record<string, Record<string, Array<number>>> = {}
-  for (let rep = 0; rep < REPS; rep++) {
+  const missing = ["nginx", "wrk"].filter((t) => !has(t))
+  if (missing.length > 0) {
+    console.error(`bench needs ${missing.join(" and ")}: apt-get install -y ${missing.join(" ")}`)
+    process.exit(1)
+  }
+  if (!Fs.existsSync(Path.join(ROOT, "dist/src/bin.js"))) throw new Error("build nib first: npm run build")
+  const only = process.env.BENCH_ONLY?.split(",")
+  const balancers = BALANCERS.filter((b) => (only === undefined || only.includes(b.name)) && has(b.tool))
+  for (const b of BALANCERS) {
+    if (!has(b.tool)) console.error(`${b.name} is not installed (apt-get install -y ${b.tool}): left out of this run`)
+  }
+  const scenarioNames = process.env.BENCH_SCENARIOS?.split(",")
+  const scenarios = ALL_SCENARIOS.filter((s) => scenarioNames === undefined || scenarioNames.includes(s.name))
+  if (!PINNING) console.error("taskset is missing or the machine has one CPU: balancers are not pinned")
+
+  Fs.mkdirSync(Path.join(work, "www"))
+  Fs.writeFileSync(Path.join(work, "www/small"), Buffer.alloc(100, "x"))
+  Fs.writeFileSync(Path.join(work, "www/big"), Buffer.alloc(64 * 1024 * 1024, "y"))
+  const backendPorts = [await freePort(), await freePort()]
+  const nginx = [await startNginx("a", backendPorts[0]!), await startNginx("b", backendPorts[1]!)]
+  const servers = backendPorts.map((p) => `127.0.0.1:${p}`)
+
+  // samples[scenario][balancer][figure] = values, one per repetition
+  const samples: Record<string, Record<string, Record<string, Array<number>>>> = {}
+  let disturbed = 0
+  for (let rep = 1; rep <= REPS; rep++) {
     for (const scenario of scenarios) {
       for (const b of balancers) {
-        const { child, port } = await start(b, servers)
-        await oneShot(port) // warm the path
-        const before = cpuTicks(child.pid!)
-        const n = await scenario.run(port)
-        const micros = ((cpuTicks(child.pid!) - before) * TICK_MICROS) / n
-        child.kill("SIGTERM")
-        await new Promise((r) => child.once("exit", r))
-        ;((samples[scenario.name] ??= {})[b.name] ??= []).push(micros)
-        process.stderr.write(`rep ${rep + 1} ${scenario.name} ${b.name}: ${micros.toFixed(1)} µs\n`)
+        if (!(await waitQuiet())) disturbed++
+        const port = await freePort()
+        const child = spawnPinned(1, b.argv(port, servers))
+        await waitForPort(port, child)
+        await sleep(200)
+        const figures = await scenario.measure(port, child.pid!)
+        await stop(child)
+        const slot = ((samples[scenario.name] ??= {})[b.name] ??= {})
+        for (const [k, v] of Object.entries(figures)) (slot[k] ??= []).push(v)
+        process.stderr.write(
+          `rep ${rep}/${REPS} ${scenario.name.padEnd(14)} ${b.name.padEnd(8)} ${
+            Object.entries(figures).map(([k, v]) => `${k}=${Number.isInteger(v) ? v : v.toFixed(2)}`).join(" ")
+          }\n`
+        )
       }
     }
   }
-  backends.forEach((s) => s.close())
-  const rows = scenarios.map((s) => {
-    const plain = median(samples[s.name]!["plain node"]!)
-    const nib = median(samples[s.name]!["nib"]!)
-    return {
-      scenario: s.name,
-      plainMicros: plain,
-      nibMicros: nib,
-      ratio: nib / plain,
-      plainSpread: spread(samples[s.name]!["plain node"]!),
-      nibSpread: spread(samples[s.name]!["nib"]!)
+  await Promise.all(nginx.map(stop))
+
+  const lines: Array<string> = [
+    `nib benchmark, ${new Date().toISOString().slice(0, 10)}: ${Os.cpus().length} CPUs (${
+      Os.cpus()[0]?.model.trim()
+    }), Node ${process.version}; balancers ${PINNING ? "pinned to CPU 1, load on CPU 0" : "not pinned"}; ` +
+    `median of ${REPS} interleaved repetitions (min-max), ${SECONDS} s per wrk run.` +
+    (disturbed > 0 ? ` ${disturbed} measurement(s) ran while CPU 1 was busy with other work.` : ""),
+    ""
+  ]
+  const summary: Record<string, Record<string, Record<string, number>>> = {}
+  for (const scenario of scenarios) {
+    const shown = SHOWN[scenario.name.startsWith("idle") ? "idle" : scenario.name]!
+    lines.push(`### ${scenario.name}`, "")
+    lines.push(`| balancer | ${shown.map(([, label]) => label).join(" | ")} |`)
+    lines.push(`| --- | ${shown.map(() => "---:").join(" | ")} |`)
+    for (const b of balancers) {
+      const values = samples[scenario.name]?.[b.name]
+      if (values === undefined) continue
+      const cells = shown.map(([key, , digits]) => {
+        const xs = values[key] ?? []
+        const m = median(xs)
+        ;((summary[scenario.name] ??= {})[b.name] ??= {})[key] = m
+        const ratio = (base: string) => {
+          const other = samples[scenario.name]?.[base]?.[key]
+          return other === undefined || base === b.name ? "" : ` ${(m / median(other)).toFixed(2)}x ${base}`
+        }
+        return `${m.toFixed(digits)} (${Math.min(...xs).toFixed(digits)}-${Math.max(...xs).toFixed(digits)})${
+          ratio("plain")
+        }${ratio("pen")}`
+      })
+      lines.push(`| ${b.name} | ${cells.join(" | ")} |`)
     }
-  })
-  const table = [
-    `CPU of the balancer (one core${
-      hasTaskset ? ", pinned" : ", not pinned: no taskset"
-    }), median of ${REPS}, ${process.version}`,
-    "",
-    "| figure | plain Node | nib | nib / plain |",
-    "| --- | ---: | ---: | ---: |",
-    ...rows.map((r) =>
-      `| CPU per ${r.scenario} (µs) | ${r.plainMicros.toFixed(1)} (${r.plainSpread}) | ${
-        r.nibMicros.toFixed(1)
-      } (${r.nibSpread}) | ${r.ratio.toFixed(2)}x |`
-    )
-  ].join("\n")
-  console.log(table)
+    lines.push("")
+  }
+  const markdown = lines.join("\n")
+  console.log(markdown)
   const stamp = new Date().toISOString().replace(/[:.]/g, "-")
-  Fs.writeFileSync(Path.join(root, `bench/results/${stamp}.json`), JSON.stringify({ rows, samples }, null, 2))
-  Fs.writeFileSync(Path.join(root, `bench/results/${stamp}.md`), table + "\n")
+  Fs.mkdirSync(Path.join(ROOT, "bench/results"), { recursive: true })
+  Fs.writeFileSync(Path.join(ROOT, `bench/results/${stamp}.md`), markdown + "\n")
+  Fs.writeFileSync(
+    Path.join(ROOT, `bench/results/${stamp}.json`),
+    JSON.stringify({ node: process.version, reps: REPS, seconds: SECONDS, pinned: PINNING, summary, samples }, null, 2)
+  )
+  console.error(`saved bench/results/${stamp}.md and .json`)
 }
 
 main().catch((error) => {
   console.error(error)
+  killAll()
   process.exit(1)
 })
