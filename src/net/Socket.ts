@@ -91,12 +91,10 @@ export const relay = (client: Socket, server: Socket, onDone: (totals: RelayTota
   server.pipe(client)
 }
 
-/** Closes a socket at once, resetting it so the peer sees the connection was refused, not ended. */
-export const reset = (socket: Socket): void => {
-  if (!socket.destroyed) socket.resetAndDestroy()
-}
-
-/** Closes a socket at once (FIN where possible). Idempotent. */
+/**
+ * Closes a socket at once: a FIN, or a reset if bytes it received were never read (the kernel's rule for close, the
+ * same as pen's). Idempotent.
+ */
 export const destroy = (socket: Socket): void => {
   if (!socket.destroyed) socket.destroy()
 }

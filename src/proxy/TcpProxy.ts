@@ -89,7 +89,7 @@ class Session {
     client.once("close", this.onEarlyClientClose)
     const peer = client.remoteAddress
     // A TCP client with no peer address reset its connection while it waited (-x): nothing to serve.
-    if (peer === undefined && !env.unixListener) return this.finish(false)
+    if (peer === undefined && !env.unixListener) return this.finish()
     const ip = peer ?? UNIX_CLIENT
     const entry = (this.entry = env.clients.visitUnsafe(ip))
     const first = env.pool.chooseUnsafe(entry.server, ip, client.remotePort ?? 0)
@@ -125,7 +125,7 @@ class Session {
       if (env.pool.emergency !== undefined && this.tryServer(EMERGENCY_SERVER)) return this.countFailover()
     }
     env.stats.addUnsafe("refused", 1)
-    this.finish(true)
+    this.finish()
   }
 
   private countFailover(): void {
@@ -163,7 +163,7 @@ class Session {
     entry.bytesToClient += totals.fromServer
     this.env.pool.releaseUnsafe(this.server, totals.fromClient, totals.fromServer)
     this.server = NO_SERVER
-    this.finish(false)
+    this.finish()
   }
 
   /** The client went away while nib was still choosing or dialing a server. */
@@ -185,15 +185,18 @@ class Session {
       this.env.pool.releaseUnsafe(this.server, 0, 0)
       this.server = NO_SERVER
     }
-    this.finish(false)
+    this.finish()
   }
 
-  private finish(refuse: boolean): void {
+  /**
+   * Closes the client (if not closed yet) and ends the fiber. A client no server would take is closed as pen's
+   * close_conn does, without reading it: it sees an EOF, or a reset if it had sent bytes nib never read.
+   */
+  private finish(): void {
     if (this.finished) return
     this.finished = true
     this.env.stats.addUnsafe("active", -1)
-    if (refuse) Socket.reset(this.client)
-    else Socket.destroy(this.client)
+    Socket.destroy(this.client)
     this.resume(DONE)
   }
 }

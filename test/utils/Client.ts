@@ -112,6 +112,8 @@ export interface ConnectOptions {
   readonly host?: string
   /** Source address, e.g. "127.0.0.2"; default 127.0.0.1. */
   readonly from?: string
+  /** Source port; default any (the system picks one). */
+  readonly fromPort?: number
   /** Keep the client's writable side open after the peer's EOF (default true, so a test sees every byte). */
   readonly allowHalfOpen?: boolean
 }
@@ -125,6 +127,7 @@ export const dial = (port: number, options: ConnectOptions = {}): Conn =>
     host: options.host ?? "127.0.0.1",
     port,
     localAddress: options.from ?? "127.0.0.1",
+    ...(options.fromPort === undefined ? {} : { localPort: options.fromPort }),
     allowHalfOpen: options.allowHalfOpen ?? true
   }))
 

@@ -1,7 +1,7 @@
 /**
  * Running the balancer as a real process: start the built `nib` in the foreground and wait for its listening line,
- * run it to completion (bad argv, daemon parent), stop it by pid. The process helpers take any command, so a
- * pen-vs-nib compatibility suite can start pen with them too (pen prints no listening line: use `waitForPort`).
+ * run it to completion (bad argv, daemon parent), stop it by pid. The process helpers take any command; Pen.ts starts
+ * pen with them for the side-by-side suite.
  *
  * Promise functions do the work; the Effect wrappers tie a process to the test's scope so it is stopped even when the
  * test fails.
@@ -226,8 +226,10 @@ export const runToCompletion = (
 export const runNib = (args: ReadonlyArray<string>, timeoutMs = 15_000): Promise<Completed> =>
   runToCompletion(NODE, [NIB, ...args], timeoutMs)
 
-/** Polls (at most `timeoutMs`) until something accepts TCP connections on `host:port`. For balancers without a
- * listening line (pen). */
+/**
+ * Polls (at most `timeoutMs`) until something accepts TCP connections on `host:port`. Each probe is a connection: to
+ * wait for a balancer without changing its state (pen's cursor and sticky table), use `Pen.waitForListen`.
+ */
 export const waitForPort = async (host: string, port: number, timeoutMs = 10_000): Promise<void> => {
   const deadline = Date.now() + timeoutMs
   for (;;) {
