@@ -145,7 +145,7 @@ const work = Fs.mkdtempSync(Path.join(Os.tmpdir(), "nib-bench-"))
 process.on("exit", () => Fs.rmSync(work, { recursive: true, force: true }))
 
 const startNginx = async (name: string, port: number) => {
-  const dir = Path.join(work, name)
+  const dir = Path.join(work, `${name}-${port}`)
   Fs.mkdirSync(dir, { recursive: true })
   Fs.writeFileSync(
     Path.join(dir, "nginx.conf"),
@@ -323,6 +323,15 @@ const ALL_SCENARIOS: Array<Scenario> = [
 
 // ---------------------------------------------------------------------------------------------------------------------
 
+// Fresh backends (on fresh ports) for every measurement: tens of thousands of connections leave as many sockets in
+// TIME_WAIT towards the backends' ports, which slows the next balancer's connect() calls; without this the
+// balancer measured later in a round pays for the earlier ones.
+const backends = async () => {
+  const ports = [await freePort(), await freePort()]
+  const processes = [await startNginx("a", ports[0]!), await startNginx("b", ports[1]!)]
+  return { servers: ports.map((p) => `127.0.0.1:${p}`), stop: () => Promise.all(processes.map(stop)) }
+}
+
 const median = (xs: Array<number>) => xs.toSorted((a, b) => a - b)[Math.floor(xs.length / 2)]!
 
 /** The figures shown per scenario: [key, label, digits, better ("low" | "high")]. */
@@ -372,23 +381,24 @@ const main = async () => {
   Fs.mkdirSync(Path.join(work, "www"))
   Fs.writeFileSync(Path.join(work, "www/small"), Buffer.alloc(100, "x"))
   Fs.writeFileSync(Path.join(work, "www/big"), Buffer.alloc(64 * 1024 * 1024, "y"))
-  const backendPorts = [await freePort(), await freePort()]
-  const nginx = [await startNginx("a", backendPorts[0]!), await startNginx("b", backendPorts[1]!)]
-  const servers = backendPorts.map((p) => `127.0.0.1:${p}`)
 
   // samples[scenario][balancer][figure] = values, one per repetition
   const samples: Record<string, Record<string, Record<string, Array<number>>>> = {}
   let disturbed = 0
   for (let rep = 1; rep <= REPS; rep++) {
     for (const scenario of scenarios) {
-      for (const b of balancers) {
+      // The order rotates with each repetition (A B C D, B C D A, ...), so no balancer always goes first.
+      const order = balancers.map((_, i) => balancers[(i + rep - 1) % balancers.length]!)
+      for (const b of order) {
         if (!(await waitQuiet())) disturbed++
+        const backend = await backends()
         const port = await freePort()
-        const child = spawnPinned(1, b.argv(port, servers))
+        const child = spawnPinned(1, b.argv(port, backend.servers))
         await waitForPort(port, child)
         await sleep(200)
         const figures = await scenario.measure(port, child.pid!)
         await stop(child)
+        await backend.stop()
         const slot = ((samples[scenario.name] ??= {})[b.name] ??= {})
         for (const [k, v] of Object.entries(figures)) (slot[k] ??= []).push(v)
         process.stderr.write(
@@ -399,7 +409,6 @@ const main = async () => {
       }
     }
   }
-  await Promise.all(nginx.map(stop))
 
   const lines: Array<string> = [
     `nib benchmark, ${new Date().toISOString().slice(0, 10)}: ${Os.cpus().length} CPUs (${

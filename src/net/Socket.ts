@@ -1,7 +1,8 @@
 /**
- * The byte path, on Node's native streams: dialing a server with a connect timeout, and relaying two sockets with
- * `pipe()` and half-close in both directions. Plain callbacks, no Effect: this runs once per connection and must stay
- * as cheap as a hand-written Node proxy. The only module of nib, with TcpServer, that touches `node:net` sockets.
+ * The byte path's Node primitives: connect options computed once per server, opening an upstream connection, and
+ * the connect deadlines of all dials in one queue with one timer. The per-connection state machine that uses them
+ * (dial, fail over, relay with `pipe()` and half-close) is `proxy/TcpProxy.ts`; this module and TcpServer are the only
+ * ones that import `node:net`.
  */
 import * as Net from "node:net"
 import type { Endpoint } from "../domain/Address.ts"
@@ -21,74 +22,78 @@ export const dialTarget = (endpoint: Endpoint): DialTarget =>
     ? { path: endpoint.path, allowHalfOpen: true }
     : { host: endpoint.host, port: endpoint.port, allowHalfOpen: true }
 
-/**
- * Starts a connection to `target` and calls `onResult` exactly once: with the socket when it is connected, or with
- * the failure and its error. A timed-out or failed socket is destroyed before `onResult` runs.
- */
-export const dial = (
-  target: DialTarget,
-  timeoutMillis: number,
-  onResult: (socket: Socket | undefined, failure: DialFailure | undefined, error: Error | undefined) => void
-): Socket => {
-  const socket = Net.connect(target)
-  // A socket timeout dies with the socket, so a dial abandoned by destroy() leaves no timer behind.
-  socket.setTimeout(timeoutMillis)
-  socket.once("connect", onConnect)
-  socket.once("error", onError)
-  socket.once("timeout", onTimeout)
-  function onConnect() {
-    socket.setTimeout(0)
-    socket.off("error", onError)
-    socket.off("timeout", onTimeout)
-    onResult(socket, undefined, undefined)
-  }
-  function onError(error: Error) {
-    socket.off("connect", onConnect)
-    socket.off("timeout", onTimeout)
-    onResult(undefined, "error", error)
-  }
-  function onTimeout() {
-    socket.off("connect", onConnect)
-    socket.off("error", onError)
-    socket.on("error", ignore)
-    socket.destroy()
-    onResult(undefined, "timeout", undefined)
-  }
-  return socket
-}
+/** Starts a connection to `target` (half-open allowed, so each direction closes on its own). */
+export const connect = (target: DialTarget): Socket => Net.connect(target)
 
-const ignore = () => {}
-
-/** Byte counts of a finished relay. @category models */
-export interface RelayTotals {
-  /** Bytes read from the client (and sent on to the server). */
-  readonly fromClient: number
-  /** Bytes read from the server (and sent on to the client). */
-  readonly fromServer: number
+/** Something waiting for a connect: told when its deadline passes, unless it has settled by then. */
+export interface Dialing {
+  /** Called at the deadline for `socket`; the dialer ignores it if `socket` is no longer its pending dial. */
+  readonly connectTimedOut: (socket: Socket) => void
 }
 
 /**
- * Relays `client` and `server` both ways until both are closed, then calls `onDone` once. Each side's EOF becomes a
- * half-close (FIN) towards the other while the other direction keeps flowing; an error or reset on either side
- * resets the other and ends both. Both sockets must have been created with `allowHalfOpen`.
+ * Connect deadlines for every dial in one FIFO with one timer, instead of a timer per connection: all dials share the
+ * same timeout, so deadlines come in order. A dial that settles is not removed; its entry is skipped when it comes up.
+ * Deadlines are on the monotonic clock that timers use, like the timers themselves.
  */
-export const relay = (client: Socket, server: Socket, onDone: (totals: RelayTotals) => void): void => {
-  let open = 2
-  const onClose = () => {
-    if (--open === 0) onDone({ fromClient: client.bytesRead, fromServer: server.bytesRead })
+export class DeadlineQueue {
+  private readonly dialers: Array<Dialing> = []
+  private readonly sockets: Array<Socket> = []
+  private readonly deadlines: Array<number> = []
+  private head = 0
+  private timer: ReturnType<typeof setTimeout> | undefined
+
+  constructor(readonly timeoutMillis: number) {}
+
+  /** Starts the clock for `socket`, dialed by `dialer`. */
+  add(dialer: Dialing, socket: Socket): void {
+    this.dialers.push(dialer)
+    this.sockets.push(socket)
+    this.deadlines.push(performance.now() + this.timeoutMillis)
+    if (this.timer === undefined) this.arm()
   }
-  const onClientError = () => {
-    if (!server.destroyed) server.resetAndDestroy()
+
+  /** Stops the timer (the listener is closing). */
+  close(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer)
+    this.timer = undefined
   }
-  const onServerError = () => {
-    if (!client.destroyed) client.resetAndDestroy()
+
+  private arm(): void {
+    const delay = Math.max(0, this.deadlines[this.head]! - performance.now())
+    this.timer = setTimeout(this.expire, delay)
   }
-  client.on("error", onClientError)
-  server.on("error", onServerError)
-  client.once("close", onClose)
-  server.once("close", onClose)
-  client.pipe(server)
-  server.pipe(client)
+
+  private readonly expire = (): void => {
+    this.timer = undefined
+    const now = performance.now()
+    const { deadlines, dialers, sockets } = this
+    // A dialer told of its timeout may fail over and dial again: add() then pushes (and may arm the timer) while
+    // this loop runs, so the loop re-reads the length and the timer is armed at most once.
+    while (this.head < deadlines.length && deadlines[this.head]! <= now) {
+      const i = this.head++
+      const socket = sockets[i]!
+      const dialer = dialers[i]!
+      dialers[i] = undefined as never
+      sockets[i] = undefined as never
+      // A destroyed socket is no longer connecting either; one that connected in time is skipped here.
+      if (socket.connecting) dialer.connectTimedOut(socket)
+    }
+    if (this.head === deadlines.length) {
+      this.head = 0
+      dialers.length = 0
+      sockets.length = 0
+      deadlines.length = 0
+      return
+    }
+    if (this.head > 4096 && this.head * 2 > deadlines.length) {
+      dialers.splice(0, this.head)
+      sockets.splice(0, this.head)
+      deadlines.splice(0, this.head)
+      this.head = 0
+    }
+    if (this.timer === undefined) this.arm()
+  }
 }
 
 /**

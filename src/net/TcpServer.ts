@@ -137,13 +137,14 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
         const scope = yield* Scope.make()
         const context = Context.omit(Scope.Scope)(yield* Effect.context<R>()) as Context.Context<R>
         const track = Fiber.runIn(scope)
+        const fork = Effect.runForkWith(context)
         const onEnd = () => {
           active--
           drain()
         }
         dispatch = (socket) => {
           active++
-          const fiber = Effect.runForkWith(context)(handler(socket))
+          const fiber = fork(handler(socket))
           fiber.addObserver(onEnd)
           track(fiber)
         }

@@ -30,12 +30,14 @@ export class TcpProxy extends Context.Service<TcpProxy, {
     TcpProxy,
     Effect.gen(function*() {
       const config = yield* LbConfig
+      const deadlines = new Socket.DeadlineQueue(config.connectTimeoutSeconds * 1000)
+      yield* Effect.addFinalizer(() => Effect.sync(() => deadlines.close()))
       const env: Env = {
         pool: yield* ServerPool,
         clients: yield* ClientTable,
         health: yield* HealthChecker,
         stats: yield* StatsReporter,
-        timeoutMillis: config.connectTimeoutSeconds * 1000,
+        deadlines,
         unixListener: config.listen._tag === "Unix"
       }
       return TcpProxy.of({
@@ -55,23 +57,51 @@ interface Env {
   readonly clients: ClientTable["Service"]
   readonly health: HealthChecker["Service"]
   readonly stats: StatsReporter["Service"]
-  readonly timeoutMillis: number
+  readonly deadlines: Socket.DeadlineQueue
   readonly unixListener: boolean
 }
 
 const DONE = Effect.void
 
+const ignore = () => {}
+
+// The session a socket belongs to. Listeners are shared module-level functions that find their session through the
+// socket (`this`), so a connection allocates no closures for them.
+const kSession = Symbol("nib/Session")
+type Owned = Socket.Socket & { [kSession]: Session }
+const sessionOf = (socket: Socket.Socket) => (socket as Owned)[kSession]
+
+function onClientError(this: Socket.Socket) {
+  sessionOf(this).clientError()
+}
+function onClientClose(this: Socket.Socket) {
+  sessionOf(this).clientClosed()
+}
+function onUpstreamConnect(this: Socket.Socket) {
+  sessionOf(this).upstreamConnected()
+}
+function onUpstreamError(this: Socket.Socket, error: Error) {
+  sessionOf(this).upstreamError(error)
+}
+function onUpstreamClose(this: Socket.Socket) {
+  sessionOf(this).closed()
+}
+
 /**
- * One client connection. States: choosing/dialing (`upstream` set, not yet connected), relaying, closed. Every end
- * goes through `finish`, which runs once.
+ * One client connection: choosing and dialing (`upstream` set, not connected), then relaying, then finished. Each
+ * socket gets its listeners once (the client's at start, the server's when dialed) and they act on the state, so the
+ * common path adds no listener it later removes, allocates no closure and starts no timer of its own. Every end goes
+ * through `finish`, once.
  */
-class Session {
+class Session implements Socket.Dialing {
   private entry: ClientEntry | undefined
   private initial = NO_SERVER
   private server = NO_SERVER
   private upstream: Socket.Socket | undefined
   private relaying = false
   private finished = false
+  /** Sockets not yet closed once relaying; the connection is over at 0. */
+  private open = 2
   /** Servers this connection has tried, made on its first failover only. */
   private tried: Set<number> | undefined
 
@@ -85,8 +115,9 @@ class Session {
     const { client, env } = this
     env.stats.addUnsafe("accepted", 1)
     env.stats.addUnsafe("active", 1)
-    client.on("error", this.onEarlyClientError)
-    client.once("close", this.onEarlyClientClose)
+    ;(client as Owned)[kSession] = this
+    client.on("error", onClientError)
+    client.once("close", onClientClose)
     const peer = client.remoteAddress
     // A TCP client with no peer address reset its connection while it waited (-x): nothing to serve.
     if (peer === undefined && !env.unixListener) return this.finish()
@@ -97,7 +128,7 @@ class Session {
     if (!this.tryServer(first)) this.failover(first)
   }
 
-  /** pen's try_server: admission (blacklist, limits), then an asynchronous connect. */
+  /** pen's try_server: admission (blacklist, limits), then an asynchronous connect with the `-t` deadline. */
   private tryServer(index: number): boolean {
     const { env, entry } = this
     if (index === NO_SERVER || !env.pool.admitsUnsafe(index, entry!.server === index)) return false
@@ -105,7 +136,11 @@ class Session {
     this.server = index
     // The client is pinned as soon as the attempt starts, as pen does; a failover re-pins it.
     entry!.server = index === EMERGENCY_SERVER ? NO_SERVER : index
-    this.upstream = Socket.dial(env.pool.dialTarget(index), env.timeoutMillis, this.onDial)
+    const upstream = (this.upstream = Socket.connect(env.pool.dialTarget(index)))
+    ;(upstream as Owned)[kSession] = this
+    upstream.on("error", onUpstreamError)
+    upstream.once("connect", onUpstreamConnect)
+    env.deadlines.add(this, upstream)
     return true
   }
 
@@ -132,55 +167,78 @@ class Session {
     this.env.stats.addUnsafe("failovers", 1)
   }
 
-  private readonly onDial = (
-    upstream: Socket.Socket | undefined,
-    failure: Socket.DialFailure | undefined,
-    error: Error | undefined
-  ): void => {
-    const { env } = this
-    const index = this.server
-    if (this.finished) {
-      if (upstream !== undefined) Socket.destroy(upstream)
-      return
-    }
-    if (upstream === undefined) {
-      env.pool.releaseUnsafe(index, 0, 0)
-      this.server = NO_SERVER
-      this.upstream = undefined
-      env.health.connectFailedUnsafe(index, failure!, error)
-      return this.failover(index)
-    }
-    const client = this.client
-    client.off("error", this.onEarlyClientError)
-    client.off("close", this.onEarlyClientClose)
+  upstreamConnected(): void {
+    const { client } = this
+    const upstream = this.upstream!
     this.relaying = true
-    Socket.relay(client, upstream, this.onRelayDone)
+    upstream.once("close", onUpstreamClose)
+    // Each side's EOF becomes a FIN to the other (pipe's end()), while the other direction keeps flowing.
+    client.pipe(upstream)
+    upstream.pipe(client)
   }
 
-  private readonly onRelayDone = (totals: Socket.RelayTotals): void => {
+  /** The `-t` deadline of a dial passed (DeadlineQueue); stale calls (an earlier dial, a settled one) are ignored. */
+  connectTimedOut(socket: Socket.Socket): void {
+    if (socket === this.upstream && !this.relaying && !this.finished) this.dialFailed("timeout", undefined)
+  }
+
+  upstreamError(error: Error): void {
+    if (!this.relaying) return this.dialFailed("error", error)
+    // A reset or error from the server resets the client; both sockets then close.
+    if (!this.client.destroyed) this.client.resetAndDestroy()
+  }
+
+  private dialFailed(failure: Socket.DialFailure, error: Error | undefined): void {
+    const upstream = this.upstream!
+    const index = this.server
+    upstream.off("error", onUpstreamError)
+    upstream.off("connect", onUpstreamConnect)
+    upstream.on("error", ignore)
+    upstream.destroy()
+    this.upstream = undefined
+    this.server = NO_SERVER
+    this.env.pool.releaseUnsafe(index, 0, 0)
+    this.env.health.connectFailedUnsafe(index, failure, error)
+    this.failover(index)
+  }
+
+  clientError(): void {
+    // Before relaying the close that follows does the work; while relaying, the server is reset too.
+    const upstream = this.upstream
+    if (this.relaying && upstream !== undefined && !upstream.destroyed) upstream.resetAndDestroy()
+  }
+
+  clientClosed(): void {
+    if (this.relaying) this.closed()
+    else this.abort()
+  }
+
+  /** One socket of a relayed connection closed; when both have, the server is released with the bytes moved. */
+  closed(): void {
+    if (--this.open > 0) return
     const entry = this.entry!
-    entry.bytesFromClient += totals.fromClient
-    entry.bytesToClient += totals.fromServer
-    this.env.pool.releaseUnsafe(this.server, totals.fromClient, totals.fromServer)
+    const fromClient = this.client.bytesRead
+    const fromServer = this.upstream!.bytesRead
+    entry.bytesFromClient += fromClient
+    entry.bytesToClient += fromServer
+    this.env.pool.releaseUnsafe(this.server, fromClient, fromServer)
     this.server = NO_SERVER
     this.finish()
   }
-
-  /** The client went away while nib was still choosing or dialing a server. */
-  private readonly onEarlyClientClose = (): void => this.abort()
-  private readonly onEarlyClientError = (): void => {}
 
   /** Ends the connection now, whatever its state (interruption, shutdown, client gone). Idempotent. */
   abort(): void {
     if (this.finished) return
     if (this.relaying) {
-      // The relay's own close handlers release the server once both sockets are closed.
+      // The close handlers release the server once both sockets are closed.
       Socket.destroy(this.client)
-      if (this.upstream !== undefined) Socket.destroy(this.upstream)
+      Socket.destroy(this.upstream!)
       return
     }
-    if (this.upstream !== undefined) {
-      Socket.destroy(this.upstream)
+    const upstream = this.upstream
+    if (upstream !== undefined) {
+      upstream.on("error", ignore)
+      upstream.destroy()
       this.upstream = undefined
       this.env.pool.releaseUnsafe(this.server, 0, 0)
       this.server = NO_SERVER

@@ -1,233 +1,367 @@
 /**
- * The byte path on its own: `dial` (connected, refused, timed out against a full accept queue) and `relay` between
- * two real socket pairs on 127.0.0.1 (bytes both ways, half-close each way, a reset on either side, `onDone` once
- * with the byte totals).
+ * The byte path's Node primitives on their own: `dialTarget` (TCP and Unix forms, half-open allowed), `connect`
+ * (reaches a listening server, refused by a closed port, keeps its writable side after the server's FIN), and
+ * `DeadlineQueue` (connect deadlines in one FIFO with one timer) against a server whose accept queue is full.
+ *
+ * The relay itself (half-close, resets, byte totals) is tested through nib's proxy in test/proxy/TcpProxy.test.ts.
+ *
+ * No test asserts a duration. "Never reported" is shown by order, not by waiting: every queue entry has the same
+ * timeout, so once a later entry (a sentinel) has been reported, every earlier entry's deadline has passed.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import * as Crypto from "node:crypto"
-import * as Net from "node:net"
+import * as Path from "node:path"
 import * as Address from "../../src/domain/Address.ts"
 import * as Socket from "../../src/net/Socket.ts"
 import * as Backend from "../utils/Backend.ts"
 import * as Client from "../utils/Client.ts"
+import * as Nib from "../utils/Nib.ts"
 import * as Poll from "../utils/Poll.ts"
+import * as Unix from "../utils/Unix.ts"
 
 const HOST = "127.0.0.1"
+/** The connect timeout of the queues under test (short: the tests wait for it to pass, never measure it). */
+const TIMEOUT_MS = 250
 
-/** What `dial` called back with, how often it called back, and the socket it returned. */
-interface Dialed {
-  readonly socket: Socket.Socket | undefined
-  readonly failure: Socket.DialFailure | undefined
-  readonly error: Error | undefined
-  readonly returned: Socket.Socket
-  readonly calls: () => number
-}
+const tcpTarget = (port: number) => Socket.dialTarget(Address.tcp(HOST, port))
 
-/** Dials `127.0.0.1:port` and waits for the first callback; a connected socket is destroyed when the scope closes. */
-const dialPort = (port: number, timeoutMillis: number) =>
+/** A connection started with `Socket.connect` and recorded by a `Conn`; destroyed when the scope closes. */
+const dialing = (target: Socket.DialTarget) =>
   Effect.acquireRelease(
-    Effect.callback<Dialed>((resume) => {
-      let calls = 0
-      const holder: { returned?: Socket.Socket } = {}
-      holder.returned = Socket.dial(
-        Socket.dialTarget(Address.tcp(HOST, port)),
-        timeoutMillis,
-        (socket, failure, error) => {
-          if (++calls > 1) return
-          resume(Effect.succeed({ socket, failure, error, returned: holder.returned!, calls: () => calls }))
-        }
-      )
-    }),
-    (dialed) => Effect.sync(() => dialed.returned.destroy())
+    Effect.sync(() => new Client.Conn(Socket.connect(target))),
+    (conn) => Effect.sync(() => conn.close())
   )
 
-/** Lets the event loop run for `ms` (to see that nothing more happens; never to assert a duration). */
-const settle = (ms: number) => Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, ms)))
+/** A queue for the length of the scope (closed with it). */
+const queue = (timeoutMillis = TIMEOUT_MS) =>
+  Effect.acquireRelease(
+    Effect.sync(() => new Socket.DeadlineQueue(timeoutMillis)),
+    (q) => Effect.sync(() => q.close())
+  )
 
-describe("dial", () => {
-  it.live("to a listening port: called back once with the connected socket", () =>
+/** One `connectTimedOut` call: which dialer, which socket, and the socket's state at that moment. */
+interface Report {
+  readonly dialer: string
+  readonly socket: Socket.Socket
+  readonly connecting: boolean
+  readonly destroyed: boolean
+}
+
+/** Dialers that record every `connectTimedOut` call they get, in one log. */
+const recorder = () => {
+  const reports: Array<Report> = []
+  const dialer = (name: string): Socket.Dialing => ({
+    connectTimedOut: (socket) =>
+      reports.push({ dialer: name, socket, connecting: socket.connecting, destroyed: socket.destroyed })
+  })
+  const names = () => reports.map((r) => r.dialer)
+  /** Waits (bounded) until `n` calls have been recorded. */
+  const reach = (n: number) =>
     Effect.gen(function*() {
-      const a = yield* Backend.identity("a")
-      const dialed = yield* dialPort(a.port, 2_000)
-      assert.strictEqual(dialed.failure, undefined)
-      assert.strictEqual(dialed.error, undefined)
-      assert.isDefined(dialed.socket)
-      assert.strictEqual(dialed.socket, dialed.returned)
-      // It is really connected to the server: the identity server's greeting arrives on it.
-      const conn = new Client.Conn(dialed.socket!)
-      assert.deepStrictEqual(yield* Effect.promise(() => conn.firstLine()), { _tag: "Line", line: "a" })
-      yield* settle(50)
-      assert.strictEqual(dialed.calls(), 1)
-    }))
-
-  it.live("to a closed port: called back once with \"error\" (ECONNREFUSED), no socket", () =>
-    Effect.gen(function*() {
-      const port = yield* Backend.freePort
-      const dialed = yield* dialPort(port, 2_000)
-      assert.strictEqual(dialed.failure, "error")
-      assert.strictEqual(dialed.socket, undefined)
-      assert.strictEqual((dialed.error as NodeJS.ErrnoException | undefined)?.code, "ECONNREFUSED")
-      yield* settle(50)
-      assert.strictEqual(dialed.calls(), 1)
-    }))
-
-  it.live("to a server whose accept queue is full: called back once with \"timeout\", the socket destroyed", () =>
-    Effect.gen(function*() {
-      const stuck = yield* Backend.unresponsive
-      assert.isTrue(yield* stuck.fill(), "the unresponsive server's accept queue never filled")
-      const dialed = yield* dialPort(stuck.port, 300)
-      assert.strictEqual(dialed.failure, "timeout")
-      assert.strictEqual(dialed.socket, undefined)
-      assert.strictEqual(dialed.error, undefined)
-      assert.isTrue(dialed.returned.destroyed)
-      // No late "error" or "connect" callback after the timeout.
-      yield* settle(400)
-      assert.strictEqual(dialed.calls(), 1)
-    }))
-})
-
-/** A connected TCP pair on 127.0.0.1, both ends allowing half-open; destroyed (and its listener closed) at scope end. */
-const pair = Effect.acquireRelease(
-  Effect.callback<{ readonly server: Net.Server; readonly dialed: Net.Socket; readonly accepted: Net.Socket }>(
-    (resume) => {
-      const server = Net.createServer({ allowHalfOpen: true })
-      server.listen({ host: HOST, port: 0 }, () => {
-        const port = (server.address() as Net.AddressInfo).port
-        const dialed = Net.connect({ host: HOST, port, allowHalfOpen: true })
-        server.once("connection", (accepted: Net.Socket) => resume(Effect.succeed({ server, dialed, accepted })))
-      })
-    }
-  ),
-  ({ accepted, dialed, server }) =>
-    Effect.callback<void>((resume) => {
-      dialed.destroy()
-      accepted.destroy()
-      server.close(() => resume(Effect.void))
+      const ok = yield* Poll.waitUntil(() => reports.length >= n)
+      assert.isTrue(ok, `expected ${n} connectTimedOut calls, got ${JSON.stringify(names())}`)
     })
-)
+  return { reports, dialer, names, reach }
+}
 
 /**
- * The relay's setting: the test's `client` talks to the relay's client socket (accepted, as from the listener); the
- * relay's server socket (dialed, as by `dial`) talks to the test's `server`. Both test ends record what they get.
+ * A dialer that does what TcpProxy's Session does when its dial times out: it fails over, dialing `next` and adding it
+ * to the same queue, from inside the queue's own timer run. Its reports are "first" (for `first`) and "second".
  */
-const relayed = Effect.gen(function*() {
-  const front = yield* pair
-  const back = yield* pair
-  const client = new Client.Conn(front.dialed)
-  const server = new Client.Conn(back.accepted)
-  const done: Array<Socket.RelayTotals> = []
-  Socket.relay(front.accepted, back.dialed, (totals) => done.push(totals))
-  return { client, server, done, relayClient: front.accepted, relayServer: back.dialed }
+const failingOver = (
+  q: Socket.DeadlineQueue,
+  log: ReturnType<typeof recorder>,
+  first: Socket.Socket,
+  next: Socket.Socket
+): Socket.Dialing => {
+  const recordFirst = log.dialer("first")
+  return {
+    connectTimedOut: (socket) => {
+      recordFirst.connectTimedOut(socket)
+      if (socket === first) q.add(log.dialer("second"), next)
+    }
+  }
+}
+
+/**
+ * A server that never accepts, its accept queue filled: connections to it stay "connecting" (their SYNs are dropped).
+ * `dial` starts one such connection for the length of the scope.
+ */
+const stuckServer = Effect.gen(function*() {
+  const stuck = yield* Backend.unresponsive
+  assert.isTrue(yield* stuck.fill(), "the unresponsive server's accept queue never filled")
+  const target = tcpTarget(stuck.port)
+  const dial = Effect.map(dialing(target), (conn) => {
+    assert.isTrue(conn.socket.connecting, "a dial to the full server is still connecting")
+    return conn
+  })
+  return { target, dial }
 })
 
-const textIs = (conn: Client.Conn, text: string) =>
-  Effect.gen(function*() {
-    const ok = yield* Effect.promise(() => conn.until(() => conn.text() === text, 5_000))
-    assert.isTrue(ok, `expected ${JSON.stringify(text)}, got ${JSON.stringify(conn.text())}`)
+/**
+ * A stand-in for a socket, for the queue alone (it reads only `connecting` and `destroyed`): real sockets by the
+ * thousand would only slow the test down.
+ */
+const fakeSocket = (connecting: boolean) => ({ connecting, destroyed: false }) as unknown as Socket.Socket
+
+describe("dialTarget", () => {
+  it("TCP: host and port, half-open allowed", () => {
+    assert.deepStrictEqual(Socket.dialTarget(Address.tcp("127.0.0.1", 8080)), {
+      host: "127.0.0.1",
+      port: 8080,
+      allowHalfOpen: true
+    })
+    assert.deepStrictEqual(Socket.dialTarget(Address.tcp("::1", 1)), { host: "::1", port: 1, allowHalfOpen: true })
   })
-const ended = (conn: Client.Conn) => Effect.promise(() => conn.ended(5_000))
-const doneOnce = (done: ReadonlyArray<Socket.RelayTotals>) =>
-  Effect.gen(function*() {
-    assert.isTrue(yield* Poll.waitUntil(() => done.length > 0), "onDone was never called")
-    // A second call would come from the other socket's close, in the same or a later turn of the event loop.
-    yield* settle(50)
-    assert.strictEqual(done.length, 1)
-    return done[0]!
+
+  it("Unix: the socket path only, half-open allowed", () => {
+    assert.deepStrictEqual(Socket.dialTarget(Address.unix("/run/nib/server.sock")), {
+      path: "/run/nib/server.sock",
+      allowHalfOpen: true
+    })
   })
+})
 
-describe("relay", () => {
-  it.live("moves bytes both ways; onDone once, after both ends closed, with the byte totals", () =>
+describe("connect", () => {
+  it.live("reaches a listening server: its greeting arrives, and its echo", () =>
     Effect.gen(function*() {
-      const { client, done, server } = yield* relayed
-      client.socket.write("ping from the client")
-      yield* textIs(server, "ping from the client")
-      server.socket.write("pong from the server")
-      yield* textIs(client, "pong from the server")
-      client.socket.write(", again")
-      yield* textIs(server, "ping from the client, again")
-      assert.strictEqual(done.length, 0)
+      const a = yield* Backend.identity("a")
+      const conn = yield* dialing(tcpTarget(a.port))
+      assert.deepStrictEqual(yield* Effect.promise(() => conn.firstLine()), { _tag: "Line", line: "a" })
+      assert.isTrue(conn.connected)
+      assert.isTrue(conn.socket.allowHalfOpen)
+      conn.socket.write("ping")
+      assert.isTrue(yield* Effect.promise(() => conn.until(() => conn.text() === "a\nping", 5_000)), conn.text())
+      assert.strictEqual(a.accepted(), 1)
+    }).pipe(Effect.scoped))
 
-      client.socket.end()
-      server.socket.end()
-      assert.strictEqual(yield* ended(client), "eof")
-      assert.strictEqual(yield* ended(server), "eof")
-      assert.deepStrictEqual(yield* doneOnce(done), {
-        fromClient: "ping from the client, again".length,
-        fromServer: "pong from the server".length
-      })
-    }))
-
-  it.live("client half-close: the server sees EOF and can still send; the client gets everything after its FIN", () =>
+  it.live("to a closed port: the connection fails with ECONNREFUSED", () =>
     Effect.gen(function*() {
-      const { client, done, server } = yield* relayed
-      client.socket.end("request")
-      assert.strictEqual(yield* ended(server), "eof")
-      assert.strictEqual(server.text(), "request")
-      assert.isUndefined(client.ending)
-      assert.strictEqual(done.length, 0)
+      const port = yield* Backend.freePort
+      const conn = yield* dialing(tcpTarget(port))
+      assert.strictEqual(yield* Effect.promise(() => conn.ended()), "error")
+      assert.strictEqual(conn.error?.code, "ECONNREFUSED")
+      assert.isFalse(conn.connected)
+      assert.isTrue(yield* Poll.waitUntil(() => conn.socket.destroyed), "a refused socket is destroyed")
+    }).pipe(Effect.scoped))
 
-      const reply = ["first part of the reply, ", "second part, ", "and the end"]
-      server.socket.write(reply[0]!)
-      yield* textIs(client, reply[0]!)
-      server.socket.write(reply[1]!)
-      server.socket.end(reply[2]!)
-      assert.strictEqual(yield* ended(client), "eof")
-      assert.strictEqual(client.text(), reply.join(""))
-      assert.deepStrictEqual(yield* doneOnce(done), { fromClient: "request".length, fromServer: reply.join("").length })
-    }))
-
-  it.live("server half-close: the client sees EOF and can still send; the server gets everything after its FIN", () =>
+  it.live("half-open: after the server's FIN the socket can still send, and the server gets it", () =>
     Effect.gen(function*() {
-      const { client, done, server } = yield* relayed
-      server.socket.end("banner")
-      assert.strictEqual(yield* ended(client), "eof")
-      assert.strictEqual(client.text(), "banner")
-      assert.isUndefined(server.ending)
-      assert.strictEqual(done.length, 0)
+      const served: Array<Client.Conn> = []
+      const server = yield* Backend.custom("h", (socket) => {
+        served.push(new Client.Conn(socket))
+        socket.end("bye")
+      }, { allowHalfOpen: true })
+      const conn = yield* dialing(tcpTarget(server.port))
+      assert.strictEqual(yield* Effect.promise(() => conn.ended()), "eof")
+      assert.strictEqual(conn.text(), "bye")
+      assert.isTrue(conn.socket.writable, "the socket's writable side outlived the server's FIN")
+      conn.socket.end("after the FIN")
+      assert.isTrue(yield* Poll.waitUntil(() => served.length === 1), "the server never accepted")
+      const seen = served[0]!
+      assert.strictEqual(yield* Effect.promise(() => seen.ended()), "eof")
+      assert.strictEqual(seen.text(), "after the FIN")
+    }).pipe(Effect.scoped))
 
-      const request = ["first part of the request, ", "second part, ", "and the end"]
-      client.socket.write(request[0]!)
-      yield* textIs(server, request[0]!)
-      client.socket.write(request[1]!)
-      client.socket.end(request[2]!)
-      assert.strictEqual(yield* ended(server), "eof")
-      assert.strictEqual(server.text(), request.join(""))
-      assert.deepStrictEqual(yield* doneOnce(done), {
-        fromClient: request.join("").length,
-        fromServer: "banner".length
-      })
-    }))
-
-  for (const side of ["server", "client"] as const) {
-    it.live(`a reset from the ${side} resets the other side; onDone once`, () =>
-      Effect.gen(function*() {
-        const { client, done, relayClient, relayServer, server } = yield* relayed
-        client.socket.write("hello")
-        yield* textIs(server, "hello")
-        server.socket.write("hi")
-        yield* textIs(client, "hi")
-
-        const [resetter, other] = side === "server" ? [server, client] : [client, server]
-        resetter.socket.resetAndDestroy()
-        assert.strictEqual(yield* ended(other), "reset")
-        yield* doneOnce(done)
-        assert.isTrue(relayClient.destroyed)
-        assert.isTrue(relayServer.destroyed)
-      }))
-  }
-
-  it.live("bulk both ways at once, each side ending when done: every byte arrives, totals equal what was sent", () =>
+  it.live("reaches a server on a Unix socket path", () =>
     Effect.gen(function*() {
-      const { client, done, server } = yield* relayed
-      const up = Crypto.randomBytes(1024 * 1024 + 17)
-      const down = Crypto.randomBytes(256 * 1024 + 5)
-      client.socket.end(up)
-      server.socket.end(down)
-      assert.strictEqual(yield* ended(client), "eof")
-      assert.strictEqual(yield* ended(server), "eof")
-      assert.isTrue(client.data().equals(down), `client got ${client.received} of ${down.length} bytes`)
-      assert.isTrue(server.data().equals(up), `server got ${server.received} of ${up.length} bytes`)
-      assert.deepStrictEqual(yield* doneOnce(done), { fromClient: up.length, fromServer: down.length })
-    }))
+      const dir = yield* Nib.tempDir
+      const path = Path.join(dir, "server.sock")
+      yield* Unix.identity("u", path)
+      const conn = yield* dialing(Socket.dialTarget(Address.unix(path)))
+      assert.deepStrictEqual(yield* Effect.promise(() => conn.firstLine()), { _tag: "Line", line: "u" })
+      assert.isTrue(conn.socket.allowHalfOpen)
+    }).pipe(Effect.scoped))
+})
+
+describe("DeadlineQueue", () => {
+  it.live("a socket still connecting at its deadline is reported once, to its dialer, and left as it is", () =>
+    Effect.gen(function*() {
+      const stuck = yield* stuckServer
+      const q = yield* queue()
+      const log = recorder()
+      const conn = yield* stuck.dial
+      q.add(log.dialer("a"), conn.socket)
+      yield* log.reach(1)
+      assert.strictEqual(log.reports[0]!.socket, conn.socket)
+      assert.isTrue(log.reports[0]!.connecting)
+      assert.isFalse(log.reports[0]!.destroyed)
+      // The queue only reports: what to do with the socket is the dialer's business.
+      assert.isFalse(conn.socket.destroyed)
+      // Once: a later entry is reported, and "a" not again.
+      const sentinel = yield* stuck.dial
+      q.add(log.dialer("sentinel"), sentinel.socket)
+      yield* log.reach(2)
+      assert.deepStrictEqual(log.names(), ["a", "sentinel"])
+      assert.strictEqual(log.reports[1]!.socket, sentinel.socket)
+    }).pipe(Effect.scoped))
+
+  it.live("a socket that connected before its deadline is never reported", () =>
+    Effect.gen(function*() {
+      const stuck = yield* stuckServer
+      const a = yield* Backend.identity("a")
+      const q = yield* queue()
+      const log = recorder()
+      const conn = yield* dialing(tcpTarget(a.port))
+      assert.isTrue(conn.socket.connecting)
+      q.add(log.dialer("connected"), conn.socket)
+      assert.deepStrictEqual(yield* Effect.promise(() => conn.firstLine()), { _tag: "Line", line: "a" })
+      assert.isTrue(conn.connected)
+      const sentinel = yield* stuck.dial
+      q.add(log.dialer("sentinel"), sentinel.socket)
+      yield* log.reach(1)
+      assert.deepStrictEqual(log.names(), ["sentinel"])
+      // Still connected: the queue left it alone.
+      assert.isFalse(conn.socket.destroyed)
+    }).pipe(Effect.scoped))
+
+  it.live("a destroyed socket, or one whose connect failed, is never reported", () =>
+    Effect.gen(function*() {
+      const stuck = yield* stuckServer
+      const q = yield* queue()
+      const log = recorder()
+      const doomed = yield* stuck.dial
+      q.add(log.dialer("destroyed"), doomed.socket)
+      doomed.close()
+      const refused = yield* dialing(tcpTarget(yield* Backend.freePort))
+      q.add(log.dialer("refused"), refused.socket)
+      assert.strictEqual(yield* Effect.promise(() => refused.ended()), "error")
+      const sentinel = yield* stuck.dial
+      q.add(log.dialer("sentinel"), sentinel.socket)
+      yield* log.reach(1)
+      assert.deepStrictEqual(log.names(), ["sentinel"])
+    }).pipe(Effect.scoped))
+
+  it.live("several dials are reported in the order they were added, each once, with their own socket", () =>
+    Effect.gen(function*() {
+      const stuck = yield* stuckServer
+      const q = yield* queue()
+      const log = recorder()
+      const one = log.dialer("one")
+      const two = log.dialer("two")
+      const add = (dialer: Socket.Dialing) =>
+        Effect.gen(function*() {
+          const conn = yield* stuck.dial
+          q.add(dialer, conn.socket)
+          return conn.socket
+        })
+      // A dialer with two dials at once, then dials spread out, so deadlines fall both in one timer run and in
+      // later runs (the timer re-armed while entries remain).
+      const s1 = yield* add(one)
+      const s2 = yield* add(two)
+      const s3 = yield* add(one)
+      yield* Effect.sleep("40 millis")
+      const s4 = yield* add(two)
+      yield* Effect.sleep("40 millis")
+      const s5 = yield* add(one)
+      yield* log.reach(5)
+      const sentinel = yield* stuck.dial
+      q.add(log.dialer("sentinel"), sentinel.socket)
+      yield* log.reach(6)
+      assert.deepStrictEqual(log.names(), ["one", "two", "one", "two", "one", "sentinel"])
+      assert.deepStrictEqual(log.reports.map((r) => r.socket), [s1, s2, s3, s4, s5, sentinel.socket])
+      assert.isTrue(log.reports.every((r) => r.connecting && !r.destroyed))
+    }).pipe(Effect.scoped))
+
+  it.live("after close() nothing more is reported", () =>
+    Effect.gen(function*() {
+      const stuck = yield* stuckServer
+      const q = yield* queue()
+      const log = recorder()
+      const a = yield* stuck.dial
+      q.add(log.dialer("a"), a.socket)
+      yield* log.reach(1)
+      const b = yield* stuck.dial
+      const c = yield* stuck.dial
+      q.add(log.dialer("b"), b.socket)
+      q.add(log.dialer("c"), c.socket)
+      q.close()
+      // The clock: a queue with a longer timeout, started after b and c were added.
+      const clock = yield* queue(2 * TIMEOUT_MS)
+      const sentinel = yield* stuck.dial
+      clock.add(log.dialer("clock"), sentinel.socket)
+      yield* log.reach(2)
+      assert.deepStrictEqual(log.names(), ["a", "clock"])
+      assert.isTrue(b.socket.connecting && c.socket.connecting, "b and c were still connecting at their deadlines")
+    }).pipe(Effect.scoped))
+
+  it.live("after close() nothing more is reported, even if a dialer re-dialed from connectTimedOut (failover)", () =>
+    Effect.gen(function*() {
+      const stuck = yield* stuckServer
+      const q = yield* queue()
+      const log = recorder()
+      const first = yield* stuck.dial
+      const second = yield* stuck.dial
+      q.add(failingOver(q, log, first.socket, second.socket), first.socket)
+      yield* log.reach(1)
+      // The add made during the timer run must not leave a timer that close() does not know about.
+      q.close()
+      const clock = yield* queue(2 * TIMEOUT_MS)
+      const sentinel = yield* stuck.dial
+      clock.add(log.dialer("clock"), sentinel.socket)
+      yield* log.reach(2)
+      assert.deepStrictEqual(log.names(), ["first", "clock"])
+      assert.isTrue(second.socket.connecting)
+    }).pipe(Effect.scoped))
+
+  it.live("a dial added from connectTimedOut (failover) is reported once, at its own deadline", () =>
+    Effect.gen(function*() {
+      const stuck = yield* stuckServer
+      const q = yield* queue()
+      const log = recorder()
+      const first = yield* stuck.dial
+      const second = yield* stuck.dial
+      q.add(failingOver(q, log, first.socket, second.socket), first.socket)
+      yield* log.reach(2)
+      const sentinel = yield* stuck.dial
+      q.add(log.dialer("sentinel"), sentinel.socket)
+      yield* log.reach(3)
+      assert.deepStrictEqual(log.names(), ["first", "second", "sentinel"])
+    }).pipe(Effect.scoped))
+
+  it.live("the timer re-arms when the queue empties and fills again", () =>
+    Effect.gen(function*() {
+      const stuck = yield* stuckServer
+      const a = yield* Backend.identity("a")
+      const q = yield* queue()
+      const log = recorder()
+      const first = yield* stuck.dial
+      q.add(log.dialer("first"), first.socket)
+      yield* log.reach(1)
+      // Empty now: the next add starts the timer again.
+      const second = yield* stuck.dial
+      q.add(log.dialer("second"), second.socket)
+      yield* log.reach(2)
+      // Once more, with a dial that connects in time ahead of a stuck one.
+      const connected = yield* dialing(tcpTarget(a.port))
+      q.add(log.dialer("connected"), connected.socket)
+      const third = yield* stuck.dial
+      q.add(log.dialer("third"), third.socket)
+      yield* log.reach(3)
+      assert.deepStrictEqual(log.names(), ["first", "second", "third"])
+      assert.deepStrictEqual(log.reports.map((r) => r.socket), [first.socket, second.socket, third.socket])
+      assert.isTrue(connected.connected)
+    }).pipe(Effect.scoped))
+
+  it.live("thousands of entries (past the queue's compaction threshold): each reported once, in order", () =>
+    Effect.gen(function*() {
+      const q = yield* queue()
+      const seen: Array<Socket.Socket> = []
+      const dialer: Socket.Dialing = { connectTimedOut: (socket) => seen.push(socket) }
+      const early = Array.from({ length: 5000 }, (_, i) => fakeSocket(i % 7 !== 0))
+      for (const socket of early) q.add(dialer, socket)
+      // Added later, so still pending when the first 5000 expire: the queue then drops what it has consumed.
+      yield* Effect.sleep("50 millis")
+      const late = Array.from({ length: 100 }, (_, i) => fakeSocket(i % 7 !== 0))
+      for (const socket of late) q.add(dialer, socket)
+      const expected = [...early, ...late].filter((s) => s.connecting)
+      assert.isTrue(yield* Poll.waitUntil(() => seen.length >= expected.length), `${seen.length} reported`)
+      // Once more through the queue, to see nothing is reported twice.
+      const last = fakeSocket(true)
+      q.add(dialer, last)
+      assert.isTrue(yield* Poll.waitUntil(() => seen.length >= expected.length + 1), `${seen.length} reported`)
+      assert.strictEqual(seen.length, expected.length + 1)
+      expected.push(last)
+      assert.isTrue(seen.every((s, i) => s === expected[i]), "reported out of order")
+    }).pipe(Effect.scoped))
 })

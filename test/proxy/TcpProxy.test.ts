@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer, Logger, Option } from "effect"
+import * as Crypto from "node:crypto"
 import * as Net from "node:net"
 import * as TestLayers from "../../layers/Test.ts"
 import * as Address from "../../src/domain/Address.ts"
@@ -7,7 +8,10 @@ import type { ServerSpec } from "../../src/domain/ServerSpec.ts"
 import { ClientTable } from "../../src/services/ClientTable.ts"
 import { Listener } from "../../src/services/Listener.ts"
 import { ServerPool } from "../../src/services/ServerPool.ts"
-import { StatsReporter } from "../../src/services/StatsReporter.ts"
+import { StatsReporter, type StatsSnapshot } from "../../src/services/StatsReporter.ts"
+import * as Backend from "../utils/Backend.ts"
+import * as Client from "../utils/Client.ts"
+import * as Poll from "../utils/Poll.ts"
 
 // Real sockets on 127.0.0.1, port 0 only; every wait is bounded and nothing asserts how long anything took.
 
@@ -301,4 +305,186 @@ describe("TcpProxy", () => {
         assert.strictEqual(stats.servers[0]!.bytesReceived, 0)
       }).pipe(Effect.provide(makeAppTest({ listen, servers: [spec(a), spec(refused)], stubborn: true })))
     }).pipe(Effect.scoped))
+})
+
+// The relay, through nib: a client connected to the Listener, one server (a custom backend that records what it gets
+// and lets the test drive its side). What the old `Socket.relay` tests checked with `onDone` totals is checked here on
+// the server's byte counters, once the connection is over.
+
+/** Both test ends of one connection relayed by nib, and nib's client and server sockets' peers. */
+interface Relayed {
+  /** The test's client, connected to nib's listener. */
+  readonly client: Client.Conn
+  /** The server's side of nib's upstream connection. */
+  readonly server: Client.Conn
+}
+
+/**
+ * Runs `body` on one connection through a nib with a single server (`makeAppTest`, listening on 127.0.0.1:0). Both
+ * ends allow half-open connections, so each direction ends on its own; the client is connected before `body` runs
+ * and nib has dialed the server.
+ */
+const throughNib = <A, E, R>(body: (relayed: Relayed) => Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    const served: Array<Client.Conn> = []
+    const server = yield* Backend.custom("relayed", (socket) => served.push(new Client.Conn(socket)), {
+      allowHalfOpen: true
+    })
+    return yield* Effect.gen(function*() {
+      const client = yield* Client.open(yield* listenerPort)
+      assert.isTrue(yield* Poll.waitUntil(() => served.length > 0), "nib never connected to the server")
+      const stats = yield* (yield* StatsReporter).snapshot
+      assert.strictEqual(stats.active, 1)
+      assert.strictEqual(stats.servers[0]!.connections, 1)
+      return yield* body({ client, server: served[0]! })
+    }).pipe(Effect.provide(makeAppTest({ listen, servers: [spec(server.port)] })))
+  }).pipe(Effect.scoped)
+
+/**
+ * Polls (bounded) until nib has finished with every connection it accepted: none active, the server's count back to
+ * 0. Returns the stats then, after checking that the pool's own snapshot agrees with them.
+ */
+const statsWhenOver = Effect.gen(function*() {
+  const stats = yield* StatsReporter
+  const run = Effect.runSyncWith(yield* Effect.context<never>())
+  const read = (): StatsSnapshot => run(stats.snapshot)
+  const over = yield* Poll.waitUntil(() => {
+    const s = read()
+    return s.accepted > 0 && s.active === 0 && s.servers.every((b) => b.connections === 0)
+  })
+  const s = read()
+  assert.isTrue(over, `the connection never ended in nib: ${JSON.stringify(s)}`)
+  const pool = yield* (yield* ServerPool).snapshot
+  assert.deepStrictEqual(pool.servers, s.servers)
+  return s
+})
+
+/** Asserts that the server's counters are the bytes moved: `sent` from the client, `received` from the server. */
+const bytesMoved = (sent: number, received: number) =>
+  Effect.gen(function*() {
+    const stats = yield* statsWhenOver
+    assert.strictEqual(stats.accepted, 1)
+    assert.strictEqual(stats.active, 0)
+    assert.strictEqual(stats.servers[0]!.bytesSent, sent, "bytes sent to the server")
+    assert.strictEqual(stats.servers[0]!.bytesReceived, received, "bytes received from the server")
+    assert.strictEqual(stats.servers[0]!.connections, 0)
+    const entry = Option.getOrThrow(yield* (yield* ClientTable).lookup("127.0.0.1"))
+    assert.strictEqual(entry.bytesFromClient, sent)
+    assert.strictEqual(entry.bytesToClient, received)
+  })
+
+const textIs = (conn: Client.Conn, text: string) =>
+  Effect.gen(function*() {
+    const ok = yield* Effect.promise(() => conn.until(() => conn.text() === text, 5_000))
+    assert.isTrue(ok, `expected ${JSON.stringify(text)}, got ${JSON.stringify(conn.text())}`)
+  })
+const ended = (conn: Client.Conn) => Effect.promise(() => conn.ended(5_000))
+
+/** While the connection is open: nib counts it as active, the server holds it, and no bytes are counted yet. */
+const stillRelaying = Effect.gen(function*() {
+  const stats = yield* (yield* StatsReporter).snapshot
+  assert.strictEqual(stats.active, 1)
+  assert.strictEqual(stats.servers[0]!.connections, 1)
+  assert.strictEqual(stats.servers[0]!.bytesSent, 0)
+  assert.strictEqual(stats.servers[0]!.bytesReceived, 0)
+})
+
+const sha256 = (data: Buffer) => Crypto.createHash("sha256").update(data).digest("hex")
+
+describe("TcpProxy relay", () => {
+  it.live("moves bytes both ways; the server's counters get the totals once both sides have closed", () =>
+    throughNib(({ client, server }) =>
+      Effect.gen(function*() {
+        client.socket.write("ping from the client")
+        yield* textIs(server, "ping from the client")
+        server.socket.write("pong from the server")
+        yield* textIs(client, "pong from the server")
+        client.socket.write(", again")
+        yield* textIs(server, "ping from the client, again")
+        yield* stillRelaying
+
+        client.socket.end()
+        server.socket.end()
+        assert.strictEqual(yield* ended(client), "eof")
+        assert.strictEqual(yield* ended(server), "eof")
+        yield* bytesMoved("ping from the client, again".length, "pong from the server".length)
+      })
+    ))
+
+  it.live("client half-close: the server sees EOF and can still send; the client gets everything after its FIN", () =>
+    throughNib(({ client, server }) =>
+      Effect.gen(function*() {
+        client.socket.end("request")
+        assert.strictEqual(yield* ended(server), "eof")
+        assert.strictEqual(server.text(), "request")
+        assert.isUndefined(client.ending)
+        yield* stillRelaying
+
+        const reply = ["first part of the reply, ", "second part, ", "and the end"]
+        server.socket.write(reply[0]!)
+        yield* textIs(client, reply[0]!)
+        server.socket.write(reply[1]!)
+        server.socket.end(reply[2]!)
+        assert.strictEqual(yield* ended(client), "eof")
+        assert.strictEqual(client.text(), reply.join(""))
+        assert.isUndefined(client.error)
+        yield* bytesMoved("request".length, reply.join("").length)
+      })
+    ))
+
+  it.live("server half-close: the client sees EOF and can still send; the server gets everything after its FIN", () =>
+    throughNib(({ client, server }) =>
+      Effect.gen(function*() {
+        server.socket.end("banner")
+        assert.strictEqual(yield* ended(client), "eof")
+        assert.strictEqual(client.text(), "banner")
+        assert.isUndefined(server.ending)
+        yield* stillRelaying
+
+        const request = ["first part of the request, ", "second part, ", "and the end"]
+        client.socket.write(request[0]!)
+        yield* textIs(server, request[0]!)
+        client.socket.write(request[1]!)
+        client.socket.end(request[2]!)
+        assert.strictEqual(yield* ended(server), "eof")
+        assert.strictEqual(server.text(), request.join(""))
+        assert.isUndefined(server.error)
+        yield* bytesMoved(request.join("").length, "banner".length)
+      })
+    ))
+
+  for (const side of ["server", "client"] as const) {
+    it.live(`a reset from the ${side} resets the other side; the connection ends with its byte counts`, () =>
+      throughNib(({ client, server }) =>
+        Effect.gen(function*() {
+          client.socket.write("hello")
+          yield* textIs(server, "hello")
+          server.socket.write("hi")
+          yield* textIs(client, "hi")
+
+          const [resetter, other] = side === "server" ? [server, client] : [client, server]
+          resetter.socket.resetAndDestroy()
+          assert.strictEqual(yield* ended(other), "reset")
+          assert.strictEqual(other.error?.code, "ECONNRESET")
+          yield* bytesMoved("hello".length, "hi".length)
+        })
+      ))
+  }
+
+  it.live("bulk both ways at once, each side ending when done: every byte arrives, the counters equal what was sent", () =>
+    throughNib(({ client, server }) =>
+      Effect.gen(function*() {
+        const up = Crypto.randomBytes(1024 * 1024 + 17)
+        const down = Crypto.randomBytes(256 * 1024 + 5)
+        client.socket.end(up)
+        server.socket.end(down)
+        assert.strictEqual(yield* ended(client), "eof")
+        assert.strictEqual(yield* ended(server), "eof")
+        assert.strictEqual(client.received, down.length)
+        assert.strictEqual(server.received, up.length)
+        assert.strictEqual(sha256(client.data()), sha256(down))
+        assert.strictEqual(sha256(server.data()), sha256(up))
+        yield* bytesMoved(up.length, down.length)
+      })
+    ))
 })
