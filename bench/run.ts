@@ -18,7 +18,8 @@ const REPS = Number(process.env.BENCH_REPS ?? 3)
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5)
 // A balancer holds two descriptors per idle connection: cap the count to what the hard fd limit allows.
 const FD_LIMIT = Number(ChildProcess.spawnSync("bash", ["-c", "ulimit -Hn"]).stdout.toString().trim()) || 1024
-const IDLE_MAX = Math.floor((FD_LIMIT - 200) / 200) * 100
+// (keeping 100 connections' worth spare, so that each balancer can still take new ones while the idle ones are held)
+const IDLE_MAX = Math.floor((FD_LIMIT - 400) / 200) * 100
 const IDLE = (process.env.BENCH_IDLE ?? "2000,10000").split(",").map(Number).map((n) => {
   if (n <= IDLE_MAX) return n
   console.error(`idle ${n}: the hard fd limit (${FD_LIMIT}) allows a balancer ${IDLE_MAX} idle connections; using that`)
@@ -433,7 +434,8 @@ const main = async () => {
         ;((summary[scenario.name] ??= {})[b.name] ??= {})[key] = m
         const ratio = (base: string) => {
           const other = samples[scenario.name]?.[base]?.[key]
-          return other === undefined || base === b.name ? "" : ` ${(m / median(other)).toFixed(2)}x ${base}`
+          const reference = other === undefined || base === b.name ? 0 : median(other)
+          return reference === 0 ? "" : ` ${(m / reference).toFixed(2)}x ${base}`
         }
         return `${m.toFixed(digits)} (${Math.min(...xs).toFixed(digits)}-${Math.max(...xs).toFixed(digits)})${
           ratio("plain")
