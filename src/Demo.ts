@@ -7,6 +7,7 @@ import * as Http from "node:http"
 import type * as Net from "node:net"
 import * as Config from "./Config.ts"
 import * as Address from "./domain/Address.ts"
+import * as ServerSpec from "./domain/ServerSpec.ts"
 
 const backend = (name: string) =>
   Effect.acquireRelease(
@@ -38,13 +39,7 @@ export const run = <E, R>(
       foreground: true,
       roundrobin: true,
       listen,
-      servers: ports.map((port) => ({
-        endpoint: Address.tcp("127.0.0.1", port),
-        softLimit: 0,
-        hardLimit: 0,
-        weight: 0,
-        prio: 0
-      }))
+      servers: ports.map((port) => ServerSpec.make(Address.tcp("127.0.0.1", port)))
     })
     return yield* serve(settings, (address) =>
       Console.error(

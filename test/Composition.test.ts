@@ -5,7 +5,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Logger, Option, Scope } from "effect"
 import * as Net from "node:net"
-import { Address, Config, Layers, Listener, ServerPool, StatsReporter } from "../src/index.ts"
+import { Address, Config, Layers, Listener, ServerPool, ServerSpec, StatsReporter } from "../src/index.ts"
 
 /** An identity backend: says its name on a line, then echoes. Counts the connections it got. */
 const backend = (name: string) =>
@@ -36,13 +36,7 @@ const backend = (name: string) =>
     Effect.map(({ connections, server }) => ({ port: (server.address() as Net.AddressInfo).port, connections }))
   )
 
-const spec = (port: number) => ({
-  endpoint: Address.tcp("127.0.0.1", port),
-  softLimit: 0,
-  hardLimit: 0,
-  weight: 0,
-  prio: 0
-})
+const spec = (port: number) => ServerSpec.make(Address.tcp("127.0.0.1", port))
 
 const policy = { roundrobin: false, hash: false, weight: false, prio: false, stubborn: false }
 

@@ -64,3 +64,13 @@ export const parse = (
     onSuccess: (port) => Result.succeed({ endpoint: Address.tcp(host, port), ...limits })
   })
 }
+
+/** A server at `endpoint` with no limits, weight or priority, unless given. @category constructors */
+export const make = (endpoint: Address.Endpoint, limits: Partial<Omit<ServerSpec, "endpoint">> = {}): ServerSpec => ({
+  endpoint,
+  softLimit: 0,
+  hardLimit: 0,
+  weight: 0,
+  prio: 0,
+  ...limits
+})

@@ -138,3 +138,22 @@ describe("ServerSpec.parse", () => {
     assertParses("10.0.0.9", spec(Address.tcp("10.0.0.9", listenPort)), listenPort)
   })
 })
+
+describe("ServerSpec.make", () => {
+  it("defaults every limit to 0 (unlimited, no weight, prio 0) and keeps the ones given", () => {
+    const endpoint = Address.tcp("10.0.0.1", 80)
+    assert.deepStrictEqual(ServerSpec.make(endpoint), { endpoint, softLimit: 0, hardLimit: 0, weight: 0, prio: 0 })
+    assert.deepStrictEqual(ServerSpec.make(endpoint, { softLimit: 2, hardLimit: 4 }), {
+      endpoint,
+      softLimit: 2,
+      hardLimit: 4,
+      weight: 0,
+      prio: 0
+    })
+    // The same value the command line's parser gives for the same text.
+    assert.deepStrictEqual(
+      Result.getOrThrow(ServerSpec.parse("10.0.0.1:80:2:4", 8080, Address.wellKnownServices)),
+      ServerSpec.make(endpoint, { softLimit: 2, hardLimit: 4 })
+    )
+  })
+})

@@ -4,7 +4,7 @@ import * as Crypto from "node:crypto"
 import * as Net from "node:net"
 import * as TestLayers from "../../layers/Test.ts"
 import * as Address from "../../src/domain/Address.ts"
-import type { ServerSpec } from "../../src/domain/ServerSpec.ts"
+import * as ServerSpec from "../../src/domain/ServerSpec.ts"
 import { ClientTable } from "../../src/services/ClientTable.ts"
 import { Listener } from "../../src/services/Listener.ts"
 import { ServerPool } from "../../src/services/ServerPool.ts"
@@ -45,13 +45,7 @@ const refusedPort = Effect.callback<number>((resume) => {
   })
 })
 
-const spec = (port: number): ServerSpec => ({
-  endpoint: Address.tcp("127.0.0.1", port),
-  softLimit: 0,
-  hardLimit: 0,
-  weight: 0,
-  prio: 0
-})
+const spec = (port: number) => ServerSpec.make(Address.tcp("127.0.0.1", port))
 
 const listen = Address.tcp("127.0.0.1", 0)
 

@@ -3,18 +3,12 @@ import { Effect, Layer, Logger } from "effect"
 import { TestClock } from "effect/testing"
 import { LbConfig } from "../../src/Config.ts"
 import * as Address from "../../src/domain/Address.ts"
-import type { ServerSpec } from "../../src/domain/ServerSpec.ts"
+import * as ServerSpec from "../../src/domain/ServerSpec.ts"
 import { HealthChecker } from "../../src/services/HealthChecker.ts"
 import { EMERGENCY_SERVER, ServerPool } from "../../src/services/ServerPool.ts"
 import { StatsReporter } from "../../src/services/StatsReporter.ts"
 
-const spec = (host: string, port: number): ServerSpec => ({
-  endpoint: Address.tcp(host, port),
-  softLimit: 0,
-  hardLimit: 0,
-  weight: 0,
-  prio: 0
-})
+const spec = (host: string, port: number): ServerSpec.ServerSpec => ServerSpec.make(Address.tcp(host, port))
 
 const servers = [spec("10.0.0.1", 8001), spec("10.0.0.2", 8002)]
 const emergency = spec("10.9.9.9", 9999)

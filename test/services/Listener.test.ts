@@ -3,6 +3,7 @@ import { Effect } from "effect"
 import * as Net from "node:net"
 import { makeAppTest } from "../../layers/Test.ts"
 import * as Address from "../../src/domain/Address.ts"
+import * as ServerSpec from "../../src/domain/ServerSpec.ts"
 import { Listener } from "../../src/services/Listener.ts"
 
 const echoServer = (name: string) =>
@@ -26,13 +27,7 @@ const firstLine = (port: number) =>
     })
   })
 
-const spec = (port: number) => ({
-  endpoint: Address.tcp("127.0.0.1", port),
-  softLimit: 0,
-  hardLimit: 0,
-  weight: 0,
-  prio: 0
-})
+const spec = (port: number) => ServerSpec.make(Address.tcp("127.0.0.1", port))
 
 describe("Listener", () => {
   it.live("binds port 0, reports the real port, and relays roundrobin from server 1", () =>

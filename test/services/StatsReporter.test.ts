@@ -2,17 +2,11 @@ import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Metric, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import * as Address from "../../src/domain/Address.ts"
-import type { ServerSpec } from "../../src/domain/ServerSpec.ts"
+import * as ServerSpec from "../../src/domain/ServerSpec.ts"
 import { ServerPool } from "../../src/services/ServerPool.ts"
 import { MetricNames, StatsReporter } from "../../src/services/StatsReporter.ts"
 
-const spec = (host: string, port: number): ServerSpec => ({
-  endpoint: Address.tcp(host, port),
-  softLimit: 0,
-  hardLimit: 0,
-  weight: 0,
-  prio: 0
-})
+const spec = (host: string, port: number): ServerSpec.ServerSpec => ServerSpec.make(Address.tcp(host, port))
 
 const policy = { roundrobin: false, hash: false, weight: false, prio: false, stubborn: false }
 const pool = ServerPool.layerTest({ servers: [spec("10.0.0.1", 8001), spec("10.0.0.2", 8002)], policy })
