@@ -3,12 +3,11 @@
  * timeout, then relay bytes on native streams until both directions are closed. See LIFECYCLE.md.
  *
  * One `Effect.callback` per connection owns both sockets: its fiber is the connection's scope, and interrupting it
- * (shutdown) destroys both. Everything inside is plain JavaScript on the services' `*Unsafe` members, so a connection
- * costs about what a hand-written Node proxy costs.
+ * (shutdown) destroys both. Everything inside is plain JavaScript on the services' `*Unsafe` members, with no Effect
+ * on the data path; bench/README.md has what a connection costs against a hand-written Node proxy.
  */
 import { Context, Effect, Layer } from "effect"
 import { LbConfig } from "../Config.ts"
-import { NO_SERVER } from "../domain/Selection.ts"
 import * as Selection from "../domain/Selection.ts"
 import type { ClientEntry } from "../domain/StickyTable.ts"
 import * as Socket from "../net/Socket.ts"
@@ -95,8 +94,8 @@ function onUpstreamClose(this: Socket.Socket) {
  */
 class Session implements Socket.Dialing {
   private entry: ClientEntry | undefined
-  private initial = NO_SERVER
-  private server = NO_SERVER
+  private initial = Selection.NO_SERVER
+  private server = Selection.NO_SERVER
   private upstream: Socket.Socket | undefined
   private relaying = false
   private finished = false
@@ -131,11 +130,11 @@ class Session implements Socket.Dialing {
   /** pen's try_server: admission (blacklist, limits), then an asynchronous connect with the `-t` deadline. */
   private tryServer(index: number): boolean {
     const { env, entry } = this
-    if (index === NO_SERVER || !env.pool.admitsUnsafe(index, entry!.server === index)) return false
+    if (index === Selection.NO_SERVER || !env.pool.admitsUnsafe(index, entry!.server === index)) return false
     env.pool.acquireUnsafe(index)
     this.server = index
     // The client is pinned as soon as the attempt starts, as pen does; a failover re-pins it.
-    entry!.server = index === EMERGENCY_SERVER ? NO_SERVER : index
+    entry!.server = index === EMERGENCY_SERVER ? Selection.NO_SERVER : index
     const upstream = (this.upstream = Socket.connect(env.pool.dialTarget(index)))
     ;(upstream as Owned)[kSession] = this
     upstream.on("error", onUpstreamError)
@@ -196,7 +195,7 @@ class Session implements Socket.Dialing {
     upstream.on("error", ignore)
     upstream.destroy()
     this.upstream = undefined
-    this.server = NO_SERVER
+    this.server = Selection.NO_SERVER
     this.env.pool.releaseUnsafe(index, 0, 0)
     this.env.health.connectFailedUnsafe(index, failure, error)
     this.failover(index)
@@ -222,7 +221,7 @@ class Session implements Socket.Dialing {
     entry.bytesFromClient += fromClient
     entry.bytesToClient += fromServer
     this.env.pool.releaseUnsafe(this.server, fromClient, fromServer)
-    this.server = NO_SERVER
+    this.server = Selection.NO_SERVER
     this.finish()
   }
 
@@ -241,7 +240,7 @@ class Session implements Socket.Dialing {
       upstream.destroy()
       this.upstream = undefined
       this.env.pool.releaseUnsafe(this.server, 0, 0)
-      this.server = NO_SERVER
+      this.server = Selection.NO_SERVER
     }
     this.finish()
   }
