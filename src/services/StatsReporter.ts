@@ -50,7 +50,7 @@ export class StatsReporter extends Context.Service<StatsReporter, {
     Effect.gen(function*() {
       const pool = yield* ServerPool
       const clock = yield* Clock.Clock
-      const counts: Record<Counter, number> = { accepted: 0, active: 0, refused: 0, failovers: 0, blacklistings: 0 }
+      const counts = zeroCounts()
       const context = yield* Effect.context<never>()
       const registrations: Array<Metric.Registration> = []
       const register = <S>(
@@ -105,17 +105,13 @@ export class StatsReporter extends Context.Service<StatsReporter, {
     StatsReporter,
     StatsReporter.of({
       addUnsafe: noop,
-      snapshot: Effect.succeed({
-        accepted: 0,
-        active: 0,
-        refused: 0,
-        failovers: 0,
-        blacklistings: 0,
-        servers: [],
-        emergency: undefined
-      })
+      snapshot: Effect.succeed({ ...zeroCounts(), servers: [], emergency: undefined })
     })
   )
 }
 
 function noop() {}
+
+function zeroCounts(): Record<Counter, number> {
+  return { accepted: 0, active: 0, refused: 0, failovers: 0, blacklistings: 0 }
+}
