@@ -33,24 +33,38 @@ export interface Dialing {
 
 /**
  * Connect deadlines for every dial in one FIFO with one timer, instead of a timer per connection: all dials share the
- * same timeout, so deadlines come in order. A dial that settles is not removed; its entry is skipped when it comes up.
- * Deadlines are on the monotonic clock that timers use, like the timers themselves.
+ * same timeout, so deadlines come in order. A dial that settles clears its entry (`settle`), so the queue does not
+ * keep a finished connection's session and sockets alive until its deadline (under a stream of short connections
+ * that doubled the balancer's memory); the empty entry is skipped when it comes up. Deadlines are on the monotonic
+ * clock that timers use, like the timers themselves.
  */
 export class DeadlineQueue {
-  private readonly dialers: Array<Dialing> = []
-  private readonly sockets: Array<Socket> = []
+  private readonly dialers: Array<Dialing | undefined> = []
+  private readonly sockets: Array<Socket | undefined> = []
   private readonly deadlines: Array<number> = []
   private head = 0
+  /** The ticket of the entry at index 0: tickets keep counting when consumed entries are dropped. */
+  private base = 0
   private timer: ReturnType<typeof setTimeout> | undefined
 
   constructor(readonly timeoutMillis: number) {}
 
-  /** Starts the clock for `socket`, dialed by `dialer`. */
-  add(dialer: Dialing, socket: Socket): void {
+  /** Starts the clock for `socket`, dialed by `dialer`; returns the ticket that `settle` takes. */
+  add(dialer: Dialing, socket: Socket): number {
     this.dialers.push(dialer)
     this.sockets.push(socket)
     this.deadlines.push(performance.now() + this.timeoutMillis)
     if (this.timer === undefined) this.arm()
+    return this.base + this.dialers.length - 1
+  }
+
+  /** The dial of `ticket` connected or failed: its entry lets go of the dialer and the socket. Idempotent. */
+  settle(ticket: number): void {
+    const i = ticket - this.base
+    if (i >= this.head && i < this.dialers.length) {
+      this.dialers[i] = undefined
+      this.sockets[i] = undefined
+    }
   }
 
   /** Stops the timer (the listener is closing). */
@@ -72,14 +86,15 @@ export class DeadlineQueue {
     // this loop runs, so the loop re-reads the length and the timer is armed at most once.
     while (this.head < deadlines.length && deadlines[this.head]! <= now) {
       const i = this.head++
-      const socket = sockets[i]!
-      const dialer = dialers[i]!
-      dialers[i] = undefined as never
-      sockets[i] = undefined as never
-      // A destroyed socket is no longer connecting either; one that connected in time is skipped here.
-      if (socket.connecting) dialer.connectTimedOut(socket)
+      const socket = sockets[i]
+      const dialer = dialers[i]
+      dialers[i] = undefined
+      sockets[i] = undefined
+      // A settled entry is empty; a destroyed socket is no longer connecting either.
+      if (socket !== undefined && dialer !== undefined && socket.connecting) dialer.connectTimedOut(socket)
     }
     if (this.head === deadlines.length) {
+      this.base += this.head
       this.head = 0
       dialers.length = 0
       sockets.length = 0
@@ -90,6 +105,7 @@ export class DeadlineQueue {
       dialers.splice(0, this.head)
       sockets.splice(0, this.head)
       deadlines.splice(0, this.head)
+      this.base += this.head
       this.head = 0
     }
     if (this.timer === undefined) this.arm()

@@ -101,6 +101,8 @@ class Session implements Socket.Dialing {
   private finished = false
   /** Sockets not yet closed once relaying; the connection is over at 0. */
   private open = 2
+  /** The DeadlineQueue ticket of the pending dial. */
+  private ticket = 0
   /** Servers this connection has tried, made on its first failover only. */
   private tried: Set<number> | undefined
 
@@ -115,8 +117,9 @@ class Session implements Socket.Dialing {
     env.stats.addUnsafe("accepted", 1)
     env.stats.addUnsafe("active", 1)
     ;(client as Owned)[kSession] = this
+    // "close" and "connect" fire once per socket: `on` spares the wrapper closure `once` allocates.
     client.on("error", onClientError)
-    client.once("close", onClientClose)
+    client.on("close", onClientClose)
     const peer = client.remoteAddress
     // A TCP client with no peer address reset its connection while it waited (-x): nothing to serve.
     if (peer === undefined && !env.unixListener) return this.finish()
@@ -138,8 +141,8 @@ class Session implements Socket.Dialing {
     const upstream = (this.upstream = Socket.connect(env.pool.dialTarget(index)))
     ;(upstream as Owned)[kSession] = this
     upstream.on("error", onUpstreamError)
-    upstream.once("connect", onUpstreamConnect)
-    env.deadlines.add(this, upstream)
+    upstream.on("connect", onUpstreamConnect)
+    this.ticket = env.deadlines.add(this, upstream)
     return true
   }
 
@@ -170,7 +173,8 @@ class Session implements Socket.Dialing {
     const { client } = this
     const upstream = this.upstream!
     this.relaying = true
-    upstream.once("close", onUpstreamClose)
+    this.env.deadlines.settle(this.ticket)
+    upstream.on("close", onUpstreamClose)
     // Each side's EOF becomes a FIN to the other (pipe's end()), while the other direction keeps flowing.
     client.pipe(upstream)
     upstream.pipe(client)
@@ -190,6 +194,7 @@ class Session implements Socket.Dialing {
   private dialFailed(failure: Socket.DialFailure, error: Error | undefined): void {
     const upstream = this.upstream!
     const index = this.server
+    this.env.deadlines.settle(this.ticket)
     upstream.off("error", onUpstreamError)
     upstream.off("connect", onUpstreamConnect)
     upstream.on("error", ignore)
@@ -236,6 +241,7 @@ class Session implements Socket.Dialing {
     }
     const upstream = this.upstream
     if (upstream !== undefined) {
+      this.env.deadlines.settle(this.ticket)
       upstream.on("error", ignore)
       upstream.destroy()
       this.upstream = undefined

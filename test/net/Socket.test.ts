@@ -364,4 +364,31 @@ describe("DeadlineQueue", () => {
       expected.push(last)
       assert.isTrue(seen.every((s, i) => s === expected[i]), "reported out of order")
     }).pipe(Effect.scoped))
+
+  it.live("settled dials are never reported, also when settled after the queue dropped what it had consumed", () =>
+    Effect.gen(function*() {
+      const q = yield* queue()
+      const seen: Array<Socket.Socket> = []
+      const dialer: Socket.Dialing = { connectTimedOut: (socket) => seen.push(socket) }
+      // Every socket is still "connecting": only settle() keeps one from being reported.
+      const early = Array.from({ length: 5000 }, () => fakeSocket(true))
+      const earlyTickets = early.map((socket) => q.add(dialer, socket))
+      earlyTickets.forEach((ticket, i) => i % 3 === 0 && q.settle(ticket))
+      yield* Effect.sleep("50 millis")
+      const late = Array.from({ length: 100 }, () => fakeSocket(true))
+      const lateTickets = late.map((socket) => q.add(dialer, socket))
+      const earlyExpected = early.filter((_, i) => i % 3 !== 0)
+      assert.isTrue(yield* Poll.waitUntil(() => seen.length >= earlyExpected.length), `${seen.length} reported`)
+      // The early entries are consumed and dropped now; the late tickets still find their own entries.
+      lateTickets.forEach((ticket, i) => i % 2 === 0 && q.settle(ticket))
+      // Settling a ticket already reported, or settling twice, changes nothing.
+      q.settle(earlyTickets[1]!)
+      q.settle(lateTickets[0]!)
+      const last = fakeSocket(true)
+      q.add(dialer, last)
+      const expected = [...earlyExpected, ...late.filter((_, i) => i % 2 !== 0), last]
+      assert.isTrue(yield* Poll.waitUntil(() => seen.length >= expected.length), `${seen.length} reported`)
+      assert.strictEqual(seen.length, expected.length)
+      assert.isTrue(seen.every((s, i) => s === expected[i]), "a settled dial was reported, or order was lost")
+    }).pipe(Effect.scoped))
 })
