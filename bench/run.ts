@@ -5,12 +5,13 @@
 // and to pen measured in the same run. See bench/README.md.
 //
 // Environment: BENCH_REPS (3), BENCH_SECONDS (5, per wrk run), BENCH_IDLE ("2000,10000"), BENCH_ONLY (a comma list
-// of balancer names), BENCH_SCENARIOS (a comma list of scenario names).
+// of balancer names; "plain+nib" is run only when named there), BENCH_SCENARIOS (a comma list of scenario names).
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import * as Url from "node:url"
 
 const ROOT = Path.resolve(import.meta.dirname, "..")
 const NODE = process.execPath
@@ -174,6 +175,8 @@ interface Balancer {
   readonly name: string
   readonly tool: string
   readonly argv: (port: number, servers: Array<string>) => Array<string>
+  /** Run only when BENCH_ONLY names it. */
+  readonly optIn?: boolean
 }
 
 const haproxyConfig = (port: number, servers: Array<string>) => {
@@ -206,6 +209,21 @@ const BALANCERS: Array<Balancer> = [
     name: "plain",
     tool: "node",
     argv: (port, servers) => [NODE, Path.join(ROOT, "bench/plain-proxy.ts"), String(port), ...servers]
+  },
+  {
+    // The plain proxy with every module nib loads imported (and not used): what the runtime alone costs.
+    name: "plain+nib",
+    tool: "node",
+    optIn: true,
+    argv: (port, servers) => [
+      NODE,
+      ...["src/Cli.js", "src/index.js"].flatMap((
+        m
+      ) => ["--import", Url.pathToFileURL(Path.join(ROOT, "dist", m)).href]),
+      Path.join(ROOT, "bench/plain-proxy.ts"),
+      String(port),
+      ...servers
+    ]
   },
   {
     name: "nib",
@@ -371,7 +389,9 @@ const main = async () => {
   }
   if (!Fs.existsSync(Path.join(ROOT, "dist/src/bin.js"))) throw new Error("build nib first: npm run build")
   const only = process.env.BENCH_ONLY?.split(",")
-  const balancers = BALANCERS.filter((b) => (only === undefined || only.includes(b.name)) && has(b.tool))
+  const balancers = BALANCERS.filter((b) =>
+    (only === undefined ? b.optIn !== true : only.includes(b.name)) && has(b.tool)
+  )
   for (const b of BALANCERS) {
     if (!has(b.tool)) console.error(`${b.name} is not installed (apt-get install -y ${b.tool}): left out of this run`)
   }
