@@ -5,6 +5,8 @@
 import { Layer } from "effect"
 import { TcpProxy } from "../src/proxy/TcpProxy.ts"
 import { ClientTable } from "../src/services/ClientTable.ts"
+import { Control } from "../src/services/Control.ts"
+import { ControlPort } from "../src/services/ControlPort.ts"
 import { HealthChecker } from "../src/services/HealthChecker.ts"
 import { Listener } from "../src/services/Listener.ts"
 import { ServerPool } from "../src/services/ServerPool.ts"
@@ -14,9 +16,14 @@ import { StatsReporter } from "../src/services/StatsReporter.ts"
 export const makeApp = <E, R>(pool: Layer.Layer<ServerPool, E, R>) => {
   const stats = StatsReporter.layer.pipe(Layer.provideMerge(pool))
   const core = Layer.mergeAll(ClientTable.layer, HealthChecker.layer).pipe(Layer.provideMerge(stats))
-  const proxy = TcpProxy.layer.pipe(Layer.provide(core))
-  return Listener.layer.pipe(Layer.provide(proxy), Layer.provideMerge(core))
+  const proxy = TcpProxy.layer.pipe(Layer.provideMerge(core))
+  const listener = Listener.layer.pipe(Layer.provideMerge(proxy))
+  const control = Control.layer.pipe(Layer.provideMerge(listener))
+  return ControlPort.layer.pipe(Layer.provideMerge(control))
 }
 
-/** The whole balancer: Listener, ServerPool, ClientTable, HealthChecker and StatsReporter, needing `LbConfig`. */
+/**
+ * The whole balancer: Listener, ServerPool, ClientTable, HealthChecker, StatsReporter, TcpProxy, Control and the
+ * control port, needing `LbConfig`.
+ */
 export const AppLive = makeApp(ServerPool.layer)

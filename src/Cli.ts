@@ -13,7 +13,9 @@ import * as Daemon from "./Daemon.ts"
 import * as Demo from "./Demo.ts"
 import * as Address from "./domain/Address.ts"
 import * as ServerSpec from "./domain/ServerSpec.ts"
+import { Control } from "./services/Control.ts"
 import { Listener } from "./services/Listener.ts"
+import { ServerPool } from "./services/ServerPool.ts"
 
 /** nib's version. @category constants */
 export const VERSION = "0.1.0"
@@ -31,16 +33,10 @@ const WITHOUT_VALUE = new Set("DHNPQWXUadfhnrsZR".split(""))
 /** pen flags a later version of nib implements; until then they are refused with these words. */
 const NOT_YET: Record<string, string> = {
   B: "-B (abuse server)",
-  C: "-C (control port)",
   F: "-F (configuration file)",
-  O: "-O (control commands on the command line)",
-  o: "-o (control commands on the command line)",
   H: "-H (X-Forwarded-For)",
   U: "-U (UDP mode)",
-  X: "-X (the exit control command)",
-  j: "-j (chroot)",
   l: "-l (logging)",
-  u: "-u (running as another user)",
   w: "-w (HTML status page)",
   E: "-E (TLS termination)",
   K: "-K (TLS key)",
@@ -92,6 +88,11 @@ export const normalizeArgv = (args: ReadonlyArray<string>): Result.Result<Normal
       const flag = arg[j]!
       if (flag === "N") return Result.fail("-N is not implemented (pen lists it but ignores it too); use -h")
       if (flag === "i") return Result.fail("-i (install as a Windows service) is for Windows only")
+      if (flag === "j") {
+        return Result.fail(
+          "-j (chroot) is not available: Node cannot chroot; run nib in a container or under systemd's RootDirectory="
+        )
+      }
       if (!WITH_VALUE.has(flag) && !WITHOUT_VALUE.has(flag)) return Result.fail(`unknown option -${flag}`)
       const notYet = NOT_YET[flag]
       if (notYet !== undefined) return Result.fail(`${notYet} is not supported yet`)
@@ -126,6 +127,11 @@ const flags = {
   backlog: Flag.Int("q").pipe(Flag.withDescription(describe("backlog")), Flag.withDefault(500)),
   pidFile: Flag.String("p").pipe(Flag.withDescription(describe("pidFile")), Flag.optional),
   debug: Flag.Boolean("d").pipe(Flag.withDescription(describe("debug")), Flag.atLeast(0)),
+  control: Flag.String("C").pipe(Flag.withDescription(describe("control")), Flag.optional),
+  exitEnabled: Flag.Boolean("X").pipe(Flag.withDescription(describe("exitEnabled")), Flag.withDefault(false)),
+  commandsO: Flag.String("O").pipe(Flag.withDescription(describe("commands")), Flag.atLeast(0)),
+  commandso: Flag.String("o").pipe(Flag.withDescription(describe("commands")), Flag.atLeast(0)),
+  user: Flag.String("u").pipe(Flag.withDescription(describe("user")), Flag.optional),
   demo: Flag.Boolean("demo").pipe(
     Flag.withDescription("run a demo: two HTTP backends and nib on 127.0.0.1:8080 (or the listen address given)"),
     Flag.withDefault(false)
@@ -167,6 +173,20 @@ export const toSettings = (parsed: Parsed, services: Address.ServiceNames) =>
       if (Result.isFailure(spec)) return yield* usageError(`-e '${parsed.emergency.value}': ${spec.failure}`)
       emergency = spec.success
     }
+    let control: { endpoint: Address.Endpoint; text: string } | undefined
+    if (Option.isSome(parsed.control)) {
+      const text = parsed.control.value
+      const endpoint = Address.parseListen(text, services)
+      if (Result.isFailure(endpoint)) return yield* usageError(`-C '${text}': ${endpoint.failure}`)
+      // Unlike pen, a port alone binds the loopback address: the control port has no authentication.
+      const loopback = endpoint.success._tag === "Tcp" && !/:/.test(text) && !text.includes("/")
+      control = {
+        endpoint: loopback
+          ? Address.tcp("127.0.0.1", (endpoint.success as Address.TcpEndpoint).port)
+          : endpoint.success,
+        text
+      }
+    }
     if (parsed.backlog < 50) yield* Console.error("listen_queue bumped to 50")
     return yield* Config.decode({
       listen: listen.success,
@@ -186,18 +206,43 @@ export const toSettings = (parsed: Parsed, services: Address.ServiceNames) =>
       stubborn: parsed.stubborn,
       foreground: parsed.foreground,
       pidFile: Option.getOrUndefined(parsed.pidFile),
-      debug: parsed.debug.length
+      debug: parsed.debug.length,
+      listenText: parsed.listen.value,
+      control,
+      exitEnabled: parsed.exitEnabled,
+      commands: ordered(parsed.commandsO, parsed.commandso),
+      user: Option.getOrUndefined(parsed.user)
     }).pipe(Effect.mapError((error) => new UsageError(error.message)))
   })
 
-/** Runs the balancer with `settings` until interrupted (SIGTERM/SIGINT), writing the pid file if asked. */
+// -O and -o are the same option in pen; effect/cli sees two flags, so their order between them is lost (each keeps
+// its own order). Scripts use one or the other.
+const ordered = (upper: ReadonlyArray<string>, lower: ReadonlyArray<string>) => [...upper, ...lower]
+
+/**
+ * Runs the balancer with `settings` until interrupted (SIGTERM/SIGINT) or until the control port's `exit` (with
+ * `-X`). Start-up follows pen's order: listeners bound, `-O` commands run (their replies on stdout), the servers of
+ * the command line written over any `server N` those commands gave, privileges dropped (`-u`), the pid file written.
+ */
 export const serve = (settings: Config.Settings, onReady: (address: Address.Endpoint) => Effect.Effect<void>) =>
   Effect.scoped(Effect.gen(function*() {
     const context = yield* Layer.build(AppLive.pipe(Layer.provide(Config.LbConfig.layerSettings(settings))))
     const listener = Context.get(context, Listener)
+    const control = Context.get(context, Control)
+    for (const command of settings.commands) {
+      const reply = yield* control.execute(command)
+      if (reply !== "") yield* Effect.sync(() => process.stdout.write(reply))
+    }
+    if (settings.commands.length > 0) {
+      const pool = Context.get(context, ServerPool)
+      yield* Effect.forEach(settings.servers, (spec, i) => pool.configure(i, ServerPool.specChanges(spec)), {
+        discard: true
+      })
+    }
+    if (settings.user !== undefined) yield* Daemon.dropPrivileges(settings.user)
     if (settings.pidFile !== undefined) yield* Daemon.pidFile(settings.pidFile)
     yield* onReady(listener.address)
-    return yield* Effect.never
+    return yield* control.exitRequested
   })).pipe(Effect.provideService(References.MinimumLogLevel, logLevel(settings.debug)))
 
 /** pen's `-d` count as a minimum log level: warnings only by default, then debug, then everything. */

@@ -47,7 +47,12 @@ export const descriptions = {
   stubborn: "-s: close instead of failing over",
   foreground: "-f: stay in the foreground",
   pidFile: "-p: file to write the pid to",
-  debug: "-d: debug level (repeat for more)"
+  debug: "-d: debug level (repeat for more)",
+  listenText: "the listen address as given",
+  control: "-C: control port ([host:]port or a socket path; a port alone binds 127.0.0.1)",
+  exitEnabled: "-X: let the control port's exit command stop nib",
+  commands: "-O/-o: control commands run at start-up",
+  user: "-u: user to run as after binding"
 } as const
 
 const AtLeastOne = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
@@ -72,7 +77,14 @@ export const Settings = Schema.Struct({
   stubborn: Schema.Boolean.annotate({ description: descriptions.stubborn }),
   foreground: Schema.Boolean.annotate({ description: descriptions.foreground }),
   pidFile: Schema.UndefinedOr(Schema.NonEmptyString).annotate({ description: descriptions.pidFile }),
-  debug: Count.annotate({ description: descriptions.debug })
+  debug: Count.annotate({ description: descriptions.debug }),
+  listenText: Schema.UndefinedOr(Schema.String).annotate({ description: descriptions.listenText }),
+  control: Schema.UndefinedOr(Schema.Struct({ endpoint: ListenEndpoint, text: Schema.NonEmptyString })).annotate({
+    description: descriptions.control
+  }),
+  exitEnabled: Schema.Boolean.annotate({ description: descriptions.exitEnabled }),
+  commands: Schema.Array(Schema.String).annotate({ description: descriptions.commands }),
+  user: Schema.UndefinedOr(Schema.NonEmptyString).annotate({ description: descriptions.user })
 })
 
 /** The decoded settings. @category models */
@@ -94,7 +106,12 @@ export const defaults = {
   stubborn: false,
   foreground: false,
   pidFile: undefined,
-  debug: 0
+  debug: 0,
+  listenText: undefined,
+  control: undefined,
+  exitEnabled: false,
+  commands: [],
+  user: undefined
 } satisfies Omit<Settings, "listen" | "servers">
 
 /** A setting that could not be decoded; `message` says which and why. @category errors */

@@ -74,3 +74,26 @@ export const pidFile = (path: string) =>
     }),
     () => Effect.sync(() => Fs.rmSync(path, { force: true }))
   )
+
+/**
+ * `-u USER`: after the sockets are bound, switch to the user's uid, primary gid and supplementary groups, as pen
+ * does. `-u root` as root changes nothing (pen's documented way to keep a control port as root).
+ */
+export const dropPrivileges = (user: string): Effect.Effect<void, DaemonError> =>
+  Effect.try({
+    try: () => {
+      const entry = Fs.readFileSync("/etc/passwd", "utf8").split("\n").map((l) => l.split(":")).find((f) =>
+        f[0] === user
+      )
+      if (entry === undefined) throw new DaemonError(`-u: no such user '${user}'`)
+      const uid = Number(entry[2])
+      const gid = Number(entry[3])
+      ;(process as { initgroups?: (user: string, gid: number) => void }).initgroups?.(user, gid)
+      process.setgid?.(gid)
+      process.setuid?.(uid)
+    },
+    catch: (error) =>
+      error instanceof DaemonError
+        ? error
+        : new DaemonError(`-u: can't switch to user '${user}': ${error instanceof Error ? error.message : error}`)
+  })

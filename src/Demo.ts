@@ -30,7 +30,7 @@ export const run = <E, R>(
   serve: (
     settings: Config.Settings,
     onReady: (address: Address.Endpoint) => Effect.Effect<void>
-  ) => Effect.Effect<never, E, R>
+  ) => Effect.Effect<void, E, R>
 ) =>
   Effect.scoped(Effect.gen(function*() {
     const ports = [yield* backend("backend 1"), yield* backend("backend 2")]

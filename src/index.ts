@@ -29,3 +29,15 @@ export * as HealthChecker from "./services/HealthChecker.ts"
 export * as StatsReporter from "./services/StatsReporter.ts"
 /** The per-connection TCP proxy service. */
 export * as TcpProxy from "./proxy/TcpProxy.ts"
+/** pen's control language, decoded into typed commands. */
+export * as Command from "./control/Command.ts"
+/** The control service: runs a command against the running balancer, with pen's replies. */
+export * as Control from "./services/Control.ts"
+/** The control port (`-C`). */
+export * as ControlPort from "./services/ControlPort.ts"
+/** pen's access control lists. */
+export * as Acl from "./domain/Acl.ts"
+/** pen's HTML status page and text statistics. */
+export * as StatusPage from "./domain/StatusPage.ts"
+/** pen's request log line and penlogd datagram formats. */
+export * as AccessLog from "./domain/AccessLog.ts"

@@ -88,8 +88,8 @@ describe("Cli.normalizeArgv", () => {
   it("flags nib does not implement yet are refused by name", () => {
     const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
       [["-U"], "-U"],
-      [["-C", "9000"], "-C"],
-      [["-C9000"], "-C"],
+      [["-B", "10.0.0.9"], "-B"],
+      [["-B10.0.0.9"], "-B"],
       [["-H"], "-H"],
       [["-rH"], "-H"],
       [["-E", "cert.pem"], "-E"]
@@ -109,6 +109,20 @@ describe("Cli.normalizeArgv", () => {
   it("a missing value is refused", () => {
     assert.include(refused("-b"), "-b")
     assert.include(refused("8080", "h1", "-t"), "-t")
+  })
+
+  it("-j (chroot) is refused: Node cannot chroot", () => {
+    assert.include(refused("-j", "/var/empty", "8080", "h1"), "Node cannot chroot")
+  })
+
+  it("-C, -X, -O, -o and -u are taken", () => {
+    assert.deepStrictEqual(
+      normalized(["-X", "-C", "9000", "-O", "roundrobin", "-ohash", "-u", "nobody", "8080", "h"]),
+      {
+        argv: ["-X", "-C=9000", "-O=roundrobin", "-o=hash", "-u=nobody", "8080", "h"],
+        notices: []
+      }
+    )
   })
 
   it("-N is refused", () => {
@@ -133,6 +147,11 @@ const parsed = (overrides: Partial<Parsed> = {}): Parsed => ({
   backlog: 500,
   pidFile: Option.none(),
   debug: [],
+  control: Option.none(),
+  exitEnabled: false,
+  commandsO: [],
+  commandso: [],
+  user: Option.none(),
   demo: false,
   listen: Option.some("8080"),
   servers: ["10.0.0.1", "10.0.0.2:9002:10:20:3:1"],

@@ -7,7 +7,12 @@ import type { ServerSpec } from "./ServerSpec.ts"
 /** One server of the pool, mutable on purpose: it is updated on every connection. @category models */
 export interface Backend {
   readonly index: number
-  readonly spec: ServerSpec
+  /** Replaced, not mutated, when the control port changes the server (`server N ...`). */
+  spec: ServerSpec
+  /** False for a slot the control port created (`server 5 ...` on four servers) but gave no address yet. */
+  configured: boolean
+  /** The ACL list a client must pass to use this server (`server N acl A`; list 0, empty, lets everyone in). */
+  acl: number
   /** Connections to this server being set up or relayed. */
   connections: number
   /** Milliseconds until which the server is blacklisted; 0 when it is not. */
@@ -21,6 +26,8 @@ export interface Backend {
 export const make = (index: number, spec: ServerSpec): Backend => ({
   index,
   spec,
+  configured: true,
+  acl: 0,
   connections: 0,
   blacklistedUntil: 0,
   bytesSent: 0,
@@ -37,7 +44,7 @@ export const isBlacklisted = (backend: Backend, now: number): boolean => now < b
  * @category predicates
  */
 export const admits = (backend: Backend, sticky: boolean, now: number): boolean => {
-  if (isBlacklisted(backend, now)) return false
+  if (!backend.configured || isBlacklisted(backend, now)) return false
   const { hardLimit, softLimit } = backend.spec
   const c = backend.connections
   return softLimit === 0 || c < softLimit || (sticky && c < hardLimit)

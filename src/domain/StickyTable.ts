@@ -25,9 +25,10 @@ export interface ClientEntry {
 
 /** A sticky table. Mutable on purpose: it is touched once per connection. @category models */
 export interface StickyTable {
-  readonly capacity: number
+  /** Slots; lowering it evicts the least recently used clients at their next visit (`resize` does it at once). */
+  capacity: number
   /** Milliseconds after which a client that has not connected is forgotten; 0 keeps it forever. */
-  readonly trackingMillis: number
+  trackingMillis: number
   readonly entries: Map<string, ClientEntry>
 }
 
@@ -90,4 +91,10 @@ export const sweep = (table: StickyTable, now: number): number => {
     }
   }
   return dropped
+}
+
+/** Changes the number of slots (at least one), evicting the least recently used clients that no longer fit. */
+export const resize = (table: StickyTable, capacity: number): void => {
+  table.capacity = Math.max(1, Math.floor(capacity))
+  while (table.entries.size > table.capacity) table.entries.delete(table.entries.keys().next().value!)
 }

@@ -47,7 +47,8 @@ export class DeadlineQueue {
   private base = 0
   private timer: ReturnType<typeof setTimeout> | undefined
 
-  constructor(readonly timeoutMillis: number) {}
+  /** The timeout of dials added from now on; a dial already queued keeps its deadline. */
+  constructor(public timeoutMillis: number) {}
 
   /** Starts the clock for `socket`, dialed by `dialer`; returns the ticket that `settle` takes. */
   add(dialer: Dialing, socket: Socket): number {

@@ -39,6 +39,9 @@ export interface TcpServer {
   readonly active: () => number
   /** Connections accepted and waiting for a free slot (or for `run`). */
   readonly waiting: () => number
+  /** The live connections at which new ones wait (`-x`); raising it serves waiting ones at once. */
+  readonly maxConnections: () => number
+  readonly setMaxConnections: (n: number) => void
   /** Handles every connection, one fiber each, until interrupted; interruption ends every connection fiber. */
   readonly run: <R>(handler: (socket: Socket) => Effect.Effect<void, never, R>) => Effect.Effect<never, never, R>
 }
@@ -50,6 +53,7 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
   Effect.gen(function*() {
     const label = Address.format(options.endpoint)
     const maxWaiting = options.maxWaiting ?? options.backlog
+    let maxConnections = options.maxConnections
     const queue: Array<Socket> = []
     let head = 0
     let active = 0
@@ -58,11 +62,10 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
     const server = Net.createServer({ allowHalfOpen: true, pauseOnConnect: true })
 
     const drain = () => {
-      for (
-        let run = dispatch;
-        run !== undefined && active < options.maxConnections && head < queue.length;
-        run = dispatch
-      ) {
+      // `run` may start a connection that ends at once: `active`, `head` and `dispatch` change under the loop.
+      while (true) {
+        const run = dispatch
+        if (run === undefined || active >= maxConnections || head >= queue.length) return
         const socket = queue[head]!
         queue[head++] = undefined as never
         if (head > 1024 && head * 2 > queue.length) {
@@ -78,7 +81,7 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
       if (i >= 0) queue.splice(i, 1)
     }
     server.on("connection", (socket: Socket) => {
-      if (dispatch !== undefined && active < options.maxConnections && head === queue.length) {
+      if (dispatch !== undefined && active < maxConnections && head === queue.length) {
         dispatch(socket)
         return
       }
@@ -155,5 +158,15 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
         )
       })
 
-    return { address, active: () => active, waiting: () => queue.length - head, run }
+    return {
+      address,
+      active: () => active,
+      waiting: () => queue.length - head,
+      maxConnections: () => maxConnections,
+      setMaxConnections: (n) => {
+        maxConnections = n
+        drain()
+      },
+      run
+    }
   })

@@ -20,6 +20,9 @@ import { StatsReporter } from "../services/StatsReporter.ts"
 export class TcpProxy extends Context.Service<TcpProxy, {
   /** Serves one client connection until both sides are closed; interruption closes both. */
   readonly handle: (client: Socket.Socket) => Effect.Effect<void>
+  /** Seconds to wait for a server to accept (`-t`, the `timeout` command); a change applies to later dials. */
+  readonly connectTimeoutSeconds: Effect.Effect<number>
+  readonly setConnectTimeoutSeconds: (seconds: number) => Effect.Effect<void>
 }>()("nib/proxy/TcpProxy") {
   static readonly layer: Layer.Layer<
     TcpProxy,
@@ -40,6 +43,11 @@ export class TcpProxy extends Context.Service<TcpProxy, {
         unixListener: config.listen._tag === "Unix"
       }
       return TcpProxy.of({
+        connectTimeoutSeconds: Effect.sync(() => deadlines.timeoutMillis / 1000),
+        setConnectTimeoutSeconds: (seconds) =>
+          Effect.sync(() => {
+            deadlines.timeoutMillis = seconds * 1000
+          }),
         handle: (client) =>
           Effect.callback<void>((resume) => {
             const session = new Session(env, client, resume)

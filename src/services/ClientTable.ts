@@ -20,8 +20,12 @@ export class ClientTable extends Context.Service<ClientTable, {
   readonly lookup: (address: string) => Effect.Effect<Option.Option<StickyTable.ClientEntry>>
   /** Remembered clients, most recent first. */
   readonly recent: Effect.Effect<ReadonlyArray<StickyTable.ClientEntry>>
-  /** Slots in the table. */
-  readonly capacity: number
+  /** Slots in the table (`-c`, the `clients_max` command). */
+  readonly capacity: Effect.Effect<number>
+  readonly resize: (capacity: number) => Effect.Effect<void>
+  /** Seconds a client is remembered, 0 = forever (`-T`, the `tracking` command). */
+  readonly trackingSeconds: Effect.Effect<number>
+  readonly setTrackingSeconds: (seconds: number) => Effect.Effect<void>
 }>()("nib/services/ClientTable") {
   /** A table of `capacity` slots remembering clients for `trackingSeconds` (0 = forever). */
   static readonly make = (capacity: number, trackingSeconds: number) =>
@@ -40,7 +44,13 @@ export class ClientTable extends Context.Service<ClientTable, {
         visitUnsafe: (address) => StickyTable.visit(table, address, now()),
         lookup: (address) => Effect.sync(() => Option.fromUndefinedOr(StickyTable.lookup(table, address, now()))),
         recent: Effect.sync(() => StickyTable.recent(table, now())),
-        capacity: table.capacity
+        capacity: Effect.sync(() => table.capacity),
+        resize: (slots) => Effect.sync(() => StickyTable.resize(table, slots)),
+        trackingSeconds: Effect.sync(() => table.trackingMillis / 1000),
+        setTrackingSeconds: (seconds) =>
+          Effect.sync(() => {
+            table.trackingMillis = Math.max(0, seconds * 1000)
+          })
       })
     })
 

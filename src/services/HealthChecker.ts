@@ -14,6 +14,9 @@ import { StatsReporter } from "./StatsReporter.ts"
 export class HealthChecker extends Context.Service<HealthChecker, {
   /** A connection attempt to server `index` failed (per-connection path). */
   readonly connectFailedUnsafe: (index: number, failure: DialFailure, error: Error | undefined) => void
+  /** Seconds a failed server stays blacklisted (`-b`, the `blacklist` command). */
+  readonly blacklistSeconds: Effect.Effect<number>
+  readonly setBlacklistSeconds: (seconds: number) => Effect.Effect<void>
 }>()("nib/services/HealthChecker") {
   /** Passive health: each failed connect blacklists its server for `-b` seconds. */
   static readonly layer: Layer.Layer<HealthChecker, never, LbConfig | ServerPool | StatsReporter> = Layer.effect(
@@ -24,17 +27,23 @@ export class HealthChecker extends Context.Service<HealthChecker, {
       const stats = yield* StatsReporter
       const context = yield* Effect.context<never>()
       const log = Effect.runForkWith(context)
+      let blacklistSeconds = config.blacklistSeconds
       return HealthChecker.of({
+        blacklistSeconds: Effect.sync(() => blacklistSeconds),
+        setBlacklistSeconds: (seconds) =>
+          Effect.sync(() => {
+            blacklistSeconds = seconds
+          }),
         connectFailedUnsafe: (index, failure, error) => {
           const name = index === EMERGENCY_SERVER ? "emergency server" : `server ${index}`
           const why = failure === "timeout" ? "connect timeout" : `connect error (${error?.message ?? "unknown"})`
-          const blacklisting = config.blacklistSeconds > 0
+          const blacklisting = blacklistSeconds > 0
           if (blacklisting) {
-            pool.blacklistUnsafe(index, config.blacklistSeconds)
+            pool.blacklistUnsafe(index, blacklistSeconds)
             stats.addUnsafe("blacklistings", 1)
           }
           const message = blacklisting
-            ? `blacklisting ${name} for ${config.blacklistSeconds} s because of ${why}`
+            ? `blacklisting ${name} for ${blacklistSeconds} s because of ${why}`
             : `${name} failed (${why}); not blacklisted (-b 0)`
           log(Effect.logWarning(message).pipe(Effect.annotateLogs({ service: "HealthChecker", server: index })))
         }
@@ -45,6 +54,10 @@ export class HealthChecker extends Context.Service<HealthChecker, {
   /** Ignores every failure: no server is ever blacklisted. */
   static readonly layerNoop: Layer.Layer<HealthChecker> = Layer.succeed(
     HealthChecker,
-    HealthChecker.of({ connectFailedUnsafe: () => {} })
+    HealthChecker.of({
+      connectFailedUnsafe: () => {},
+      blacklistSeconds: Effect.succeed(0),
+      setBlacklistSeconds: () => Effect.void
+    })
   )
 }

@@ -21,6 +21,9 @@ export class Listener extends Context.Service<Listener, {
   readonly active: Effect.Effect<number>
   /** Connections accepted and waiting for a free slot (`-x`). */
   readonly waiting: Effect.Effect<number>
+  /** Live connections at which new ones wait (`-x`, the `conn_max` command). */
+  readonly connectionsMax: Effect.Effect<number>
+  readonly setConnectionsMax: (n: number) => Effect.Effect<void>
 }>()("nib/services/Listener") {
   /** Binds the configured address and serves every connection through TcpProxy until the scope closes. */
   static readonly layer: Layer.Layer<Listener, ListenerError, LbConfig | TcpProxy> = Layer.effect(
@@ -40,7 +43,9 @@ export class Listener extends Context.Service<Listener, {
       return Listener.of({
         address: server.address,
         active: Effect.sync(server.active),
-        waiting: Effect.sync(server.waiting)
+        waiting: Effect.sync(server.waiting),
+        connectionsMax: Effect.sync(server.maxConnections),
+        setConnectionsMax: (n) => Effect.sync(() => server.setMaxConnections(n))
       })
     })
   )

@@ -10,7 +10,7 @@ import { LbConfig } from "../Config.ts"
 import * as Address from "../domain/Address.ts"
 import * as Backend from "../domain/Backend.ts"
 import * as Selection from "../domain/Selection.ts"
-import type { ServerSpec } from "../domain/ServerSpec.ts"
+import * as ServerSpec from "../domain/ServerSpec.ts"
 import * as Resolve from "../net/Resolve.ts"
 import * as Socket from "../net/Socket.ts"
 
@@ -47,20 +47,37 @@ export interface PoolSnapshot {
 
 /** The pool's contents, for {@link ServerPool.make}; the policy defaults to pen's (all flags off). @category models */
 export interface PoolOptions {
-  readonly servers: ReadonlyArray<ServerSpec>
-  readonly emergency?: ServerSpec | undefined
+  readonly servers: ReadonlyArray<ServerSpec.ServerSpec>
+  readonly emergency?: ServerSpec.ServerSpec | undefined
   readonly policy?: Partial<Selection.Policy> | undefined
 }
 
 const defaultPolicy: Selection.Policy = { roundrobin: false, hash: false, weight: false, prio: false, stubborn: false }
 
+/** A selection flag the control port switches. @category models */
+export type PolicyFlag = keyof Selection.Policy
+
+/** One change of a `server N ...` command, applied in order. @category models */
+export type ServerChange =
+  | { readonly key: "address"; readonly value: string }
+  | { readonly key: "port" | "max" | "hard" | "weight" | "prio" | "blacklist" | "acl"; readonly value: number }
+
 /** The server pool service. @category services */
 export class ServerPool extends Context.Service<ServerPool, {
-  /** The regular servers, by index. */
+  /** The regular servers, by index (the control port can add slots, never remove them). */
   readonly backends: ReadonlyArray<Backend.Backend>
   /** The emergency server, if any. */
   readonly emergency: Backend.Backend | undefined
+  /** The selection flags now (the control port switches them). */
   readonly policy: Selection.Policy
+  /** Switches a selection flag (`roundrobin`, `no hash`, ...). */
+  readonly setFlag: (flag: PolicyFlag, on: boolean) => Effect.Effect<void>
+  /**
+   * pen's `server N ...`: applies the changes left to right, adding slots up to `index` when it is new. An `address`
+   * that does not resolve fails and leaves the later changes unapplied (as in pen); a `port` on a slot with no address
+   * yet is ignored (as in pen: give the address first).
+   */
+  readonly configure: (index: number, changes: ReadonlyArray<ServerChange>) => Effect.Effect<void, ServerPoolError>
   /** The server (by index) a new connection tries first, given the client's sticky server. */
   readonly chooseUnsafe: (stickyServer: number, ip: string, port: number) => number
   /** Whether server `index` (or {@link EMERGENCY_SERVER}) takes a connection now. */
@@ -103,14 +120,26 @@ export class ServerPool extends Context.Service<ServerPool, {
     })
   )
 
+  /** The `server N ...` changes that make a slot `spec` (address first, as pen requires). */
+  static readonly specChanges = (spec: ServerSpec.ServerSpec): ReadonlyArray<ServerChange> => [
+    spec.endpoint._tag === "Unix"
+      ? { key: "address", value: spec.endpoint.path }
+      : { key: "address", value: spec.endpoint.host },
+    ...(spec.endpoint._tag === "Tcp" ? [{ key: "port", value: spec.endpoint.port } as const] : []),
+    { key: "max", value: spec.softLimit },
+    { key: "hard", value: spec.hardLimit },
+    { key: "weight", value: spec.weight },
+    { key: "prio", value: spec.prio }
+  ]
+
   /** A pool over the given servers (IP addresses or socket paths), independent of LbConfig. */
   static readonly layerTest = (options: PoolOptions): Layer.Layer<ServerPool> =>
     Layer.effect(ServerPool, ServerPool.make(options))
 }
 
-const resolveSpec = (spec: ServerSpec) =>
+const resolveSpec = (spec: ServerSpec.ServerSpec) =>
   Resolve.resolve(spec.endpoint).pipe(
-    Effect.map((endpoint): ServerSpec => ({ ...spec, endpoint })),
+    Effect.map((endpoint): ServerSpec.ServerSpec => ({ ...spec, endpoint })),
     Effect.mapError((error) => new ServerPoolError({ message: error.message }))
   )
 
@@ -128,13 +157,16 @@ const status = (b: Backend.Backend, now: number): ServerStatus => ({
   bytesReceived: b.bytesReceived
 })
 
+/** The spec of a slot with no address: pen shows it as an unknown address family, and never connects to it. */
+const UNCONFIGURED = ServerSpec.make(Address.tcp("0.0.0.0", 0))
+
 const makeWith = (options: PoolOptions, clock: Clock.Clock): ServerPool["Service"] => {
   const backends = options.servers.map((spec, i) => Backend.make(i, spec))
   const emergency = options.emergency === undefined ? undefined : Backend.make(EMERGENCY_SERVER, options.emergency)
   const targets = backends.map((b) => Socket.dialTarget(b.spec.endpoint))
   const emergencyTarget = emergency === undefined ? undefined : Socket.dialTarget(emergency.spec.endpoint)
   const cursor = Selection.cursor()
-  const policy: Selection.Policy = { ...defaultPolicy, ...options.policy }
+  const policy: { -readonly [K in PolicyFlag]: boolean } = { ...defaultPolicy, ...options.policy }
   let current = -1
 
   const get = (index: number): Backend.Backend | undefined => index === EMERGENCY_SERVER ? emergency : backends[index]
@@ -144,10 +176,75 @@ const makeWith = (options: PoolOptions, clock: Clock.Clock): ServerPool["Service
     if (b !== undefined) b.blacklistedUntil = seconds > 0 ? clock.currentTimeMillisUnsafe() + seconds * 1000 : 0
   }
 
+  const setSpec = (b: Backend.Backend, spec: ServerSpec.ServerSpec) => {
+    b.spec = spec
+    targets[b.index] = Socket.dialTarget(spec.endpoint)
+  }
+
+  const grow = (index: number) => {
+    while (backends.length <= index) {
+      const b = Backend.make(backends.length, UNCONFIGURED)
+      b.configured = false
+      backends.push(b)
+      targets.push(Socket.dialTarget(UNCONFIGURED.endpoint))
+    }
+    return backends[index]!
+  }
+
+  const setAddress = (b: Backend.Backend, text: string) => {
+    const endpoint = text.includes("/")
+      ? Address.unix(text)
+      : Address.tcp(text, b.configured && b.spec.endpoint._tag === "Tcp" ? b.spec.endpoint.port : 0)
+    return Resolve.resolve(endpoint).pipe(
+      Effect.mapError((error) => new ServerPoolError({ message: `server ${b.index}: ${error.message}` })),
+      Effect.map((resolved) => {
+        setSpec(b, { ...b.spec, endpoint: resolved })
+        // pen: 0.0.0.0 is how a slot is switched off.
+        b.configured = !(resolved._tag === "Tcp" && resolved.host === "0.0.0.0")
+      })
+    )
+  }
+
+  const change = (b: Backend.Backend, c: ServerChange): Effect.Effect<void, ServerPoolError> => {
+    switch (c.key) {
+      case "address":
+        return setAddress(b, c.value)
+      case "port":
+        return Effect.sync(() => {
+          if (b.configured && b.spec.endpoint._tag === "Tcp") {
+            setSpec(b, { ...b.spec, endpoint: Address.tcp(b.spec.endpoint.host, c.value) })
+          }
+        })
+      case "max":
+        return Effect.sync(() => setSpec(b, { ...b.spec, softLimit: c.value }))
+      case "hard":
+        return Effect.sync(() => setSpec(b, { ...b.spec, hardLimit: c.value }))
+      case "weight":
+        return Effect.sync(() => setSpec(b, { ...b.spec, weight: c.value }))
+      case "prio":
+        return Effect.sync(() => setSpec(b, { ...b.spec, prio: c.value }))
+      case "blacklist":
+        return Effect.sync(() => blacklistUnsafe(b.index, c.value))
+      case "acl":
+        return Effect.sync(() => {
+          b.acl = c.value
+        })
+    }
+  }
+
   return ServerPool.of({
     backends,
     emergency,
     policy,
+    setFlag: (flag, on) =>
+      Effect.sync(() => {
+        policy[flag] = on
+      }),
+    configure: (index, changes) =>
+      Effect.suspend(() => {
+        const b = grow(index)
+        return Effect.forEach(changes, (c) => change(b, c), { discard: true })
+      }),
     chooseUnsafe: (stickyServer, ip, port) =>
       Selection.initialServer(policy, backends, stickyServer, ip, port, cursor, clock.currentTimeMillisUnsafe()),
     admitsUnsafe: (index, sticky) => {

@@ -12,7 +12,7 @@ describe("ClientTable", () => {
   it.effect("a full table evicts the least recently used client", () =>
     Effect.gen(function*() {
       const table = yield* ClientTable
-      assert.strictEqual(table.capacity, 2)
+      assert.strictEqual(yield* table.capacity, 2)
       table.visitUnsafe("10.0.0.1")
       table.visitUnsafe("10.0.0.2")
       assert.deepStrictEqual(addresses(yield* table.recent), ["10.0.0.2", "10.0.0.1"])
@@ -136,7 +136,7 @@ describe("ClientTable", () => {
   it.effect("layer takes capacity (-c) and tracking time (-T) from LbConfig", () =>
     Effect.gen(function*() {
       const table = yield* ClientTable
-      assert.strictEqual(table.capacity, 3)
+      assert.strictEqual(yield* table.capacity, 3)
       for (const a of ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"]) table.visitUnsafe(a)
       assert.deepStrictEqual(addresses(yield* table.recent), ["10.0.0.4", "10.0.0.3", "10.0.0.2"])
       yield* TestClock.adjust("7 seconds")

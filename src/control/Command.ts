@@ -1,0 +1,269 @@
+/**
+ * pen's control language, decoded: one line of the control port, of a `-F` file, of `include`, or of `-O`, turned into
+ * a typed command or into a message that says what was wrong. Sans-IO; `Control` executes what this decodes.
+ *
+ * The lexical rules are pen's: words are separated by spaces only (a tab is part of a word), case matters, an empty
+ * line or one whose first word starts with `#` is nothing, and an unknown first word is answered with pen's
+ * `do_cmd: ignoring command starting with '<word>'`. Unlike pen, a known command with a bad argument is not run with
+ * `atoi`'s zero: it is refused with a message naming the argument.
+ */
+import * as Acl from "../domain/Acl.ts"
+import type { ServerChange } from "../services/ServerPool.ts"
+
+export type { ServerChange }
+
+/** A numeric setting that `NAME` reads and `NAME N` sets. @category models */
+export type Knob =
+  | "blacklist"
+  | "client_acl"
+  | "clients_max"
+  | "conn_max"
+  | "control_acl"
+  | "debug"
+  | "timeout"
+  | "tracking"
+  | "idle_timeout"
+  | "pending_max"
+  | "tarpit_acl"
+  | "idlers"
+
+/** A selection flag: `NAME` sets it, `no NAME` clears it. @category models */
+export type Flag = "hash" | "roundrobin" | "stubborn" | "weight" | "prio"
+
+/**
+ * Switches pen has that change nothing nib does (event backends, dump formats, socket options nib leaves to Node, pen's
+ * unfinished features): accepted and answered as pen answers them, with nothing. @category models
+ */
+export type Ignored =
+  | "abort_on_error"
+  | "ascii"
+  | "keepalive"
+  | "tcp_nodelay"
+  | "epoll"
+  | "kqueue"
+  | "poll"
+  | "select"
+  | "dsr_if"
+  | "dsr_ip"
+  | "tcp_fastclose"
+
+/** One decoded command. @category models */
+export type Command =
+  | { readonly _tag: "Nothing" }
+  | { readonly _tag: "Get"; readonly knob: Knob }
+  | { readonly _tag: "Set"; readonly knob: Knob; readonly value: number }
+  | { readonly _tag: "Flag"; readonly flag: Flag; readonly on: boolean }
+  | { readonly _tag: "Ignored"; readonly name: Ignored }
+  | { readonly _tag: "Unsupported"; readonly name: string; readonly why: string }
+  | { readonly _tag: "Acl"; readonly list: number; readonly entry: Acl.Entry }
+  | { readonly _tag: "NoAcl"; readonly list: number }
+  | { readonly _tag: "Close"; readonly connection: number }
+  | { readonly _tag: "Connection"; readonly connection: number }
+  | { readonly _tag: "Socket"; readonly fd: number }
+  | { readonly _tag: "Control" }
+  | { readonly _tag: "Exit" }
+  | { readonly _tag: "Include"; readonly file: string }
+  | { readonly _tag: "Listen"; readonly address: string | undefined }
+  | { readonly _tag: "Log"; readonly target: string | undefined }
+  | { readonly _tag: "NoLog" }
+  | { readonly _tag: "Mode" }
+  | { readonly _tag: "Pid" }
+  | { readonly _tag: "Recent"; readonly seconds: number }
+  | { readonly _tag: "Server"; readonly index: number; readonly changes: ReadonlyArray<ServerChange> }
+  | { readonly _tag: "Servers" }
+  | { readonly _tag: "Status" }
+  | { readonly _tag: "WebStats"; readonly file: string | undefined }
+  | { readonly _tag: "NoWebStats" }
+  | { readonly _tag: "Write"; readonly file: string | undefined }
+
+/** A line that could not be decoded; `reply` is the line the control client gets. @category models */
+export interface Invalid {
+  readonly _tag: "Invalid"
+  readonly reply: string
+}
+
+/** The longest command line nib reads, as pen (one `recv` of at most 4095 bytes). @category constants */
+export const MAX_LINE = 4095
+
+const KNOBS: ReadonlySet<string> = new Set<Knob>([
+  "blacklist",
+  "client_acl",
+  "clients_max",
+  "conn_max",
+  "control_acl",
+  "debug",
+  "timeout",
+  "tracking",
+  "idle_timeout",
+  "pending_max",
+  "tarpit_acl",
+  "idlers"
+])
+const FLAGS: ReadonlySet<string> = new Set<Flag>(["hash", "roundrobin", "stubborn", "weight", "prio"])
+const IGNORED: ReadonlySet<string> = new Set<Ignored>([
+  "abort_on_error",
+  "ascii",
+  "keepalive",
+  "tcp_nodelay",
+  "epoll",
+  "kqueue",
+  "poll",
+  "select",
+  "dsr_if",
+  "dsr_ip",
+  "tcp_fastclose"
+])
+/** pen features nib does not have (yet), with what to say when asked for them. */
+const UNSUPPORTED: Readonly<Record<string, string>> = {
+  http: "X-Forwarded-For (-H) is not supported yet",
+  transparent: "transparent proxying is not available on Node",
+  source: "binding to a source address is not supported yet",
+  dummy: "the built-in test server is not supported",
+  peek: "pen's unfinished peek feature is not supported",
+  ssl_ciphers: "TLS termination is not supported yet",
+  ssl_option: "TLS termination is not supported yet",
+  ssl_sni_path: "TLS termination is not supported yet",
+  ssl_ocsp_response: "TLS termination is not supported yet",
+  ssl_client_renegotiation_interval: "TLS termination is not supported yet"
+}
+/** Knobs whose setting may be negative (pen clamps or maps those values itself). */
+const SIGNED: ReadonlySet<string> = new Set(["tarpit_acl", "idle_timeout", "pending_max"])
+const SERVER_KEYS: ReadonlySet<string> = new Set([
+  "address",
+  "port",
+  "max",
+  "hard",
+  "weight",
+  "prio",
+  "blacklist",
+  "acl"
+])
+
+const invalid = (reply: string): Invalid => ({ _tag: "Invalid", reply: reply.endsWith("\n") ? reply : reply + "\n" })
+
+const INTEGER = /^-?\d+$/
+const integer = (text: string | undefined): number | undefined =>
+  text !== undefined && INTEGER.test(text) && Number.isSafeInteger(Number(text)) ? Number(text) : undefined
+
+const needInteger = (command: string, what: string, text: string | undefined, signed = false) => {
+  const n = integer(text)
+  if (n === undefined) {
+    return invalid(
+      text === undefined ? `${command}: ${what} is missing` : `${command}: ${what} '${text}' is not a whole number`
+    )
+  }
+  if (!signed && n < 0) return invalid(`${command}: ${what} '${text}' must not be negative`)
+  return n
+}
+
+/** Splits a line as pen's `strtok(line, " ")` does: on spaces only, empty words dropped. @category parsing */
+export const words = (line: string): Array<string> => line.split(" ").filter((w) => w !== "")
+
+/** The command of a line: the text before its first CR or LF (later lines are ignored, as pen does). */
+export const firstLine = (text: string): string => {
+  const end = text.search(/[\r\n]/)
+  return end < 0 ? text : text.slice(0, end)
+}
+
+/** Decodes one line (without its line end). @category parsing */
+export const parse = (line: string): Command | Invalid => {
+  const [head, ...args] = words(line)
+  if (head === undefined || head.startsWith("#")) return { _tag: "Nothing" }
+  if (head === "no") return parseNo(args)
+  if (KNOBS.has(head)) {
+    const knob = head as Knob
+    if (args[0] === undefined) return { _tag: "Get", knob }
+    const value = needInteger(head, "the value", args[0], SIGNED.has(head))
+    return typeof value === "number" ? { _tag: "Set", knob, value } : value
+  }
+  if (FLAGS.has(head)) return { _tag: "Flag", flag: head as Flag, on: true }
+  if (IGNORED.has(head)) return { _tag: "Ignored", name: head as Ignored }
+  if (head in UNSUPPORTED) return { _tag: "Unsupported", name: head, why: UNSUPPORTED[head]! }
+  switch (head) {
+    case "acl": {
+      const result = Acl.parseCommand(args)
+      return result._tag === "Ok" ? { _tag: "Acl", list: result.list, entry: result.entry } : invalid(result.message)
+    }
+    case "close":
+    case "connection": {
+      const n = needInteger(head, "the connection number", args[0], true)
+      if (typeof n !== "number") return n
+      return head === "close" ? { _tag: "Close", connection: n } : { _tag: "Connection", connection: n }
+    }
+    case "socket": {
+      const n = needInteger(head, "the file descriptor", args[0], true)
+      return typeof n === "number" ? { _tag: "Socket", fd: n } : n
+    }
+    case "control":
+      return { _tag: "Control" }
+    case "exit":
+      return { _tag: "Exit" }
+    case "include":
+      return args[0] === undefined ? invalid("Usage: include filename") : { _tag: "Include", file: args[0] }
+    case "listen":
+      return { _tag: "Listen", address: args[0] }
+    case "log":
+      return { _tag: "Log", target: args[0] }
+    case "mode":
+      return { _tag: "Mode" }
+    case "pid":
+      return { _tag: "Pid" }
+    case "recent": {
+      if (args[0] === undefined) return { _tag: "Recent", seconds: 300 }
+      const n = needInteger(head, "the number of seconds", args[0])
+      return typeof n === "number" ? { _tag: "Recent", seconds: n } : n
+    }
+    case "server":
+      return parseServer(args)
+    case "servers":
+      return { _tag: "Servers" }
+    case "status":
+      return { _tag: "Status" }
+    case "web_stats":
+      return { _tag: "WebStats", file: args[0] }
+    case "write":
+      return { _tag: "Write", file: args[0] }
+  }
+  return invalid(`do_cmd: ignoring command starting with '${head}'`)
+}
+
+const parseNo = (args: ReadonlyArray<string>): Command | Invalid => {
+  const [what, ...rest] = args
+  if (what === undefined) return { _tag: "Nothing" }
+  if (FLAGS.has(what)) return { _tag: "Flag", flag: what as Flag, on: false }
+  if (IGNORED.has(what) || what in UNSUPPORTED) return { _tag: "Nothing" }
+  switch (what) {
+    case "acl": {
+      const result = Acl.parseNoAcl(rest)
+      return result._tag === "Ok" ? { _tag: "NoAcl", list: result.list } : invalid(result.message)
+    }
+    case "log":
+      return { _tag: "NoLog" }
+    case "web_stats":
+      return { _tag: "NoWebStats" }
+  }
+  // pen ignores an unknown `no X` silently.
+  return { _tag: "Nothing" }
+}
+
+const parseServer = (args: ReadonlyArray<string>): Command | Invalid => {
+  const index = needInteger("server", "the server number", args[0])
+  if (typeof index !== "number") return index
+  const changes: Array<ServerChange> = []
+  for (let i = 1; i < args.length; i += 2) {
+    const key = args[i]!
+    const value = args[i + 1]
+    // pen skips keys it does not know, with their value.
+    if (!SERVER_KEYS.has(key)) continue
+    if (value === undefined) return invalid(`server ${index}: ${key} needs a value`)
+    if (key === "address") {
+      changes.push({ key, value })
+      continue
+    }
+    const n = needInteger(`server ${index}`, key, value)
+    if (typeof n !== "number") return n
+    if (key === "port" && (n < 1 || n > 65535)) return invalid(`server ${index}: port '${value}' is not 1-65535`)
+    changes.push({ key: key as Exclude<ServerChange["key"], "address">, value: n })
+  }
+  return { _tag: "Server", index, changes }
+}

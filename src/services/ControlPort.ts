@@ -1,0 +1,125 @@
+/**
+ * pen's control port (`-C`): one command per connection, the reply, then the connection is closed.
+ *
+ * pen reads each control client with one blocking `recv()` inside its only loop, so a client that connects and sends
+ * nothing freezes all load balancing. Here each control client is its own fiber: it has `READ_TIMEOUT` to send a line,
+ * and while it waits (or while a long reply drains) the balancer and other control clients go on. A line longer than
+ * pen's limit is refused with a message instead of being cut. `control_acl` is checked first: a denied client is
+ * closed without a word, as in pen.
+ */
+import { Context, Effect, Layer } from "effect"
+import { LbConfig } from "../Config.ts"
+import * as Command from "../control/Command.ts"
+import type * as Address from "../domain/Address.ts"
+import type { Socket } from "../net/Socket.ts"
+import * as TcpServer from "../net/TcpServer.ts"
+import { Control } from "./Control.ts"
+
+/** How long a control client has to send its command line. @category constants */
+export const READ_TIMEOUT_MS = 10_000
+
+/** How long a reply may take to drain to a control client that does not read it. @category constants */
+export const WRITE_TIMEOUT_MS = 30_000
+
+/** Control clients served at once; more wait in the accept queue. @category constants */
+const MAX_CLIENTS = 64
+
+/** The message pen prints when it will not open the control port as root. @category constants */
+export const ROOT_REFUSAL = "Won't open control port running as root; use -u to run as different user"
+
+/** The control port service: where it listens, if it does. @category services */
+export class ControlPort extends Context.Service<ControlPort, {
+  /** The bound address (with the real port when 0 was asked for); `undefined` without `-C` or when refused. */
+  readonly address: Address.Endpoint | undefined
+}>()("nib/services/ControlPort") {
+  static readonly layer: Layer.Layer<ControlPort, TcpServer.TcpServerError, LbConfig | Control> = Layer.effect(
+    ControlPort,
+    Effect.gen(function*() {
+      const config = yield* LbConfig
+      const control = yield* Control
+      if (config.control === undefined) return ControlPort.of({ address: undefined })
+      if (process.getuid?.() === 0 && config.user === undefined) {
+        // pen goes on without a control port; so does nib, saying why.
+        yield* Effect.logWarning(ROOT_REFUSAL)
+        return ControlPort.of({ address: undefined })
+      }
+      const server = yield* TcpServer.make({
+        endpoint: config.control.endpoint,
+        backlog: 50,
+        maxConnections: MAX_CLIENTS
+      })
+      yield* Effect.forkScoped(server.run((socket) => serveClient(control, socket)))
+      return ControlPort.of({ address: server.address })
+    })
+  )
+}
+
+type Read =
+  | { readonly _tag: "Line"; readonly line: string }
+  | { readonly _tag: "TooLong" }
+  | { readonly _tag: "Gone" }
+
+/** Reads up to the first line end (or EOF), at most `Command.MAX_LINE` bytes, within `READ_TIMEOUT_MS`. */
+const readLine = (socket: Socket): Effect.Effect<Read> =>
+  Effect.callback<Read>((resume) => {
+    const chunks: Array<Buffer> = []
+    let size = 0
+    const finish = (read: Read) => {
+      clearTimeout(timer)
+      socket.off("data", onData)
+      socket.off("end", onEnd)
+      socket.off("close", onGone)
+      socket.pause()
+      resume(Effect.succeed(read))
+    }
+    const text = () => Buffer.concat(chunks, size).toString("latin1")
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk)
+      size += chunk.length
+      const eol = chunk.findIndex((b) => b === 10 || b === 13)
+      const before = size - chunk.length + (eol < 0 ? chunk.length : eol)
+      if (before > Command.MAX_LINE) return finish({ _tag: "TooLong" })
+      if (eol >= 0) finish({ _tag: "Line", line: Command.firstLine(text()) })
+    }
+    const onEnd = () => finish({ _tag: "Line", line: text() })
+    const onGone = () => finish({ _tag: "Gone" })
+    const timer = setTimeout(onGone, READ_TIMEOUT_MS)
+    socket.on("data", onData)
+    socket.once("end", onEnd)
+    socket.once("close", onGone)
+    socket.resume()
+    return Effect.sync(() => {
+      clearTimeout(timer)
+      socket.destroy()
+    })
+  })
+
+/** Sends the reply and closes; a client that does not read it is dropped after `WRITE_TIMEOUT_MS`. */
+const reply = (socket: Socket, text: string): Effect.Effect<void> =>
+  Effect.callback<void>((resume) => {
+    const timer = setTimeout(() => socket.destroy(), WRITE_TIMEOUT_MS)
+    socket.once("close", () => {
+      clearTimeout(timer)
+      resume(Effect.void)
+    })
+    socket.end(Buffer.from(text, "latin1"))
+    return Effect.sync(() => {
+      clearTimeout(timer)
+      socket.destroy()
+    })
+  })
+
+const serveClient = (control: Control["Service"], socket: Socket): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    socket.on("error", () => socket.destroy())
+    if (!control.admitsControlClient(socket.remoteAddress)) return socket.destroy()
+    const read = yield* readLine(socket)
+    switch (read._tag) {
+      case "Gone":
+        return socket.destroy()
+      case "TooLong":
+        return yield* reply(socket, `command line too long: at most ${Command.MAX_LINE} bytes\n`)
+      case "Line":
+        return yield* reply(socket, yield* control.execute(read.line))
+    }
+  }).pipe(Effect.ensuring(Effect.sync(() => socket.destroy())))
