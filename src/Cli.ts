@@ -14,6 +14,7 @@ import * as Demo from "./Demo.ts"
 import * as Address from "./domain/Address.ts"
 import * as ServerSpec from "./domain/ServerSpec.ts"
 import { Control } from "./services/Control.ts"
+import { ControlPort } from "./services/ControlPort.ts"
 import { Listener } from "./services/Listener.ts"
 import { ServerPool } from "./services/ServerPool.ts"
 
@@ -224,7 +225,10 @@ const ordered = (upper: ReadonlyArray<string>, lower: ReadonlyArray<string>) => 
  * `-X`). Start-up follows pen's order: listeners bound, `-O` commands run (their replies on stdout), the servers of
  * the command line written over any `server N` those commands gave, privileges dropped (`-u`), the pid file written.
  */
-export const serve = (settings: Config.Settings, onReady: (address: Address.Endpoint) => Effect.Effect<void>) =>
+export const serve = (
+  settings: Config.Settings,
+  onReady: (address: Address.Endpoint, control?: Address.Endpoint) => Effect.Effect<void>
+) =>
   Effect.scoped(Effect.gen(function*() {
     const context = yield* Layer.build(AppLive.pipe(Layer.provide(Config.LbConfig.layerSettings(settings))))
     const listener = Context.get(context, Listener)
@@ -241,7 +245,7 @@ export const serve = (settings: Config.Settings, onReady: (address: Address.Endp
     }
     if (settings.user !== undefined) yield* Daemon.dropPrivileges(settings.user)
     if (settings.pidFile !== undefined) yield* Daemon.pidFile(settings.pidFile)
-    yield* onReady(listener.address)
+    yield* onReady(listener.address, Context.get(context, ControlPort).address)
     return yield* control.exitRequested
   })).pipe(Effect.provideService(References.MinimumLogLevel, logLevel(settings.debug)))
 

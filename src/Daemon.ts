@@ -46,15 +46,20 @@ export const detach: Effect.Effect<void, DaemonError> = Effect.callback<void, Da
   child.on("exit", (code) => settle(Effect.fail(new DaemonError(`exited with code ${code} before listening`))))
 })
 
-/** Tells the waiting parent (if any) that nib listens; in the foreground, prints the start-up line on stderr. */
-export const notifyReady = (address: Address.Endpoint): Effect.Effect<void> =>
+/**
+ * Tells the waiting parent (if any) that nib listens; in the foreground, prints the start-up lines on stderr: the
+ * control port's address when there is one (`nib: control port on ADDR`), then `nib: listening on ADDR (pid N)`.
+ */
+export const notifyReady = (address: Address.Endpoint, control?: Address.Endpoint): Effect.Effect<void> =>
   Effect.suspend(() => {
     if (isDaemonChild() && process.send !== undefined) {
       process.send({ ready: Address.format(address) } satisfies Message)
       process.disconnect()
       return Effect.void
     }
-    return Console.error(`nib: listening on ${Address.format(address)} (pid ${process.pid})`)
+    const lines = control === undefined ? [] : [`nib: control port on ${Address.format(control)}`]
+    lines.push(`nib: listening on ${Address.format(address)} (pid ${process.pid})`)
+    return Console.error(lines.join("\n"))
   })
 
 /** Reports a start-up failure to the waiting parent, if this is the detached child. */

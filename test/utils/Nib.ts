@@ -49,6 +49,8 @@ export interface Proc {
 export interface Balancer extends Proc {
   readonly host: string
   readonly port: number
+  /** The control port (`-C`), from nib's `nib: control port on HOST:PORT` line; `undefined` without one. */
+  readonly control?: { readonly host: string; readonly port: number } | undefined
 }
 
 const env = (): NodeJS.ProcessEnv => {
@@ -132,8 +134,17 @@ export const spawnNib = async (args: ReadonlyArray<string>, timeoutMs = 10_000):
     await stop(proc)
     throw new Error(`nib says pid ${pid}, but its process is ${proc.pid}`)
   }
-  return { ...proc, host, port: Number(match[2]) }
+  const control = CONTROL.exec(proc.stderr())
+  return {
+    ...proc,
+    host,
+    port: Number(match[2]),
+    control: control === null ? undefined : { host: control[1]!.replace(/^\[(.*)\]$/, "$1"), port: Number(control[2]) }
+  }
 }
+
+/** nib's line for its control port, printed before the listening line. */
+export const CONTROL = /nib: control port on (.+):(\d+)\n/
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
