@@ -9,21 +9,27 @@ import { Control } from "../src/services/Control.ts"
 import { ControlPort } from "../src/services/ControlPort.ts"
 import { HealthChecker } from "../src/services/HealthChecker.ts"
 import { Listener } from "../src/services/Listener.ts"
+import { RequestLog } from "../src/services/RequestLog.ts"
 import { ServerPool } from "../src/services/ServerPool.ts"
+import * as Signals from "../src/services/Signals.ts"
 import { StatsReporter } from "../src/services/StatsReporter.ts"
+import { Status } from "../src/services/Status.ts"
 
 /** Builds the graph over a given ServerPool layer (production resolves LbConfig's servers; tests swap their own). */
 export const makeApp = <E, R>(pool: Layer.Layer<ServerPool, E, R>) => {
   const stats = StatsReporter.layer.pipe(Layer.provideMerge(pool))
-  const core = Layer.mergeAll(ClientTable.layer, HealthChecker.layer).pipe(Layer.provideMerge(stats))
+  const core = Layer.mergeAll(ClientTable.layer, HealthChecker.layer, RequestLog.layer).pipe(
+    Layer.provideMerge(stats)
+  )
   const proxy = TcpProxy.layer.pipe(Layer.provideMerge(core))
   const listener = Listener.layer.pipe(Layer.provideMerge(proxy))
-  const control = Control.layer.pipe(Layer.provideMerge(listener))
-  return ControlPort.layer.pipe(Layer.provideMerge(control))
+  const status = Status.layer.pipe(Layer.provideMerge(listener))
+  const control = Control.layer.pipe(Layer.provideMerge(status))
+  return Layer.mergeAll(ControlPort.layer, Signals.layer).pipe(Layer.provideMerge(control))
 }
 
 /**
- * The whole balancer: Listener, ServerPool, ClientTable, HealthChecker, StatsReporter, TcpProxy, Control and the
- * control port, needing `LbConfig`.
+ * The whole balancer: Listener, ServerPool, ClientTable, HealthChecker, StatsReporter, TcpProxy, RequestLog, Status,
+ * Control, the control port and pen's signals (HUP, USR1), needing `LbConfig`.
  */
 export const AppLive = makeApp(ServerPool.layer)

@@ -7,6 +7,7 @@ import { TcpProxy } from "../src/proxy/TcpProxy.ts"
 import { ClientTable } from "../src/services/ClientTable.ts"
 import { HealthChecker } from "../src/services/HealthChecker.ts"
 import { Listener } from "../src/services/Listener.ts"
+import { RequestLog } from "../src/services/RequestLog.ts"
 import { ServerPool } from "../src/services/ServerPool.ts"
 import { StatsReporter } from "../src/services/StatsReporter.ts"
 import { makeApp } from "./Live.ts"
@@ -20,7 +21,12 @@ export const makeAppTest = (settings: Partial<Settings> & Pick<Settings, "listen
  * relaying alone.
  */
 export const makeAppNoHealth = (settings: Partial<Settings> & Pick<Settings, "listen" | "servers">) => {
-  const core = Layer.mergeAll(ClientTable.layer, HealthChecker.layerNoop, StatsReporter.layerNoop).pipe(
+  const core = Layer.mergeAll(
+    ClientTable.layer,
+    HealthChecker.layerNoop,
+    StatsReporter.layerNoop,
+    RequestLog.layer
+  ).pipe(
     Layer.provideMerge(ServerPool.layer)
   )
   return Listener.layer.pipe(

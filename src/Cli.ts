@@ -34,11 +34,8 @@ const WITHOUT_VALUE = new Set("DHNPQWXUadfhnrsZR".split(""))
 /** pen flags a later version of nib implements; until then they are refused with these words. */
 const NOT_YET: Record<string, string> = {
   B: "-B (abuse server)",
-  F: "-F (configuration file)",
   H: "-H (X-Forwarded-For)",
   U: "-U (UDP mode)",
-  l: "-l (logging)",
-  w: "-w (HTML status page)",
   E: "-E (TLS termination)",
   K: "-K (TLS key)",
   G: "-G (TLS CA file)",
@@ -133,6 +130,9 @@ const flags = {
   commandsO: Flag.String("O").pipe(Flag.withDescription(describe("commands")), Flag.atLeast(0)),
   commandso: Flag.String("o").pipe(Flag.withDescription(describe("commands")), Flag.atLeast(0)),
   user: Flag.String("u").pipe(Flag.withDescription(describe("user")), Flag.optional),
+  logTarget: Flag.String("l").pipe(Flag.withDescription(describe("logTarget")), Flag.optional),
+  webStats: Flag.String("w").pipe(Flag.withDescription(describe("webStats")), Flag.optional),
+  configFile: Flag.String("F").pipe(Flag.withDescription(describe("configFile")), Flag.optional),
   demo: Flag.Boolean("demo").pipe(
     Flag.withDescription("run a demo: two HTTP backends and nib on 127.0.0.1:8080 (or the listen address given)"),
     Flag.withDefault(false)
@@ -160,7 +160,10 @@ export const toSettings = (parsed: Parsed, services: Address.ServiceNames) =>
     if (Option.isNone(parsed.listen)) return yield* usageError("no listen address given")
     const listen = Address.parseListen(parsed.listen.value, services)
     if (Result.isFailure(listen)) return yield* usageError(`listen address '${parsed.listen.value}': ${listen.failure}`)
-    if (parsed.servers.length === 0) return yield* usageError("no server given: nib [options] [host:]port h1 [h2 ...]")
+    // With -F the servers may all come from the file (`server 0 address ... port ...`), as with pen.
+    if (parsed.servers.length === 0 && Option.isNone(parsed.configFile)) {
+      return yield* usageError("no server given: nib [options] [host:]port h1 [h2 ...]")
+    }
     const defaultPort = listen.success._tag === "Tcp" ? listen.success.port : undefined
     const servers: Array<ServerSpec.ServerSpec> = []
     for (const text of parsed.servers) {
@@ -212,7 +215,10 @@ export const toSettings = (parsed: Parsed, services: Address.ServiceNames) =>
       control,
       exitEnabled: parsed.exitEnabled,
       commands: ordered(parsed.commandsO, parsed.commandso),
-      user: Option.getOrUndefined(parsed.user)
+      user: Option.getOrUndefined(parsed.user),
+      logTarget: Option.getOrUndefined(parsed.logTarget),
+      webStats: Option.getOrUndefined(parsed.webStats),
+      configFile: Option.getOrUndefined(parsed.configFile)
     }).pipe(Effect.mapError((error) => new UsageError(error.message)))
   })
 
@@ -222,8 +228,9 @@ const ordered = (upper: ReadonlyArray<string>, lower: ReadonlyArray<string>) => 
 
 /**
  * Runs the balancer with `settings` until interrupted (SIGTERM/SIGINT) or until the control port's `exit` (with
- * `-X`). Start-up follows pen's order: listeners bound, `-O` commands run (their replies on stdout), the servers of
- * the command line written over any `server N` those commands gave, privileges dropped (`-u`), the pid file written.
+ * `-X`). Start-up follows pen's order: listeners bound, `-O` commands run, then the `-F` file (their replies on
+ * stdout; a bad line in the file is fatal, naming its line), the servers of the command line written over any
+ * `server N` those gave, privileges dropped (`-u`), the pid file written.
  */
 export const serve = (
   settings: Config.Settings,
@@ -237,7 +244,13 @@ export const serve = (
       const reply = yield* control.execute(command)
       if (reply !== "") yield* Effect.sync(() => process.stdout.write(reply))
     }
-    if (settings.commands.length > 0) {
+    if (settings.configFile !== undefined) {
+      const replies = yield* control.loadFile(settings.configFile).pipe(
+        Effect.mapError((error) => new Config.ConfigError({ message: `-F ${error.message}` }))
+      )
+      if (replies !== "") yield* Effect.sync(() => process.stdout.write(replies))
+    }
+    if (settings.commands.length > 0 || settings.configFile !== undefined) {
       const pool = Context.get(context, ServerPool)
       yield* Effect.forEach(settings.servers, (spec, i) => pool.configure(i, ServerPool.specChanges(spec)), {
         discard: true

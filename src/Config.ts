@@ -52,7 +52,10 @@ export const descriptions = {
   control: "-C: control port ([host:]port or a socket path; a port alone binds 127.0.0.1)",
   exitEnabled: "-X: let the control port's exit command stop nib",
   commands: "-O/-o: control commands run at start-up",
-  user: "-u: user to run as after binding"
+  user: "-u: user to run as after binding",
+  logTarget: "-l: request log file, or host:port of a penlogd",
+  webStats: "-w: HTML status page file, written on SIGUSR1",
+  configFile: "-F: file of control commands, read at start-up and on SIGHUP"
 } as const
 
 const AtLeastOne = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
@@ -84,7 +87,10 @@ export const Settings = Schema.Struct({
   }),
   exitEnabled: Schema.Boolean.annotate({ description: descriptions.exitEnabled }),
   commands: Schema.Array(Schema.String).annotate({ description: descriptions.commands }),
-  user: Schema.UndefinedOr(Schema.NonEmptyString).annotate({ description: descriptions.user })
+  user: Schema.UndefinedOr(Schema.NonEmptyString).annotate({ description: descriptions.user }),
+  logTarget: Schema.UndefinedOr(Schema.NonEmptyString).annotate({ description: descriptions.logTarget }),
+  webStats: Schema.UndefinedOr(Schema.NonEmptyString).annotate({ description: descriptions.webStats }),
+  configFile: Schema.UndefinedOr(Schema.NonEmptyString).annotate({ description: descriptions.configFile })
 })
 
 /** The decoded settings. @category models */
@@ -111,7 +117,10 @@ export const defaults = {
   control: undefined,
   exitEnabled: false,
   commands: [],
-  user: undefined
+  user: undefined,
+  logTarget: undefined,
+  webStats: undefined,
+  configFile: undefined
 } satisfies Omit<Settings, "listen" | "servers">
 
 /** A setting that could not be decoded; `message` says which and why. @category errors */

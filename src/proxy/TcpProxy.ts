@@ -13,6 +13,7 @@ import type { ClientEntry } from "../domain/StickyTable.ts"
 import * as Socket from "../net/Socket.ts"
 import { ClientTable, UNIX_CLIENT } from "../services/ClientTable.ts"
 import { HealthChecker } from "../services/HealthChecker.ts"
+import { RequestLog } from "../services/RequestLog.ts"
 import { EMERGENCY_SERVER, ServerPool } from "../services/ServerPool.ts"
 import { StatsReporter } from "../services/StatsReporter.ts"
 
@@ -23,11 +24,15 @@ export class TcpProxy extends Context.Service<TcpProxy, {
   /** Seconds to wait for a server to accept (`-t`, the `timeout` command); a change applies to later dials. */
   readonly connectTimeoutSeconds: Effect.Effect<number>
   readonly setConnectTimeoutSeconds: (seconds: number) => Effect.Effect<void>
+  /** The live connections, by slot number (pen's connection table). */
+  readonly connections: Effect.Effect<ReadonlyArray<ConnectionInfo>>
+  /** Closes connection `slot` (pen's `close N`); false when no connection has that slot. */
+  readonly close: (slot: number) => Effect.Effect<boolean>
 }>()("nib/proxy/TcpProxy") {
   static readonly layer: Layer.Layer<
     TcpProxy,
     never,
-    LbConfig | ServerPool | ClientTable | HealthChecker | StatsReporter
+    LbConfig | ServerPool | ClientTable | HealthChecker | StatsReporter | RequestLog
   > = Layer.effect(
     TcpProxy,
     Effect.gen(function*() {
@@ -39,7 +44,9 @@ export class TcpProxy extends Context.Service<TcpProxy, {
         clients: yield* ClientTable,
         health: yield* HealthChecker,
         stats: yield* StatsReporter,
+        log: yield* RequestLog,
         deadlines,
+        slots: new Slots(),
         unixListener: config.listen._tag === "Unix"
       }
       return TcpProxy.of({
@@ -47,6 +54,13 @@ export class TcpProxy extends Context.Service<TcpProxy, {
         setConnectTimeoutSeconds: (seconds) =>
           Effect.sync(() => {
             deadlines.timeoutMillis = seconds * 1000
+          }),
+        connections: Effect.sync(() => env.slots.list()),
+        close: (slot) =>
+          Effect.sync(() => {
+            const session = env.slots.get(slot)
+            session?.abort()
+            return session !== undefined
           }),
         handle: (client) =>
           Effect.callback<void>((resume) => {
@@ -64,8 +78,65 @@ interface Env {
   readonly clients: ClientTable["Service"]
   readonly health: HealthChecker["Service"]
   readonly stats: StatsReporter["Service"]
+  readonly log: RequestLog["Service"]
   readonly deadlines: Socket.DeadlineQueue
+  readonly slots: Slots
   readonly unixListener: boolean
+}
+
+/** One live connection as pen's `connection N` and status page show it. @category models */
+export interface ConnectionInfo {
+  readonly slot: number
+  /** pen's state bits: 1 while the server is being dialed, 2 once relaying. */
+  readonly state: 1 | 2
+  /** The client's and the server's socket descriptors (-1 when there is none). */
+  readonly downfd: number
+  readonly upfd: number
+  /** Bytes queued towards the client and towards the server. */
+  readonly pendingDown: number
+  readonly pendingUp: number
+  readonly client: string
+  readonly server: number
+}
+
+const fdOf = (socket: Socket.Socket | undefined): number => {
+  const handle = (socket as { _handle?: { fd?: number } } | undefined)?._handle
+  return typeof handle?.fd === "number" ? handle.fd : -1
+}
+
+/**
+ * The connection table: each live session holds the lowest free slot number, as pen's connections do, so `close N`
+ * and the status page can name it. Taking and freeing a slot is O(1) amortized (a free list).
+ */
+class Slots {
+  private readonly sessions: Array<Session | undefined> = []
+  private readonly free: Array<number> = []
+
+  take(session: Session): number {
+    const slot = this.free.pop()
+    if (slot !== undefined) {
+      this.sessions[slot] = session
+      return slot
+    }
+    return this.sessions.push(session) - 1
+  }
+
+  release(slot: number): void {
+    this.sessions[slot] = undefined
+    this.free.push(slot)
+  }
+
+  get(slot: number): Session | undefined {
+    return this.sessions[slot]
+  }
+
+  list(): Array<ConnectionInfo> {
+    const out: Array<ConnectionInfo> = []
+    this.sessions.forEach((session, slot) => {
+      if (session !== undefined) out.push(session.info(slot))
+    })
+    return out
+  }
 }
 
 const DONE = Effect.void
@@ -90,6 +161,9 @@ function onUpstreamConnect(this: Socket.Socket) {
 function onUpstreamError(this: Socket.Socket, error: Error) {
   sessionOf(this).upstreamError(error)
 }
+function onClientData(this: Socket.Socket, chunk: Buffer) {
+  sessionOf(this).logChunk(chunk)
+}
 function onUpstreamClose(this: Socket.Socket) {
   sessionOf(this).closed()
 }
@@ -109,6 +183,9 @@ class Session implements Socket.Dialing {
   private finished = false
   /** Sockets not yet closed once relaying; the connection is over at 0. */
   private open = 2
+  /** This connection's slot in the connection table (-1 once released). */
+  private slot = -1
+  private peer = ""
   /** The DeadlineQueue ticket of the pending dial. */
   private ticket = 0
   /** Servers this connection has tried, made on its first failover only. */
@@ -128,10 +205,11 @@ class Session implements Socket.Dialing {
     // "close" and "connect" fire once per socket: `on` spares the wrapper closure `once` allocates.
     client.on("error", onClientError)
     client.on("close", onClientClose)
+    this.slot = env.slots.take(this)
     const peer = client.remoteAddress
     // A TCP client with no peer address reset its connection while it waited (-x): nothing to serve.
     if (peer === undefined && !env.unixListener) return this.finish()
-    const ip = peer ?? UNIX_CLIENT
+    const ip = (this.peer = peer ?? UNIX_CLIENT)
     const entry = (this.entry = env.clients.visitUnsafe(ip))
     const first = env.pool.chooseUnsafe(entry.server, ip, client.remotePort ?? 0)
     this.initial = first
@@ -183,9 +261,31 @@ class Session implements Socket.Dialing {
     this.relaying = true
     this.env.deadlines.settle(this.ticket)
     upstream.on("close", onUpstreamClose)
+    // pen's -l: a line per chunk from the client. Only connections that start relaying while a log is open pay it.
+    if (this.env.log.enabledUnsafe()) client.on("data", onClientData)
     // Each side's EOF becomes a FIN to the other (pipe's end()), while the other direction keeps flowing.
     client.pipe(upstream)
     upstream.pipe(client)
+  }
+
+  logChunk(chunk: Buffer): void {
+    const { pool } = this.env
+    const endpoint = (this.server === EMERGENCY_SERVER ? pool.emergency : pool.backends[this.server])?.spec.endpoint
+    const server = endpoint === undefined ? "" : endpoint._tag === "Tcp" ? endpoint.host : endpoint.path
+    this.env.log.chunkUnsafe(this.peer, server, chunk)
+  }
+
+  info(slot: number): ConnectionInfo {
+    return {
+      slot,
+      state: this.relaying ? 2 : 1,
+      downfd: fdOf(this.client),
+      upfd: fdOf(this.upstream),
+      pendingDown: this.client.writableLength,
+      pendingUp: this.upstream?.writableLength ?? 0,
+      client: this.peer,
+      server: this.server
+    }
   }
 
   /** The `-t` deadline of a dial passed (DeadlineQueue); stale calls (an earlier dial, a settled one) are ignored. */
@@ -267,6 +367,8 @@ class Session implements Socket.Dialing {
     if (this.finished) return
     this.finished = true
     this.env.stats.addUnsafe("active", -1)
+    if (this.slot >= 0) this.env.slots.release(this.slot)
+    this.slot = -1
     Socket.destroy(this.client)
     this.resume(DONE)
   }

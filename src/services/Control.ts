@@ -8,16 +8,28 @@
  * settings only the control language has (the ACL table and which lists apply, `debug`, pen's inert knobs) live here.
  */
 import { Context, Deferred, Effect, Layer } from "effect"
-import { LbConfig } from "../Config.ts"
+import * as Fs from "node:fs"
+import { LbConfig, type Settings } from "../Config.ts"
 import * as Command from "../control/Command.ts"
 import * as Acl from "../domain/Acl.ts"
 import * as Address from "../domain/Address.ts"
 import type { Backend } from "../domain/Backend.ts"
+import * as StatusPage from "../domain/StatusPage.ts"
 import { TcpProxy } from "../proxy/TcpProxy.ts"
 import { ClientTable } from "./ClientTable.ts"
 import { HealthChecker } from "./HealthChecker.ts"
 import { Listener } from "./Listener.ts"
-import { ServerPool } from "./ServerPool.ts"
+import { RequestLog } from "./RequestLog.ts"
+import * as ServerPool from "./ServerPool.ts"
+import { Status } from "./Status.ts"
+
+/** A command that could not be carried out (a file that can't be read, a host that does not resolve, ...). */
+export class ControlError extends Error {
+  readonly _tag = "ControlError"
+}
+
+/** How deep `include` may nest (a file that includes itself stops there). @category constants */
+export const MAX_INCLUDE_DEPTH = 8
 
 /** The control service. @category services */
 export class Control extends Context.Service<Control, {
@@ -27,20 +39,27 @@ export class Control extends Context.Service<Control, {
   readonly admitsControlClient: (address: string | undefined) => boolean
   /** Completes when `exit` was accepted (with `-X`): the program should stop. */
   readonly exitRequested: Effect.Effect<void>
+  /**
+   * Runs a file of commands (`-F`, `include`). Every line is decoded first: a bad one fails the whole file, naming
+   * the file and line, and nothing of it is applied. The replies are returned, in order.
+   */
+  readonly loadFile: (file: string) => Effect.Effect<string, ControlError>
 }>()("nib/services/Control") {
   static readonly layer: Layer.Layer<
     Control,
     never,
-    LbConfig | ServerPool | ClientTable | HealthChecker | TcpProxy | Listener
+    LbConfig | ServerPool.ServerPool | ClientTable | HealthChecker | TcpProxy | Listener | RequestLog | Status
   > = Layer.effect(
     Control,
     Effect.gen(function*() {
       const config = yield* LbConfig
-      const pool = yield* ServerPool
+      const pool = yield* ServerPool.ServerPool
       const clients = yield* ClientTable
       const health = yield* HealthChecker
       const proxy = yield* TcpProxy
       const listener = yield* Listener
+      const log = yield* RequestLog
+      const status = yield* Status
       const exit = yield* Deferred.make<void>()
       const acls = Acl.makeTable()
       const knobs = {
@@ -115,7 +134,7 @@ export class Control extends Context.Service<Control, {
         }
       }
 
-      const run = (command: Command.Command): Effect.Effect<string> => {
+      const run = (command: Command.Command, depth: number): Effect.Effect<string, ControlError> => {
         switch (command._tag) {
           case "Nothing":
           case "Ignored":
@@ -169,31 +188,150 @@ export class Control extends Context.Service<Control, {
           case "Server":
             return pool.configure(command.index, command.changes).pipe(
               Effect.as(""),
-              Effect.catch((error) => Effect.succeed(line(error.message)))
+              Effect.mapError((error) => new ControlError(error.message))
             )
           case "Servers":
             return Effect.sync(() => pool.backends.map(serverLine).join(""))
-          case "Close":
           case "Connection":
+            return Effect.gen(function*() {
+              const max = yield* listener.connectionsMax
+              const n = command.connection
+              if (n < 0 || n >= max) return `Connection ${n} out of range\n`
+              const c = (yield* proxy.connections).find((live) => live.slot === n)
+              const clientSlot = c === undefined ? 0 : (yield* clientIndex(c.client))
+              return [
+                `Connection ${n}:`,
+                `state = ${c?.state ?? 0}`,
+                `downfd = ${c?.downfd ?? -1}, upfd = ${c?.upfd ?? -1}`,
+                `client = ${clientSlot}, server = ${c?.server ?? 0}`,
+                `pend = 0`,
+                ""
+              ].join("\n")
+            })
+          case "Close":
+            return Effect.gen(function*() {
+              const max = yield* listener.connectionsMax
+              const n = command.connection
+              if (n < 0 || n >= max) return `Connection ${n} out of range\n`
+              // pen also "closes" an unused slot (and corrupts its count); nib closes only a live connection.
+              return (yield* proxy.close(n)) ? `Forcibly closing connection ${n}\n` : `Connection ${n} is not in use\n`
+            })
           case "Socket":
-            return Effect.succeed(line(`${command._tag.toLowerCase()}: the connection table is not available yet`))
-          case "Include":
-          case "Log":
-          case "NoLog":
+            return Effect.map(proxy.connections, (connections) => {
+              const c = connections.find((live) => live.downfd === command.fd || live.upfd === command.fd)
+              return `Socket ${command.fd} belongs to connection ${c?.slot ?? -1}\n`
+            })
           case "Status":
+            return Effect.mapError(status.writeWebStats, (error) => new ControlError(error.message))
           case "WebStats":
+            return command.file === undefined
+              ? Effect.map(status.webStats, (file) => (file === undefined ? "" : line(file)))
+              : Effect.as(status.setWebStats(command.file), "")
           case "NoWebStats":
+            return Effect.as(status.setWebStats(undefined), "")
+          case "Log":
+            return command.target === undefined
+              ? Effect.map(log.target, (target) => (target === undefined ? "" : line(target)))
+              : Effect.as(Effect.mapError(log.open(command.target), (e) => new ControlError(e.message)), "")
+          case "NoLog":
+            return Effect.as(log.close, "")
+          case "Include":
+            return loadFile(command.file, depth + 1)
           case "Write":
-            return Effect.succeed(line(`${commandName(command._tag)}: not supported yet`))
+            return Effect.gen(function*() {
+              const file = command.file ?? config.configFile
+              if (file === undefined) return yield* Effect.fail(new ControlError("write: no file"))
+              const text = yield* renderConfig()
+              yield* Effect.try({
+                try: () => Fs.writeFileSync(file, text),
+                catch: (error) => new ControlError(`write: can't write '${file}': ${message(error)}`)
+              })
+              return ""
+            })
         }
       }
+
+      const clientIndex = (address: string) =>
+        Effect.map(clients.recent, (entries) => {
+          const i = entries.toReversed().findIndex((e) => e.address === address)
+          return i < 0 ? -1 : i
+        })
+
+      /** pen's `write`: the running configuration as commands (pen-reference 6.4), headed by how nib was started. */
+      const renderConfig = () =>
+        Effect.gen(function*() {
+          const p = pool.policy
+          const servers = pool.backends.filter((b) => b.configured).map((b) => {
+            const e = b.spec.endpoint
+            const address = e._tag === "Unix" ? e.path : e.host
+            const port = e._tag === "Unix" ? "" : ` port ${e.port}`
+            return `server ${b.index} acl ${b.acl} address ${address}${port} max ${b.spec.softLimit} hard ${b.spec.hardLimit}` +
+              (p.weight ? ` weight ${b.spec.weight}` : "") + (p.prio ? ` prio ${b.spec.prio}` : "")
+          })
+          const logTarget = yield* log.target
+          const webStats = yield* status.webStats
+          return [
+            `# Generated by nib ${StatusPage.formatLocalTime(new Date())}`,
+            `# ${commandLine(config)}`,
+            ...Acl.render(acls),
+            "no ascii",
+            `blacklist ${yield* health.blacklistSeconds}`,
+            `client_acl ${knobs.client_acl}`,
+            `control_acl ${knobs.control_acl}`,
+            `debug ${knobs.debug}`,
+            flag(p.hash, "hash"),
+            "no http",
+            logTarget === undefined ? "no log" : `log ${logTarget}`,
+            flag(p.roundrobin, "roundrobin"),
+            ...servers,
+            flag(p.stubborn, "stubborn"),
+            "tcp_fastclose off",
+            "no tcp_nodelay",
+            `timeout ${yield* proxy.connectTimeoutSeconds}`,
+            `tracking ${yield* clients.trackingSeconds}`,
+            webStats === undefined ? "no web_stats" : `web_stats ${webStats}`,
+            flag(p.weight, "weight"),
+            flag(p.prio, "prio"),
+            ""
+          ].join("\n")
+        })
+
+      const loadFile = (file: string, depth: number): Effect.Effect<string, ControlError> =>
+        Effect.gen(function*() {
+          if (depth > MAX_INCLUDE_DEPTH) {
+            return yield* Effect.fail(new ControlError(`${file}: includes nested more than ${MAX_INCLUDE_DEPTH} deep`))
+          }
+          const text = yield* Effect.try({
+            try: () => Fs.readFileSync(file, "latin1"),
+            catch: (error) => new ControlError(`can't read ${file}: ${message(error)}`)
+          })
+          const lines = text.split("\n").map((l) => l.replace(/\r$/, ""))
+          const commands: Array<readonly [number, Command.Command]> = []
+          const bad: Array<string> = []
+          lines.forEach((l, i) => {
+            const command = Command.parse(l)
+            if (command._tag === "Invalid") bad.push(`${file}:${i + 1}: ${command.reply.trimEnd()}`)
+            else commands.push([i + 1, command])
+          })
+          if (bad.length > 0) return yield* Effect.fail(new ControlError(bad.join("\n")))
+          let replies = ""
+          for (const [n, command] of commands) {
+            replies += yield* Effect.mapError(
+              run(command, depth),
+              (e) => new ControlError(`${file}:${n}: ${e.message}`)
+            )
+          }
+          return replies
+        })
 
       return Control.of({
         execute: (text) =>
           Effect.suspend(() => {
             const command = Command.parse(text)
-            return command._tag === "Invalid" ? Effect.succeed(command.reply) : run(command)
+            if (command._tag === "Invalid") return Effect.succeed(command.reply)
+            return run(command, 0).pipe(Effect.catch((error) => Effect.succeed(line(error.message))))
           }),
+        loadFile: (file) => loadFile(file, 0),
         admitsControlClient: (address) => Acl.matches(acls, knobs.control_acl, address),
         exitRequested: Deferred.await(exit)
       })
@@ -207,22 +345,35 @@ const line = (value: string | number) => `${value}\n`
 const aclNumber = (n: number) => (n >= 0 && n < Acl.ACLS_MAX ? n : 0)
 
 const no = (on: boolean) => (on ? "" : "no ")
+const flag = (on: boolean, name: string) => `${no(on)}${name}`
 
 /** A setter that refuses its value answers why, and changes nothing. */
 const refuse = (message: string): Effect.Effect<string> => Effect.succeed(line(message))
 
-const commandName = (tag: string) => tag.startsWith("No") ? `no ${snake(tag.slice(2))}` : snake(tag)
-const snake = (tag: string) => tag.replace(/[A-Z]/g, (c, i: number) => (i === 0 ? "" : "_") + c.toLowerCase())
+const message = (error: unknown) => (error instanceof Error ? error.message : String(error))
 
-/** pen's `servers` line. A slot without an address prints as pen's does, including its missing parenthesis. */
+const quote = (text: string) => `'${text.replaceAll("'", "'\\''")}'`
+
+/** The second comment line of `write`: the options that matter, in pen's order, then -F, -C and the listener. */
+const commandLine = (config: Settings): string => {
+  const parts = ["nib"]
+  if (config.foreground) parts.push("-f")
+  if (config.exitEnabled) parts.push("-X")
+  if (config.clientsMax !== 2048) parts.push(`-c ${config.clientsMax}`)
+  if (config.emergency !== undefined) parts.push(`-e ${Address.format(config.emergency.endpoint)}`)
+  if (config.pidFile !== undefined) parts.push(`-p ${quote(config.pidFile)}`)
+  if (config.user !== undefined) parts.push(`-u ${quote(config.user)}`)
+  if (config.connectionsMax !== 500) parts.push(`-x ${config.connectionsMax}`)
+  if (config.configFile !== undefined) parts.push(`-F ${quote(config.configFile)}`)
+  if (config.control !== undefined) parts.push(`-C ${config.control.text}`)
+  parts.push(config.listenText ?? Address.format(config.listen))
+  return parts.join(" ")
+}
+
+/** pen's `servers` line. */
 export const serverLine = (b: Backend): string => {
-  const { endpoint, softLimit, hardLimit, weight, prio } = b.spec
-  const addr = !b.configured && endpoint._tag === "Tcp" && endpoint.port === 0
-    ? "(unknown address family 0"
-    : endpoint._tag === "Unix"
-    ? endpoint.path
-    : endpoint.host
-  // pen prints port 1 for a Unix socket server (what its sockaddr conversion gives), 0 for an empty slot.
-  const port = endpoint._tag === "Unix" ? 1 : endpoint.port
-  return `${b.index} addr ${addr} port ${port} conn ${b.connections} max ${softLimit} hard ${hardLimit} weight ${weight} prio ${prio} sx ${b.bytesSent} rx ${b.bytesReceived}\n`
+  const { softLimit, hardLimit, weight, prio } = b.spec
+  return `${b.index} addr ${ServerPool.addressText(b)} port ${
+    ServerPool.portNumber(b)
+  } conn ${b.connections} max ${softLimit} hard ${hardLimit} weight ${weight} prio ${prio} sx ${b.bytesSent} rx ${b.bytesReceived}\n`
 }

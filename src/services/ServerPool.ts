@@ -157,6 +157,19 @@ const status = (b: Backend.Backend, now: number): ServerStatus => ({
   bytesReceived: b.bytesReceived
 })
 
+/**
+ * A server's address as pen's `servers` and status page print it: the host or socket path, or, for a slot with no
+ * address yet, pen's "(unknown address family 0" (its missing parenthesis included). @category formatting
+ */
+export const addressText = (b: Backend.Backend): string => {
+  const endpoint = b.spec.endpoint
+  if (!b.configured && endpoint._tag === "Tcp" && endpoint.port === 0) return "(unknown address family 0"
+  return endpoint._tag === "Unix" ? endpoint.path : endpoint.host
+}
+
+/** A server's port as pen prints it: 1 for a Unix socket (what pen's conversion gives), 0 for an empty slot. */
+export const portNumber = (b: Backend.Backend): number => b.spec.endpoint._tag === "Unix" ? 1 : b.spec.endpoint.port
+
 /** The spec of a slot with no address: pen shows it as an unknown address family, and never connects to it. */
 const UNCONFIGURED = ServerSpec.make(Address.tcp("0.0.0.0", 0))
 

@@ -26,9 +26,9 @@ describe("command line", () => {
       message: /-U.*is not supported yet/
     },
     {
-      name: "-w page.html (another one)",
-      argv: (free) => Effect.succeed(["-f", "-w", "page.html", "127.0.0.1:0", free]),
-      message: /-w.*is not supported yet/
+      name: "-H (another one)",
+      argv: (free) => Effect.succeed(["-f", "-H", "127.0.0.1:0", free]),
+      message: /-H.*is not supported yet/
     },
     {
       name: "an unknown flag",
