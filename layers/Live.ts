@@ -4,6 +4,7 @@
  */
 import { Layer } from "effect"
 import { TcpProxy } from "../src/proxy/TcpProxy.ts"
+import { Acls } from "../src/services/Acls.ts"
 import { ClientTable } from "../src/services/ClientTable.ts"
 import { Control } from "../src/services/Control.ts"
 import { ControlPort } from "../src/services/ControlPort.ts"
@@ -18,7 +19,7 @@ import { Status } from "../src/services/Status.ts"
 /** Builds the graph over a given ServerPool layer (production resolves LbConfig's servers; tests swap their own). */
 export const makeApp = <E, R>(pool: Layer.Layer<ServerPool, E, R>) => {
   const stats = StatsReporter.layer.pipe(Layer.provideMerge(pool))
-  const core = Layer.mergeAll(ClientTable.layer, HealthChecker.layer, RequestLog.layer).pipe(
+  const core = Layer.mergeAll(ClientTable.layer, HealthChecker.layer, RequestLog.layer, Acls.layer).pipe(
     Layer.provideMerge(stats)
   )
   const proxy = TcpProxy.layer.pipe(Layer.provideMerge(core))

@@ -4,6 +4,7 @@
 import { Layer } from "effect"
 import { LbConfig, type Settings } from "../src/Config.ts"
 import { TcpProxy } from "../src/proxy/TcpProxy.ts"
+import { Acls } from "../src/services/Acls.ts"
 import { ClientTable } from "../src/services/ClientTable.ts"
 import { HealthChecker } from "../src/services/HealthChecker.ts"
 import { Listener } from "../src/services/Listener.ts"
@@ -25,7 +26,8 @@ export const makeAppNoHealth = (settings: Partial<Settings> & Pick<Settings, "li
     ClientTable.layer,
     HealthChecker.layerNoop,
     StatsReporter.layerNoop,
-    RequestLog.layer
+    RequestLog.layer,
+    Acls.layer
   ).pipe(
     Layer.provideMerge(ServerPool.layer)
   )

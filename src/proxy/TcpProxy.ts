@@ -11,6 +11,7 @@ import { LbConfig } from "../Config.ts"
 import * as Selection from "../domain/Selection.ts"
 import type { ClientEntry } from "../domain/StickyTable.ts"
 import * as Socket from "../net/Socket.ts"
+import { Acls } from "../services/Acls.ts"
 import { ClientTable, UNIX_CLIENT } from "../services/ClientTable.ts"
 import { HealthChecker } from "../services/HealthChecker.ts"
 import { RequestLog } from "../services/RequestLog.ts"
@@ -32,7 +33,7 @@ export class TcpProxy extends Context.Service<TcpProxy, {
   static readonly layer: Layer.Layer<
     TcpProxy,
     never,
-    LbConfig | ServerPool | ClientTable | HealthChecker | StatsReporter | RequestLog
+    LbConfig | ServerPool | ClientTable | HealthChecker | StatsReporter | RequestLog | Acls
   > = Layer.effect(
     TcpProxy,
     Effect.gen(function*() {
@@ -45,6 +46,7 @@ export class TcpProxy extends Context.Service<TcpProxy, {
         health: yield* HealthChecker,
         stats: yield* StatsReporter,
         log: yield* RequestLog,
+        acls: yield* Acls,
         deadlines,
         slots: new Slots(),
         unixListener: config.listen._tag === "Unix"
@@ -79,6 +81,7 @@ interface Env {
   readonly health: HealthChecker["Service"]
   readonly stats: StatsReporter["Service"]
   readonly log: RequestLog["Service"]
+  readonly acls: Acls["Service"]
   readonly deadlines: Socket.DeadlineQueue
   readonly slots: Slots
   readonly unixListener: boolean
@@ -210,6 +213,12 @@ class Session implements Socket.Dialing {
     // A TCP client with no peer address reset its connection while it waited (-x): nothing to serve.
     if (peer === undefined && !env.unixListener) return this.finish()
     const ip = (this.peer = peer ?? UNIX_CLIENT)
+    // client_acl: a denied client is closed unread. (pen sends it to the -B abuse server, or, without one, by a bug,
+    // to the emergency server.)
+    if (!env.acls.admitsClientUnsafe(peer)) {
+      env.stats.addUnsafe("refused", 1)
+      return this.finish()
+    }
     const entry = (this.entry = env.clients.visitUnsafe(ip))
     const first = env.pool.chooseUnsafe(entry.server, ip, client.remotePort ?? 0)
     this.initial = first
@@ -220,6 +229,9 @@ class Session implements Socket.Dialing {
   private tryServer(index: number): boolean {
     const { env, entry } = this
     if (index === Selection.NO_SERVER || !env.pool.admitsUnsafe(index, entry!.server === index)) return false
+    // `server N acl A`: the server takes only clients its list lets in.
+    const backend = index === EMERGENCY_SERVER ? env.pool.emergency : env.pool.backends[index]
+    if (backend !== undefined && !env.acls.admitsUnsafe(backend.acl, this.client.remoteAddress)) return false
     env.pool.acquireUnsafe(index)
     this.server = index
     // The client is pinned as soon as the attempt starts, as pen does; a failover re-pins it.

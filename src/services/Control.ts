@@ -16,6 +16,7 @@ import * as Address from "../domain/Address.ts"
 import type { Backend } from "../domain/Backend.ts"
 import * as StatusPage from "../domain/StatusPage.ts"
 import { TcpProxy } from "../proxy/TcpProxy.ts"
+import { Acls } from "./Acls.ts"
 import { ClientTable } from "./ClientTable.ts"
 import { HealthChecker } from "./HealthChecker.ts"
 import { Listener } from "./Listener.ts"
@@ -48,7 +49,7 @@ export class Control extends Context.Service<Control, {
   static readonly layer: Layer.Layer<
     Control,
     never,
-    LbConfig | ServerPool.ServerPool | ClientTable | HealthChecker | TcpProxy | Listener | RequestLog | Status
+    LbConfig | ServerPool.ServerPool | ClientTable | HealthChecker | TcpProxy | Listener | RequestLog | Status | Acls
   > = Layer.effect(
     Control,
     Effect.gen(function*() {
@@ -61,10 +62,9 @@ export class Control extends Context.Service<Control, {
       const log = yield* RequestLog
       const status = yield* Status
       const exit = yield* Deferred.make<void>()
-      const acls = Acl.makeTable()
+      const access = yield* Acls
+      const acls = access.table
       const knobs = {
-        client_acl: 0,
-        control_acl: 0,
         debug: config.debug,
         idle_timeout: 0,
         pending_max: 100,
@@ -84,9 +84,11 @@ export class Control extends Context.Service<Control, {
           case "tracking":
             return Effect.map(clients.trackingSeconds, line)
           case "client_acl":
+            return Effect.map(access.clientAcl, line)
           case "control_acl":
+            return Effect.map(access.controlAcl, line)
           case "debug":
-            return Effect.succeed(line(knobs[knob]))
+            return Effect.succeed(line(knobs.debug))
           case "idle_timeout":
             return Effect.succeed(`Idle timeout: ${knobs.idle_timeout} seconds\n`)
           case "pending_max":
@@ -115,8 +117,9 @@ export class Control extends Context.Service<Control, {
           case "tracking":
             return taken(clients.setTrackingSeconds(value))
           case "client_acl":
+            return taken(access.setClientAcl(aclNumber(value)))
           case "control_acl":
-            return set(() => (knobs[knob] = aclNumber(value)))
+            return taken(access.setControlAcl(aclNumber(value)))
           case "debug":
             return set(() => (knobs.debug = value))
           case "idle_timeout":
@@ -276,8 +279,8 @@ export class Control extends Context.Service<Control, {
             ...Acl.render(acls),
             "no ascii",
             `blacklist ${yield* health.blacklistSeconds}`,
-            `client_acl ${knobs.client_acl}`,
-            `control_acl ${knobs.control_acl}`,
+            `client_acl ${yield* access.clientAcl}`,
+            `control_acl ${yield* access.controlAcl}`,
             `debug ${knobs.debug}`,
             flag(p.hash, "hash"),
             "no http",
@@ -332,7 +335,7 @@ export class Control extends Context.Service<Control, {
             return run(command, 0).pipe(Effect.catch((error) => Effect.succeed(line(error.message))))
           }),
         loadFile: (file) => loadFile(file, 0),
-        admitsControlClient: (address) => Acl.matches(acls, knobs.control_acl, address),
+        admitsControlClient: access.admitsControlUnsafe,
         exitRequested: Deferred.await(exit)
       })
     })
