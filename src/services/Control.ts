@@ -102,7 +102,7 @@ export class Control extends Context.Service<Control, {
 
       /** Sets a knob and answers as pen does: the new value (nothing for pending_max), or why the value was refused. */
       const setKnob = (knob: Command.Knob, value: number): Effect.Effect<string> => {
-        const taken = (effect: Effect.Effect<unknown>) => Effect.andThen(effect, getKnob(knob))
+        const taken = (effect: Effect.Effect<unknown>) => Effect.andThen(effect, Effect.suspend(() => getKnob(knob)))
         const set = (f: () => unknown) => taken(Effect.sync(f))
         switch (knob) {
           case "blacklist":
