@@ -127,7 +127,7 @@ const UNSUPPORTED: Readonly<Record<string, string>> = {
   ssl_client_renegotiation_interval: "TLS termination is not supported yet"
 }
 /** Knobs whose setting may be negative (pen clamps or maps those values itself). */
-const SIGNED: ReadonlySet<string> = new Set(["tarpit_acl", "idle_timeout", "pending_max"])
+const SIGNED: ReadonlySet<string> = new Set(["tarpit_acl", "idle_timeout", "pending_max", "client_acl", "control_acl"])
 const SERVER_KEYS: ReadonlySet<string> = new Set([
   "address",
   "port",
