@@ -239,7 +239,13 @@ export class Control extends Context.Service<Control, {
           case "NoLog":
             return Effect.as(log.close, "")
           case "Include":
-            return loadFile(command.file, depth + 1)
+            // As in pen, the included commands answer on nib's stdout, not to whoever asked for the include.
+            return loadFile(command.file, depth + 1).pipe(
+              Effect.flatMap((
+                replies
+              ) => (replies === "" ? Effect.void : Effect.sync(() => process.stdout.write(replies)))),
+              Effect.as("")
+            )
           case "Write":
             return Effect.gen(function*() {
               const file = command.file ?? config.configFile

@@ -45,7 +45,8 @@ export const layer: Layer.Layer<never, never, LbConfig | Control | RequestLog | 
         return yield* status.writeWebStats.pipe(Effect.asVoid, Effect.catch((error) => Effect.logError(error.message)))
       }
       const lines = StatusPage.renderText(yield* status.page)
-      const text = lines.map((l) => debugLine(l) + (l.endsWith("\n") ? "" : "\n")).join("")
+      // pen's debug() adds a line end to each message, so a block that ends in one is followed by an empty line.
+      const text = lines.map((l) => debugLine(l) + "\n").join("")
       yield* Effect.sync(() => process.stderr.write(text))
     }).pipe(annotate)
 

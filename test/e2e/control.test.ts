@@ -10,20 +10,18 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import * as Backend from "../utils/Backend.ts"
 import * as Client from "../utils/Client.ts"
 import * as Nib from "../utils/Nib.ts"
+import * as Nibctl from "../utils/Nibctl.ts"
 import * as Poll from "../utils/Poll.ts"
 
 const { ip } = Client
 
 /** The built client. */
-const NIBCTL = Path.join(Nib.ROOT, "dist", "src", "nibctl.js")
-if (!Fs.existsSync(NIBCTL)) throw new Error(`${NIBCTL} is missing: run \`npm run -s build\` first`)
 
 /** Whether this process runs as root (the tests do, on this machine and in CI). */
 const isRoot = process.getuid?.() === 0
@@ -40,61 +38,10 @@ const ROOT_REFUSAL = "Won't open control port running as root; use -u to run as 
 const MODE_DEFAULT = "no hash no roundrobin no stubborn no weight no prio\n"
 const MODE_ROUNDROBIN = "no hash roundrobin no stubborn no weight no prio\n"
 
-/** How a run of nibctl ended; stdout as latin1, so every byte shows as one character. */
-interface Run {
-  readonly code: number | null
-  readonly signal: NodeJS.Signals | null
-  readonly stdout: string
-  readonly stderr: string
-  readonly timedOut: boolean
-}
-
-/** Runs the built nibctl (under this Node, which is Node 24) to completion; SIGKILLed after `timeoutMs`. */
-const runNibctl = (args: ReadonlyArray<string>, timeoutMs = 20_000): Promise<Run> =>
-  new Promise<Run>((resolve, reject) => {
-    const child = ChildProcess.spawn(process.execPath, [NIBCTL, ...args], { stdio: ["ignore", "pipe", "pipe"] })
-    const stdout: Array<Buffer> = []
-    const stderr: Array<Buffer> = []
-    let timedOut = false
-    child.stdout.on("data", (chunk: Buffer) => stdout.push(chunk))
-    child.stderr.on("data", (chunk: Buffer) => stderr.push(chunk))
-    const timer = setTimeout(() => {
-      timedOut = true
-      child.kill("SIGKILL")
-    }, timeoutMs)
-    child.once("error", (error) => {
-      clearTimeout(timer)
-      reject(error)
-    })
-    child.once("close", (code, signal) => {
-      clearTimeout(timer)
-      resolve({
-        code,
-        signal,
-        stdout: Buffer.concat(stdout).toString("latin1"),
-        stderr: Buffer.concat(stderr).toString("utf8"),
-        timedOut
-      })
-    })
-  })
-
 /** nibctl's reply to `line` (split into words on spaces, as a shell would); fails the test unless it exited 0. */
-const ctl = (target: string, line: string) =>
-  Effect.promise(async () => {
-    const run = await runNibctl([target, ...line.split(" ")])
-    assert.deepStrictEqual(
-      { code: run.code, signal: run.signal, timedOut: run.timedOut, stderr: run.stderr },
-      { code: 0, signal: null, timedOut: false, stderr: "" },
-      `nibctl ${target} ${line}`
-    )
-    return run.stdout
-  })
+const ctl = Nibctl.ask
 
-/** The nibctl target of a nib started with a TCP control port. */
-const targetOf = (lb: Nib.Balancer): string => {
-  assert.isDefined(lb.control, `no control port line in nib's stderr:\n${lb.stderr()}`)
-  return `${lb.control!.host}:${lb.control!.port}`
-}
+const { targetOf } = Nibctl
 
 /** What a raw control connection received and how it ended. */
 interface RawReply {
@@ -529,8 +476,11 @@ describe("control_acl", () => {
       assert.strictEqual(denied.reply, "")
       assert.notStrictEqual(denied.ending, "timeout")
       // nibctl from 127.0.0.1 gets nothing either (it may see the close as an error writing or reading: exit 1).
-      const refused = yield* Effect.promise(() => runNibctl([target, "pid"]))
-      assert.deepStrictEqual({ stdout: refused.stdout, timedOut: refused.timedOut }, { stdout: "", timedOut: false })
+      const refused = yield* Effect.promise(() => Nibctl.run([target, "pid"]))
+      assert.deepStrictEqual({ stdout: refused.stdout.toString("latin1"), timedOut: refused.timedOut }, {
+        stdout: "",
+        timedOut: false
+      })
 
       assert.deepStrictEqual(yield* raw({ port }, "control_acl\n", { from: "127.0.0.2" }), {
         reply: "3\n",

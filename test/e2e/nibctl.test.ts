@@ -6,57 +6,14 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import * as ChildProcess from "node:child_process"
-import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import * as Backend from "../utils/Backend.ts"
 import * as Nib from "../utils/Nib.ts"
+import * as Nibctl from "../utils/Nibctl.ts"
 
-/** The built client. */
-const NIBCTL = Path.join(Nib.ROOT, "dist", "src", "nibctl.js")
-if (!Fs.existsSync(NIBCTL)) throw new Error(`${NIBCTL} is missing: run \`npm run -s build\` first`)
-
-/** How a run of nibctl ended, with its output as raw bytes. */
-interface Run {
-  readonly code: number | null
-  readonly signal: NodeJS.Signals | null
-  readonly stdout: Buffer
-  readonly stderr: string
-  readonly timedOut: boolean
-}
-
-/** Runs the built nibctl (under this Node, which is Node 24) to completion; SIGKILLed after `timeoutMs`. */
-const nibctl = (args: ReadonlyArray<string>, timeoutMs = 15_000) =>
-  Effect.promise(() =>
-    new Promise<Run>((resolve, reject) => {
-      const child = ChildProcess.spawn(process.execPath, [NIBCTL, ...args], { stdio: ["ignore", "pipe", "pipe"] })
-      const stdout: Array<Buffer> = []
-      const stderr: Array<Buffer> = []
-      let timedOut = false
-      child.stdout.on("data", (chunk: Buffer) => stdout.push(chunk))
-      child.stderr.on("data", (chunk: Buffer) => stderr.push(chunk))
-      const timer = setTimeout(() => {
-        timedOut = true
-        child.kill("SIGKILL")
-      }, timeoutMs)
-      child.once("error", (error) => {
-        clearTimeout(timer)
-        reject(error)
-      })
-      // "close" waits for stdout and stderr to end as well as for the exit.
-      child.once("close", (code, signal) => {
-        clearTimeout(timer)
-        resolve({
-          code,
-          signal,
-          stdout: Buffer.concat(stdout),
-          stderr: Buffer.concat(stderr).toString("utf8"),
-          timedOut
-        })
-      })
-    })
-  )
+/** Runs the built nibctl to completion (SIGKILLed after `timeoutMs`): its exit and raw output. */
+const nibctl = (args: ReadonlyArray<string>, timeoutMs = 15_000) => Effect.promise(() => Nibctl.run(args, timeoutMs))
 
 /** A fake control port. */
 interface FakeControl {
@@ -149,7 +106,7 @@ const canBindV6 = await new Promise<boolean>((resolve) => {
 })
 if (!canBindV6) console.warn("test/e2e/nibctl.test.ts: ::1 cannot be bound on this machine: the IPv6 tests are SKIPPED")
 
-const ok = (run: Run) =>
+const ok = (run: Nibctl.Run) =>
   assert.deepStrictEqual({ code: run.code, signal: run.signal, timedOut: run.timedOut }, {
     code: 0,
     signal: null,
@@ -157,7 +114,7 @@ const ok = (run: Run) =>
   }, run.stderr)
 
 /** Asserts penctl's failure shape: exit 1, nothing on stdout, exactly `message` and a newline on stderr. */
-const failed = (run: Run, message: string) =>
+const failed = (run: Nibctl.Run, message: string) =>
   assert.deepStrictEqual(
     {
       code: run.code,

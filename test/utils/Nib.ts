@@ -205,19 +205,26 @@ export const stopPid = async (pid: number, timeoutMs = 5_000): Promise<boolean> 
   return false
 }
 
-/** Runs `command args` to completion, killing it (SIGKILL) after `timeoutMs`. */
-export const runToCompletion = (
+/** A process that ran to completion, with stdout's bytes as they came. */
+export interface CompletedBytes extends ExitStatus {
+  readonly stdout: Buffer
+  readonly stderr: string
+  readonly timedOut: boolean
+}
+
+/** Runs `command args` to completion, killing it (SIGKILL) after `timeoutMs`; stdout is kept as bytes. */
+export const runBytes = (
   command: string,
   args: ReadonlyArray<string>,
   timeoutMs = 15_000
-): Promise<Completed> =>
+): Promise<CompletedBytes> =>
   new Promise((resolve, reject) => {
     const child = ChildProcess.spawn(command, [...args], { stdio: ["ignore", "pipe", "pipe"], env: env() })
-    let stdout = ""
-    let stderr = ""
+    const stdout: Array<Buffer> = []
+    const stderr: Array<Buffer> = []
     let timedOut = false
-    child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk))
-    child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk))
+    child.stdout!.on("data", (chunk: Buffer) => stdout.push(chunk))
+    child.stderr!.on("data", (chunk: Buffer) => stderr.push(chunk))
     const timer = setTimeout(() => {
       timedOut = true
       child.kill("SIGKILL")
@@ -229,9 +236,19 @@ export const runToCompletion = (
     // "close" waits for stdout and stderr to end as well as for the exit.
     child.once("close", (code, signal) => {
       clearTimeout(timer)
-      resolve({ code, signal, stdout, stderr, timedOut })
+      resolve({ code, signal, stdout: Buffer.concat(stdout), stderr: Buffer.concat(stderr).toString("utf8"), timedOut })
     })
   })
+
+/** Runs `command args` to completion, killing it (SIGKILL) after `timeoutMs`. */
+export const runToCompletion = async (
+  command: string,
+  args: ReadonlyArray<string>,
+  timeoutMs = 15_000
+): Promise<Completed> => {
+  const done = await runBytes(command, args, timeoutMs)
+  return { ...done, stdout: done.stdout.toString("utf8") }
+}
 
 /** Runs the built nib with `args` (no `-f` added) to completion. */
 export const runNib = (args: ReadonlyArray<string>, timeoutMs = 15_000): Promise<Completed> =>
