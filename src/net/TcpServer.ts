@@ -33,8 +33,13 @@ export interface Options {
 
 /** A bound listener. @category models */
 export interface TcpServer {
-  /** The bound address, with the real port when 0 was asked for. */
-  readonly address: Address.Endpoint
+  /** The bound address, with the real port when 0 was asked for (it changes with `rebind`). */
+  readonly address: () => Address.Endpoint
+  /**
+   * Listens on `endpoint` instead (pen's `listen ADDR`): the new address is bound first, then the old one closed, so
+   * a failure leaves the listener as it was. Live and waiting connections are not touched.
+   */
+  readonly rebind: (endpoint: Address.Endpoint) => Effect.Effect<Address.Endpoint, TcpServerError>
   /** Connections being handled now. */
   readonly active: () => number
   /** Connections accepted and waiting for a free slot (or for `run`). */
@@ -51,15 +56,12 @@ const ignore = () => {}
 /** Binds and listens; the listener is closed, and waiting connections dropped, when the scope closes. */
 export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError, Scope.Scope> =>
   Effect.gen(function*() {
-    const label = Address.format(options.endpoint)
     const maxWaiting = options.maxWaiting ?? options.backlog
     let maxConnections = options.maxConnections
     const queue: Array<Socket> = []
     let head = 0
     let active = 0
     let dispatch: ((socket: Socket) => void) | undefined
-
-    const server = Net.createServer({ allowHalfOpen: true, pauseOnConnect: true })
 
     const drain = () => {
       // `run` may start a connection that ends at once: `active`, `head` and `dispatch` change under the loop.
@@ -80,7 +82,7 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
       const i = queue.indexOf(this, head)
       if (i >= 0) queue.splice(i, 1)
     }
-    server.on("connection", (socket: Socket) => {
+    const onConnection = (socket: Socket) => {
       if (dispatch !== undefined && active < maxConnections && head === queue.length) {
         dispatch(socket)
         return
@@ -93,47 +95,62 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
       socket.on("error", ignore)
       socket.once("close", onWaitingClose)
       queue.push(socket)
-    })
+    }
 
-    yield* Effect.acquireRelease(
-      Effect.callback<void, TcpServerError>((resume) => {
-        const onError = (error: Error) => resume(Effect.fail(new TcpServerError({ address: label, cause: error })))
+    /** A server listening on `endpoint`, feeding `onConnection`. */
+    const listen = (endpoint: Address.Endpoint) =>
+      Effect.callback<Net.Server, TcpServerError>((resume) => {
+        const server = Net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, onConnection)
+        const onError = (error: Error) => {
+          server.close()
+          resume(Effect.fail(new TcpServerError({ address: Address.format(endpoint), cause: error })))
+        }
         server.once("error", onError)
         const onListening = () => {
           server.off("error", onError)
           server.on("error", ignore)
-          resume(Effect.void)
+          resume(Effect.succeed(server))
         }
-        if (options.endpoint._tag === "Unix") {
+        if (endpoint._tag === "Unix") {
           try {
-            Fs.rmSync(options.endpoint.path, { force: true })
+            Fs.rmSync(endpoint.path, { force: true })
           } catch (error) {
             return onError(error as Error)
           }
-          server.listen({ path: options.endpoint.path, backlog: options.backlog }, onListening)
+          server.listen({ path: endpoint.path, backlog: options.backlog }, onListening)
         } else {
-          server.listen(
-            { host: options.endpoint.host, port: options.endpoint.port, backlog: options.backlog },
-            onListening
-          )
+          server.listen({ host: endpoint.host, port: endpoint.port, backlog: options.backlog }, onListening)
         }
-      }),
-      () =>
-        Effect.callback<void>((resume) => {
-          dispatch = undefined
-          for (let i = head; i < queue.length; i++) queue[i]!.destroy()
-          queue.length = head = 0
-          // Stop listening now; connections already handed to handlers end with their own fibers (interrupted
-          // before this runs), so there is nothing to wait for here (close's callback would wait for all of them).
-          server.close()
-          setImmediate(() => resume(Effect.void))
-        })
+      })
+
+    const boundAddress = (server: Net.Server, endpoint: Address.Endpoint): Address.Endpoint => {
+      const bound = server.address()
+      return typeof bound === "string" || bound === null ? endpoint : Address.tcp(bound.address, bound.port)
+    }
+
+    let server = yield* listen(options.endpoint)
+    let address = boundAddress(server, options.endpoint)
+    yield* Effect.addFinalizer(() =>
+      Effect.callback<void>((resume) => {
+        dispatch = undefined
+        for (let i = head; i < queue.length; i++) queue[i]!.destroy()
+        queue.length = head = 0
+        // Stop listening now; connections already handed to handlers end with their own fibers (interrupted
+        // before this runs), so there is nothing to wait for here (close's callback would wait for all of them).
+        server.close()
+        setImmediate(() => resume(Effect.void))
+      })
     )
 
-    const bound = server.address()
-    const address: Address.Endpoint = typeof bound === "string" || bound === null
-      ? options.endpoint
-      : Address.tcp(bound.address, bound.port)
+    const rebind = (endpoint: Address.Endpoint) =>
+      Effect.map(listen(endpoint), (next) => {
+        const previous = server
+        server = next
+        address = boundAddress(next, endpoint)
+        // Stop accepting on the old address; its connections go on (close's callback would wait for them).
+        previous.close()
+        return address
+      })
 
     const run = <R>(handler: (socket: Socket) => Effect.Effect<void, never, R>) =>
       Effect.gen(function*() {
@@ -159,7 +176,8 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
       })
 
     return {
-      address,
+      address: () => address,
+      rebind,
       active: () => active,
       waiting: () => queue.length - head,
       maxConnections: () => maxConnections,

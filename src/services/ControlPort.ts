@@ -49,7 +49,7 @@ export class ControlPort extends Context.Service<ControlPort, {
         maxConnections: MAX_CLIENTS
       })
       yield* Effect.forkScoped(server.run((socket) => serveClient(control, socket)))
-      return ControlPort.of({ address: server.address })
+      return ControlPort.of({ address: server.address() })
     })
   )
 }

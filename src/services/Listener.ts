@@ -15,8 +15,10 @@ export class ListenerError extends Schema.TaggedError<ListenerError>()("Listener
 
 /** The listener service. @category services */
 export class Listener extends Context.Service<Listener, {
-  /** The bound address (with the real port when 0 was asked for). */
+  /** The bound address (with the real port when 0 was asked for); `listen ADDR` changes it. */
   readonly address: Address.Endpoint
+  /** Listens on `endpoint` instead, keeping live connections (pen's `listen ADDR`); a failure changes nothing. */
+  readonly rebind: (endpoint: Address.Endpoint) => Effect.Effect<Address.Endpoint, ListenerError>
   /** Connections being served now. */
   readonly active: Effect.Effect<number>
   /** Connections accepted and waiting for a free slot (`-x`). */
@@ -37,11 +39,15 @@ export class Listener extends Context.Service<Listener, {
         maxConnections: config.connectionsMax
       }).pipe(Effect.mapError((error) => new ListenerError({ message: error.message })))
       yield* Effect.forkScoped(server.run(proxy.handle))
-      yield* Effect.logDebug(`listening on ${Address.format(server.address)}`).pipe(
+      yield* Effect.logDebug(`listening on ${Address.format(server.address())}`).pipe(
         Effect.annotateLogs({ service: "Listener" })
       )
       return Listener.of({
-        address: server.address,
+        get address() {
+          return server.address()
+        },
+        rebind: (endpoint) =>
+          server.rebind(endpoint).pipe(Effect.mapError((error) => new ListenerError({ message: error.message }))),
         active: Effect.sync(server.active),
         waiting: Effect.sync(server.waiting),
         connectionsMax: Effect.sync(server.maxConnections),

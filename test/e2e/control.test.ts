@@ -497,6 +497,39 @@ describe("control_acl", () => {
     }))
 })
 
+describe("listen ADDRESS", () => {
+  it.live("moves the listener: new clients on the new port, the old one refuses, a held client goes on", () =>
+    Effect.gen(function*() {
+      const a = yield* Backend.identity("a")
+      const lb = yield* Nib.start([...AS_USER, "-C", "127.0.0.1:0", "127.0.0.1:0", a.spec()])
+      const target = targetOf(lb)
+      const held = yield* Client.hold(lb.port, ip(2))
+      assert.strictEqual(held.name, "a")
+
+      const port = yield* Backend.freePort
+      assert.strictEqual(yield* ctl(target, `listen 127.0.0.1:${port}`), "")
+      assert.strictEqual(yield* ctl(target, "listen"), `127.0.0.1:${port}\n`)
+      assert.strictEqual(yield* Client.ask(port, ip(3)), "a")
+      const refused = yield* Client.opening(lb.port)
+      assert.strictEqual(yield* Effect.promise(() => refused.ended()), "error")
+      // The client accepted on the old port is still relayed.
+      held.conn.socket.write("ping")
+      assert.isTrue(yield* Effect.promise(() => held.conn.until(() => held.conn.text().endsWith("ping"), 5_000)))
+    }))
+
+  it.live("an address that cannot be bound is refused and nib keeps listening where it was", () =>
+    Effect.gen(function*() {
+      const a = yield* Backend.identity("a")
+      const lb = yield* Nib.start([...AS_USER, "-C", "127.0.0.1:0", "127.0.0.1:0", a.spec()])
+      const target = targetOf(lb)
+      const reply = yield* ctl(target, `listen 127.0.0.1:${a.port}`)
+      assert.match(reply, new RegExp(`^listen: can't bind local address 127\\.0\\.0\\.1:${a.port}: .+\n$`))
+      assert.strictEqual(yield* ctl(target, "listen"), `127.0.0.1:0\n`)
+      assert.strictEqual(yield* Client.ask(lb.port, ip(2)), "a")
+      assert.match(yield* ctl(target, "listen nonsense:x"), /^listen: 'nonsense:x': .+\n$/)
+    }))
+})
+
 describe("exit", () => {
   it.live("without -X: pen's refusal, and nib keeps running", () =>
     Effect.gen(function*() {

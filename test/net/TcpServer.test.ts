@@ -21,8 +21,9 @@ const LOCAL = Address.tcp("127.0.0.1", 0)
 const ignore = () => {}
 
 const portOf = (server: TcpServer.TcpServer): number => {
-  assert.strictEqual(server.address._tag, "Tcp")
-  const port = (server.address as Address.TcpEndpoint).port
+  const address = server.address()
+  assert.strictEqual(address._tag, "Tcp")
+  const port = (address as Address.TcpEndpoint).port
   assert.notStrictEqual(port, 0)
   return port
 }
@@ -227,6 +228,49 @@ describe("TcpServer: closing the scope", () => {
     }).pipe(Effect.scoped))
 })
 
+describe("TcpServer: rebind (pen's listen ADDR)", () => {
+  it.live("new clients on the new address are served, the old address refuses, a held connection goes on", () =>
+    Effect.gen(function*() {
+      const server = yield* TcpServer.make({ endpoint: LOCAL, backlog: 50, maxConnections: 10 })
+      const hold = yield* holding
+      yield* Effect.forkScoped(server.run(hold.handler))
+      const oldPort = portOf(server)
+      const held = yield* Client.open(oldPort)
+      assert.deepStrictEqual(yield* firstLine(held), HI)
+
+      const next = yield* server.rebind(LOCAL)
+      const newPort = portOf(server)
+      assert.notStrictEqual(newPort, oldPort)
+      assert.deepStrictEqual(next, server.address())
+      const fresh = yield* Client.open(newPort)
+      assert.deepStrictEqual(yield* firstLine(fresh), HI)
+      const refused = yield* Client.opening(oldPort)
+      assert.strictEqual(yield* ended(refused), "error")
+      assert.strictEqual(refused.error?.code, "ECONNREFUSED")
+
+      // The connection accepted on the old address is still served: its handler ends it only when released.
+      assert.isFalse(held.socket.destroyed)
+      yield* hold.release(0)
+      assert.strictEqual(yield* ended(held), "eof")
+      assert.strictEqual(server.active(), 1)
+    }).pipe(Effect.scoped))
+
+  it.live("a taken address fails with TcpServerError and the listener stays where it was", () =>
+    Effect.gen(function*() {
+      const taken = yield* Backend.identity("taken")
+      const server = yield* TcpServer.make({ endpoint: LOCAL, backlog: 50, maxConnections: 10 })
+      yield* Effect.forkScoped(server.run(greetAndEnd([])))
+      const port = portOf(server)
+      const error = yield* server.rebind(Address.tcp("127.0.0.1", taken.port)).pipe(Effect.flip)
+      assert.include(error.message, `127.0.0.1:${taken.port}`)
+      assert.strictEqual(portOf(server), port)
+      const conn = yield* Client.open(port)
+      assert.strictEqual(yield* ended(conn), "eof")
+      assert.strictEqual(conn.text(), "hi")
+      assert.strictEqual(yield* Client.ask(taken.port), "taken")
+    }).pipe(Effect.scoped))
+})
+
 describe("TcpServer: binding", () => {
   it.live("a port that is taken fails with TcpServerError: can't bind local address", () =>
     Effect.gen(function*() {
@@ -250,7 +294,7 @@ describe("TcpServer: binding", () => {
       const path = Path.join(dir, "listen.sock")
       const serveOnce = Effect.gen(function*() {
         const server = yield* TcpServer.make({ endpoint: Address.unix(path), backlog: 50, maxConnections: 10 })
-        assert.deepStrictEqual(server.address, Address.unix(path))
+        assert.deepStrictEqual(server.address(), Address.unix(path))
         assert.isTrue(Fs.statSync(path).isSocket())
         const served: Array<number | undefined> = []
         yield* Effect.forkScoped(server.run(greetAndEnd(served)))
