@@ -53,6 +53,12 @@ export interface TcpServer {
 
 const ignore = () => {}
 
+/** The address `server` is bound to: the real port for TCP, `endpoint` itself for a Unix socket. */
+const boundAddress = (server: Net.Server, endpoint: Address.Endpoint): Address.Endpoint => {
+  const bound = server.address()
+  return typeof bound === "string" || bound === null ? endpoint : Address.tcp(bound.address, bound.port)
+}
+
 /** Binds and listens; the listener is closed, and waiting connections dropped, when the scope closes. */
 export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError, Scope.Scope> =>
   Effect.gen(function*() {
@@ -122,11 +128,6 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
           server.listen({ host: endpoint.host, port: endpoint.port, backlog: options.backlog }, onListening)
         }
       })
-
-    const boundAddress = (server: Net.Server, endpoint: Address.Endpoint): Address.Endpoint => {
-      const bound = server.address()
-      return typeof bound === "string" || bound === null ? endpoint : Address.tcp(bound.address, bound.port)
-    }
 
     let server = yield* listen(options.endpoint)
     let address = boundAddress(server, options.endpoint)

@@ -108,8 +108,9 @@ const fdOf = (socket: Socket.Socket | undefined): number => {
 }
 
 /**
- * The connection table: each live session holds the lowest free slot number, as pen's connections do, so `close N`
- * and the status page can name it. Taking and freeing a slot is O(1) amortized (a free list).
+ * The connection table: each live session holds a slot number, as pen's connections do, so that `close N`,
+ * `connection N` and the status page can name it. Taking and freeing a slot is O(1) (a free list: the slot freed last
+ * is taken first; pen scans for a free slot from the last one it used).
  */
 class Slots {
   private readonly sessions: Array<Session | undefined> = []

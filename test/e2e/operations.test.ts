@@ -210,14 +210,15 @@ const checkPage = (page: Page, a: Backend.Backend, b: Backend.Backend) => {
   assert.match(connection["downfd"]!, /^\d+$/)
   assert.match(connection["upfd"]!, /^\d+$/)
   assert.notStrictEqual(connection["downfd"], connection["upfd"])
+  // The slot number depends on when nib finished the two connections before (pen's does too): any slot will do.
+  assert.match(connection["connection"]!, /^\d+$/)
   assert.deepStrictEqual(
     {
-      connection: connection["connection"],
       client: connection["client"],
       server: connection["server"],
       pending: [connection["pending data down"], connection["pending data up"]]
     },
-    { connection: "0", client: byAddress[ip(3)]!["client"], server: "0", pending: ["0", "0"] }
+    { client: byAddress[ip(3)]!["client"], server: "0", pending: ["0", "0"] }
   )
 }
 
