@@ -5,7 +5,8 @@
 // and to pen measured in the same run. See bench/README.md.
 //
 // Environment: BENCH_REPS (3), BENCH_SECONDS (5, per wrk run), BENCH_IDLE ("2000,10000"), BENCH_ONLY (a comma list
-// of balancer names; "plain+nib" is run only when named there), BENCH_SCENARIOS (a comma list of scenario names).
+// of balancer names; "plain+nib" is run only when named there), BENCH_SCENARIOS (a comma list of scenario names),
+// BENCH_NIB_BASE (another nib checkout, built: measured as "nib-base" beside this one, to compare two versions).
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
@@ -233,6 +234,20 @@ const BALANCERS: Array<Balancer> = [
       servers
     ) => [NODE, Path.join(ROOT, "dist/src/bin.js"), "-f", "-r", "-x", "30000", `127.0.0.1:${port}`, ...servers]
   },
+  ...(process.env.BENCH_NIB_BASE === undefined ? [] : [{
+    name: "nib-base",
+    tool: "node",
+    argv: (port: number, servers: Array<string>) => [
+      NODE,
+      Path.join(Path.resolve(process.env.BENCH_NIB_BASE!), "dist/src/bin.js"),
+      "-f",
+      "-r",
+      "-x",
+      "30000",
+      `127.0.0.1:${port}`,
+      ...servers
+    ]
+  }]),
   {
     name: "pen",
     tool: "pen",
