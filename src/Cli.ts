@@ -16,6 +16,7 @@ import * as ServerSpec from "./domain/ServerSpec.ts"
 import { Control } from "./services/Control.ts"
 import { ControlPort } from "./services/ControlPort.ts"
 import { Listener } from "./services/Listener.ts"
+import { RequestLog } from "./services/RequestLog.ts"
 import { ServerPool } from "./services/ServerPool.ts"
 
 /** nib's version. @category constants */
@@ -230,7 +231,7 @@ const ordered = (upper: ReadonlyArray<string>, lower: ReadonlyArray<string>) => 
  * Runs the balancer with `settings` until interrupted (SIGTERM/SIGINT) or until the control port's `exit` (with
  * `-X`). Start-up follows pen's order: listeners bound, `-O` commands run, then the `-F` file (their replies on
  * stdout; a bad line in the file is fatal, naming its line), the servers of the command line written over any
- * `server N` those gave, privileges dropped (`-u`), the pid file written.
+ * `server N` those gave, privileges dropped (`-u`), then the `-l` log opened and the pid file written.
  */
 export const serve = (
   settings: Config.Settings,
@@ -256,7 +257,10 @@ export const serve = (
         discard: true
       })
     }
-    if (settings.user !== undefined) yield* Daemon.dropPrivileges(settings.user)
+    if (settings.user !== undefined) {
+      yield* Daemon.dropPrivileges(settings.user)
+      if (settings.logTarget !== undefined) yield* Context.get(context, RequestLog).open(settings.logTarget)
+    }
     if (settings.pidFile !== undefined) yield* Daemon.pidFile(settings.pidFile)
     yield* onReady(listener.address, Context.get(context, ControlPort).address)
     return yield* control.exitRequested

@@ -41,7 +41,11 @@ export class RequestLog extends Context.Service<RequestLog, {
       const config = yield* LbConfig
       const log = new Sink()
       yield* Effect.addFinalizer(() => Effect.sync(() => log.close()))
-      if (config.logTarget !== undefined) yield* Effect.try({ try: () => log.open(config.logTarget!), catch: asError })
+      // With -u the log is opened once privileges are dropped (the CLI calls `open`), as pen does, so that the file
+      // belongs to the user nib runs as and HUP can reopen it.
+      if (config.logTarget !== undefined && config.user === undefined) {
+        yield* Effect.try({ try: () => log.open(config.logTarget!), catch: asError })
+      }
       return RequestLog.of({
         enabledUnsafe: () => log.enabled,
         chunkUnsafe: (clientIp, serverIp, chunk) => log.write(clientIp, serverIp, chunk),

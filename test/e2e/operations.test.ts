@@ -761,6 +761,34 @@ describe("the process: pid file and -j", () => {
       assert.isFalse(Fs.existsSync(pidPath))
     }))
 
+  // pen's order: bind, drop privileges, then open the log and write the pid file, as the new user.
+  const nobody = Fs.readFileSync("/etc/passwd", "utf8").split("\n").map((l) => l.split(":")).find((f) =>
+    f[0] === "nobody"
+  )
+  it.live.skipIf(!isRoot || nobody === undefined)(
+    "-u nobody: the process runs as nobody; the -l log and the pid file are created by nobody; HUP reopens the log",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* Nib.tempDir
+        Fs.chmodSync(dir, 0o777)
+        const log = Path.join(dir, "nib.log")
+        const pidPath = Path.join(dir, "nib.pid")
+        const a = yield* Backend.identity("a")
+        const lb = yield* Nib.start(["-u", "nobody", "-l", log, "-p", pidPath, "127.0.0.1:0", a.spec()])
+        const uid = Number(nobody![2])
+        const status = Fs.readFileSync(`/proc/${lb.pid}/status`, "utf8")
+        assert.match(status, new RegExp(`^Uid:\\s+${uid}\\s+${uid}\\s+${uid}\\s+${uid}$`, "m"))
+        assert.strictEqual(yield* send(lb.port, ip(2), "GET /u HTTP/1.0\r\n\r\n"), "a")
+        yield* waitForContent(log, /GET \/u HTTP\/1\.0\n/)
+        assert.strictEqual(Fs.statSync(log).uid, uid)
+        assert.strictEqual(Fs.statSync(pidPath).uid, uid)
+        Fs.renameSync(log, `${log}.1`)
+        process.kill(lb.pid, "SIGHUP")
+        assert.isTrue(yield* Poll.waitUntil(() => Fs.existsSync(log)), `no new log: ${lb.stderr()}`)
+        assert.strictEqual(Fs.statSync(log).uid, uid)
+      })
+  )
+
   it.live("-j DIR is refused: exit 1, a message about chroot", () =>
     Effect.gen(function*() {
       const a = yield* Backend.identity("a")
