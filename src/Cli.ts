@@ -5,7 +5,7 @@
  *
  * pen flags that nib does not implement yet are refused by name, never ignored.
  */
-import { Console, Context, Effect, Layer, type LogLevel, Option, References, Result } from "effect"
+import { Console, Context, Effect, Layer, Option, References, Result } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { AppLive } from "../layers/Live.ts"
 import * as Config from "./Config.ts"
@@ -18,6 +18,7 @@ import { ControlPort } from "./services/ControlPort.ts"
 import { Listener } from "./services/Listener.ts"
 import { RequestLog } from "./services/RequestLog.ts"
 import { ServerPool } from "./services/ServerPool.ts"
+import * as Verbosity from "./services/Verbosity.ts"
 
 /** nib's version. @category constants */
 export const VERSION = "0.1.0"
@@ -236,8 +237,9 @@ const ordered = (upper: ReadonlyArray<string>, lower: ReadonlyArray<string>) => 
 export const serve = (
   settings: Config.Settings,
   onReady: (address: Address.Endpoint, control?: Address.Endpoint) => Effect.Effect<void>
-) =>
-  Effect.scoped(Effect.gen(function*() {
+) => {
+  const level: Verbosity.Level = { debug: settings.debug }
+  return Effect.scoped(Effect.gen(function*() {
     const context = yield* Layer.build(AppLive.pipe(Layer.provide(Config.LbConfig.layerSettings(settings))))
     const listener = Context.get(context, Listener)
     const control = Context.get(context, Control)
@@ -264,10 +266,13 @@ export const serve = (
     if (settings.pidFile !== undefined) yield* Daemon.pidFile(settings.pidFile)
     yield* onReady(listener.address, Context.get(context, ControlPort).address)
     return yield* control.exitRequested
-  })).pipe(Effect.provideService(References.MinimumLogLevel, logLevel(settings.debug)))
-
-/** pen's `-d` count as a minimum log level: warnings only by default, then debug, then everything. */
-const logLevel = (debug: number): LogLevel.LogLevel => debug === 0 ? "Warn" : debug === 1 ? "Debug" : "All"
+  })).pipe(
+    // Every level reaches the logger, which filters by the level `debug N` can change while nib runs.
+    Effect.provideService(References.MinimumLogLevel, "All"),
+    Effect.provideService(References.CurrentLoggers, new Set([Verbosity.logger(level)])),
+    Effect.provideService(Verbosity.Verbosity, level)
+  )
+}
 
 const main = (services: Address.ServiceNames) =>
   Command.make("nib", { ...flags, ...args }, (parsed) =>

@@ -23,6 +23,7 @@ import { Listener } from "./Listener.ts"
 import { RequestLog } from "./RequestLog.ts"
 import * as ServerPool from "./ServerPool.ts"
 import { Status } from "./Status.ts"
+import { Verbosity } from "./Verbosity.ts"
 
 /** A command that could not be carried out (a file that can't be read, a host that does not resolve, ...). */
 export class ControlError extends Error {
@@ -63,10 +64,11 @@ export class Control extends Context.Service<Control, {
       const status = yield* Status
       const exit = yield* Deferred.make<void>()
       let listenText = config.listenText
+      const verbosity = yield* Verbosity
+      verbosity.debug = config.debug
       const access = yield* Acls
       const acls = access.table
       const knobs = {
-        debug: config.debug,
         idle_timeout: 0,
         pending_max: 100,
         tarpit_acl: -1
@@ -89,7 +91,7 @@ export class Control extends Context.Service<Control, {
           case "control_acl":
             return Effect.map(access.controlAcl, line)
           case "debug":
-            return Effect.succeed(line(knobs.debug))
+            return Effect.succeed(line(verbosity.debug))
           case "idle_timeout":
             return Effect.succeed(`Idle timeout: ${knobs.idle_timeout} seconds\n`)
           case "pending_max":
@@ -122,7 +124,7 @@ export class Control extends Context.Service<Control, {
           case "control_acl":
             return taken(access.setControlAcl(aclNumber(value)))
           case "debug":
-            return set(() => (knobs.debug = value))
+            return set(() => (verbosity.debug = value))
           case "idle_timeout":
             return value > 0
               ? refuse("idle_timeout: closing idle connections is not supported yet")
@@ -301,7 +303,7 @@ export class Control extends Context.Service<Control, {
             `blacklist ${yield* health.blacklistSeconds}`,
             `client_acl ${yield* access.clientAcl}`,
             `control_acl ${yield* access.controlAcl}`,
-            `debug ${knobs.debug}`,
+            `debug ${verbosity.debug}`,
             flag(p.hash, "hash"),
             "no http",
             logTarget === undefined ? "no log" : `log ${logTarget}`,

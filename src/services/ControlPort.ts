@@ -120,6 +120,9 @@ const serveClient = (control: Control["Service"], socket: Socket): Effect.Effect
       case "TooLong":
         return yield* reply(socket, `command line too long: at most ${Command.MAX_LINE} bytes\n`)
       case "Line":
+        yield* Effect.logDebug(`${socket.remoteAddress ?? "unix"}: ${read.line}`).pipe(
+          Effect.annotateLogs({ service: "ControlPort" })
+        )
         return yield* reply(socket, yield* control.execute(read.line))
     }
   }).pipe(Effect.ensuring(Effect.sync(() => socket.destroy())))

@@ -497,6 +497,34 @@ describe("control_acl", () => {
     }))
 })
 
+describe("debug N", () => {
+  it.live("changes the log level of the running nib: control commands are logged at debug level 1 only", () =>
+    Effect.gen(function*() {
+      const a = yield* Backend.identity("a")
+      const lb = yield* Nib.start([...AS_USER, "-C", "127.0.0.1:0", "127.0.0.1:0", a.spec()])
+      const target = targetOf(lb)
+      assert.strictEqual(yield* ctl(target, "mode"), MODE_DEFAULT)
+      assert.strictEqual(yield* ctl(target, "debug 1"), "1\n")
+      assert.strictEqual(yield* ctl(target, "recent 60"), "")
+      assert.strictEqual(yield* ctl(target, "debug 0"), "0\n")
+      assert.strictEqual(yield* ctl(target, "pid"), `${lb.pid}\n`)
+      // "debug 0" itself is logged: the level changes after the command line is logged.
+      assert.isTrue(yield* Poll.waitUntil(() => lb.stderr().includes("127.0.0.1: debug 0")), lb.stderr())
+      assert.include(lb.stderr(), "DEBUG")
+      assert.include(lb.stderr(), "127.0.0.1: recent 60")
+      assert.notInclude(lb.stderr(), "127.0.0.1: mode")
+      assert.notInclude(lb.stderr(), "127.0.0.1: pid")
+    }))
+
+  it.live("-d at start-up logs control commands from the start", () =>
+    Effect.gen(function*() {
+      const a = yield* Backend.identity("a")
+      const lb = yield* Nib.start([...AS_USER, "-d", "-C", "127.0.0.1:0", "127.0.0.1:0", a.spec()])
+      assert.strictEqual(yield* ctl(targetOf(lb), "debug"), "1\n")
+      assert.isTrue(yield* Poll.waitUntil(() => lb.stderr().includes("127.0.0.1: debug")), lb.stderr())
+    }))
+})
+
 describe("listen ADDRESS", () => {
   it.live("moves the listener: new clients on the new port, the old one refuses, a held client goes on", () =>
     Effect.gen(function*() {
