@@ -41,3 +41,13 @@ export * as Acl from "./domain/Acl.ts"
 export * as StatusPage from "./domain/StatusPage.ts"
 /** pen's request log line and penlogd datagram formats. */
 export * as AccessLog from "./domain/AccessLog.ts"
+/** The request log (`-l`). */
+export * as RequestLog from "./services/RequestLog.ts"
+/** The status page service (`-w`, `status`). */
+export * as Status from "./services/Status.ts"
+/** The access control lists in use (`client_acl`, `control_acl`, `server N acl`). */
+export * as Acls from "./services/Acls.ts"
+/** pen's HUP and USR1 handlers, as a layer. */
+export * as Signals from "./services/Signals.ts"
+/** pen's debug level, and the logger that follows it. */
+export * as Verbosity from "./services/Verbosity.ts"
