@@ -161,7 +161,8 @@ export const unordered = (...lines: ReadonlyArray<string | Exact | Shape>): Unor
   lines: lines.map((line) => (typeof line === "string" ? exact(line) : line))
 })
 
-const fill = (template: string, values: Values): string =>
+/** `template` with each `{NAME}` that `values` names replaced by its value. */
+export const fill = (template: string, values: Values): string =>
   template.replace(/\{([A-Z0-9]+)\}/g, (whole, name: string) => (name in values ? String(values[name]) : whole))
 
 const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
@@ -268,4 +269,222 @@ export const eventually = async (
     reply = await send(port, command)
   }
   return reply
+}
+
+// --- the status page and write's file ------------------------------------------------------------------------------
+
+const LOCAL_TIME = /^(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)$/
+
+/**
+ * Problems with `text` as pen's `YYYY-MM-DD HH:MM:SS` (strftime of localtime): not that shape, or not within 10 s of
+ * the test's own local time now (both balancers inherit the test's TZ).
+ */
+export const checkLocalTime = (text: string, what: string): Array<string> => {
+  const m = LOCAL_TIME.exec(text)
+  if (m === null) return [`${what}: ${JSON.stringify(text)} is not YYYY-MM-DD HH:MM:SS`]
+  const [year, month, day, hour, minute, second] = m.slice(1).map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number
+  ]
+  const at = new Date(year, month - 1, day, hour, minute, second).getTime()
+  return Math.abs(at - Date.now()) <= 10_000
+    ? []
+    : [`${what}: ${text} is not the local time now (${new Date().toString()})`]
+}
+
+/** The page's three tables, in order: the servers, the clients, the connections. */
+const SERVERS_TABLE = 1
+const CLIENTS_TABLE = 2
+const CONNECTIONS_TABLE = 3
+
+const td = (cell: string | number) => `<td>${cell}</td>`
+const headerCell = (name: string) => `<td bgcolor="#80f080">${name}</td>`
+const rowLines = (cells: ReadonlyArray<string>): Array<string> => ["<tr>", ...cells, "</tr>"]
+/** Data rows as lines, sorted by their text when the table's row order legitimately differs. */
+const dataRows = (rows: ReadonlyArray<ReadonlyArray<string | number>>, sorted: boolean): Array<string> => {
+  const texts = rows.map((cells) => rowLines(cells.map(td)).join("\n"))
+  return (sorted ? texts.toSorted() : texts).flatMap((text) => text.split("\n"))
+}
+
+/**
+ * pen's status page (pen-reference 7.1) with what legitimately differs between two balancers already replaced by
+ * tokens: `<time>`, `<last>` ("N last"), a client's `<slot>` and `<age>`, a connection's `<slot>`, `<fd>` and
+ * `<client ADDRESS>` (the client slot it names, resolved to that client's address), and `<live>` for the byte
+ * counts of a connection still open (its server's row, while `connections` is not 0, and its client's row). The
+ * client rows and the connection rows are sorted.
+ */
+export interface PageTemplate {
+  readonly current: number
+  readonly servers: ReadonlyArray<ReadonlyArray<string | number>>
+  readonly clientsMax: number
+  readonly clients: ReadonlyArray<ReadonlyArray<string | number>>
+  readonly connectionsMax: number
+  readonly connections: ReadonlyArray<ReadonlyArray<string | number>>
+}
+
+/** The lines of a {@link PageTemplate}, normalized as {@link normalizePage} normalizes a real page. */
+export const pageLines = (p: PageTemplate): Array<string> => [
+  "<html>",
+  "<head>",
+  "<title>Pen status page</title>",
+  "</head>",
+  "<body bgcolor=\"#ffffff\"><h1>Pen status page</h1>",
+  `Time <time>, ${p.servers.length} servers, ${p.current} current<p>`,
+  "<table bgcolor=\"#c0c0c0\">",
+  ...rowLines(
+    ["server", "address", "status", "port", "connections", "max soft", "max hard", "sent", "received", "weight", "prio"]
+      .map(headerCell)
+  ),
+  ...dataRows(p.servers, false),
+  "</table>",
+  `<h2>Active clients</h2>Max number of clients: ${p.clientsMax}<p><table bgcolor="#c0c0c0">`,
+  ...rowLines(["client", "address", "age(secs)", "last server", "connects", "sent", "received"].map(headerCell)),
+  ...dataRows(p.clients, true),
+  "</table>",
+  `<h2>Active connections</h2>Number of connections: ${p.connectionsMax} max, ${p.connections.length} used, <last> last<p><table bgcolor="#c0c0c0">`,
+  ...rowLines(
+    ["connection", "downfd", "upfd", "pending data down", "pending data up", "client", "server"].map(headerCell)
+  ),
+  ...dataRows(p.connections, true),
+  "</table>",
+  "</body>",
+  "</html>",
+  ""
+]
+
+/** A status page with what legitimately differs replaced by tokens, and what was wrong with the replaced values. */
+export interface NormalizedPage {
+  readonly lines: ReadonlyArray<string>
+  readonly problems: ReadonlyArray<string>
+}
+
+type PageItem =
+  | { readonly _tag: "Line"; readonly line: string }
+  | { readonly _tag: "Row"; readonly table: number; readonly cells: Array<string> }
+
+/**
+ * Normalizes a status page line by line (see {@link PageTemplate} for the tokens). Every other line stays as it
+ * was: tags, header cells, the server rows, the closed connections' counts. A replaced value that is not what its
+ * token allows (an age outside 0..2, a time that is not now, a non-number) is a problem.
+ */
+export const normalizePage = (html: string, maxAgeSeconds = 2): NormalizedPage => {
+  const problems: Array<string> = []
+  const lines = html.split("\n")
+  const items: Array<PageItem> = []
+  let table = 0
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!
+    if (line.includes("<table")) table++
+    if (line === "<tr>") {
+      const end = lines.indexOf("</tr>", i)
+      const cells = end < 0 ? [] : lines.slice(i + 1, end).map((cell) => /^<td>(.*)<\/td>$/.exec(cell)?.[1])
+      // A data row: every line a plain <td>. Header rows (and anything else) stay line by line.
+      if (end > i + 1 && cells.every((cell) => cell !== undefined)) {
+        items.push({ _tag: "Row", table, cells: cells as Array<string> })
+        i = end
+        continue
+      }
+    }
+    items.push({ _tag: "Line", line })
+  }
+  const rows = (t: number) =>
+    items.filter((item) => item._tag === "Row" && item.table === t) as Array<PageItem & { _tag: "Row" }>
+  const number = (value: string | undefined, what: string) => {
+    if (value === undefined || !/^\d+$/.test(value)) problems.push(`${what}: ${JSON.stringify(value)} is not a number`)
+  }
+  // Client slot -> address, and the clients with a connection open now.
+  const addressOfSlot = new Map(rows(CLIENTS_TABLE).map((row) => [row.cells[0], row.cells[1]]))
+  const live = new Set(rows(CONNECTIONS_TABLE).map((row) => addressOfSlot.get(row.cells[5])))
+  for (const row of rows(SERVERS_TABLE)) {
+    const c = row.cells
+    if (c.length === 11 && c[4] !== "0") {
+      number(c[7], `server ${c[0]} sent (live)`)
+      number(c[8], `server ${c[0]} received (live)`)
+      c[7] = c[8] = "<live>"
+    }
+  }
+  for (const row of rows(CLIENTS_TABLE)) {
+    const c = row.cells
+    if (c.length !== 7) continue
+    number(c[0], `client ${c[1]} slot`)
+    c[0] = "<slot>"
+    const age = Number(c[2])
+    if (!/^\d+$/.test(c[2]!) || age > maxAgeSeconds) {
+      problems.push(`client ${c[1]} age(secs) ${c[2]} is not 0..${maxAgeSeconds}`)
+    }
+    c[2] = "<age>"
+    if (live.has(c[1])) {
+      number(c[5], `client ${c[1]} sent (live)`)
+      number(c[6], `client ${c[1]} received (live)`)
+      c[5] = c[6] = "<live>"
+    }
+  }
+  for (const row of rows(CONNECTIONS_TABLE)) {
+    const c = row.cells
+    if (c.length !== 7) continue
+    number(c[0], "connection slot")
+    number(c[1], `connection ${c[0]} downfd`)
+    number(c[2], `connection ${c[0]} upfd`)
+    const address = addressOfSlot.get(c[5])
+    if (address === undefined) problems.push(`connection ${c[0]}: client ${c[5]} is not a row of the client table`)
+    c[5] = `<client ${address ?? `slot ${c[5]}`}>`
+    c[0] = "<slot>"
+    c[1] = c[2] = "<fd>"
+  }
+  const out: Array<string> = []
+  let pending: Array<PageItem & { _tag: "Row" }> = []
+  const flush = () => {
+    if (pending.length > 0) {
+      const t = pending[0]!.table
+      out.push(...dataRows(pending.map((row) => row.cells), t === CLIENTS_TABLE || t === CONNECTIONS_TABLE))
+    }
+    pending = []
+  }
+  for (const item of items) {
+    if (item._tag === "Row") {
+      if (pending.length > 0 && pending[0]!.table !== item.table) flush()
+      pending.push(item)
+      continue
+    }
+    flush()
+    const time = /^Time (.*?), (\d+ servers, -?\d+ current<p>)$/.exec(item.line)
+    const connections =
+      /^(<h2>Active connections<\/h2>Number of connections: \d+ max, -?\d+ used, )(-?\d+)( last<p>.*)$/
+        .exec(item.line)
+    if (time !== null) {
+      problems.push(...checkLocalTime(time[1]!, "Time"))
+      out.push(`Time <time>, ${time[2]}`)
+    } else if (connections !== null) {
+      number(connections[2], "N last")
+      out.push(`${connections[1]}<last>${connections[3]}`)
+    } else out.push(item.line)
+  }
+  flush()
+  return { lines: out, problems }
+}
+
+/** The client slots of a status page and their addresses. */
+export const clientSlots = (html: string): Map<string, string> => {
+  const slots = new Map<string, string>()
+  const section = html.slice(html.indexOf("<h2>Active clients</h2>"), html.indexOf("<h2>Active connections</h2>"))
+  for (const m of section.matchAll(/<tr>\n<td>(\d+)<\/td>\n<td>([^<]*)<\/td>\n/g)) slots.set(m[1]!, m[2]!)
+  return slots
+}
+
+/** Line-by-line differences between `got` and `want` (at most 12, then how many more), as problems. */
+export const diffLines = (what: string, got: ReadonlyArray<string>, want: ReadonlyArray<string>): Array<string> => {
+  const problems: Array<string> = []
+  for (let i = 0; i < Math.max(got.length, want.length); i++) {
+    if (got[i] !== want[i]) {
+      problems.push(`${what} line ${i + 1}: got ${JSON.stringify(got[i])}, expected ${JSON.stringify(want[i])}`)
+    }
+  }
+  if (got.length !== want.length) problems.push(`${what}: ${got.length} lines, expected ${want.length}`)
+  return problems.length > 13
+    ? [...problems.slice(0, 12), `${what}: ${problems.length - 12} more differences`]
+    : problems
 }
