@@ -43,6 +43,14 @@ const ctl = Nibctl.ask
 
 const { targetOf } = Nibctl
 
+/** nib with a control port on 127.0.0.1 (and `extra` options) over one identity backend "a". */
+const controlled = (extra: ReadonlyArray<string> = []) =>
+  Effect.gen(function*() {
+    const a = yield* Backend.identity("a")
+    const lb = yield* Nib.start([...AS_USER, ...extra, "-C", "127.0.0.1:0", "127.0.0.1:0", a.spec()])
+    return { a, lb, target: targetOf(lb) }
+  })
+
 /** What a raw control connection received and how it ended. */
 interface RawReply {
   readonly reply: string
@@ -197,9 +205,7 @@ describe("getters: pen's reply formats", () => {
 
   it.live("unknown and upper-case commands are ignored with pen's message; a # comment and an empty line: no reply", () =>
     Effect.gen(function*() {
-      const a = yield* Backend.identity("a")
-      const lb = yield* Nib.start([...AS_USER, "-C", "127.0.0.1:0", "127.0.0.1:0", a.spec()])
-      const target = targetOf(lb)
+      const { lb, target } = yield* controlled()
       const port = lb.control!.port
 
       assert.strictEqual(yield* ctl(target, "clients"), "do_cmd: ignoring command starting with 'clients'\n")
@@ -221,9 +227,7 @@ describe("getters: pen's reply formats", () => {
 describe("setters", () => {
   it.live("blacklist 10 answers 10 and sticks; timeout 0 and blacklist abc are refused and change nothing", () =>
     Effect.gen(function*() {
-      const a = yield* Backend.identity("a")
-      const lb = yield* Nib.start([...AS_USER, "-C", "127.0.0.1:0", "127.0.0.1:0", a.spec()])
-      const target = targetOf(lb)
+      const { lb, target } = yield* controlled()
 
       assert.strictEqual(yield* ctl(target, "blacklist 10"), "10\n")
       assert.strictEqual(yield* ctl(target, "blacklist"), "10\n")
@@ -247,9 +251,7 @@ describe("setters", () => {
 
   it.live("the knobs only the control language has (debug, client_acl, control_acl, tarpit_acl) answer the new value", () =>
     Effect.gen(function*() {
-      const a = yield* Backend.identity("a")
-      const lb = yield* Nib.start([...AS_USER, "-C", "127.0.0.1:0", "127.0.0.1:0", a.spec()])
-      const target = targetOf(lb)
+      const { target } = yield* controlled()
 
       // The getters show the new values...
       const settings: ReadonlyArray<readonly [string, string, string]> = [
@@ -364,9 +366,7 @@ describe("runtime changes show in server selection", () => {
 describe("recent", () => {
   it.live("lists the clients in pen's format with their connect counts", () =>
     Effect.gen(function*() {
-      const a = yield* Backend.identity("a")
-      const lb = yield* Nib.start([...AS_USER, "-C", "127.0.0.1:0", "127.0.0.1:0", a.spec()])
-      const target = targetOf(lb)
+      const { lb, target } = yield* controlled()
 
       assert.deepStrictEqual(yield* askEach(lb.port, [ip(2), ip(3), ip(2), ip(2)]), ["a", "a", "a", "a"])
       const first = recentOf(yield* ctl(target, "recent"))
@@ -404,9 +404,7 @@ describe("robustness", () => {
 
   it.live("a 5000-byte line is refused with a message; garbage gets an answer; nib keeps working", () =>
     Effect.gen(function*() {
-      const a = yield* Backend.identity("a")
-      const lb = yield* Nib.start([...AS_USER, "-C", "127.0.0.1:0", "127.0.0.1:0", a.spec()])
-      const target = targetOf(lb)
+      const { lb, target } = yield* controlled()
       const port = lb.control!.port
 
       const long = yield* raw({ port }, `${"x".repeat(5000)}\n`)
@@ -431,9 +429,7 @@ describe("robustness", () => {
 
   it.live("20 control commands in parallel all get their answers", () =>
     Effect.gen(function*() {
-      const a = yield* Backend.identity("a")
-      const lb = yield* Nib.start([...AS_USER, "-C", "127.0.0.1:0", "127.0.0.1:0", a.spec()])
-      const target = targetOf(lb)
+      const { a, lb, target } = yield* controlled()
       const commands: ReadonlyArray<readonly [string, string]> = [
         ["pid", `${lb.pid}\n`],
         ["mode", MODE_DEFAULT],
@@ -464,9 +460,7 @@ describe("robustness", () => {
 describe("control_acl", () => {
   it.live("acl 3 permit 127.0.0.2, control_acl 3: 127.0.0.1 is closed without a reply, 127.0.0.2 is served", () =>
     Effect.gen(function*() {
-      const a = yield* Backend.identity("a")
-      const lb = yield* Nib.start([...AS_USER, "-C", "127.0.0.1:0", "127.0.0.1:0", a.spec()])
-      const target = targetOf(lb)
+      const { lb, target } = yield* controlled()
       const port = lb.control!.port
 
       assert.strictEqual(yield* ctl(target, "acl 3 permit 127.0.0.2"), "")
@@ -500,9 +494,7 @@ describe("control_acl", () => {
 describe("debug N", () => {
   it.live("changes the log level of the running nib: control commands are logged at debug level 1 only", () =>
     Effect.gen(function*() {
-      const a = yield* Backend.identity("a")
-      const lb = yield* Nib.start([...AS_USER, "-C", "127.0.0.1:0", "127.0.0.1:0", a.spec()])
-      const target = targetOf(lb)
+      const { lb, target } = yield* controlled()
       assert.strictEqual(yield* ctl(target, "mode"), MODE_DEFAULT)
       assert.strictEqual(yield* ctl(target, "debug 1"), "1\n")
       assert.strictEqual(yield* ctl(target, "recent 60"), "")
@@ -528,9 +520,7 @@ describe("debug N", () => {
 describe("listen ADDRESS", () => {
   it.live("moves the listener: new clients on the new port, the old one refuses, a held client goes on", () =>
     Effect.gen(function*() {
-      const a = yield* Backend.identity("a")
-      const lb = yield* Nib.start([...AS_USER, "-C", "127.0.0.1:0", "127.0.0.1:0", a.spec()])
-      const target = targetOf(lb)
+      const { lb, target } = yield* controlled()
       const held = yield* Client.hold(lb.port, ip(2))
       assert.strictEqual(held.name, "a")
 
@@ -547,9 +537,7 @@ describe("listen ADDRESS", () => {
 
   it.live("an address that cannot be bound is refused and nib keeps listening where it was", () =>
     Effect.gen(function*() {
-      const a = yield* Backend.identity("a")
-      const lb = yield* Nib.start([...AS_USER, "-C", "127.0.0.1:0", "127.0.0.1:0", a.spec()])
-      const target = targetOf(lb)
+      const { a, lb, target } = yield* controlled()
       const reply = yield* ctl(target, `listen 127.0.0.1:${a.port}`)
       assert.match(reply, new RegExp(`^listen: can't bind local address 127\\.0\\.0\\.1:${a.port}: .+\n$`))
       assert.strictEqual(yield* ctl(target, "listen"), `127.0.0.1:0\n`)
@@ -561,9 +549,7 @@ describe("listen ADDRESS", () => {
 describe("exit", () => {
   it.live("without -X: pen's refusal, and nib keeps running", () =>
     Effect.gen(function*() {
-      const a = yield* Backend.identity("a")
-      const lb = yield* Nib.start([...AS_USER, "-C", "127.0.0.1:0", "127.0.0.1:0", a.spec()])
-      const target = targetOf(lb)
+      const { lb, target } = yield* controlled()
 
       assert.strictEqual(yield* ctl(target, "exit"), "Exit is not enabled; restart with -X flag\n")
       assert.strictEqual(yield* ctl(target, "pid"), `${lb.pid}\n`)
@@ -573,9 +559,7 @@ describe("exit", () => {
 
   it.live("with -X: nib exits with code 0", () =>
     Effect.gen(function*() {
-      const a = yield* Backend.identity("a")
-      const lb = yield* Nib.start([...AS_USER, "-X", "-C", "127.0.0.1:0", "127.0.0.1:0", a.spec()])
-      const target = targetOf(lb)
+      const { lb, target } = yield* controlled(["-X"])
 
       assert.strictEqual(yield* ctl(target, "exit"), "")
       const status = yield* Effect.promise(() =>
