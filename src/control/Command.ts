@@ -8,44 +8,55 @@
  * `atoi`'s zero: it is refused with a message naming the argument.
  */
 import * as Acl from "../domain/Acl.ts"
-import type { ServerChange } from "../services/ServerPool.ts"
+import type { PolicyFlag, ServerChange } from "../services/ServerPool.ts"
 
 export type { ServerChange }
 
-/** A numeric setting that `NAME` reads and `NAME N` sets. @category models */
-export type Knob =
-  | "blacklist"
-  | "client_acl"
-  | "clients_max"
-  | "conn_max"
-  | "control_acl"
-  | "debug"
-  | "timeout"
-  | "tracking"
-  | "idle_timeout"
-  | "pending_max"
-  | "tarpit_acl"
-  | "idlers"
+/** The numeric settings: `NAME` reads one, `NAME N` sets it. @category constants */
+export const KNOBS = [
+  "blacklist",
+  "client_acl",
+  "clients_max",
+  "conn_max",
+  "control_acl",
+  "debug",
+  "timeout",
+  "tracking",
+  "idle_timeout",
+  "pending_max",
+  "tarpit_acl",
+  "idlers"
+] as const
 
-/** A selection flag: `NAME` sets it, `no NAME` clears it. @category models */
-export type Flag = "hash" | "roundrobin" | "stubborn" | "weight" | "prio"
+/** A numeric setting. @category models */
+export type Knob = (typeof KNOBS)[number]
+
+/** The selection flags: `NAME` sets one, `no NAME` clears it. @category constants */
+export const FLAGS = ["hash", "roundrobin", "stubborn", "weight", "prio"] as const satisfies ReadonlyArray<PolicyFlag>
+
+/** A selection flag. @category models */
+export type Flag = (typeof FLAGS)[number]
 
 /**
  * Switches pen has that change nothing nib does (event backends, dump formats, socket options nib leaves to Node, pen's
- * unfinished features): accepted and answered as pen answers them, with nothing. @category models
+ * unfinished features): accepted and answered as pen answers them, with nothing. @category constants
  */
-export type Ignored =
-  | "abort_on_error"
-  | "ascii"
-  | "keepalive"
-  | "tcp_nodelay"
-  | "epoll"
-  | "kqueue"
-  | "poll"
-  | "select"
-  | "dsr_if"
-  | "dsr_ip"
-  | "tcp_fastclose"
+export const IGNORED = [
+  "abort_on_error",
+  "ascii",
+  "keepalive",
+  "tcp_nodelay",
+  "epoll",
+  "kqueue",
+  "poll",
+  "select",
+  "dsr_if",
+  "dsr_ip",
+  "tcp_fastclose"
+] as const
+
+/** A switch nib accepts and ignores. @category models */
+export type Ignored = (typeof IGNORED)[number]
 
 /** One decoded command. @category models */
 export type Command =
@@ -85,34 +96,11 @@ export interface Invalid {
 /** The longest command line nib reads, as pen (one `recv` of at most 4095 bytes). @category constants */
 export const MAX_LINE = 4095
 
-const KNOBS: ReadonlySet<string> = new Set<Knob>([
-  "blacklist",
-  "client_acl",
-  "clients_max",
-  "conn_max",
-  "control_acl",
-  "debug",
-  "timeout",
-  "tracking",
-  "idle_timeout",
-  "pending_max",
-  "tarpit_acl",
-  "idlers"
-])
-const FLAGS: ReadonlySet<string> = new Set<Flag>(["hash", "roundrobin", "stubborn", "weight", "prio"])
-const IGNORED: ReadonlySet<string> = new Set<Ignored>([
-  "abort_on_error",
-  "ascii",
-  "keepalive",
-  "tcp_nodelay",
-  "epoll",
-  "kqueue",
-  "poll",
-  "select",
-  "dsr_if",
-  "dsr_ip",
-  "tcp_fastclose"
-])
+const oneOf = <T extends string>(words: ReadonlyArray<T>) => (word: string): word is T =>
+  (words as ReadonlyArray<string>).includes(word)
+const isKnob = oneOf(KNOBS)
+const isFlag = oneOf(FLAGS)
+const isIgnored = oneOf(IGNORED)
 /** pen features nib does not have (yet), with what to say when asked for them. */
 const UNSUPPORTED: Readonly<Record<string, string>> = {
   http: "X-Forwarded-For (-H) is not supported yet",
@@ -170,14 +158,14 @@ export const parse = (line: string): Command | Invalid => {
   const [head, ...args] = words(line)
   if (head === undefined || head.startsWith("#")) return { _tag: "Nothing" }
   if (head === "no") return parseNo(args)
-  if (KNOBS.has(head)) {
-    const knob = head as Knob
+  if (isKnob(head)) {
+    const knob = head
     if (args[0] === undefined) return { _tag: "Get", knob }
     const value = needInteger(head, "the value", args[0], SIGNED.has(head))
     return typeof value === "number" ? { _tag: "Set", knob, value } : value
   }
-  if (FLAGS.has(head)) return { _tag: "Flag", flag: head as Flag, on: true }
-  if (IGNORED.has(head)) return { _tag: "Ignored", name: head as Ignored }
+  if (isFlag(head)) return { _tag: "Flag", flag: head, on: true }
+  if (isIgnored(head)) return { _tag: "Ignored", name: head }
   if (head in UNSUPPORTED) return { _tag: "Unsupported", name: head, why: UNSUPPORTED[head]! }
   switch (head) {
     case "acl": {
@@ -230,8 +218,8 @@ export const parse = (line: string): Command | Invalid => {
 const parseNo = (args: ReadonlyArray<string>): Command | Invalid => {
   const [what, ...rest] = args
   if (what === undefined) return { _tag: "Nothing" }
-  if (FLAGS.has(what)) return { _tag: "Flag", flag: what as Flag, on: false }
-  if (IGNORED.has(what) || what in UNSUPPORTED) return { _tag: "Nothing" }
+  if (isFlag(what)) return { _tag: "Flag", flag: what, on: false }
+  if (isIgnored(what) || what in UNSUPPORTED) return { _tag: "Nothing" }
   switch (what) {
     case "acl": {
       const result = Acl.parseNoAcl(rest)

@@ -74,12 +74,18 @@ export const lookup = (table: StickyTable, address: string, now: number): Client
   return entry === undefined || isExpired(table, entry, now) ? undefined : entry
 }
 
-/** Remembered clients at `now`, most recently seen first. @category operations */
-export const recent = (table: StickyTable, now: number): Array<ClientEntry> => {
+/**
+ * Remembered clients at `now` in table order: least recently seen first (the order of eviction; it stands for the
+ * order of pen's slots, by which the status page and `connection N` number clients). @category operations
+ */
+export const inOrder = (table: StickyTable, now: number): Array<ClientEntry> => {
   const out: Array<ClientEntry> = []
   for (const entry of table.entries.values()) if (!isExpired(table, entry, now)) out.push(entry)
-  return out.toReversed()
+  return out
 }
+
+/** Remembered clients at `now`, most recently seen first. @category operations */
+export const recent = (table: StickyTable, now: number): Array<ClientEntry> => inOrder(table, now).toReversed()
 
 /** Drops the clients whose tracking time has run out, so they stop holding slots. @category operations */
 export const sweep = (table: StickyTable, now: number): number => {

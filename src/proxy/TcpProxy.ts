@@ -15,7 +15,7 @@ import { Acls } from "../services/Acls.ts"
 import { ClientTable, UNIX_CLIENT } from "../services/ClientTable.ts"
 import { HealthChecker } from "../services/HealthChecker.ts"
 import { RequestLog } from "../services/RequestLog.ts"
-import { EMERGENCY_SERVER, ServerPool } from "../services/ServerPool.ts"
+import { addressText, EMERGENCY_SERVER, ServerPool } from "../services/ServerPool.ts"
 import { StatsReporter } from "../services/StatsReporter.ts"
 
 /** The TCP proxy service: what the Listener runs for each accepted connection. @category services */
@@ -231,8 +231,7 @@ class Session implements Socket.Dialing {
     const { env, entry } = this
     if (index === Selection.NO_SERVER || !env.pool.admitsUnsafe(index, entry!.server === index)) return false
     // `server N acl A`: the server takes only clients its list lets in.
-    const backend = index === EMERGENCY_SERVER ? env.pool.emergency : env.pool.backends[index]
-    if (backend !== undefined && !env.acls.admitsUnsafe(backend.acl, this.client.remoteAddress)) return false
+    if (!env.acls.admitsUnsafe(env.pool.backendUnsafe(index)!.acl, this.client.remoteAddress)) return false
     env.pool.acquireUnsafe(index)
     this.server = index
     // The client is pinned as soon as the attempt starts, as pen does; a failover re-pins it.
@@ -282,10 +281,7 @@ class Session implements Socket.Dialing {
   }
 
   logChunk(chunk: Buffer): void {
-    const { pool } = this.env
-    const endpoint = (this.server === EMERGENCY_SERVER ? pool.emergency : pool.backends[this.server])?.spec.endpoint
-    const server = endpoint === undefined ? "" : endpoint._tag === "Tcp" ? endpoint.host : endpoint.path
-    this.env.log.chunkUnsafe(this.peer, server, chunk)
+    this.env.log.chunkUnsafe(this.peer, addressText(this.env.pool.backendUnsafe(this.server)!), chunk)
   }
 
   info(slot: number): ConnectionInfo {

@@ -20,6 +20,8 @@ export class ClientTable extends Context.Service<ClientTable, {
   readonly lookup: (address: string) => Effect.Effect<Option.Option<StickyTable.ClientEntry>>
   /** Remembered clients, most recent first. */
   readonly recent: Effect.Effect<ReadonlyArray<StickyTable.ClientEntry>>
+  /** Remembered clients in table order, least recently seen first: clients are numbered by it (`StickyTable.inOrder`). */
+  readonly inOrder: Effect.Effect<ReadonlyArray<StickyTable.ClientEntry>>
   /** Slots in the table (`-c`, the `clients_max` command). */
   readonly capacity: Effect.Effect<number>
   readonly resize: (capacity: number) => Effect.Effect<void>
@@ -44,6 +46,7 @@ export class ClientTable extends Context.Service<ClientTable, {
         visitUnsafe: (address) => StickyTable.visit(table, address, now()),
         lookup: (address) => Effect.sync(() => Option.fromUndefinedOr(StickyTable.lookup(table, address, now()))),
         recent: Effect.sync(() => StickyTable.recent(table, now())),
+        inOrder: Effect.sync(() => StickyTable.inOrder(table, now())),
         capacity: Effect.sync(() => table.capacity),
         resize: (slots) => Effect.sync(() => StickyTable.resize(table, slots)),
         trackingSeconds: Effect.sync(() => table.trackingMillis / 1000),

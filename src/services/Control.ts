@@ -1,11 +1,12 @@
 /**
  * The control language at work: executes a decoded command (`control/Command.ts`) against the running balancer and
- * returns pen's reply, byte for byte where pen's is documented. The control port, `-O` and (later) `-F` files all go
- * through `execute`.
+ * returns pen's reply, byte for byte where pen's is documented. The control port and `-O` go through `execute`, `-F`
+ * and `include` through `loadFile`.
  *
- * Settings owned by a service are changed through it (the selection flags and servers in ServerPool, `blacklist` in
- * HealthChecker, `tracking` and `clients_max` in ClientTable, `timeout` in TcpProxy, `conn_max` in Listener); the
- * settings only the control language has (the ACL table and which lists apply, `debug`, pen's inert knobs) live here.
+ * Each setting is changed through the service that owns it: the selection flags and servers in ServerPool,
+ * `blacklist` in HealthChecker, `tracking` and `clients_max` in ClientTable, `timeout` and the connection table in
+ * TcpProxy, `conn_max` and `listen` in Listener, the ACLs in Acls, `debug` in Verbosity, `log` in RequestLog,
+ * `web_stats` in Status. Only pen's inert knobs (`idle_timeout`, `pending_max`, `tarpit_acl`) live here.
  */
 import { Context, Deferred, Effect, Layer, Result } from "effect"
 import * as Fs from "node:fs"
@@ -196,11 +197,10 @@ export class Control extends Context.Service<Control, {
           case "Pid":
             return Effect.succeed(line(process.pid))
           case "Recent":
-            return Effect.map(clients.recent, (entries) => {
+            return Effect.map(clients.inOrder, (entries) => {
               const since = Date.now() - command.seconds * 1000
               return entries
                 .filter((e) => e.lastSeen >= since)
-                .toReversed()
                 .map((e) => `${e.address} connects ${e.connects} sx ${e.bytesToClient} rx ${e.bytesFromClient}\n`)
                 .join("")
             })
@@ -280,10 +280,7 @@ export class Control extends Context.Service<Control, {
       }
 
       const clientIndex = (address: string) =>
-        Effect.map(clients.recent, (entries) => {
-          const i = entries.toReversed().findIndex((e) => e.address === address)
-          return i < 0 ? -1 : i
-        })
+        Effect.map(clients.inOrder, (entries) => entries.findIndex((e) => e.address === address))
 
       /** pen's `write`: the running configuration as commands (pen-reference 6.4), headed by how nib was started. */
       const renderConfig = (file: string) =>
@@ -291,9 +288,10 @@ export class Control extends Context.Service<Control, {
           const p = pool.policy
           const servers = pool.backends.filter((b) => b.configured).map((b) => {
             const e = b.spec.endpoint
-            const address = e._tag === "Unix" ? e.path : e.host
             const port = e._tag === "Unix" ? "" : ` port ${e.port}`
-            return `server ${b.index} acl ${b.acl} address ${address}${port} max ${b.spec.softLimit} hard ${b.spec.hardLimit}` +
+            return `server ${b.index} acl ${b.acl} address ${
+              ServerPool.addressText(b)
+            }${port} max ${b.spec.softLimit} hard ${b.spec.hardLimit}` +
               (p.weight ? ` weight ${b.spec.weight}` : "") + (p.prio ? ` prio ${b.spec.prio}` : "")
           })
           const logTarget = yield* log.target

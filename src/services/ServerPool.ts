@@ -80,6 +80,8 @@ export class ServerPool extends Context.Service<ServerPool, {
   readonly configure: (index: number, changes: ReadonlyArray<ServerChange>) => Effect.Effect<void, ServerPoolError>
   /** The server (by index) a new connection tries first, given the client's sticky server. */
   readonly chooseUnsafe: (stickyServer: number, ip: string, port: number) => number
+  /** Server `index`, or the emergency server for {@link EMERGENCY_SERVER}; undefined when there is none. */
+  readonly backendUnsafe: (index: number) => Backend.Backend | undefined
   /** Whether server `index` (or {@link EMERGENCY_SERVER}) takes a connection now. */
   readonly admitsUnsafe: (index: number, sticky: boolean) => boolean
   /** Counts a connection to `index` as live. */
@@ -258,6 +260,7 @@ const makeWith = (options: PoolOptions, clock: Clock.Clock): ServerPool["Service
         const b = grow(index)
         return Effect.forEach(changes, (c) => change(b, c), { discard: true })
       }),
+    backendUnsafe: get,
     chooseUnsafe: (stickyServer, ip, port) =>
       Selection.initialServer(policy, backends, stickyServer, ip, port, cursor, clock.currentTimeMillisUnsafe()),
     admitsUnsafe: (index, sticky) => {

@@ -47,8 +47,7 @@ export class Status extends Context.Service<Status, {
         const now = Date.now()
         const blacklistSeconds = yield* health.blacklistSeconds
         const { current } = yield* pool.snapshot
-        // ClientTable lists the most recent first; pen's table order is closer to first seen first.
-        const entries = (yield* clients.recent).toReversed()
+        const entries = yield* clients.inOrder
         const clientSlot = new Map(entries.map((e, i) => [e.address, i]))
         const connections = yield* proxy.connections
         return {
