@@ -10,6 +10,7 @@ import { Control } from "../src/services/Control.ts"
 import { ControlPort } from "../src/services/ControlPort.ts"
 import { HealthChecker } from "../src/services/HealthChecker.ts"
 import { Listener } from "../src/services/Listener.ts"
+import { RelayBuffers } from "../src/services/RelayBuffers.ts"
 import { RequestLog } from "../src/services/RequestLog.ts"
 import { ServerPool } from "../src/services/ServerPool.ts"
 import * as Signals from "../src/services/Signals.ts"
@@ -18,7 +19,7 @@ import { Status } from "../src/services/Status.ts"
 
 /** Builds the graph over a given ServerPool layer (production resolves LbConfig's servers; tests swap their own). */
 export const makeApp = <E, R>(pool: Layer.Layer<ServerPool, E, R>) => {
-  const stats = StatsReporter.layer.pipe(Layer.provideMerge(pool))
+  const stats = StatsReporter.layer.pipe(Layer.provideMerge(Layer.merge(pool, RelayBuffers.layer)))
   const core = Layer.mergeAll(ClientTable.layer, HealthChecker.layer, RequestLog.layer, Acls.layer).pipe(
     Layer.provideMerge(stats)
   )
@@ -30,7 +31,7 @@ export const makeApp = <E, R>(pool: Layer.Layer<ServerPool, E, R>) => {
 }
 
 /**
- * The whole balancer: Listener, ServerPool, ClientTable, HealthChecker, StatsReporter, TcpProxy, RequestLog, Status,
- * Control, the control port and pen's signals (HUP, USR1), needing `LbConfig`.
+ * The whole balancer: Listener, ServerPool, ClientTable, HealthChecker, StatsReporter, TcpProxy, RelayBuffers,
+ * RequestLog, Status, Control, the control port and pen's signals (HUP, USR1), needing `LbConfig`.
  */
 export const AppLive = makeApp(ServerPool.layer)

@@ -8,6 +8,7 @@ import { Acls } from "../src/services/Acls.ts"
 import { ClientTable } from "../src/services/ClientTable.ts"
 import { HealthChecker } from "../src/services/HealthChecker.ts"
 import { Listener } from "../src/services/Listener.ts"
+import { RelayBuffers } from "../src/services/RelayBuffers.ts"
 import { RequestLog } from "../src/services/RequestLog.ts"
 import { ServerPool } from "../src/services/ServerPool.ts"
 import { StatsReporter } from "../src/services/StatsReporter.ts"
@@ -27,7 +28,8 @@ export const makeAppNoHealth = (settings: Partial<Settings> & Pick<Settings, "li
     HealthChecker.layerNoop,
     StatsReporter.layerNoop,
     RequestLog.layer,
-    Acls.layer
+    Acls.layer,
+    RelayBuffers.layer
   ).pipe(
     Layer.provideMerge(ServerPool.layer)
   )

@@ -51,3 +51,5 @@ export * as Acls from "./services/Acls.ts"
 export * as Signals from "./services/Signals.ts"
 /** pen's debug level, and the logger that follows it. */
 export * as Verbosity from "./services/Verbosity.ts"
+/** The relay's buffer pool service (its size is in StatsReporter's snapshot). */
+export * as RelayBuffers from "./services/RelayBuffers.ts"

@@ -17,7 +17,7 @@ export interface Backend {
   connections: number
   /** Milliseconds until which the server is blacklisted; 0 when it is not. */
   blacklistedUntil: number
-  /** Bytes sent to the server, and received from it. */
+  /** Bytes sent to the server, and received from it, counted as they move (open connections included, as in pen). */
   bytesSent: number
   bytesReceived: number
 }

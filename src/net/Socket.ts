@@ -1,11 +1,12 @@
 /**
  * The byte path's Node primitives: connect options computed once per server, opening an upstream connection, and
  * the connect deadlines of all dials in one queue with one timer. The per-connection state machine that uses them
- * (dial, fail over, relay with `pipe()` and half-close) is `proxy/TcpProxy.ts`; this module and TcpServer are the only
- * ones that import `node:net`.
+ * (dial, fail over, relay) is `proxy/TcpProxy.ts`, the relay itself `Relay.ts`; modules of `net/` are the only ones
+ * that import `node:net`.
  */
 import * as Net from "node:net"
 import type { Endpoint } from "../domain/Address.ts"
+import { readOptions } from "./Relay.ts"
 
 /** A connected stream socket (client or server side). @category models */
 export type Socket = Net.Socket
@@ -16,13 +17,16 @@ export type DialFailure = "error" | "timeout"
 /** Connect options computed once per server, so dialing allocates nothing else. @category models */
 export type DialTarget = Net.NetConnectOpts
 
-/** The options to reach `endpoint` (already resolved to an address). @category constructors */
+/**
+ * The options to reach `endpoint` (already resolved to an address): half-open allowed, so each direction closes on its
+ * own, and reads going to the relay's shared buffer. @category constructors
+ */
 export const dialTarget = (endpoint: Endpoint): DialTarget =>
   endpoint._tag === "Unix"
-    ? { path: endpoint.path, allowHalfOpen: true }
-    : { host: endpoint.host, port: endpoint.port, allowHalfOpen: true }
+    ? { path: endpoint.path, allowHalfOpen: true, onread: readOptions }
+    : { host: endpoint.host, port: endpoint.port, allowHalfOpen: true, onread: readOptions }
 
-/** Starts a connection to `target` (half-open allowed, so each direction closes on its own). */
+/** Starts a connection to `target`. */
 export const connect = (target: DialTarget): Socket => Net.connect(target)
 
 /** Something waiting for a connect: told when its deadline passes, unless it has settled by then. */

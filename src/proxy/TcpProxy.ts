@@ -1,6 +1,6 @@
 /**
  * The per-connection handler: choose a server as pen does, dial it with the connect timeout, fail over on refusal or
- * timeout, then relay bytes on native streams until both directions are closed. See LIFECYCLE.md.
+ * timeout, then relay bytes (`net/Relay.ts`) until both directions are closed. See LIFECYCLE.md.
  *
  * One `Effect.callback` per connection owns both sockets: its fiber is the connection's scope, and interrupting it
  * (shutdown) destroys both. Everything inside is plain JavaScript on the services' `*Unsafe` members, with no Effect
@@ -8,12 +8,16 @@
  */
 import { Context, Effect, Layer } from "effect"
 import { LbConfig } from "../Config.ts"
+import type { Backend } from "../domain/Backend.ts"
 import * as Selection from "../domain/Selection.ts"
 import type { ClientEntry } from "../domain/StickyTable.ts"
+import type { BufferPool } from "../net/BufferPool.ts"
+import { Relay, type Tap } from "../net/Relay.ts"
 import * as Socket from "../net/Socket.ts"
 import { Acls } from "../services/Acls.ts"
 import { ClientTable, UNIX_CLIENT } from "../services/ClientTable.ts"
 import { HealthChecker } from "../services/HealthChecker.ts"
+import { RelayBuffers } from "../services/RelayBuffers.ts"
 import { RequestLog } from "../services/RequestLog.ts"
 import { addressText, EMERGENCY_SERVER, ServerPool } from "../services/ServerPool.ts"
 import { StatsReporter } from "../services/StatsReporter.ts"
@@ -33,7 +37,7 @@ export class TcpProxy extends Context.Service<TcpProxy, {
   static readonly layer: Layer.Layer<
     TcpProxy,
     never,
-    LbConfig | ServerPool | ClientTable | HealthChecker | StatsReporter | RequestLog | Acls
+    LbConfig | ServerPool | ClientTable | HealthChecker | StatsReporter | RequestLog | Acls | RelayBuffers
   > = Layer.effect(
     TcpProxy,
     Effect.gen(function*() {
@@ -47,6 +51,7 @@ export class TcpProxy extends Context.Service<TcpProxy, {
         stats: yield* StatsReporter,
         log: yield* RequestLog,
         acls: yield* Acls,
+        buffers: (yield* RelayBuffers).pool,
         deadlines,
         slots: new Slots(),
         unixListener: config.listen._tag === "Unix"
@@ -82,6 +87,7 @@ interface Env {
   readonly stats: StatsReporter["Service"]
   readonly log: RequestLog["Service"]
   readonly acls: Acls["Service"]
+  readonly buffers: BufferPool
   readonly deadlines: Socket.DeadlineQueue
   readonly slots: Slots
   readonly unixListener: boolean
@@ -165,9 +171,6 @@ function onUpstreamConnect(this: Socket.Socket) {
 function onUpstreamError(this: Socket.Socket, error: Error) {
   sessionOf(this).upstreamError(error)
 }
-function onClientData(this: Socket.Socket, chunk: Buffer) {
-  sessionOf(this).logChunk(chunk)
-}
 function onUpstreamClose(this: Socket.Socket) {
   sessionOf(this).closed()
 }
@@ -178,11 +181,16 @@ function onUpstreamClose(this: Socket.Socket) {
  * common path adds no listener it later removes, allocates no closure and starts no timer of its own. Every end goes
  * through `finish`, once.
  */
-class Session implements Socket.Dialing {
+class Session implements Socket.Dialing, Tap {
   private entry: ClientEntry | undefined
   private initial = Selection.NO_SERVER
   private server = Selection.NO_SERVER
   private upstream: Socket.Socket | undefined
+  private relay: Relay | undefined
+  /** The server being relayed to, whose byte counters move with every chunk. */
+  private backend: Backend | undefined
+  /** Whether each chunk from the client is logged (`-l` open when relaying started). */
+  private logging = false
   private relaying = false
   private finished = false
   /** Sockets not yet closed once relaying; the connection is over at 0. */
@@ -273,15 +281,26 @@ class Session implements Socket.Dialing {
     this.relaying = true
     this.env.deadlines.settle(this.ticket)
     upstream.on("close", onUpstreamClose)
+    this.backend = this.env.pool.backendUnsafe(this.server)
     // pen's -l: a line per chunk from the client. Only connections that start relaying while a log is open pay it.
-    if (this.env.log.enabledUnsafe()) client.on("data", onClientData)
-    // Each side's EOF becomes a FIN to the other (pipe's end()), while the other direction keeps flowing.
-    client.pipe(upstream)
-    upstream.pipe(client)
+    this.logging = this.env.log.enabledUnsafe()
+    // Each side's EOF becomes a FIN to the other, while the other direction keeps flowing.
+    const relay = (this.relay = new Relay(client, upstream, this.env.buffers, this))
+    relay.start()
   }
 
-  logChunk(chunk: Buffer): void {
-    this.env.log.chunkUnsafe(this.peer, addressText(this.env.pool.backendUnsafe(this.server)!), chunk)
+  /** Bytes from the client, counted as they move (pen's copy_up): `servers`, `recent` and the page show them live. */
+  fromClient(chunk: Buffer, length: number): void {
+    const backend = this.backend!
+    backend.bytesSent += length
+    this.entry!.bytesFromClient += length
+    if (this.logging) this.env.log.chunkUnsafe(this.peer, addressText(backend), chunk.subarray(0, length))
+  }
+
+  /** Bytes from the server (pen's copy_down). */
+  fromServer(length: number): void {
+    this.backend!.bytesReceived += length
+    this.entry!.bytesToClient += length
   }
 
   info(slot: number): ConnectionInfo {
@@ -318,7 +337,7 @@ class Session implements Socket.Dialing {
     upstream.destroy()
     this.upstream = undefined
     this.server = Selection.NO_SERVER
-    this.env.pool.releaseUnsafe(index, 0, 0)
+    this.env.pool.releaseUnsafe(index)
     this.env.health.connectFailedUnsafe(index, failure, error)
     this.failover(index)
   }
@@ -334,15 +353,11 @@ class Session implements Socket.Dialing {
     else this.abort()
   }
 
-  /** One socket of a relayed connection closed; when both have, the server is released with the bytes moved. */
+  /** One socket of a relayed connection closed; when both have, the relay's buffers go back and the server is released. */
   closed(): void {
     if (--this.open > 0) return
-    const entry = this.entry!
-    const fromClient = this.client.bytesRead
-    const fromServer = this.upstream!.bytesRead
-    entry.bytesFromClient += fromClient
-    entry.bytesToClient += fromServer
-    this.env.pool.releaseUnsafe(this.server, fromClient, fromServer)
+    this.relay!.dispose()
+    this.env.pool.releaseUnsafe(this.server)
     this.server = Selection.NO_SERVER
     this.finish()
   }
@@ -362,7 +377,7 @@ class Session implements Socket.Dialing {
       upstream.on("error", ignore)
       upstream.destroy()
       this.upstream = undefined
-      this.env.pool.releaseUnsafe(this.server, 0, 0)
+      this.env.pool.releaseUnsafe(this.server)
       this.server = Selection.NO_SERVER
     }
     this.finish()

@@ -86,8 +86,8 @@ export class ServerPool extends Context.Service<ServerPool, {
   readonly admitsUnsafe: (index: number, sticky: boolean) => boolean
   /** Counts a connection to `index` as live. */
   readonly acquireUnsafe: (index: number) => void
-  /** Ends a live connection to `index`, adding the bytes it moved. */
-  readonly releaseUnsafe: (index: number, bytesSent: number, bytesReceived: number) => void
+  /** Ends a live connection to `index` (its bytes were counted on the backend as they moved). */
+  readonly releaseUnsafe: (index: number) => void
   /** Blacklists `index` for `seconds` from now (0 lifts it). */
   readonly blacklistUnsafe: (index: number, seconds: number) => void
   /** How to connect to `index`. */
@@ -271,11 +271,8 @@ const makeWith = (options: PoolOptions, clock: Clock.Clock): ServerPool["Service
       get(index)!.connections++
       if (index >= 0) current = index
     },
-    releaseUnsafe: (index, bytesSent, bytesReceived) => {
-      const b = get(index)!
-      b.connections--
-      b.bytesSent += bytesSent
-      b.bytesReceived += bytesReceived
+    releaseUnsafe: (index) => {
+      get(index)!.connections--
     },
     blacklistUnsafe,
     dialTarget: (index) => index === EMERGENCY_SERVER ? emergencyTarget! : targets[index]!,

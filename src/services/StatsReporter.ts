@@ -7,6 +7,8 @@
  */
 import { Clock, Context, Effect, Layer, Metric } from "effect"
 import * as Backend from "../domain/Backend.ts"
+import type { PoolStats } from "../net/BufferPool.ts"
+import { RelayBuffers } from "./RelayBuffers.ts"
 import { EMERGENCY_SERVER, ServerPool, type ServerStatus } from "./ServerPool.ts"
 
 /** Every metric name nib exports; emission sites use these, never literals. @category constants */
@@ -19,7 +21,10 @@ export const MetricNames = {
   serverConnections: "nib_server_connections",
   serverBytesSent: "nib_server_bytes_sent_total",
   serverBytesReceived: "nib_server_bytes_received_total",
-  serverBlacklisted: "nib_server_blacklisted"
+  serverBlacklisted: "nib_server_blacklisted",
+  relayBuffers: "nib_relay_buffers",
+  relayBuffersInUse: "nib_relay_buffers_in_use",
+  relayBufferBytes: "nib_relay_buffer_bytes"
 } as const
 
 /** The counters the per-connection path moves. @category models */
@@ -35,6 +40,8 @@ export interface StatsSnapshot {
   readonly blacklistings: number
   readonly servers: ReadonlyArray<ServerStatus>
   readonly emergency: ServerStatus | undefined
+  /** The relay's buffer pool: buffers owned, lent out, and their bytes. */
+  readonly buffers: PoolStats
 }
 
 /** The stats service. @category services */
@@ -45,10 +52,11 @@ export class StatsReporter extends Context.Service<StatsReporter, {
   readonly snapshot: Effect.Effect<StatsSnapshot>
 }>()("nib/services/StatsReporter") {
   /** Counts in memory and registers nib's metrics in the current MetricRegistry for the layer's lifetime. */
-  static readonly layer: Layer.Layer<StatsReporter, never, ServerPool> = Layer.effect(
+  static readonly layer: Layer.Layer<StatsReporter, never, ServerPool | RelayBuffers> = Layer.effect(
     StatsReporter,
     Effect.gen(function*() {
       const pool = yield* ServerPool
+      const buffers = (yield* RelayBuffers).pool
       const clock = yield* Clock.Clock
       const counts = zeroCounts()
       const context = yield* Effect.context<never>()
@@ -76,6 +84,9 @@ export class StatsReporter extends Context.Service<StatsReporter, {
       counterOf(MetricNames.connectionsRefused, "connections closed with no server", () => counts.refused)
       counterOf(MetricNames.failovers, "connections moved to another server", () => counts.failovers)
       counterOf(MetricNames.blacklistings, "servers blacklisted after a failure", () => counts.blacklistings)
+      gauge(MetricNames.relayBuffers, "buffers the relay owns (lent out or free)", () => buffers.stats().buffers)
+      gauge(MetricNames.relayBuffersInUse, "relay buffers holding bytes not yet written", () => buffers.inUse)
+      gauge(MetricNames.relayBufferBytes, "bytes of all relay buffers", () => buffers.stats().bytes)
       const servers = pool.emergency === undefined ? pool.backends : [...pool.backends, pool.emergency]
       for (const b of servers) {
         const server = { server: b.index === EMERGENCY_SERVER ? "emergency" : String(b.index) }
@@ -95,7 +106,12 @@ export class StatsReporter extends Context.Service<StatsReporter, {
         addUnsafe: (name, delta) => {
           counts[name] += delta
         },
-        snapshot: Effect.map(pool.snapshot, (p) => ({ ...counts, servers: p.servers, emergency: p.emergency }))
+        snapshot: Effect.map(pool.snapshot, (p) => ({
+          ...counts,
+          servers: p.servers,
+          emergency: p.emergency,
+          buffers: buffers.stats()
+        }))
       })
     })
   )
@@ -105,7 +121,12 @@ export class StatsReporter extends Context.Service<StatsReporter, {
     StatsReporter,
     StatsReporter.of({
       addUnsafe: noop,
-      snapshot: Effect.succeed({ ...zeroCounts(), servers: [], emergency: undefined })
+      snapshot: Effect.succeed({
+        ...zeroCounts(),
+        servers: [],
+        emergency: undefined,
+        buffers: { buffers: 0, inUse: 0, bytes: 0 }
+      })
     })
   )
 }

@@ -12,6 +12,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as Path from "node:path"
 import * as Address from "../../src/domain/Address.ts"
+import * as Relay from "../../src/net/Relay.ts"
 import * as Socket from "../../src/net/Socket.ts"
 import * as Backend from "../utils/Backend.ts"
 import * as Client from "../utils/Client.ts"
@@ -25,10 +26,13 @@ const TIMEOUT_MS = 250
 
 const tcpTarget = (port: number) => Socket.dialTarget(Address.tcp(HOST, port))
 
-/** A connection started with `Socket.connect` and recorded by a `Conn`; destroyed when the scope closes. */
+/**
+ * A connection started with `Socket.connect` and recorded by a `Conn`; destroyed when the scope closes. The bytes go
+ * to the `Conn`'s `data` listener here, not to a relay, so the target's `onread` (test/net/Relay.test.ts) is left out.
+ */
 const dialing = (target: Socket.DialTarget) =>
   Effect.acquireRelease(
-    Effect.sync(() => new Client.Conn(Socket.connect(target))),
+    Effect.sync(() => new Client.Conn(Socket.connect({ ...target, onread: undefined }))),
     (conn) => Effect.sync(() => conn.close())
   )
 
@@ -105,19 +109,26 @@ const stuckServer = Effect.gen(function*() {
 const fakeSocket = (connecting: boolean) => ({ connecting, destroyed: false }) as unknown as Socket.Socket
 
 describe("dialTarget", () => {
-  it("TCP: host and port, half-open allowed", () => {
+  it("TCP: host and port, half-open allowed, reads into the relay's shared buffer", () => {
     assert.deepStrictEqual(Socket.dialTarget(Address.tcp("127.0.0.1", 8080)), {
       host: "127.0.0.1",
       port: 8080,
-      allowHalfOpen: true
+      allowHalfOpen: true,
+      onread: Relay.readOptions
     })
-    assert.deepStrictEqual(Socket.dialTarget(Address.tcp("::1", 1)), { host: "::1", port: 1, allowHalfOpen: true })
+    assert.deepStrictEqual(Socket.dialTarget(Address.tcp("::1", 1)), {
+      host: "::1",
+      port: 1,
+      allowHalfOpen: true,
+      onread: Relay.readOptions
+    })
   })
 
-  it("Unix: the socket path only, half-open allowed", () => {
+  it("Unix: the socket path only, half-open allowed, reads into the relay's shared buffer", () => {
     assert.deepStrictEqual(Socket.dialTarget(Address.unix("/run/nib/server.sock")), {
       path: "/run/nib/server.sock",
-      allowHalfOpen: true
+      allowHalfOpen: true,
+      onread: Relay.readOptions
     })
   })
 })

@@ -172,7 +172,8 @@ describe("TcpProxy", () => {
           failovers: 0,
           blacklistings: 0,
           servers: [],
-          emergency: undefined
+          emergency: undefined,
+          buffers: { buffers: 0, inUse: 0, bytes: 0 }
         })
       }).pipe(Effect.provide(makeAppNoHealth({ listen, servers: [spec(a), spec(refused)], roundrobin: true })))
     }).pipe(Effect.scoped))
@@ -374,19 +375,26 @@ const textIs = (conn: Client.Conn, text: string) =>
   })
 const ended = (conn: Client.Conn) => Effect.promise(() => conn.ended(5_000))
 
-/** While the connection is open: nib counts it as active, the server holds it, and no bytes are counted yet. */
-const stillRelaying = Effect.gen(function*() {
-  const stats = yield* (yield* StatsReporter).snapshot
-  assert.strictEqual(stats.active, 1)
-  assert.strictEqual(stats.servers[0]!.connections, 1)
-  assert.strictEqual(stats.servers[0]!.bytesSent, 0)
-  assert.strictEqual(stats.servers[0]!.bytesReceived, 0)
-})
+/**
+ * While the connection is open: nib counts it as active, the server holds it, and the bytes moved so far are counted
+ * already (live, as pen's are), on the server and on the client's entry.
+ */
+const stillRelaying = (sent: number, received: number) =>
+  Effect.gen(function*() {
+    const stats = yield* (yield* StatsReporter).snapshot
+    assert.strictEqual(stats.active, 1)
+    assert.strictEqual(stats.servers[0]!.connections, 1)
+    assert.strictEqual(stats.servers[0]!.bytesSent, sent, "bytes sent to the server so far")
+    assert.strictEqual(stats.servers[0]!.bytesReceived, received, "bytes received from the server so far")
+    const entry = Option.getOrThrow(yield* (yield* ClientTable).lookup("127.0.0.1"))
+    assert.strictEqual(entry.bytesFromClient, sent)
+    assert.strictEqual(entry.bytesToClient, received)
+  })
 
 const sha256 = (data: Buffer) => Crypto.createHash("sha256").update(data).digest("hex")
 
 describe("TcpProxy relay", () => {
-  it.live("moves bytes both ways; the server's counters get the totals once both sides have closed", () =>
+  it.live("moves bytes both ways; the counters follow the bytes while open and hold the totals once closed", () =>
     throughNib(({ client, server }) =>
       Effect.gen(function*() {
         client.socket.write("ping from the client")
@@ -395,7 +403,7 @@ describe("TcpProxy relay", () => {
         yield* textIs(client, "pong from the server")
         client.socket.write(", again")
         yield* textIs(server, "ping from the client, again")
-        yield* stillRelaying
+        yield* stillRelaying("ping from the client, again".length, "pong from the server".length)
 
         client.socket.end()
         server.socket.end()
@@ -412,7 +420,7 @@ describe("TcpProxy relay", () => {
         assert.strictEqual(yield* ended(server), "eof")
         assert.strictEqual(server.text(), "request")
         assert.isUndefined(client.ending)
-        yield* stillRelaying
+        yield* stillRelaying("request".length, 0)
 
         const reply = ["first part of the reply, ", "second part, ", "and the end"]
         server.socket.write(reply[0]!)
@@ -433,7 +441,7 @@ describe("TcpProxy relay", () => {
         assert.strictEqual(yield* ended(client), "eof")
         assert.strictEqual(client.text(), "banner")
         assert.isUndefined(server.ending)
-        yield* stillRelaying
+        yield* stillRelaying(0, "banner".length)
 
         const request = ["first part of the request, ", "second part, ", "and the end"]
         client.socket.write(request[0]!)

@@ -5,6 +5,7 @@ import { LbConfig } from "../../src/Config.ts"
 import * as Address from "../../src/domain/Address.ts"
 import * as ServerSpec from "../../src/domain/ServerSpec.ts"
 import { HealthChecker } from "../../src/services/HealthChecker.ts"
+import { RelayBuffers } from "../../src/services/RelayBuffers.ts"
 import { EMERGENCY_SERVER, ServerPool } from "../../src/services/ServerPool.ts"
 import { StatsReporter } from "../../src/services/StatsReporter.ts"
 
@@ -18,6 +19,7 @@ const policy = { roundrobin: false, hash: false, weight: false, prio: false, stu
 const passive = (blacklistSeconds: number) =>
   HealthChecker.layer.pipe(
     Layer.provideMerge(StatsReporter.layer),
+    Layer.provideMerge(RelayBuffers.layer),
     Layer.provideMerge(ServerPool.layerTest({ servers, emergency, policy })),
     Layer.provideMerge(LbConfig.layer({ listen: Address.tcp("127.0.0.1", 0), servers, blacklistSeconds }))
   )
@@ -111,7 +113,7 @@ describe("HealthChecker", () => {
 
   describe("layerNoop", () => {
     const noop = HealthChecker.layerNoop.pipe(
-      Layer.merge(StatsReporter.layer),
+      Layer.merge(StatsReporter.layer.pipe(Layer.provide(RelayBuffers.layer))),
       Layer.provideMerge(ServerPool.layerTest({ servers, emergency, policy }))
     )
 

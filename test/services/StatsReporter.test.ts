@@ -3,14 +3,23 @@ import { Context, Effect, Exit, Layer, Metric, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import * as Address from "../../src/domain/Address.ts"
 import * as ServerSpec from "../../src/domain/ServerSpec.ts"
+import { BUFFER_SIZE } from "../../src/net/BufferPool.ts"
+import { RelayBuffers } from "../../src/services/RelayBuffers.ts"
 import { ServerPool } from "../../src/services/ServerPool.ts"
 import { MetricNames, StatsReporter } from "../../src/services/StatsReporter.ts"
+
+/** What the relay does as a connection moves bytes: it adds them to the server's counters. */
+const moved = (pool: ServerPool["Service"], index: number, sent: number, received: number) => {
+  const backend = pool.backendUnsafe(index)!
+  backend.bytesSent += sent
+  backend.bytesReceived += received
+}
 
 const spec = (host: string, port: number): ServerSpec.ServerSpec => ServerSpec.make(Address.tcp(host, port))
 
 const policy = { roundrobin: false, hash: false, weight: false, prio: false, stubborn: false }
 const pool = ServerPool.layerTest({ servers: [spec("10.0.0.1", 8001), spec("10.0.0.2", 8002)], policy })
-const stats = StatsReporter.layer.pipe(Layer.provideMerge(pool))
+const stats = StatsReporter.layer.pipe(Layer.provideMerge(Layer.merge(pool, RelayBuffers.layer)))
 
 const names: ReadonlyArray<string> = Object.values(MetricNames)
 
@@ -49,7 +58,16 @@ describe("StatsReporter", () => {
       const servers = yield* ServerPool
       assert.deepStrictEqual(
         { ...(yield* reporter.snapshot), servers: [] },
-        { accepted: 0, active: 0, refused: 0, failovers: 0, blacklistings: 0, servers: [], emergency: undefined }
+        {
+          accepted: 0,
+          active: 0,
+          refused: 0,
+          failovers: 0,
+          blacklistings: 0,
+          servers: [],
+          emergency: undefined,
+          buffers: { buffers: 0, inUse: 0, bytes: 0 }
+        }
       )
       reporter.addUnsafe("accepted", 3)
       reporter.addUnsafe("active", 2)
@@ -58,7 +76,8 @@ describe("StatsReporter", () => {
       reporter.addUnsafe("failovers", 4)
       reporter.addUnsafe("blacklistings", 5)
       servers.acquireUnsafe(1)
-      servers.releaseUnsafe(1, 10, 20)
+      moved(servers, 1, 10, 20)
+      servers.releaseUnsafe(1)
       yield* servers.blacklist(0, 30)
       const snapshot = yield* reporter.snapshot
       assert.strictEqual(snapshot.accepted, 3)
@@ -85,7 +104,8 @@ describe("StatsReporter", () => {
       servers.acquireUnsafe(0)
       servers.acquireUnsafe(1)
       servers.acquireUnsafe(1)
-      servers.releaseUnsafe(1, 100, 2500)
+      moved(servers, 1, 100, 2500)
+      servers.releaseUnsafe(1)
       yield* servers.blacklist(0, 30)
 
       const metrics = yield* nibMetrics
@@ -112,7 +132,8 @@ describe("StatsReporter", () => {
 
       // Series are pulled when read: later updates show without re-registering.
       reporter.addUnsafe("accepted", 1)
-      servers.releaseUnsafe(0, 7, 9)
+      moved(servers, 0, 7, 9)
+      servers.releaseUnsafe(0)
       const later = yield* nibMetrics
       assert.strictEqual(valueOf(later, MetricNames.connectionsAccepted), 6)
       assert.strictEqual(valueOf(later, MetricNames.serverConnections, "0"), 0)
@@ -164,6 +185,22 @@ describe("StatsReporter", () => {
       }
     }).pipe(Effect.provide(stats), isolated))
 
+  it.effect("the relay's buffer pool: buffers owned, lent out and their bytes, in the snapshot and as gauges", () =>
+    Effect.gen(function*() {
+      const reporter = yield* StatsReporter
+      const buffers = (yield* RelayBuffers).pool
+      const a = buffers.borrow()
+      const b = buffers.borrow()
+      buffers.giveBack(a)
+      assert.deepStrictEqual((yield* reporter.snapshot).buffers, { buffers: 2, inUse: 1, bytes: 2 * BUFFER_SIZE })
+      const metrics = yield* nibMetrics
+      assert.strictEqual(valueOf(metrics, MetricNames.relayBuffers), 2)
+      assert.strictEqual(valueOf(metrics, MetricNames.relayBuffersInUse), 1)
+      assert.strictEqual(valueOf(metrics, MetricNames.relayBufferBytes), 2 * BUFFER_SIZE)
+      buffers.giveBack(b)
+      assert.strictEqual(valueOf(yield* nibMetrics, MetricNames.relayBuffersInUse), 0)
+    }).pipe(Effect.provide(stats), isolated))
+
   it.effect("closing the layer's scope removes its metrics", () =>
     Effect.gen(function*() {
       const scope = yield* Scope.make()
@@ -171,7 +208,8 @@ describe("StatsReporter", () => {
       const reporter = Context.get(context, StatsReporter)
       reporter.addUnsafe("accepted", 1)
       const before = yield* nibMetrics
-      assert.strictEqual(before.length, 5 + 4 * 2)
+      // 5 counters, 3 relay-buffer gauges, 4 series for each of the 2 servers
+      assert.strictEqual(before.length, 5 + 3 + 4 * 2)
       assert.strictEqual(valueOf(before, MetricNames.connectionsAccepted), 1)
       const other = Metric.counter("test_other_total")
       yield* Metric.update(other, 2)
@@ -197,7 +235,8 @@ describe("StatsReporter", () => {
         failovers: 0,
         blacklistings: 0,
         servers: [],
-        emergency: undefined
+        emergency: undefined,
+        buffers: { buffers: 0, inUse: 0, bytes: 0 }
       })
       assert.deepStrictEqual(yield* nibMetrics, [])
     }).pipe(Effect.provide(StatsReporter.layerNoop), isolated))

@@ -1,0 +1,252 @@
+/**
+ * Moves bytes between a client and its server, both ways, with no allocation per read that the garbage collector must
+ * later find.
+ *
+ * - **Reads.** Every relayed socket reads into one shared buffer (`net`'s `onread`). Reads and their callbacks run
+ *   one at a time on the event loop, so one buffer serves every socket, and an idle socket holds none. Servers are
+ *   dialed with `onread` (see `Socket.dialTarget`). Accepted sockets come from `net.Server`, which has no such option:
+ *   `readShared` gives an accepted, not yet reading socket the same two fields and the same `useUserBuffer` call that
+ *   Node's own constructor gives a socket made with `onread`. The fields are found by value on a probe socket, not by
+ *   name; if they cannot be found (another Node), the socket reads with `data` events and nothing else changes.
+ * - **Writes.** A chunk is copied from the shared buffer into a buffer borrowed from a `BufferPool` and written from
+ *   there. Consecutive chunks share a pooled buffer while it has room; it goes back to the pool when its last write
+ *   completes. A memcpy costs less than a fresh 64 KiB read buffer, which is external memory that V8 answers with
+ *   full mark-compacts.
+ * - **Back-pressure.** When a write leaves the destination over its high-water mark, the source stops reading until
+ *   the destination drains, so a slow reader holds at most a couple of pooled buffers per direction.
+ * - **Half-close.** Each side's EOF becomes a FIN to the other after the bytes already queued, and the other
+ *   direction keeps flowing. Errors, resets and closing are the owner's (`proxy/TcpProxy.ts`): it calls `dispose`
+ *   once both sockets have closed, which gives back whatever is still borrowed.
+ *
+ * A relay allocates its two pipes and their write callbacks once; per chunk it allocates only the small view that
+ * `write` needs.
+ */
+import * as Net from "node:net"
+import { BUFFER_SIZE, type BufferPool } from "./BufferPool.ts"
+
+/** Where a relay reports the bytes it moves (live byte counters, pen's `-l` log). @category models */
+export interface Tap {
+  /** `length` bytes were read from the client; `chunk` holds them from index 0, and only until this returns. */
+  readonly fromClient: (chunk: Buffer, length: number) => void
+  /** `length` bytes were read from the server. */
+  readonly fromServer: (length: number) => void
+}
+
+/** The buffer every relayed socket reads into; a chunk is copied out before the next read. */
+const SHARED = Buffer.allocUnsafeSlow(BUFFER_SIZE)
+
+const kFrom = Symbol("nib/Relay/from")
+const kTo = Symbol("nib/Relay/to")
+type Piped = Net.Socket & { [kFrom]?: Pipe; [kTo]?: Pipe }
+
+// Listeners are module-level functions that find their pipe through the socket (`this`): no closures per connection.
+function onRead(this: Net.Socket, length: number, buffer: Uint8Array): boolean {
+  const pipe = (this as Piped)[kFrom]
+  return pipe !== undefined && pipe.chunk(buffer as Buffer, length)
+}
+function onData(this: Net.Socket, chunk: Buffer) {
+  if (!(this as Piped)[kFrom]!.chunk(chunk, chunk.length)) this.pause()
+}
+function onEnd(this: Net.Socket) {
+  ;(this as Piped)[kFrom]!.ended()
+}
+function onDrain(this: Net.Socket) {
+  ;(this as Piped)[kTo]!.drained()
+}
+
+/** The `onread` option of a socket whose reads the relay takes (servers are dialed with it). @category constants */
+export const readOptions: Net.OnReadOpts = { buffer: SHARED, callback: onRead }
+
+/** The two private fields Node's `onread` sets on a socket, found by their values on a probe socket. */
+interface ReadFields {
+  readonly buffer: symbol
+  readonly callback: symbol
+}
+
+let fields: ReadFields | null | undefined
+
+const probeCallback = () => true
+
+const readFields = (): ReadFields | null => {
+  if (fields !== undefined) return fields
+  const buffer = Buffer.alloc(1)
+  const callback = probeCallback
+  const probe = new Net.Socket({ onread: { buffer, callback } })
+  const own = probe as unknown as Record<symbol, unknown>
+  const symbols = Object.getOwnPropertySymbols(probe)
+  const b = symbols.find((s) => own[s] === buffer)
+  const c = symbols.find((s) => own[s] === callback)
+  probe.destroy()
+  return (fields = b !== undefined && c !== undefined ? { buffer: b, callback: c } : null)
+}
+
+interface StreamHandle {
+  readonly reading?: boolean
+  readonly useUserBuffer?: (buffer: Uint8Array) => void
+}
+
+/**
+ * Makes `socket` read into the shared buffer, as if it had been created with {@link readOptions}; true if it does
+ * (or already did). Only a socket that is not reading yet can switch (an accepted socket with `pauseOnConnect`).
+ */
+export const readShared = (socket: Net.Socket): boolean => {
+  const own = socket as unknown as Record<symbol, unknown>
+  const f = readFields()
+  if (f === null) return false
+  if (own[f.buffer] === SHARED) return true
+  const handle = (socket as unknown as { _handle?: StreamHandle | null })._handle
+  if (handle == null || typeof handle.useUserBuffer !== "function" || handle.reading === true) return false
+  if (own[f.buffer] != null) return false
+  own[f.buffer] = SHARED
+  own[f.callback] = onRead
+  handle.useUserBuffer(SHARED)
+  return true
+}
+
+/** Whether accepted sockets can read into the shared buffer on this Node (false means `data` events). */
+export const sharedReadsAvailable = (): boolean => readFields() !== null
+
+/**
+ * One direction: bytes read from `src` are copied into pooled buffers and written to `dst`. Writes complete in order,
+ * so the pooled buffers in use are a FIFO: older ones that are full (`retired`) and the one being filled.
+ */
+class Pipe {
+  private buffer: Buffer | undefined
+  private fill = 0
+  /** Writes not yet completed from `buffer`. */
+  private writes = 0
+  /** Earlier buffers with writes not yet completed, oldest first, and how many each has (made when first needed). */
+  private retired: Array<Buffer> | undefined
+  private retiredWrites: Array<number> | undefined
+  private paused = false
+  private disposed = false
+  /** The write callback, made once per pipe. */
+  private readonly written = () => this.writeDone()
+
+  constructor(
+    private readonly src: Net.Socket,
+    private readonly dst: Net.Socket,
+    private readonly pool: BufferPool,
+    private readonly tap: Tap,
+    private readonly fromClient: boolean
+  ) {}
+
+  /** `length` bytes read from `src` are in `chunk` from index 0; false stops reading until `dst` drains. */
+  chunk(chunk: Buffer, length: number): boolean {
+    const dst = this.dst
+    // The other side is gone (an error or reset, which ends the connection): nothing more to move.
+    if (this.disposed || dst.destroyed) return false
+    if (this.fromClient) this.tap.fromClient(chunk, length)
+    else this.tap.fromServer(length)
+    let buffer = this.buffer
+    if (buffer === undefined || this.fill + length > buffer.length) buffer = this.fresh()
+    const start = this.fill
+    chunk.copy(buffer, start, 0, length)
+    this.fill = start + length
+    this.writes++
+    if (dst.write(buffer.subarray(start, this.fill), this.written)) return true
+    this.paused = true
+    return false
+  }
+
+  /** A buffer with room: the current one, if still being written, joins the retired ones. */
+  private fresh(): Buffer {
+    if (this.buffer !== undefined) {
+      ;(this.retired ??= []).push(this.buffer)
+      ;(this.retiredWrites ??= []).push(this.writes)
+    }
+    this.fill = 0
+    this.writes = 0
+    return (this.buffer = this.pool.borrow())
+  }
+
+  /** A write completed (or failed): the oldest pending write's buffer may go back to the pool. */
+  private writeDone(): void {
+    if (this.disposed) return
+    const retired = this.retired
+    if (retired !== undefined && retired.length > 0) {
+      const writes = this.retiredWrites!
+      if (--writes[0]! === 0) {
+        this.pool.giveBack(retired.shift()!)
+        writes.shift()
+      }
+      return
+    }
+    if (--this.writes === 0 && this.buffer !== undefined) {
+      this.pool.giveBack(this.buffer)
+      this.buffer = undefined
+      this.fill = 0
+    }
+  }
+
+  drained(): void {
+    if (!this.paused) return
+    this.paused = false
+    if (!this.src.destroyed) this.src.resume()
+  }
+
+  /** `src` reached EOF: a FIN to `dst` once the bytes queued there are written. */
+  ended(): void {
+    if (!this.dst.destroyed) this.dst.end()
+  }
+
+  /** Buffers this direction holds now. */
+  held(): number {
+    return (this.retired?.length ?? 0) + (this.buffer === undefined ? 0 : 1)
+  }
+
+  /** Gives back every buffer; only once both sockets are closed, when no write can still refer to one. */
+  dispose(): void {
+    if (this.disposed) return
+    this.disposed = true
+    if (this.retired !== undefined) for (const buffer of this.retired) this.pool.giveBack(buffer)
+    this.retired = this.retiredWrites = undefined
+    if (this.buffer !== undefined) this.pool.giveBack(this.buffer)
+    this.buffer = undefined
+  }
+}
+
+/** The relay of one connection: client to server and server to client. @category models */
+export class Relay {
+  private readonly up: Pipe
+  private readonly down: Pipe
+
+  constructor(
+    private readonly client: Net.Socket,
+    private readonly server: Net.Socket,
+    pool: BufferPool,
+    tap: Tap
+  ) {
+    this.up = new Pipe(client, server, pool, tap, true)
+    this.down = new Pipe(server, client, pool, tap, false)
+  }
+
+  /** Starts moving bytes: the server is connected, the client accepted and not read yet. */
+  start(): void {
+    const { client, server } = this
+    wire(client, this.up, this.down)
+    wire(server, this.down, this.up)
+    // The server was dialed with `readOptions` and reads already; the client starts now.
+    client.resume()
+  }
+
+  /** Buffers this connection holds now, both directions. */
+  held(): number {
+    return this.up.held() + this.down.held()
+  }
+
+  /** Gives back every borrowed buffer; call once both sockets have closed. Idempotent. */
+  dispose(): void {
+    this.up.dispose()
+    this.down.dispose()
+  }
+}
+
+const wire = (socket: Net.Socket, from: Pipe, to: Pipe): void => {
+  const piped = socket as Piped
+  piped[kFrom] = from
+  piped[kTo] = to
+  if (!readShared(socket)) socket.on("data", onData)
+  socket.on("end", onEnd)
+  socket.on("drain", onDrain)
+}
