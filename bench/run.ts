@@ -1,11 +1,14 @@
-// npm run bench: nib against pen, haproxy and a plain Node proxy (bench/plain-proxy.ts, on nib's Node), all balancing
-// roundrobin over two nginx backends on 127.0.0.1. Each balancer runs pinned to CPU 1; wrk, the idle-connection
-// holder and nginx run on CPU 0. Repetitions are interleaved (A B C D A B C D ...), each balancer started fresh for
-// every measurement, and the median of the repetitions is reported with its spread, as ratios to the plain Node proxy
-// and to pen measured in the same run. See bench/README.md.
+// npm run bench: nib against pen, haproxy, a plain Node proxy (bench/plain-proxy.ts, on nib's Node) and that proxy
+// with nib's modules loaded (plain+nib), all balancing roundrobin over two backends on 127.0.0.1: nginx, or for the
+// "bulk upload" scenario two sinks (bench/sink.ts) fed by bench/upload.ts. Each balancer runs pinned to CPU 1; wrk,
+// the upload source, the idle-connection holder, nginx and the sinks run on CPU 0. Repetitions are interleaved
+// (A B C D A B C D ...), each balancer started fresh for every measurement, and the median of the repetitions is
+// reported with its spread, as ratios to the plain Node proxy and to pen measured in the same run. See
+// bench/README.md.
 //
-// Environment: BENCH_REPS (3), BENCH_SECONDS (5, per wrk run), BENCH_IDLE ("2000,10000"), BENCH_ONLY (a comma list
-// of balancer names; "plain+nib" is run only when named there), BENCH_SCENARIOS (a comma list of scenario names),
+// Scenarios: "keep-alive", "new connection", "bulk download", "bulk upload", "idle N".
+// Environment: BENCH_REPS (3), BENCH_SECONDS (5, per wrk or upload run), BENCH_IDLE ("2000,10000"), BENCH_ONLY (a
+// comma list of balancer names; default: all of them), BENCH_SCENARIOS (a comma list of scenario names),
 // BENCH_NIB_BASE (another nib checkout, built: measured as "nib-base" beside this one, to compare two versions).
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
@@ -118,16 +121,30 @@ const memoryKiB = (pid: number, key: "VmRSS" | "VmHWM") => {
   return match === null ? NaN : Number(match[1])
 }
 
+/** A CPU's idle and total time so far, from /proc/stat. */
+const cpuTimes = (cpu: number) => {
+  const line = Fs.readFileSync("/proc/stat", "utf8").split("\n").find((l) => l.startsWith(`cpu${cpu} `))!
+  const v = line.trim().split(/\s+/).slice(1).map(Number)
+  return { idle: v[3]! + v[4]!, total: v.reduce((a, b) => a + b, 0) }
+}
+
+/** The fraction of the time between two readings that the CPU was busy. */
+const busyBetween = (a: ReturnType<typeof cpuTimes>, b: ReturnType<typeof cpuTimes>) =>
+  1 - (b.idle - a.idle) / Math.max(1, b.total - a.total)
+
 const cpuBusy = async (cpu: number) => {
-  const read = () => {
-    const line = Fs.readFileSync("/proc/stat", "utf8").split("\n").find((l) => l.startsWith(`cpu${cpu} `))!
-    const v = line.trim().split(/\s+/).slice(1).map(Number)
-    return { idle: v[3]! + v[4]!, total: v.reduce((a, b) => a + b, 0) }
-  }
-  const a = read()
+  const a = cpuTimes(cpu)
   await sleep(500)
-  const b = read()
-  return 1 - (b.idle - a.idle) / Math.max(1, b.total - a.total)
+  return busyBetween(a, cpuTimes(cpu))
+}
+
+/** Starts a reading of both CPUs' load; the function it returns gives each one's busy percentage since then. */
+const cpuLoad = () => {
+  const a = [cpuTimes(0), cpuTimes(1)]
+  return () => {
+    const b = [cpuTimes(0), cpuTimes(1)]
+    return { cpu0Busy: 100 * busyBetween(a[0]!, b[0]!), cpu1Busy: 100 * busyBetween(a[1]!, b[1]!) }
+  }
 }
 
 /** Waits until CPU 1 (the balancer's) is quiet; the machine is shared. Returns false if it never was. */
@@ -176,8 +193,6 @@ interface Balancer {
   readonly name: string
   readonly tool: string
   readonly argv: (port: number, servers: Array<string>) => Array<string>
-  /** Run only when BENCH_ONLY names it. */
-  readonly optIn?: boolean
 }
 
 const haproxyConfig = (port: number, servers: Array<string>) => {
@@ -215,7 +230,6 @@ const BALANCERS: Array<Balancer> = [
     // The plain proxy with every module nib loads imported (and not used): what the runtime alone costs.
     name: "plain+nib",
     tool: "node",
-    optIn: true,
     argv: (port, servers) => [
       NODE,
       ...["src/Cli.js", "src/index.js"].flatMap((
@@ -261,8 +275,15 @@ const BALANCERS: Array<Balancer> = [
 
 type Figures = Record<string, number>
 
+interface Backends {
+  readonly servers: Array<string>
+  readonly stop: () => Promise<unknown>
+}
+
 interface Scenario {
   readonly name: string
+  /** The backends the balancer is pointed at, started fresh for each measurement (default: two nginx). */
+  readonly backends?: () => Promise<Backends>
   readonly measure: (port: number, pid: number) => Promise<Figures>
 }
 
@@ -284,8 +305,10 @@ const wrkScenario = (name: string, path: string, connections: number, extra: Arr
   measure: async (port, pid) => {
     const url = `http://127.0.0.1:${port}${path}`
     const before = cpuTicks(pid)
+    const load = cpuLoad()
     const out = await run(["wrk", "-t1", `-c${connections}`, `-d${SECONDS}s`, "--latency", ...extra, url])
     const micros = (cpuTicks(pid) - before) * TICK_MICROS
+    const busy = load()
     const w = parseWrk(out)
     return {
       rps: w.rps,
@@ -294,7 +317,8 @@ const wrkScenario = (name: string, path: string, connections: number, extra: Arr
       cpuMicrosPerRequest: micros / w.requests,
       cpuMillisPerMB: micros / 1000 / (w.mbps * SECONDS),
       peakRssMiB: memoryKiB(pid, "VmHWM") / 1024,
-      errors: w.errors
+      errors: w.errors,
+      ...busy
     }
   }
 })
@@ -348,10 +372,52 @@ const idleScenario = (count: number): Scenario => ({
   }
 })
 
+// Upload: bench/upload.ts sends 64 MiB bodies over 4 connections, each body acknowledged by a sink (bench/sink.ts)
+// with one byte before the next goes out. Bytes and time are the source's: only acknowledged bodies count, and the
+// time runs until the last acknowledgement (a body under way at the deadline is finished).
+const UPLOAD_BODY = 64 * 1024 * 1024
+
+const startSink = async (port: number) => {
+  const child = spawnPinned(0, [NODE, Path.join(ROOT, "bench/sink.ts"), String(port), String(UPLOAD_BODY)])
+  await waitForPort(port, child)
+  return child
+}
+
+const sinks = async (): Promise<Backends> => {
+  const ports = [await freePort(), await freePort()]
+  const processes = [await startSink(ports[0]!), await startSink(ports[1]!)]
+  return { servers: ports.map((p) => `127.0.0.1:${p}`), stop: () => Promise.all(processes.map(stop)) }
+}
+
+const uploadScenario: Scenario = {
+  name: "bulk upload",
+  backends: sinks,
+  measure: async (port, pid) => {
+    const source = [NODE, Path.join(ROOT, "bench/upload.ts"), String(port), String(SECONDS), "4", String(UPLOAD_BODY)]
+    const before = cpuTicks(pid)
+    const out = await run(source)
+    const micros = (cpuTicks(pid) - before) * TICK_MICROS
+    const line = out.split("\n").find((l) => l.startsWith("{"))
+    if (line === undefined) throw new Error(`bench/upload.ts printed no result: ${out}`)
+    // (the CPUs' load is the source's own reading: Node's start-up would take a tenth of a 2-second run)
+    const u = JSON.parse(line) as { bytes: number; seconds: number; errors: number; cpuBusy: Array<number> }
+    const mb = u.bytes / 1048576 // MiB, as wrk's "MB"
+    return {
+      mbps: mb / u.seconds,
+      cpuMillisPerMB: micros / 1000 / mb,
+      peakRssMiB: memoryKiB(pid, "VmHWM") / 1024,
+      errors: u.errors,
+      cpu0Busy: u.cpuBusy[0] ?? NaN,
+      cpu1Busy: u.cpuBusy[1] ?? NaN
+    }
+  }
+}
+
 const ALL_SCENARIOS: Array<Scenario> = [
   wrkScenario("keep-alive", "/small", 50, []),
   wrkScenario("new connection", "/small", 50, ["-H", "Connection: close"]),
-  wrkScenario("bulk", "/big", 4, []),
+  wrkScenario("bulk download", "/big", 4, []),
+  uploadScenario,
   ...IDLE.map(idleScenario)
 ]
 
@@ -360,7 +426,7 @@ const ALL_SCENARIOS: Array<Scenario> = [
 // Fresh backends (on fresh ports) for every measurement: tens of thousands of connections leave as many sockets in
 // TIME_WAIT towards the backends' ports, which slows the next balancer's connect() calls; without this the
 // balancer measured later in a round pays for the earlier ones.
-const backends = async () => {
+const backends = async (): Promise<Backends> => {
   const ports = [await freePort(), await freePort()]
   const processes = [await startNginx("a", ports[0]!), await startNginx("b", ports[1]!)]
   return { servers: ports.map((p) => `127.0.0.1:${p}`), stop: () => Promise.all(processes.map(stop)) }
@@ -368,6 +434,12 @@ const backends = async () => {
 
 const median = (xs: Array<number>) => xs.toSorted((a, b) => a - b)[Math.floor(xs.length / 2)]!
 
+/** The figures shown for both bulk scenarios. */
+const BULK: Array<[string, string, number, "low" | "high"]> = [
+  ["mbps", "MB/s", 0, "high"],
+  ["cpuMillisPerMB", "CPU ms/MB", 3, "low"],
+  ["peakRssMiB", "peak RSS MiB", 1, "low"]
+]
 /** The figures shown per scenario: [key, label, digits, better ("low" | "high")]. */
 const SHOWN: Record<string, Array<[string, string, number, "low" | "high"]>> = {
   "keep-alive": [["cpuMicrosPerRequest", "CPU µs/request", 2, "low"], ["rps", "requests/s", 0, "high"], [
@@ -382,12 +454,8 @@ const SHOWN: Record<string, Array<[string, string, number, "low" | "high"]>> = {
     2,
     "low"
   ]],
-  bulk: [["mbps", "MB/s", 0, "high"], ["cpuMillisPerMB", "CPU ms/MB", 3, "low"], [
-    "peakRssMiB",
-    "peak RSS MiB",
-    1,
-    "low"
-  ]],
+  "bulk download": BULK,
+  "bulk upload": BULK,
   idle: [["kibPerConnection", "KiB/idle connection", 2, "low"], ["alive", "alive after idling", 0, "high"], [
     "peakRssMiB",
     "peak RSS MiB",
@@ -404,9 +472,7 @@ const main = async () => {
   }
   if (!Fs.existsSync(Path.join(ROOT, "dist/src/bin.js"))) throw new Error("build nib first: npm run build")
   const only = process.env.BENCH_ONLY?.split(",")
-  const balancers = BALANCERS.filter((b) =>
-    (only === undefined ? b.optIn !== true : only.includes(b.name)) && has(b.tool)
-  )
+  const balancers = BALANCERS.filter((b) => (only === undefined || only.includes(b.name)) && has(b.tool))
   for (const b of BALANCERS) {
     if (!has(b.tool)) console.error(`${b.name} is not installed (apt-get install -y ${b.tool}): left out of this run`)
   }
@@ -427,7 +493,7 @@ const main = async () => {
       const order = balancers.map((_, i) => balancers[(i + rep - 1) % balancers.length]!)
       for (const b of order) {
         if (!(await waitQuiet())) disturbed++
-        const backend = await backends()
+        const backend = await (scenario.backends ?? backends)()
         const port = await freePort()
         const child = spawnPinned(1, b.argv(port, backend.servers))
         await waitForPort(port, child)
@@ -438,7 +504,7 @@ const main = async () => {
         const slot = ((samples[scenario.name] ??= {})[b.name] ??= {})
         for (const [k, v] of Object.entries(figures)) (slot[k] ??= []).push(v)
         process.stderr.write(
-          `rep ${rep}/${REPS} ${scenario.name.padEnd(14)} ${b.name.padEnd(8)} ${
+          `rep ${rep}/${REPS} ${scenario.name.padEnd(14)} ${b.name.padEnd(9)} ${
             Object.entries(figures).map(([k, v]) => `${k}=${Number.isInteger(v) ? v : v.toFixed(2)}`).join(" ")
           }\n`
         )
@@ -450,7 +516,7 @@ const main = async () => {
     `nib benchmark, ${new Date().toISOString().slice(0, 10)}: ${Os.cpus().length} CPUs (${
       Os.cpus()[0]?.model.trim()
     }), Node ${process.version}; balancers ${PINNING ? "pinned to CPU 1, load on CPU 0" : "not pinned"}; ` +
-    `median of ${REPS} interleaved repetitions (min-max), ${SECONDS} s per wrk run.` +
+    `median of ${REPS} interleaved repetitions (min-max), ${SECONDS} s per wrk or upload run.` +
     (disturbed > 0 ? ` ${disturbed} measurement(s) ran while CPU 1 was busy with other work.` : ""),
     ""
   ]
