@@ -1,7 +1,8 @@
 // npm run bench: nib against pen, haproxy, a plain Node proxy (bench/plain-proxy.ts, on nib's Node) and that proxy
 // with nib's modules loaded (plain+nib), all balancing roundrobin over two backends on 127.0.0.1: nginx, or for the
-// "bulk upload" scenario two sinks (bench/sink.ts) fed by bench/upload.ts. Each balancer runs pinned to CPU 1; wrk,
-// the upload source, the idle-connection holder, nginx and the sinks run on CPU 0. Repetitions are interleaved
+// bulk scenarios two Node peers (bench/source.ts read by bench/download.ts, bench/sink.ts fed by bench/upload.ts).
+// Each balancer runs pinned to CPU 1; wrk, the bulk load, the idle-connection holder, nginx and the peers run on CPU
+// 0. Repetitions are interleaved
 // (A B C D A B C D ...), each balancer started fresh for every measurement, and the median of the repetitions is
 // reported with its spread, as ratios to the plain Node proxy and to pen measured in the same run. See
 // bench/README.md.
@@ -9,7 +10,8 @@
 // Scenarios: "keep-alive", "new connection", "bulk download", "bulk upload", "idle N".
 // Environment: BENCH_REPS (3), BENCH_SECONDS (5, per wrk or upload run), BENCH_IDLE ("2000,10000"), BENCH_ONLY (a
 // comma list of balancer names; default: all of them), BENCH_SCENARIOS (a comma list of scenario names),
-// BENCH_NIB_BASE (another nib checkout, built: measured as "nib-base" beside this one, to compare two versions).
+// BENCH_NIB_BASE (another nib checkout, built: measured as "nib-base" beside this one, to compare two versions),
+// BENCH_NODE_FLAGS (Node flags for the Node balancers, such as --cpu-prof).
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
@@ -19,6 +21,8 @@ import * as Url from "node:url"
 
 const ROOT = Path.resolve(import.meta.dirname, "..")
 const NODE = process.execPath
+// Extra Node flags for the Node balancers (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile them under load).
+const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? "").split(" ").filter((flag) => flag !== "")
 const REPS = Number(process.env.BENCH_REPS ?? 3)
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5)
 // A balancer holds two descriptors per idle connection: cap the count to what the hard fd limit allows.
@@ -224,7 +228,7 @@ const BALANCERS: Array<Balancer> = [
   {
     name: "plain",
     tool: "node",
-    argv: (port, servers) => [NODE, Path.join(ROOT, "bench/plain-proxy.ts"), String(port), ...servers]
+    argv: (port, servers) => [NODE, ...NODE_FLAGS, Path.join(ROOT, "bench/plain-proxy.ts"), String(port), ...servers]
   },
   {
     // The plain proxy with every module nib loads imported (and not used): what the runtime alone costs.
@@ -243,10 +247,17 @@ const BALANCERS: Array<Balancer> = [
   {
     name: "nib",
     tool: "node",
-    argv: (
-      port,
-      servers
-    ) => [NODE, Path.join(ROOT, "dist/src/bin.js"), "-f", "-r", "-x", "30000", `127.0.0.1:${port}`, ...servers]
+    argv: (port, servers) => [
+      NODE,
+      ...NODE_FLAGS,
+      Path.join(ROOT, "dist/src/bin.js"),
+      "-f",
+      "-r",
+      "-x",
+      "30000",
+      `127.0.0.1:${port}`,
+      ...servers
+    ]
   },
   ...(process.env.BENCH_NIB_BASE === undefined ? [] : [{
     name: "nib-base",
@@ -372,34 +383,36 @@ const idleScenario = (count: number): Scenario => ({
   }
 })
 
-// Upload: bench/upload.ts sends 64 MiB bodies over 4 connections, each body acknowledged by a sink (bench/sink.ts)
-// with one byte before the next goes out. Bytes and time are the source's: only acknowledged bodies count, and the
-// time runs until the last acknowledgement (a body under way at the deadline is finished).
-const UPLOAD_BODY = 64 * 1024 * 1024
+// Bulk transfer, both ways, between Node peers on CPU 0 that allocate nothing per read: 64 MiB bodies over 4
+// connections, one body in flight per connection. Upload: bench/upload.ts sends bodies, each acknowledged by a sink
+// (bench/sink.ts) with one byte before the next goes out. Download: bench/download.ts asks a source (bench/source.ts)
+// for a body with one byte and reads it into one reused buffer. Bytes and time are the load side's: only whole bodies
+// count, and the time runs until the last one (a body under way at the deadline is finished).
+const BULK_BODY = 64 * 1024 * 1024
 
-const startSink = async (port: number) => {
-  const child = spawnPinned(0, [NODE, Path.join(ROOT, "bench/sink.ts"), String(port), String(UPLOAD_BODY)])
+const startPeer = async (script: string, port: number) => {
+  const child = spawnPinned(0, [NODE, Path.join(ROOT, "bench", script), String(port), String(BULK_BODY)])
   await waitForPort(port, child)
   return child
 }
 
-const sinks = async (): Promise<Backends> => {
+const peers = (script: string) => async (): Promise<Backends> => {
   const ports = [await freePort(), await freePort()]
-  const processes = [await startSink(ports[0]!), await startSink(ports[1]!)]
+  const processes = [await startPeer(script, ports[0]!), await startPeer(script, ports[1]!)]
   return { servers: ports.map((p) => `127.0.0.1:${p}`), stop: () => Promise.all(processes.map(stop)) }
 }
 
-const uploadScenario: Scenario = {
-  name: "bulk upload",
-  backends: sinks,
+const bulkScenario = (name: string, backend: string, load: string): Scenario => ({
+  name,
+  backends: peers(backend),
   measure: async (port, pid) => {
-    const source = [NODE, Path.join(ROOT, "bench/upload.ts"), String(port), String(SECONDS), "4", String(UPLOAD_BODY)]
+    const argv = [NODE, Path.join(ROOT, "bench", load), String(port), String(SECONDS), "4", String(BULK_BODY)]
     const before = cpuTicks(pid)
-    const out = await run(source)
+    const out = await run(argv)
     const micros = (cpuTicks(pid) - before) * TICK_MICROS
     const line = out.split("\n").find((l) => l.startsWith("{"))
-    if (line === undefined) throw new Error(`bench/upload.ts printed no result: ${out}`)
-    // (the CPUs' load is the source's own reading: Node's start-up would take a tenth of a 2-second run)
+    if (line === undefined) throw new Error(`bench/${load} printed no result: ${out}`)
+    // (the CPUs' load is the load side's own reading: Node's start-up would take a tenth of a 2-second run)
     const u = JSON.parse(line) as { bytes: number; seconds: number; errors: number; cpuBusy: Array<number> }
     const mb = u.bytes / 1048576 // MiB, as wrk's "MB"
     return {
@@ -411,13 +424,13 @@ const uploadScenario: Scenario = {
       cpu1Busy: u.cpuBusy[1] ?? NaN
     }
   }
-}
+})
 
 const ALL_SCENARIOS: Array<Scenario> = [
   wrkScenario("keep-alive", "/small", 50, []),
   wrkScenario("new connection", "/small", 50, ["-H", "Connection: close"]),
-  wrkScenario("bulk download", "/big", 4, []),
-  uploadScenario,
+  bulkScenario("bulk download", "source.ts", "download.ts"),
+  bulkScenario("bulk upload", "sink.ts", "upload.ts"),
   ...IDLE.map(idleScenario)
 ]
 
