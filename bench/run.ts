@@ -11,7 +11,8 @@
 // Environment: BENCH_REPS (3), BENCH_SECONDS (5, per wrk or upload run), BENCH_IDLE ("2000,10000"), BENCH_ONLY (a
 // comma list of balancer names; default: all of them), BENCH_SCENARIOS (a comma list of scenario names),
 // BENCH_NIB_BASE (another nib checkout, built: measured as "nib-base" beside this one, to compare two versions),
-// BENCH_NODE_FLAGS (Node flags for the Node balancers, such as --cpu-prof).
+// BENCH_NODE_FLAGS (Node flags for the Node balancers, such as --cpu-prof), BENCH_OUT (a path prefix: each balancer's
+// stdout goes to PREFIX.NAME.TIME, for --trace-gc).
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
@@ -50,6 +51,23 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
     killAll()
     process.exit(130)
   })
+}
+
+/** With BENCH_OUT=PREFIX, a balancer's stdout goes to PREFIX.NAME.TIME (for --trace-gc and the like). */
+const balancerOutput = (name: string): ChildProcess.SpawnOptions => {
+  const prefix = process.env.BENCH_OUT
+  if (prefix === undefined) return {}
+  return { stdio: ["ignore", Fs.openSync(`${prefix}.${name}.${Date.now()}`, "w"), "pipe"] }
+}
+
+/**
+ * How `script` runs when executed as a user runs `nib`: the Node flags of its shebang line (`#!/usr/bin/env -S node
+ * FLAGS`), given to this Node, then BENCH_NODE_FLAGS.
+ */
+const asItsShebangRuns = (script: string): Array<string> => {
+  const first = Fs.readFileSync(script, "utf8").split("\n", 1)[0]!
+  const flags = first.startsWith("#!") ? first.split(/\s+/).filter((word) => word.startsWith("--")) : []
+  return [NODE, ...flags, ...NODE_FLAGS, script]
 }
 
 const has = (tool: string) => ChildProcess.spawnSync("sh", ["-c", `command -v ${tool}`]).status === 0
@@ -248,9 +266,7 @@ const BALANCERS: Array<Balancer> = [
     name: "nib",
     tool: "node",
     argv: (port, servers) => [
-      NODE,
-      ...NODE_FLAGS,
-      Path.join(ROOT, "dist/src/bin.js"),
+      ...asItsShebangRuns(Path.join(ROOT, "dist/src/bin.js")),
       "-f",
       "-r",
       "-x",
@@ -263,8 +279,7 @@ const BALANCERS: Array<Balancer> = [
     name: "nib-base",
     tool: "node",
     argv: (port: number, servers: Array<string>) => [
-      NODE,
-      Path.join(Path.resolve(process.env.BENCH_NIB_BASE!), "dist/src/bin.js"),
+      ...asItsShebangRuns(Path.join(Path.resolve(process.env.BENCH_NIB_BASE!), "dist/src/bin.js")),
       "-f",
       "-r",
       "-x",
@@ -508,7 +523,7 @@ const main = async () => {
         if (!(await waitQuiet())) disturbed++
         const backend = await (scenario.backends ?? backends)()
         const port = await freePort()
-        const child = spawnPinned(1, b.argv(port, backend.servers))
+        const child = spawnPinned(1, b.argv(port, backend.servers), balancerOutput(b.name))
         await waitForPort(port, child)
         await sleep(200)
         const figures = await scenario.measure(port, child.pid!)

@@ -1,7 +1,12 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=4
 /**
  * The `nib` executable: pen's command line in, the balancer running until SIGTERM or SIGINT (exit 0), or a one-line
  * error and exit code 1.
+ *
+ * The shebang caps V8's young generation at 4 MiB semi-spaces. Loading the Effect runtime at start-up makes V8 grow
+ * it to its maximum (16 MiB semi-spaces), and under a stream of short connections a young generation that large
+ * promoted 2-6 MB of connection objects per scavenge, each scavenge taking 15-35 ms instead of about 1 ms
+ * (bench/README.md, "The young generation"). A flag set at run time would come too late: V8 sizes the heap once.
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"

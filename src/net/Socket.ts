@@ -39,7 +39,8 @@ export interface Dialing {
  * Connect deadlines for every dial in one FIFO with one timer, instead of a timer per connection: all dials share the
  * same timeout, so deadlines come in order. A dial that settles clears its entry (`settle`), so the queue does not
  * keep a finished connection's session and sockets alive until its deadline (under a stream of short connections
- * that doubled the balancer's memory); the empty entry is skipped when it comes up. Deadlines are on the monotonic
+ * that doubled the balancer's memory); when the timer fires, the empty entries at the head are dropped with the
+ * expired ones, so it next fires for the oldest dial still pending. Deadlines are on the monotonic
  * clock that timers use, like the timers themselves.
  */
 export class DeadlineQueue {
@@ -88,8 +89,10 @@ export class DeadlineQueue {
     const now = performance.now()
     const { deadlines, dialers, sockets } = this
     // A dialer told of its timeout may fail over and dial again: add() then pushes (and may arm the timer) while
-    // this loop runs, so the loop re-reads the length and the timer is armed at most once.
-    while (this.head < deadlines.length && deadlines[this.head]! <= now) {
+    // this loop runs, so the loop re-reads the length and the timer is armed at most once. Settled entries at the
+    // head go too, whatever their deadline: the timer is then armed for the oldest dial still pending, not for every
+    // dial that connected long ago (under a stream of short connections that was one wake-up per connection).
+    while (this.head < deadlines.length && (deadlines[this.head]! <= now || dialers[this.head] === undefined)) {
       const i = this.head++
       const socket = sockets[i]
       const dialer = dialers[i]
