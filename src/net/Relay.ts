@@ -10,7 +10,8 @@
  *   name; if they cannot be found (another Node), the socket reads with `data` events and nothing else changes.
  * - **Writes.** A chunk is copied from the shared buffer into a buffer borrowed from a `BufferPool` and written from
  *   there. Consecutive chunks share a pooled buffer while it has room; it goes back to the pool when its last write
- *   completes. A memcpy costs less than a fresh 64 KiB read buffer, which is external memory that V8 answers with
+ *   completes. Most writes complete at once (nothing was queued): they take no callback, and their buffer goes back
+ *   right away. A memcpy costs less than a fresh 64 KiB read buffer, which is external memory that V8 answers with
  *   full mark-compacts.
  * - **Back-pressure.** When a write leaves the destination over its high-water mark, the source stops reading until
  *   the destination drains, so a slow reader holds at most a couple of pooled buffers per direction.
@@ -34,6 +35,9 @@ export interface Tap {
 
 /** The buffer every relayed socket reads into; a chunk is copied out before the next read. */
 const SHARED = Buffer.allocUnsafeSlow(BUFFER_SIZE)
+
+/** Written behind a write that did not complete at once: its callback says when that one has. */
+const EMPTY = Buffer.alloc(0)
 
 const kFrom = Symbol("nib/Relay/from")
 const kTo = Symbol("nib/Relay/to")
@@ -142,16 +146,42 @@ class Pipe {
     if (buffer === undefined || this.fill + length > buffer.length) buffer = this.fresh()
     const start = this.fill
     chunk.copy(buffer, start, 0, length)
-    this.fill = start + length
-    this.writes++
-    if (dst.write(buffer.subarray(start, this.fill), this.written)) return true
+    const view = buffer.subarray(start, this.fill = start + length)
+    let ok: boolean
+    if (dst.writableLength === 0) {
+      // Nothing is queued, so the write usually completes at once: its bytes are then in the kernel, the buffer is
+      // free again, and a write without a callback costs Node no deferred call.
+      ok = dst.write(view)
+      if (dst.writableLength === 0) {
+        if (this.writes === 0) this.release()
+        // Gone already: no reason to stop reading, though `write` says false for a chunk as large as the high-water
+        // mark (it judges before writing); the `drain` it then emits finds nothing paused.
+        return true
+      }
+      // Part of it is still queued: an empty write behind it reports when it has gone (writes complete in order).
+      this.writes++
+      dst.write(EMPTY, this.written)
+    } else {
+      this.writes++
+      ok = dst.write(view, this.written)
+    }
+    if (ok) return true
     this.paused = true
     return false
   }
 
+  /** The current buffer has no write pending: back to the pool, so that an idle connection holds none. */
+  private release(): void {
+    if (this.buffer !== undefined) this.pool.giveBack(this.buffer)
+    this.buffer = undefined
+    this.fill = 0
+  }
+
   /** A buffer with room: the current one, if still being written, joins the retired ones. */
   private fresh(): Buffer {
-    if (this.buffer !== undefined) {
+    if (this.buffer !== undefined && this.writes === 0) {
+      this.pool.giveBack(this.buffer)
+    } else if (this.buffer !== undefined) {
       ;(this.retired ??= []).push(this.buffer)
       ;(this.retiredWrites ??= []).push(this.writes)
     }
@@ -172,11 +202,7 @@ class Pipe {
       }
       return
     }
-    if (--this.writes === 0 && this.buffer !== undefined) {
-      this.pool.giveBack(this.buffer)
-      this.buffer = undefined
-      this.fill = 0
-    }
+    if (--this.writes === 0) this.release()
   }
 
   drained(): void {
@@ -199,7 +225,7 @@ class Pipe {
   dispose(): void {
     if (this.disposed) return
     this.disposed = true
-    if (this.retired !== undefined) for (const buffer of this.retired) this.pool.giveBack(buffer)
+    if (this.retired !== undefined) { for (const buffer of this.retired) this.pool.giveBack(buffer) }
     this.retired = this.retiredWrites = undefined
     if (this.buffer !== undefined) this.pool.giveBack(this.buffer)
     this.buffer = undefined
