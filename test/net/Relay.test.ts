@@ -76,7 +76,9 @@ describe("readShared", () => {
     Effect.gen(function*() {
       const { socket } = yield* accepted
       socket.resume()
-      assert.isTrue(yield* Poll.waitUntil(() => (socket as unknown as { _handle: { reading: boolean } })._handle.reading))
+      assert.isTrue(
+        yield* Poll.waitUntil(() => (socket as unknown as { _handle: { reading: boolean } })._handle.reading)
+      )
       assert.isFalse(Relay.readShared(socket))
     }).pipe(Effect.scoped))
 })
