@@ -70,6 +70,17 @@ const asItsShebangRuns = (script: string): Array<string> => {
   return [NODE, ...flags, ...NODE_FLAGS, script]
 }
 
+/** nib of the checkout `root` (built), as the benchmark runs it: `nib -f -r -x 30000 127.0.0.1:PORT servers...`. */
+const nibArgv = (root: string) => (port: number, servers: Array<string>) => [
+  ...asItsShebangRuns(Path.join(root, "dist/src/bin.js")),
+  "-f",
+  "-r",
+  "-x",
+  "30000",
+  `127.0.0.1:${port}`,
+  ...servers
+]
+
 const has = (tool: string) => ChildProcess.spawnSync("sh", ["-c", `command -v ${tool}`]).status === 0
 const PINNING = has("taskset") && Os.cpus().length > 1
 
@@ -262,32 +273,10 @@ const BALANCERS: Array<Balancer> = [
       ...servers
     ]
   },
-  {
-    name: "nib",
-    tool: "node",
-    argv: (port, servers) => [
-      ...asItsShebangRuns(Path.join(ROOT, "dist/src/bin.js")),
-      "-f",
-      "-r",
-      "-x",
-      "30000",
-      `127.0.0.1:${port}`,
-      ...servers
-    ]
-  },
-  ...(process.env.BENCH_NIB_BASE === undefined ? [] : [{
-    name: "nib-base",
-    tool: "node",
-    argv: (port: number, servers: Array<string>) => [
-      ...asItsShebangRuns(Path.join(Path.resolve(process.env.BENCH_NIB_BASE!), "dist/src/bin.js")),
-      "-f",
-      "-r",
-      "-x",
-      "30000",
-      `127.0.0.1:${port}`,
-      ...servers
-    ]
-  }]),
+  { name: "nib", tool: "node", argv: nibArgv(ROOT) },
+  ...(process.env.BENCH_NIB_BASE === undefined
+    ? []
+    : [{ name: "nib-base", tool: "node", argv: nibArgv(Path.resolve(process.env.BENCH_NIB_BASE)) }]),
   {
     name: "pen",
     tool: "pen",

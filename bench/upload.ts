@@ -3,60 +3,33 @@
 // as the socket drains, without copying it), and the next body goes out only after the sink's one-byte
 // acknowledgement of this one: one body in flight per connection, so back-pressure is honoured without extra
 // buffering. A body under way at the deadline is finished, so every byte counted was received by a sink.
-// Usage: node upload.ts PORT SECONDS CONNECTIONS BODY. Prints {"bytes","seconds","bodies","errors","cpuBusy"} as JSON,
-// cpuBusy being each CPU's busy percentage over the same span (from /proc/stat; this process's start-up excluded).
-import * as Fs from "node:fs"
+// Usage: node upload.ts PORT SECONDS CONNECTIONS BODY; prints bench/bulk.ts's JSON line.
 import * as Net from "node:net"
+import { main, type Run } from "./bulk.ts"
 
-const port = Number(process.argv[2])
-const seconds = Number(process.argv[3])
-const connections = Number(process.argv[4] ?? 4)
-const size = Number(process.argv[5] ?? 64 * 1024 * 1024)
-const BODY = Buffer.alloc(size, "u")
+// Made before the run starts (bulk.ts reads the same argument).
+const BODY = Buffer.alloc(Number(process.argv[5] ?? 64 * 1024 * 1024), "u")
 
-/** Each CPU's idle and total time so far. */
-const cpuTimes = () =>
-  Fs.readFileSync("/proc/stat", "utf8").split("\n").filter((l) => /^cpu\d+ /.test(l)).map((l) => {
-    const v = l.trim().split(/\s+/).slice(1).map(Number)
-    return { idle: v[3]! + v[4]!, total: v.reduce((a, b) => a + b, 0) }
-  })
-
-const cpuBefore = cpuTimes()
-const started = performance.now()
-const deadline = started + seconds * 1000
-
-let bodies = 0
-let errors = 0
-
-const upload = () =>
+const upload = (run: Run) =>
   new Promise<void>((resolve) => {
-    const socket = Net.connect({ port, host: "127.0.0.1" })
+    const socket = Net.connect({ port: run.port, host: "127.0.0.1" })
     const finish = () => {
       socket.destroy()
       resolve()
     }
-    const send = () => {
-      if (performance.now() >= deadline) return finish()
-      socket.write(BODY)
-    }
+    const send = () => (run.over() ? finish() : socket.write(BODY))
     socket.on("connect", send)
     socket.on("data", (ack: Buffer) => {
-      bodies += ack.length
+      run.bodies += ack.length
       send()
     })
     // Closed by the other side before the deadline: the balancer or a sink failed.
     const failed = () => {
-      errors++
+      run.errors++
       finish()
     }
     socket.on("error", failed)
     socket.on("end", failed)
   })
 
-await Promise.all(Array.from({ length: connections }, upload))
-const elapsed = (performance.now() - started) / 1000
-const cpuBusy = cpuTimes().map((b, i) => {
-  const a = cpuBefore[i]!
-  return 100 * (1 - (b.idle - a.idle) / Math.max(1, b.total - a.total))
-})
-process.stdout.write(JSON.stringify({ bytes: bodies * size, seconds: elapsed, bodies, errors, cpuBusy }) + "\n")
+await main(upload)

@@ -1,0 +1,47 @@
+// What bench/download.ts and bench/upload.ts share: their arguments (PORT SECONDS CONNECTIONS BODY), the deadline,
+// the counts, and the JSON line they end with: {"bytes","seconds","bodies","errors","cpuBusy"}, cpuBusy being each
+// CPU's busy percentage over the run (from /proc/stat; the process's start-up excluded).
+import * as Fs from "node:fs"
+
+/** Each CPU's idle and total time so far. */
+const cpuTimes = () =>
+  Fs.readFileSync("/proc/stat", "utf8").split("\n").filter((l) => /^cpu\d+ /.test(l)).map((l) => {
+    const v = l.trim().split(/\s+/).slice(1).map(Number)
+    return { idle: v[3]! + v[4]!, total: v.reduce((a, b) => a + b, 0) }
+  })
+
+/** One bulk run: its arguments, its deadline and what it has counted. */
+export interface Run {
+  readonly port: number
+  readonly connections: number
+  /** Bytes in one body. */
+  readonly size: number
+  /** Whether the run is over (a body under way then is finished, none is started). */
+  readonly over: () => boolean
+  bodies: number
+  errors: number
+}
+
+/** Starts a run from the command line, runs `connection` CONNECTIONS times at once, then prints the JSON line. */
+export const main = async (connection: (run: Run) => Promise<void>): Promise<void> => {
+  const seconds = Number(process.argv[3])
+  const cpuBefore = cpuTimes()
+  const started = performance.now()
+  const deadline = started + seconds * 1000
+  const run: Run = {
+    port: Number(process.argv[2]),
+    connections: Number(process.argv[4] ?? 4),
+    size: Number(process.argv[5] ?? 64 * 1024 * 1024),
+    over: () => performance.now() >= deadline,
+    bodies: 0,
+    errors: 0
+  }
+  await Promise.all(Array.from({ length: run.connections }, () => connection(run)))
+  const elapsed = (performance.now() - started) / 1000
+  const cpuBusy = cpuTimes().map((b, i) => {
+    const a = cpuBefore[i]!
+    return 100 * (1 - (b.idle - a.idle) / Math.max(1, b.total - a.total))
+  })
+  const { bodies, errors, size } = run
+  process.stdout.write(JSON.stringify({ bytes: bodies * size, seconds: elapsed, bodies, errors, cpuBusy }) + "\n")
+}
