@@ -202,14 +202,15 @@ describe("Relay", () => {
           const client = yield* connectClient(yield* listenerPort)
           client.socket.pause()
           const upstream = yield* server.accepted
-          const sending = Effect.runPromise(Effect.promise(async () => {
+          const send = async () => {
             for (let i = 0; i < blocks; i++) {
               if (!upstream.socket.write(block)) {
                 await new Promise<void>((resolve) => upstream.socket.once("drain", resolve))
               }
             }
             upstream.socket.end()
-          }))
+          }
+          const sending = send()
           // The server fills nib and the kernel's buffers, then stays blocked while the client does not read.
           const stats = yield* StatsReporter
           const run = Effect.runSyncWith(yield* Effect.context<never>())
