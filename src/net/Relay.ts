@@ -205,6 +205,7 @@ class Pipe {
     if (--this.writes === 0) this.release()
   }
 
+  /** `dst` drained: reading from `src` resumes if this pipe had stopped it. */
   drained(): void {
     if (!this.paused) return
     this.paused = false
@@ -225,7 +226,7 @@ class Pipe {
   dispose(): void {
     if (this.disposed) return
     this.disposed = true
-    if (this.retired !== undefined) { for (const buffer of this.retired) this.pool.giveBack(buffer) }
+    for (const buffer of this.retired ?? []) this.pool.giveBack(buffer)
     this.retired = this.retiredWrites = undefined
     if (this.buffer !== undefined) this.pool.giveBack(this.buffer)
     this.buffer = undefined

@@ -354,10 +354,20 @@ describe("Acl.matches", () => {
       const entryBits = bits(entry).slice(0, length).padEnd(128, "0")
       const clientBits = entryBits.slice(0, share) + bits(client).slice(share)
       const table = tableOf(`acl 1 permit ${bitsToText(entryBits)}/${length}`)
-      const expected = clientBits.slice(0, length) === entryBits.slice(0, length)
+      // An IPv4-mapped client (::ffff:a.b.c.d) is an IPv4 client: no IPv6 entry applies to it, so it gets the opposite
+      // of the list's last entry (a deny). The generators favour 0 and 0xffff, so such clients do come up.
+      const mapped = clientBits.startsWith("0".repeat(80) + "1".repeat(16))
+      const expected = !mapped && clientBits.slice(0, length) === entryBits.slice(0, length)
       assert.strictEqual(Acl.matches(table, 1, bitsToText(clientBits)), expected)
     }
   )
+
+  it("no IPv6 entry applies to an IPv4-mapped client, not even ::/0 (the property above relies on it)", () => {
+    const table = tableOf("acl 1 permit ::/0")
+    assert.isTrue(Acl.matches(table, 1, "2001:db8::1"))
+    assert.isFalse(Acl.matches(table, 1, "::ffff:1.2.3.4"))
+    assert.isFalse(Acl.matches(table, 1, "::ffff:0:0"))
+  })
 
   it("an IPv4-mapped IPv6 client is the IPv4 client", () => {
     const table = tableOf("acl 1 permit 127.0.0.1")

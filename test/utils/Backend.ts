@@ -121,7 +121,8 @@ export const acceptQueue = (port: number): number | undefined => {
 }
 
 /**
- * A server that never accepts: a separate Node process that listens with backlog 1 and then blocks its event loop.
+ * A server that never accepts: a separate Node process that listens with backlog 1 and then blocks its event loop
+ * before it could accept anything.
  * `fill` opens connections until the kernel's accept queue is full (Linux holds backlog + 1), read from /proc, not
  * guessed from timing; after that, SYNs to the port are dropped and connects hang. The connections stay open until
  * the scope closes; the process is killed then.
@@ -131,8 +132,10 @@ export const unresponsive = Effect.gen(function*() {
   const script = [
     "const s = require('node:net').createServer()",
     `s.listen({ host: '127.0.0.1', port: 0, backlog: ${backlog} }, () => {`,
-    "  process.stdout.write('port ' + s.address().port + '\\n')",
-    "  setImmediate(() => { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 60000); process.exit(0) })",
+    "  require('node:fs').writeSync(1, 'port ' + s.address().port + '\\n')",
+    // Blocks at once, in the listen callback: a turn of the event loop in between would accept early connections.
+    "  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 60000)",
+    "  process.exit(0)",
     "})"
   ].join("\n")
   const { match, proc } = yield* Effect.acquireRelease(
