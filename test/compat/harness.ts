@@ -7,6 +7,7 @@
  * generous margins: the harness never asserts a duration.
  */
 import { Effect } from "effect"
+import * as Fs from "node:fs"
 import type * as Net from "node:net"
 import * as Backend from "../utils/Backend.ts"
 import * as Client from "../utils/Client.ts"
@@ -36,6 +37,26 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 const connectTimeoutMs = (args: ReadonlyArray<string>): number => {
   const i = args.indexOf("-t")
   return (i >= 0 ? Number(args[i + 1]) : 3) * 1000
+}
+
+/**
+ * Freezes process `pid` (SIGSTOP) and waits (bounded) until it is stopped: the signal is only queued when kill
+ * returns, and a balancer that still ran for a moment could read what the step means it to miss.
+ */
+const freeze = async (pid: number): Promise<void> => {
+  process.kill(pid, "SIGSTOP")
+  const stopped = await Poll.until(
+    () => {
+      try {
+        return Fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.startsWith("T") === true
+      } catch {
+        return true
+      }
+    },
+    2_000,
+    1
+  )
+  if (!stopped) throw new Error(`process ${pid} did not stop after SIGSTOP`)
 }
 
 // --- the late-reply backend ------------------------------------------------------------------------------------
@@ -280,7 +301,7 @@ export const run = (scenario: Scenario, which: Which, pen?: string) =>
       conn.socket.end(`${request}\n`)
       // The server has the whole request and the client's EOF: it may reply.
       await Poll.until(() => replier.waiting() > 0 || conn.ending !== undefined, 5_000)
-      if (step.pause) process.kill(balancer.pid, "SIGSTOP")
+      if (step.pause) await freeze(balancer.pid)
       try {
         await replier.replyAll()
         if (step.pause) await sleep(200)
@@ -353,7 +374,7 @@ export const run = (scenario: Scenario, which: Which, pen?: string) =>
           yield* Effect.promise(() => exchange(step))
           break
         case "pause":
-          process.kill(balancer.pid, "SIGSTOP")
+          yield* Effect.promise(() => freeze(balancer.pid))
           paused = true
           break
         case "resume": {
