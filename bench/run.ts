@@ -499,7 +499,6 @@ const main = async () => {
 
   Fs.mkdirSync(Path.join(work, "www"))
   Fs.writeFileSync(Path.join(work, "www/small"), Buffer.alloc(100, "x"))
-  Fs.writeFileSync(Path.join(work, "www/big"), Buffer.alloc(64 * 1024 * 1024, "y"))
 
   // samples[scenario][balancer][figure] = values, one per repetition
   const samples: Record<string, Record<string, Record<string, Array<number>>>> = {}

@@ -52,11 +52,6 @@ export class BufferPool {
     else this.owned--
   }
 
-  /** Buffers lent out now. */
-  get inUse(): number {
-    return this.lent
-  }
-
   stats(): PoolStats {
     return { buffers: this.owned, inUse: this.lent, bytes: this.owned * BUFFER_SIZE }
   }

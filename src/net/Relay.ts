@@ -74,12 +74,11 @@ const probeCallback = () => true
 const readFields = (): ReadFields | null => {
   if (fields !== undefined) return fields
   const buffer = Buffer.alloc(1)
-  const callback = probeCallback
-  const probe = new Net.Socket({ onread: { buffer, callback } })
+  const probe = new Net.Socket({ onread: { buffer, callback: probeCallback } })
   const own = probe as unknown as Record<symbol, unknown>
   const symbols = Object.getOwnPropertySymbols(probe)
   const b = symbols.find((s) => own[s] === buffer)
-  const c = symbols.find((s) => own[s] === callback)
+  const c = symbols.find((s) => own[s] === probeCallback)
   probe.destroy()
   return (fields = b !== undefined && c !== undefined ? { buffer: b, callback: c } : null)
 }
@@ -217,11 +216,6 @@ class Pipe {
     if (!this.dst.destroyed) this.dst.end()
   }
 
-  /** Buffers this direction holds now. */
-  held(): number {
-    return (this.retired?.length ?? 0) + (this.buffer === undefined ? 0 : 1)
-  }
-
   /** Gives back every buffer; only once both sockets are closed, when no write can still refer to one. */
   dispose(): void {
     if (this.disposed) return
@@ -255,11 +249,6 @@ export class Relay {
     wire(server, this.down, this.up)
     // The server was dialed with `readOptions` and reads already; the client starts now.
     client.resume()
-  }
-
-  /** Buffers this connection holds now, both directions. */
-  held(): number {
-    return this.up.held() + this.down.held()
   }
 
   /** Gives back every borrowed buffer; call once both sockets have closed. Idempotent. */

@@ -85,7 +85,7 @@ export class StatsReporter extends Context.Service<StatsReporter, {
       counterOf(MetricNames.failovers, "connections moved to another server", () => counts.failovers)
       counterOf(MetricNames.blacklistings, "servers blacklisted after a failure", () => counts.blacklistings)
       gauge(MetricNames.relayBuffers, "buffers the relay owns (lent out or free)", () => buffers.stats().buffers)
-      gauge(MetricNames.relayBuffersInUse, "relay buffers holding bytes not yet written", () => buffers.inUse)
+      gauge(MetricNames.relayBuffersInUse, "relay buffers holding bytes not yet written", () => buffers.stats().inUse)
       gauge(MetricNames.relayBufferBytes, "bytes of all relay buffers", () => buffers.stats().bytes)
       const servers = pool.emergency === undefined ? pool.backends : [...pool.backends, pool.emergency]
       for (const b of servers) {

@@ -18,9 +18,9 @@ import * as TestLayers from "../../layers/Test.ts"
 import * as Address from "../../src/domain/Address.ts"
 import * as ServerSpec from "../../src/domain/ServerSpec.ts"
 import { Listener } from "../../src/services/Listener.ts"
-import { StatsReporter, type StatsSnapshot } from "../../src/services/StatsReporter.ts"
 import * as Backend from "../utils/Backend.ts"
 import * as Poll from "../utils/Poll.ts"
+import * as Stats from "../utils/Stats.ts"
 
 const int = (minimum: number, maximum: number) => Schema.Int.check(Schema.isBetween({ minimum, maximum }))
 
@@ -130,18 +130,11 @@ const oneConnectionServer = (pauses?: ReadonlyArray<Pause>) =>
   })
 
 /** Polls (bounded) until nib has finished with every connection and the relay has given back every buffer. */
-const whenOver = Effect.gen(function*() {
-  const stats = yield* StatsReporter
-  const run = Effect.runSyncWith(yield* Effect.context<never>())
-  const read = (): StatsSnapshot => run(stats.snapshot)
-  const over = yield* Poll.waitUntil(() => {
-    const s = read()
-    return s.accepted > 0 && s.active === 0 && s.buffers.inUse === 0
-  }, 10_000)
-  const s = read()
-  assert.isTrue(over, `the connection never ended, or buffers are still lent out: ${JSON.stringify(s)}`)
-  return s
-})
+const whenOver = Stats.waitFor(
+  (s) => s.accepted > 0 && s.active === 0 && s.buffers.inUse === 0,
+  "the connection never ended, or buffers are still lent out",
+  10_000
+)
 
 const Sizes = Schema.Array(int(1, 200_000)).check(Schema.isMaxLength(10))
 const Pauses = Schema.Array(Schema.Struct({ at: int(0, 1_200_000), ms: int(1, 30) })).check(Schema.isMaxLength(3))
@@ -212,13 +205,12 @@ describe("Relay", () => {
           }
           const sending = send()
           // The server fills nib and the kernel's buffers, then stays blocked while the client does not read.
-          const stats = yield* StatsReporter
-          const run = Effect.runSyncWith(yield* Effect.context<never>())
+          const read = yield* Stats.reader
           let peak = 0
           let quiet = 0
           let lastReceived = -1
           const blocked = yield* Poll.waitUntil(() => {
-            const s = run(stats.snapshot)
+            const s = read()
             peak = Math.max(peak, s.buffers.inUse)
             const moved = s.servers[0]!.bytesReceived
             quiet = moved === lastReceived ? quiet + 1 : 0
@@ -229,7 +221,7 @@ describe("Relay", () => {
           assert.isBelow(lastReceived, blocks * MiB, "nib did not read the whole download ahead of the client")
           // Back-pressure: a couple of buffers per direction, not the 200 MiB the server tried to send.
           assert.isAtMost(peak, 4, `pooled buffers lent out while the client did not read (peak ${peak})`)
-          assert.isAtMost(run(stats.snapshot).buffers.buffers, 8, "buffers the pool owns")
+          assert.isAtMost(read().buffers.buffers, 8, "buffers the pool owns")
 
           client.socket.resume()
           yield* Effect.promise(() => sending)
@@ -257,10 +249,7 @@ describe("Relay", () => {
         assert.isTrue(yield* Poll.waitUntil(() => upstream.received === 18))
         upstream.socket.write("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
         assert.isTrue(yield* Poll.waitUntil(() => client.received === 38))
-        const stats = yield* StatsReporter
-        const run = Effect.runSyncWith(yield* Effect.context<never>())
-        assert.isTrue(yield* Poll.waitUntil(() => run(stats.snapshot).buffers.inUse === 0), "buffers held while idle")
-        const s = run(stats.snapshot)
+        const s = yield* Stats.waitFor((s) => s.buffers.inUse === 0, "buffers held while idle")
         assert.strictEqual(s.active, 1, "the connection is still open")
         assert.strictEqual(s.servers[0]!.bytesSent, 18)
         assert.strictEqual(s.servers[0]!.bytesReceived, 38)

@@ -8,10 +8,11 @@ import * as ServerSpec from "../../src/domain/ServerSpec.ts"
 import { ClientTable } from "../../src/services/ClientTable.ts"
 import { Listener } from "../../src/services/Listener.ts"
 import { ServerPool } from "../../src/services/ServerPool.ts"
-import { StatsReporter, type StatsSnapshot } from "../../src/services/StatsReporter.ts"
+import { StatsReporter } from "../../src/services/StatsReporter.ts"
 import * as Backend from "../utils/Backend.ts"
 import * as Client from "../utils/Client.ts"
 import * as Poll from "../utils/Poll.ts"
+import * as Stats from "../utils/Stats.ts"
 
 // Real sockets on 127.0.0.1, port 0 only; every wait is bounded and nothing asserts how long anything took.
 
@@ -340,15 +341,10 @@ const throughNib = <A, E, R>(body: (relayed: Relayed) => Effect.Effect<A, E, R>)
  * 0. Returns the stats then, after checking that the pool's own snapshot agrees with them.
  */
 const statsWhenOver = Effect.gen(function*() {
-  const stats = yield* StatsReporter
-  const run = Effect.runSyncWith(yield* Effect.context<never>())
-  const read = (): StatsSnapshot => run(stats.snapshot)
-  const over = yield* Poll.waitUntil(() => {
-    const s = read()
-    return s.accepted > 0 && s.active === 0 && s.servers.every((b) => b.connections === 0)
-  })
-  const s = read()
-  assert.isTrue(over, `the connection never ended in nib: ${JSON.stringify(s)}`)
+  const s = yield* Stats.waitFor(
+    (s) => s.accepted > 0 && s.active === 0 && s.servers.every((b) => b.connections === 0),
+    "the connection never ended in nib"
+  )
   const pool = yield* (yield* ServerPool).snapshot
   assert.deepStrictEqual(pool.servers, s.servers)
   return s
