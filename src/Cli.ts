@@ -35,7 +35,6 @@ const WITHOUT_VALUE = new Set("DHNPQWXUadfhnrsZR".split(""))
 
 /** pen flags a later version of nib implements; until then they are refused with these words. */
 const NOT_YET: Record<string, string> = {
-  B: "-B (abuse server)",
   H: "-H (X-Forwarded-For)",
   U: "-U (UDP mode)",
   E: "-E (TLS termination)",
@@ -116,6 +115,12 @@ const flags = {
   blacklist: Flag.Int("b").pipe(Flag.withDescription(describe("blacklistSeconds")), Flag.withDefault(30)),
   clients: Flag.Int("c").pipe(Flag.withDescription(describe("clientsMax")), Flag.withDefault(2048)),
   emergency: Flag.String("e").pipe(Flag.withDescription(describe("emergency")), Flag.optional),
+  abuse: Flag.String("B").pipe(Flag.withDescription(describe("abuse")), Flag.optional),
+  udp: Flag.Boolean("U").pipe(Flag.withDescription(describe("udp")), Flag.withDefault(false)),
+  udpIdle: Flag.Finite("udp-idle-timeout").pipe(
+    Flag.withDescription(describe("udpIdleSeconds")),
+    Flag.withDefault(Config.defaults.udpIdleSeconds)
+  ),
   foreground: Flag.Boolean("f").pipe(Flag.withDescription(describe("foreground")), Flag.withDefault(false)),
   hash: Flag.Boolean("h").pipe(Flag.withDescription(describe("hash")), Flag.withDefault(false)),
   roundrobin: Flag.Boolean("r").pipe(Flag.withDescription(describe("roundrobin")), Flag.withDefault(false)),
@@ -179,6 +184,12 @@ export const toSettings = (parsed: Parsed, services: Address.ServiceNames) =>
       if (Result.isFailure(spec)) return yield* usageError(`-e '${parsed.emergency.value}': ${spec.failure}`)
       emergency = spec.success
     }
+    let abuse: ServerSpec.ServerSpec | undefined
+    if (Option.isSome(parsed.abuse)) {
+      const spec = ServerSpec.parse(parsed.abuse.value, defaultPort, services)
+      if (Result.isFailure(spec)) return yield* usageError(`-B '${parsed.abuse.value}': ${spec.failure}`)
+      abuse = spec.success
+    }
     let control: { endpoint: Address.Endpoint; text: string } | undefined
     if (Option.isSome(parsed.control)) {
       const text = parsed.control.value
@@ -198,6 +209,9 @@ export const toSettings = (parsed: Parsed, services: Address.ServiceNames) =>
       listen: listen.success,
       servers,
       emergency,
+      abuse,
+      udp: parsed.udp,
+      udpIdleSeconds: parsed.udpIdle,
       blacklistSeconds: parsed.blacklist,
       clientsMax: parsed.clients,
       connectTimeoutSeconds: parsed.timeout,

@@ -34,6 +34,9 @@ export const descriptions = {
   listen: "listen address ([host:]port, [v6]:port or a socket path)",
   servers: "the servers, in index order",
   emergency: "-e: emergency server of last resort",
+  abuse: "-B: abuse server, for clients that client_acl denies",
+  udp: "-U: UDP mode (each client address:port is a session)",
+  udpIdleSeconds: "--udp-idle-timeout: seconds an idle UDP session is kept (idle_timeout overrides)",
   blacklistSeconds: "-b: seconds a failed server is blacklisted",
   clientsMax: "-c: slots of the sticky client table",
   connectTimeoutSeconds: "-t: seconds to wait for a server to accept",
@@ -65,6 +68,9 @@ export const Settings = Schema.Struct({
   listen: ListenEndpoint.annotate({ description: descriptions.listen }),
   servers: Schema.Array(ServerSpec).annotate({ description: descriptions.servers }),
   emergency: Schema.UndefinedOr(ServerSpec).annotate({ description: descriptions.emergency }),
+  abuse: Schema.UndefinedOr(ServerSpec).annotate({ description: descriptions.abuse }),
+  udp: Schema.Boolean.annotate({ description: descriptions.udp }),
+  udpIdleSeconds: Schema.Finite.check(Schema.isGreaterThan(0)).annotate({ description: descriptions.udpIdleSeconds }),
   blacklistSeconds: Count.annotate({ description: descriptions.blacklistSeconds }),
   clientsMax: AtLeastOne.annotate({ description: descriptions.clientsMax }),
   connectTimeoutSeconds: Schema.Finite.check(Schema.isGreaterThan(0)).annotate({
@@ -99,6 +105,9 @@ export type Settings = typeof Settings.Type
 /** pen's defaults for everything but the listen address and servers. @category constants */
 export const defaults = {
   emergency: undefined,
+  abuse: undefined,
+  udp: false,
+  udpIdleSeconds: 60,
   blacklistSeconds: 30,
   clientsMax: 2048,
   connectTimeoutSeconds: 3,
@@ -135,7 +144,7 @@ const label = (path: ReadonlyArray<PropertyKey | { readonly key: PropertyKey }> 
   const keys = (path ?? []).map((p) => String(typeof p === "object" ? p.key : p))
   const text = keys.length > 0 ? descriptions[keys[0] as keyof typeof descriptions] : undefined
   if (text === undefined) return keys.join(".") || "settings"
-  const match = /^(-\w|\w+): (.*)$/.exec(text)
+  const match = /^(--[\w-]+|-\w|\w+): (.*)$/.exec(text)
   const name = match === null ? `${keys[0]} (${text})` : `${match[1]} (${match[2]})`
   return keys.length > 1 ? `${name} at ${keys.slice(1).join(".")}` : name
 }

@@ -19,7 +19,7 @@ import { ClientTable, UNIX_CLIENT } from "../services/ClientTable.ts"
 import { HealthChecker } from "../services/HealthChecker.ts"
 import { RelayBuffers } from "../services/RelayBuffers.ts"
 import { RequestLog } from "../services/RequestLog.ts"
-import { addressText, EMERGENCY_SERVER, ServerPool } from "../services/ServerPool.ts"
+import { ABUSE_SERVER, addressText, EMERGENCY_SERVER, ServerPool } from "../services/ServerPool.ts"
 import { StatsReporter } from "../services/StatsReporter.ts"
 
 /** The TCP proxy service: what the Listener runs for each accepted connection. @category services */
@@ -222,9 +222,14 @@ class Session implements Socket.Dialing, Tap {
     // A TCP client with no peer address reset its connection while it waited (-x): nothing to serve.
     if (peer === undefined && !env.unixListener) return this.finish()
     const ip = (this.peer = peer ?? UNIX_CLIENT)
-    // client_acl: a denied client is closed unread. (pen sends it to the -B abuse server, or, without one, by a bug,
-    // to the emergency server.)
+    // client_acl: a denied client goes to the -B abuse server, with no failover; without one it is closed unread.
+    // (pen, by a bug, sends it to the emergency server when there is no abuse server.)
     if (!env.acls.admitsClientUnsafe(peer)) {
+      if (env.pool.abuse !== undefined) {
+        this.entry = env.clients.visitUnsafe(ip)
+        this.initial = ABUSE_SERVER
+        if (this.tryServer(ABUSE_SERVER)) return
+      }
       env.stats.addUnsafe("refused", 1)
       return this.finish()
     }
@@ -238,12 +243,17 @@ class Session implements Socket.Dialing, Tap {
   private tryServer(index: number): boolean {
     const { env, entry } = this
     if (index === Selection.NO_SERVER || !env.pool.admitsUnsafe(index, entry!.server === index)) return false
-    // `server N acl A`: the server takes only clients its list lets in.
-    if (!env.acls.admitsUnsafe(env.pool.backendUnsafe(index)!.acl, this.client.remoteAddress)) return false
+    // `server N acl A`: the server takes only clients its list lets in (the abuse server takes the denied ones).
+    if (
+      index !== ABUSE_SERVER && !env.acls.admitsUnsafe(env.pool.backendUnsafe(index)!.acl, this.client.remoteAddress)
+    ) {
+      return false
+    }
     env.pool.acquireUnsafe(index)
     this.server = index
-    // The client is pinned as soon as the attempt starts, as pen does; a failover re-pins it.
-    entry!.server = index === EMERGENCY_SERVER ? Selection.NO_SERVER : index
+    // The client is pinned as soon as the attempt starts, as pen does; a failover re-pins it. The emergency and abuse
+    // servers never pin.
+    entry!.server = index >= 0 ? index : Selection.NO_SERVER
     const upstream = (this.upstream = Socket.connect(env.pool.dialTarget(index)))
     ;(upstream as Owned)[kSession] = this
     upstream.on("error", onUpstreamError)
@@ -259,7 +269,7 @@ class Session implements Socket.Dialing, Tap {
    */
   private failover(failed: number): void {
     const { env } = this
-    if (!env.pool.policy.stubborn && failed !== EMERGENCY_SERVER) {
+    if (!env.pool.policy.stubborn && failed >= 0) {
       const tried = (this.tried ??= new Set([this.initial]))
       tried.add(failed)
       for (const s of Selection.failoverOrder(failed, this.initial, env.pool.backends.length)) {

@@ -17,6 +17,9 @@ import * as Socket from "../net/Socket.ts"
 /** Index of the emergency server (`-e`), which never takes part in selection. @category constants */
 export const EMERGENCY_SERVER = -2
 
+/** Index of the abuse server (`-B`), where clients that `client_acl` denies go. @category constants */
+export const ABUSE_SERVER = -3
+
 /** A server that does not exist, or a name that does not resolve. @category errors */
 export class ServerPoolError extends Schema.TaggedError<ServerPoolError>()("ServerPoolError", {
   message: Schema.String
@@ -49,6 +52,7 @@ export interface PoolSnapshot {
 export interface PoolOptions {
   readonly servers: ReadonlyArray<ServerSpec.ServerSpec>
   readonly emergency?: ServerSpec.ServerSpec | undefined
+  readonly abuse?: ServerSpec.ServerSpec | undefined
   readonly policy?: Partial<Selection.Policy> | undefined
 }
 
@@ -68,6 +72,8 @@ export class ServerPool extends Context.Service<ServerPool, {
   readonly backends: ReadonlyArray<Backend.Backend>
   /** The emergency server, if any. */
   readonly emergency: Backend.Backend | undefined
+  /** The abuse server (`-B`), if any. */
+  readonly abuse: Backend.Backend | undefined
   /** The selection flags now (the control port switches them). */
   readonly policy: Selection.Policy
   /** Switches a selection flag (`roundrobin`, `no hash`, ...). */
@@ -80,7 +86,10 @@ export class ServerPool extends Context.Service<ServerPool, {
   readonly configure: (index: number, changes: ReadonlyArray<ServerChange>) => Effect.Effect<void, ServerPoolError>
   /** The server (by index) a new connection tries first, given the client's sticky server. */
   readonly chooseUnsafe: (stickyServer: number, ip: string, port: number) => number
-  /** Server `index`, or the emergency server for {@link EMERGENCY_SERVER}; undefined when there is none. */
+  /**
+   * Server `index`, the emergency server for {@link EMERGENCY_SERVER}, the abuse server for {@link ABUSE_SERVER};
+   * undefined when there is none.
+   */
   readonly backendUnsafe: (index: number) => Backend.Backend | undefined
   /** Whether server `index` (or {@link EMERGENCY_SERVER}) takes a connection now. */
   readonly admitsUnsafe: (index: number, sticky: boolean) => boolean
@@ -108,9 +117,11 @@ export class ServerPool extends Context.Service<ServerPool, {
       const config = yield* LbConfig
       const servers = yield* Effect.forEach(config.servers, resolveSpec)
       const emergency = config.emergency === undefined ? undefined : yield* resolveSpec(config.emergency)
+      const abuse = config.abuse === undefined ? undefined : yield* resolveSpec(config.abuse)
       return yield* ServerPool.make({
         servers,
         emergency,
+        abuse,
         policy: {
           roundrobin: config.roundrobin,
           hash: config.hash,
@@ -180,11 +191,14 @@ const makeWith = (options: PoolOptions, clock: Clock.Clock): ServerPool["Service
   const emergency = options.emergency === undefined ? undefined : Backend.make(EMERGENCY_SERVER, options.emergency)
   const targets = backends.map((b) => Socket.dialTarget(b.spec.endpoint))
   const emergencyTarget = emergency === undefined ? undefined : Socket.dialTarget(emergency.spec.endpoint)
+  const abuse = options.abuse === undefined ? undefined : Backend.make(ABUSE_SERVER, options.abuse)
+  const abuseTarget = abuse === undefined ? undefined : Socket.dialTarget(abuse.spec.endpoint)
   const cursor = Selection.cursor()
   const policy: { -readonly [K in PolicyFlag]: boolean } = { ...defaultPolicy, ...options.policy }
   let current = -1
 
-  const get = (index: number): Backend.Backend | undefined => index === EMERGENCY_SERVER ? emergency : backends[index]
+  const get = (index: number): Backend.Backend | undefined =>
+    index >= 0 ? backends[index] : index === EMERGENCY_SERVER ? emergency : index === ABUSE_SERVER ? abuse : undefined
 
   const blacklistUnsafe = (index: number, seconds: number) => {
     const b = get(index)
@@ -250,6 +264,7 @@ const makeWith = (options: PoolOptions, clock: Clock.Clock): ServerPool["Service
   return ServerPool.of({
     backends,
     emergency,
+    abuse,
     policy,
     setFlag: (flag, on) =>
       Effect.sync(() => {
@@ -275,7 +290,7 @@ const makeWith = (options: PoolOptions, clock: Clock.Clock): ServerPool["Service
       get(index)!.connections--
     },
     blacklistUnsafe,
-    dialTarget: (index) => index === EMERGENCY_SERVER ? emergencyTarget! : targets[index]!,
+    dialTarget: (index) => index >= 0 ? targets[index]! : index === EMERGENCY_SERVER ? emergencyTarget! : abuseTarget!,
     blacklist: (index, seconds) =>
       get(index) === undefined
         ? Effect.fail(new ServerPoolError({ message: `no server ${index}` }))

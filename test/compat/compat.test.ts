@@ -38,7 +38,9 @@ describe("the scenarios", () => {
     assert.strictEqual(new Set(scenarios.map((s) => s.name)).size, scenarios.length)
     for (const s of scenarios) {
       assert.isTrue((s.expect === undefined) !== (s.penBug === undefined), `${s.name}: expect xor penBug`)
-      const names = [...s.servers, ...(s.emergency ? [s.emergency] : [])].map((server) => server.name)
+      const names = [...s.servers, ...(s.emergency ? [s.emergency] : []), ...(s.abuse ? [s.abuse] : [])].map((server) =>
+        server.name
+      )
       assert.strictEqual(new Set(names).size, names.length, `${s.name}: server names`)
       for (const step of s.steps) {
         if ("from" in step) assert.isTrue(step.from >= 2 && step.from <= 250, `${s.name}: from ${step.from}`)

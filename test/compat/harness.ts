@@ -157,7 +157,11 @@ export const run = (scenario: Scenario, which: Which, pen?: string) =>
     const ports = new Map<string, number>()
     const live = new Map<string, Backend.Backend>()
     const late = new Map<string, LateReplier>()
-    const defs: Array<ServerDef> = [...scenario.servers, ...(scenario.emergency ? [scenario.emergency] : [])]
+    const defs: Array<ServerDef> = [
+      ...scenario.servers,
+      ...(scenario.emergency ? [scenario.emergency] : []),
+      ...(scenario.abuse ? [scenario.abuse] : [])
+    ]
     for (const def of defs) {
       switch (def.kind) {
         case "identity": {
@@ -201,7 +205,8 @@ export const run = (scenario: Scenario, which: Which, pen?: string) =>
     const flags = [
       ...(which === "pen" ? scenario.penOnlyArgs ?? [] : []),
       ...scenario.args,
-      ...(scenario.emergency ? ["-e", spec(scenario.emergency)] : [])
+      ...(scenario.emergency ? ["-e", spec(scenario.emergency)] : []),
+      ...(scenario.abuse ? ["-B", spec(scenario.abuse)] : [])
     ]
     const specs = scenario.servers.map(spec)
     const balancer = yield* startBalancer(which, pen, flags, specs)

@@ -108,6 +108,8 @@ export interface Scenario {
   readonly servers: ReadonlyArray<ServerDef>
   /** `-e`: the emergency server, an identity backend. */
   readonly emergency?: ServerDef
+  /** `-B`: the abuse server, an identity backend. */
+  readonly abuse?: ServerDef
   /** Flags given to both balancers, before the listen address (`-f` and `-e` are added by the harness). */
   readonly args: ReadonlyArray<string>
   /** Flags given to pen only: `-P` where pen's epoll build misbehaves (reference 4.14: refused connects). */
@@ -340,6 +342,16 @@ export const scenarios: ReadonlyArray<Scenario> = [
     expect: ["a", "e", "e", "a", "a"]
   },
   {
+    name: "abuse server (-B): a client that client_acl denies goes there; the others are served as usual",
+    ref: "4.11, 12",
+    servers: [identity("a"), identity("b")],
+    abuse: identity("x"),
+    args: ["-O", "acl 1 permit 127.0.0.2", "-O", "acl 1 permit 127.0.0.4", "-O", "client_acl 1"],
+    // 3 is denied (no match: the opposite of the last entry), 2 and 4 are served and pinned; 3 again goes to abuse.
+    steps: connects([2, 3, 4, 3, 2]),
+    expect: ["b", "x", "a", "x", "b"]
+  },
+  {
     name: "stubborn (-s): a sticky client whose server is down is closed, not failed over",
     ref: "4.9",
     servers: [identity("a"), identity("b")],
@@ -408,6 +420,20 @@ export const scenarios: ReadonlyArray<Scenario> = [
       why: "pen 0.34.1 on epoll closes a connection on EPOLLHUP without reading what is pending, so a reply that " +
         "arrives with the server's FIN after the client's half-close is lost (reference 5.4). The balancer is " +
         "frozen while the server replies to make that timing certain; unfrozen pen, it happens by chance (3 of 5)."
+    }
+  },
+  {
+    name: "pen bug: without -B, a client that client_acl denies reaches the emergency server",
+    ref: "4.11, 16.9",
+    servers: [identity("a"), identity("b")],
+    emergency: identity("e"),
+    args: ["-O", "acl 1 permit 127.0.0.2", "-O", "client_acl 1"],
+    steps: connects([3, 2]),
+    penBug: {
+      pen: ["e", "b"],
+      nib: ["closed", "b"],
+      why: "pen's initial_server returns the abuse server for a denied client, and with no -B that is 'no server', " +
+        "so the failover scan ends at the emergency server: a client the ACL denies is served after all. nib closes it."
     }
   },
   {
