@@ -4,6 +4,7 @@
  */
 import { Layer } from "effect"
 import { TcpProxy } from "../src/proxy/TcpProxy.ts"
+import { UdpProxy } from "../src/proxy/UdpProxy.ts"
 import { Acls } from "../src/services/Acls.ts"
 import { ClientTable } from "../src/services/ClientTable.ts"
 import { Control } from "../src/services/Control.ts"
@@ -23,7 +24,7 @@ export const makeApp = <E, R>(pool: Layer.Layer<ServerPool, E, R>) => {
   const core = Layer.mergeAll(ClientTable.layer, HealthChecker.layer, RequestLog.layer, Acls.layer).pipe(
     Layer.provideMerge(stats)
   )
-  const proxy = TcpProxy.layer.pipe(Layer.provideMerge(core))
+  const proxy = Layer.merge(TcpProxy.layer, UdpProxy.layer).pipe(Layer.provideMerge(core))
   const listener = Listener.layer.pipe(Layer.provideMerge(proxy))
   const status = Status.layer.pipe(Layer.provideMerge(listener))
   const control = Control.layer.pipe(Layer.provideMerge(status))
@@ -31,7 +32,7 @@ export const makeApp = <E, R>(pool: Layer.Layer<ServerPool, E, R>) => {
 }
 
 /**
- * The whole balancer: Listener, ServerPool, ClientTable, HealthChecker, StatsReporter, TcpProxy, RelayBuffers,
+ * The whole balancer: Listener, ServerPool, ClientTable, HealthChecker, StatsReporter, TcpProxy, UdpProxy, RelayBuffers,
  * RequestLog, Status, Control, the control port and pen's signals (HUP, USR1), needing `LbConfig`.
  */
 export const AppLive = makeApp(ServerPool.layer)

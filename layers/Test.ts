@@ -4,6 +4,7 @@
 import { Layer } from "effect"
 import { LbConfig, type Settings } from "../src/Config.ts"
 import { TcpProxy } from "../src/proxy/TcpProxy.ts"
+import { UdpProxy } from "../src/proxy/UdpProxy.ts"
 import { Acls } from "../src/services/Acls.ts"
 import { ClientTable } from "../src/services/ClientTable.ts"
 import { HealthChecker } from "../src/services/HealthChecker.ts"
@@ -34,7 +35,7 @@ export const makeAppNoHealth = (settings: Partial<Settings> & Pick<Settings, "li
     Layer.provideMerge(ServerPool.layer)
   )
   return Listener.layer.pipe(
-    Layer.provide(TcpProxy.layer.pipe(Layer.provide(core))),
+    Layer.provide(Layer.merge(TcpProxy.layer, UdpProxy.layer).pipe(Layer.provide(core))),
     Layer.provideMerge(core),
     Layer.provideMerge(LbConfig.layer(settings))
   )

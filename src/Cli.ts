@@ -36,7 +36,6 @@ const WITHOUT_VALUE = new Set("DHNPQWXUadfhnrsZR".split(""))
 /** pen flags a later version of nib implements; until then they are refused with these words. */
 const NOT_YET: Record<string, string> = {
   H: "-H (X-Forwarded-For)",
-  U: "-U (UDP mode)",
   E: "-E (TLS termination)",
   K: "-K (TLS key)",
   G: "-G (TLS CA file)",
@@ -171,11 +170,17 @@ export const toSettings = (parsed: Parsed, services: Address.ServiceNames) =>
     if (parsed.servers.length === 0 && Option.isNone(parsed.configFile)) {
       return yield* usageError("no server given: nib [options] [host:]port h1 [h2 ...]")
     }
+    if (parsed.udp && listen.success._tag === "Unix") {
+      return yield* usageError(`listen address '${parsed.listen.value}': UDP mode (-U) listens on a [host:]port`)
+    }
     const defaultPort = listen.success._tag === "Tcp" ? listen.success.port : undefined
     const servers: Array<ServerSpec.ServerSpec> = []
     for (const text of parsed.servers) {
       const spec = ServerSpec.parse(text, defaultPort, services)
       if (Result.isFailure(spec)) return yield* usageError(`server '${text}': ${spec.failure}`)
+      if (parsed.udp && spec.success.endpoint._tag === "Unix") {
+        return yield* usageError(`server '${text}': UDP mode (-U) cannot send datagrams to a Unix socket`)
+      }
       servers.push(spec.success)
     }
     let emergency: ServerSpec.ServerSpec | undefined

@@ -87,7 +87,6 @@ describe("Cli.normalizeArgv", () => {
 
   it("flags nib does not implement yet are refused by name", () => {
     const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
-      [["-U"], "-U"],
       [["-H"], "-H"],
       [["-rH"], "-H"],
       [["-E", "cert.pem"], "-E"]

@@ -21,6 +21,7 @@ import { RelayBuffers } from "../services/RelayBuffers.ts"
 import { RequestLog } from "../services/RequestLog.ts"
 import { ABUSE_SERVER, addressText, EMERGENCY_SERVER, ServerPool } from "../services/ServerPool.ts"
 import { StatsReporter } from "../services/StatsReporter.ts"
+import { type ConnectionInfo, Slots, type Slotted } from "./Slots.ts"
 
 /** The TCP proxy service: what the Listener runs for each accepted connection. @category services */
 export class TcpProxy extends Context.Service<TcpProxy, {
@@ -93,60 +94,11 @@ interface Env {
   readonly unixListener: boolean
 }
 
-/** One live connection as pen's `connection N` and status page show it. @category models */
-export interface ConnectionInfo {
-  readonly slot: number
-  /** pen's state bits: 1 while the server is being dialed, 2 once relaying. */
-  readonly state: 1 | 2
-  /** The client's and the server's socket descriptors (-1 when there is none). */
-  readonly downfd: number
-  readonly upfd: number
-  /** Bytes queued towards the client and towards the server. */
-  readonly pendingDown: number
-  readonly pendingUp: number
-  readonly client: string
-  readonly server: number
-}
+export type { ConnectionInfo }
 
 const fdOf = (socket: Socket.Socket | undefined): number => {
   const handle = (socket as { _handle?: { fd?: number } } | undefined)?._handle
   return typeof handle?.fd === "number" ? handle.fd : -1
-}
-
-/**
- * The connection table: each live session holds a slot number, as pen's connections do, so that `close N`,
- * `connection N` and the status page can name it. Taking and freeing a slot is O(1) (a free list: the slot freed last
- * is taken first; pen scans for a free slot from the last one it used).
- */
-class Slots {
-  private readonly sessions: Array<Session | undefined> = []
-  private readonly free: Array<number> = []
-
-  take(session: Session): number {
-    const slot = this.free.pop()
-    if (slot !== undefined) {
-      this.sessions[slot] = session
-      return slot
-    }
-    return this.sessions.push(session) - 1
-  }
-
-  release(slot: number): void {
-    this.sessions[slot] = undefined
-    this.free.push(slot)
-  }
-
-  get(slot: number): Session | undefined {
-    return this.sessions[slot]
-  }
-
-  list(): Array<ConnectionInfo> {
-    const out: Array<ConnectionInfo> = []
-    this.sessions.forEach((session, slot) => {
-      if (session !== undefined) out.push(session.info(slot))
-    })
-    return out
-  }
 }
 
 const DONE = Effect.void
@@ -181,7 +133,7 @@ function onUpstreamClose(this: Socket.Socket) {
  * common path adds no listener it later removes, allocates no closure and starts no timer of its own. Every end goes
  * through `finish`, once.
  */
-class Session implements Socket.Dialing, Tap {
+class Session implements Socket.Dialing, Tap, Slotted {
   private entry: ClientEntry | undefined
   private initial = Selection.NO_SERVER
   private server = Selection.NO_SERVER
@@ -269,7 +221,8 @@ class Session implements Socket.Dialing, Tap {
    */
   private failover(failed: number): void {
     const { env } = this
-    if (!env.pool.policy.stubborn && failed >= 0) {
+    // The emergency and abuse servers have no failover; a failed first choice, or none (NO_SERVER), has.
+    if (!env.pool.policy.stubborn && failed !== EMERGENCY_SERVER && failed !== ABUSE_SERVER) {
       const tried = (this.tried ??= new Set([this.initial]))
       tried.add(failed)
       for (const s of Selection.failoverOrder(failed, this.initial, env.pool.backends.length)) {

@@ -4,9 +4,10 @@
  * and `include` through `loadFile`.
  *
  * Each setting is changed through the service that owns it: the selection flags and servers in ServerPool,
- * `blacklist` in HealthChecker, `tracking` and `clients_max` in ClientTable, `timeout` and the connection table in
- * TcpProxy, `conn_max` and `listen` in Listener, the ACLs in Acls, `debug` in Verbosity, `log` in RequestLog,
- * `web_stats` in Status. Only pen's inert knobs (`idle_timeout`, `pending_max`, `tarpit_acl`) live here.
+ * `blacklist` in HealthChecker, `tracking` and `clients_max` in ClientTable, `timeout` in TcpProxy, `conn_max`,
+ * `listen`, `idle_timeout` (UDP sessions) and the connection table in Listener, the ACLs in Acls, `debug` in
+ * Verbosity, `log` in RequestLog, `web_stats` in Status. Only pen's inert knobs (`pending_max`, `tarpit_acl`) live
+ * here.
  */
 import { Context, Deferred, Effect, Layer, Result } from "effect"
 import * as Fs from "node:fs"
@@ -70,7 +71,6 @@ export class Control extends Context.Service<Control, {
       const access = yield* Acls
       const acls = access.table
       const knobs = {
-        idle_timeout: 0,
         pending_max: 100,
         tarpit_acl: -1
       }
@@ -94,7 +94,7 @@ export class Control extends Context.Service<Control, {
           case "debug":
             return Effect.succeed(line(verbosity.debug))
           case "idle_timeout":
-            return Effect.succeed(`Idle timeout: ${knobs.idle_timeout} seconds\n`)
+            return Effect.map(listener.idleTimeoutSeconds, (seconds) => `Idle timeout: ${seconds} seconds\n`)
           case "pending_max":
             return Effect.succeed("")
           case "tarpit_acl":
@@ -127,9 +127,12 @@ export class Control extends Context.Service<Control, {
           case "debug":
             return set(() => (verbosity.debug = value))
           case "idle_timeout":
-            return value > 0
-              ? refuse("idle_timeout: closing idle connections is not supported yet")
-              : set(() => (knobs.idle_timeout = 0))
+            // In UDP mode it is the sessions' idle timeout (0: never); nib does not close idle TCP connections.
+            return listener.udp
+              ? taken(listener.setIdleTimeoutSeconds(value))
+              : value > 0
+              ? refuse("idle_timeout: closing idle TCP connections is not supported yet")
+              : taken(Effect.void)
           case "pending_max":
             return set(() => (knobs.pending_max = Math.max(1, value)))
           case "tarpit_acl":
@@ -216,7 +219,7 @@ export class Control extends Context.Service<Control, {
               const max = yield* listener.connectionsMax
               const n = command.connection
               if (n < 0 || n >= max) return `Connection ${n} out of range\n`
-              const c = (yield* proxy.connections).find((live) => live.slot === n)
+              const c = (yield* listener.connections).find((live) => live.slot === n)
               const clientSlot = c === undefined ? 0 : (yield* clientIndex(c.client))
               return [
                 `Connection ${n}:`,
@@ -233,10 +236,12 @@ export class Control extends Context.Service<Control, {
               const n = command.connection
               if (n < 0 || n >= max) return `Connection ${n} out of range\n`
               // pen also "closes" an unused slot (and corrupts its count); nib closes only a live connection.
-              return (yield* proxy.close(n)) ? `Forcibly closing connection ${n}\n` : `Connection ${n} is not in use\n`
+              return (yield* listener.close(n))
+                ? `Forcibly closing connection ${n}\n`
+                : `Connection ${n} is not in use\n`
             })
           case "Socket":
-            return Effect.map(proxy.connections, (connections) => {
+            return Effect.map(listener.connections, (connections) => {
               const c = connections.find((live) => live.downfd === command.fd || live.upfd === command.fd)
               return `Socket ${command.fd} belongs to connection ${c?.slot ?? -1}\n`
             })

@@ -1,12 +1,15 @@
 /**
- * Who listens: binds the listen address and runs the proxy for each connection, one fiber each, in the layer's scope.
- * Closing the scope stops accepting, closes the listener and ends every connection.
+ * Who listens: binds the listen address and runs the proxy for each connection (TCP) or session (UDP, `-U`), one
+ * fiber each, in the layer's scope. Closing the scope stops listening and ends every connection and session.
  */
 import { Context, Effect, Layer, Schema } from "effect"
 import { LbConfig } from "../Config.ts"
 import * as Address from "../domain/Address.ts"
 import * as TcpServer from "../net/TcpServer.ts"
+import * as UdpServer from "../net/UdpServer.ts"
+import type { ConnectionInfo } from "../proxy/Slots.ts"
 import { TcpProxy } from "../proxy/TcpProxy.ts"
+import { UdpProxy } from "../proxy/UdpProxy.ts"
 
 /** The listen address could not be bound. @category errors */
 export class ListenerError extends Schema.TaggedError<ListenerError>()("ListenerError", {
@@ -17,42 +20,98 @@ export class ListenerError extends Schema.TaggedError<ListenerError>()("Listener
 export class Listener extends Context.Service<Listener, {
   /** The bound address (with the real port when 0 was asked for); `listen ADDR` changes it. */
   readonly address: Address.Endpoint
+  /** Whether this is UDP mode (`-U`). */
+  readonly udp: boolean
   /** Listens on `endpoint` instead, keeping live connections (pen's `listen ADDR`); a failure changes nothing. */
   readonly rebind: (endpoint: Address.Endpoint) => Effect.Effect<Address.Endpoint, ListenerError>
-  /** Connections being served now. */
+  /** Connections (UDP sessions) being served now. */
   readonly active: Effect.Effect<number>
-  /** Connections accepted and waiting for a free slot (`-x`). */
+  /** Connections accepted and waiting for a free slot (`-x`); always 0 in UDP mode. */
   readonly waiting: Effect.Effect<number>
-  /** Live connections at which new ones wait (`-x`, the `conn_max` command). */
+  /** Live connections at which new ones wait (`-x`, the `conn_max` command); in UDP mode, live sessions. */
   readonly connectionsMax: Effect.Effect<number>
   readonly setConnectionsMax: (n: number) => Effect.Effect<void>
+  /** The live connections or sessions, by slot number (pen's connection table). */
+  readonly connections: Effect.Effect<ReadonlyArray<ConnectionInfo>>
+  /** Ends connection (or session) `slot` (pen's `close N`); false when none has that slot. */
+  readonly close: (slot: number) => Effect.Effect<boolean>
+  /** Seconds an idle UDP session is kept (pen's `idle_timeout`; 0: never); 0 in TCP mode. */
+  readonly idleTimeoutSeconds: Effect.Effect<number>
+  /** Sets it; false in TCP mode, where nib does not close idle connections. */
+  readonly setIdleTimeoutSeconds: (seconds: number) => Effect.Effect<boolean>
 }>()("nib/services/Listener") {
-  /** Binds the configured address and serves every connection through TcpProxy until the scope closes. */
-  static readonly layer: Layer.Layer<Listener, ListenerError, LbConfig | TcpProxy> = Layer.effect(
+  /** Binds the configured address and serves it through TcpProxy, or UdpProxy with `-U`, until the scope closes. */
+  static readonly layer: Layer.Layer<Listener, ListenerError, LbConfig | TcpProxy | UdpProxy> = Layer.effect(
     Listener,
     Effect.gen(function*() {
       const config = yield* LbConfig
-      const proxy = yield* TcpProxy
-      const server = yield* TcpServer.make({
-        endpoint: config.listen,
-        backlog: config.backlog,
-        maxConnections: config.connectionsMax
-      }).pipe(Effect.mapError((error) => new ListenerError({ message: error.message })))
-      yield* Effect.forkScoped(server.run(proxy.handle))
-      yield* Effect.logDebug(`listening on ${Address.format(server.address())}`).pipe(
+      const listener = config.udp ? yield* udp : yield* tcp
+      yield* Effect.logDebug(`listening on ${Address.format(listener.address)}${config.udp ? " (UDP)" : ""}`).pipe(
         Effect.annotateLogs({ service: "Listener" })
       )
-      return Listener.of({
-        get address() {
-          return server.address()
-        },
-        rebind: (endpoint) =>
-          server.rebind(endpoint).pipe(Effect.mapError((error) => new ListenerError({ message: error.message }))),
-        active: Effect.sync(server.active),
-        waiting: Effect.sync(server.waiting),
-        connectionsMax: Effect.sync(server.maxConnections),
-        setConnectionsMax: (n) => Effect.sync(() => server.setMaxConnections(n))
-      })
+      return listener
     })
   )
 }
+
+const tcp = Effect.gen(function*() {
+  const config = yield* LbConfig
+  const proxy = yield* TcpProxy
+  const server = yield* TcpServer.make({
+    endpoint: config.listen,
+    backlog: config.backlog,
+    maxConnections: config.connectionsMax
+  }).pipe(Effect.mapError((error) => new ListenerError({ message: error.message })))
+  yield* Effect.forkScoped(server.run(proxy.handle))
+  return Listener.of({
+    get address() {
+      return server.address()
+    },
+    udp: false,
+    rebind: (endpoint) =>
+      server.rebind(endpoint).pipe(Effect.mapError((error) => new ListenerError({ message: error.message }))),
+    active: Effect.sync(server.active),
+    waiting: Effect.sync(server.waiting),
+    connectionsMax: Effect.sync(server.maxConnections),
+    setConnectionsMax: (n) => Effect.sync(() => server.setMaxConnections(n)),
+    connections: proxy.connections,
+    close: proxy.close,
+    idleTimeoutSeconds: Effect.succeed(0),
+    setIdleTimeoutSeconds: () => Effect.succeed(false)
+  })
+})
+
+const udp = Effect.gen(function*() {
+  const config = yield* LbConfig
+  const proxy = yield* UdpProxy
+  const listen = config.listen
+  if (listen._tag !== "Tcp") {
+    return yield* new ListenerError({ message: `UDP mode (-U) needs a [host:]port to listen on, not ${listen.path}` })
+  }
+  const server = yield* UdpServer.make({
+    endpoint: listen,
+    maxSessions: config.connectionsMax,
+    idleSeconds: config.udpIdleSeconds
+  }).pipe(Effect.mapError((error) => new ListenerError({ message: error.message })))
+  yield* Effect.forkScoped(server.run(proxy.handle))
+  return Listener.of({
+    get address() {
+      return server.address()
+    },
+    udp: true,
+    rebind: (endpoint) =>
+      server.rebind(endpoint).pipe(Effect.mapError((error) => new ListenerError({ message: error.message }))),
+    active: Effect.sync(server.active),
+    waiting: Effect.succeed(0),
+    connectionsMax: Effect.sync(server.maxSessions),
+    setConnectionsMax: (n) => Effect.sync(() => server.setMaxSessions(n)),
+    connections: proxy.connections,
+    close: proxy.close,
+    idleTimeoutSeconds: Effect.sync(server.idleSeconds),
+    setIdleTimeoutSeconds: (seconds) =>
+      Effect.sync(() => {
+        server.setIdleSeconds(seconds)
+        return true
+      })
+  })
+})

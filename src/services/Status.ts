@@ -1,13 +1,12 @@
 /**
  * pen's status page (`-w FILE`, the `status` command, SIGUSR1), built from the live services: the servers of
- * ServerPool, the clients of ClientTable (numbered in table order) and the connections of TcpProxy (numbered by
+ * ServerPool, the clients of ClientTable (numbered in table order) and the connections of the Listener's proxy (numbered by
  * slot). The HTML and text layouts are in `domain/StatusPage.ts`.
  */
 import { Context, Effect, Layer } from "effect"
 import * as Fs from "node:fs"
 import { LbConfig } from "../Config.ts"
 import * as StatusPage from "../domain/StatusPage.ts"
-import { TcpProxy } from "../proxy/TcpProxy.ts"
 import { ClientTable } from "./ClientTable.ts"
 import { HealthChecker } from "./HealthChecker.ts"
 import { Listener } from "./Listener.ts"
@@ -31,7 +30,7 @@ export class Status extends Context.Service<Status, {
   static readonly layer: Layer.Layer<
     Status,
     never,
-    LbConfig | ServerPool.ServerPool | ClientTable | HealthChecker | TcpProxy | Listener
+    LbConfig | ServerPool.ServerPool | ClientTable | HealthChecker | Listener
   > = Layer.effect(
     Status,
     Effect.gen(function*() {
@@ -39,7 +38,6 @@ export class Status extends Context.Service<Status, {
       const pool = yield* ServerPool.ServerPool
       const clients = yield* ClientTable
       const health = yield* HealthChecker
-      const proxy = yield* TcpProxy
       const listener = yield* Listener
       let webStats = config.webStats
 
@@ -49,7 +47,7 @@ export class Status extends Context.Service<Status, {
         const { current } = yield* pool.snapshot
         const entries = yield* clients.inOrder
         const clientSlot = new Map(entries.map((e, i) => [e.address, i]))
-        const connections = yield* proxy.connections
+        const connections = yield* listener.connections
         return {
           time: StatusPage.formatLocalTime(new Date(now)),
           current,

@@ -21,12 +21,7 @@ describe("command line", () => {
     readonly message: RegExp
   }> = [
     {
-      name: "-U (a pen flag nib does not support yet)",
-      argv: (free) => Effect.succeed(["-f", "-U", "127.0.0.1:0", free]),
-      message: /-U.*is not supported yet/
-    },
-    {
-      name: "-H (another one)",
+      name: "-H (a pen flag nib does not support yet)",
       argv: (free) => Effect.succeed(["-f", "-H", "127.0.0.1:0", free]),
       message: /-H.*is not supported yet/
     },

@@ -1,0 +1,384 @@
+/**
+ * UDP mode's listener (`-U`): a bound datagram socket whose traffic is split into sessions, one per client
+ * address:port, as TCP's is into connections. A datagram from an address:port with no session opens one and is handed
+ * to the handler (one fiber per session, in `run`'s scope); later ones go straight to the session's receiver. Replies
+ * leave from the socket the session arrived on, so the client sees them come from the address it sent to.
+ *
+ * Sessions end when their handler ends them, when they have been idle (no datagram either way) for the idle timeout,
+ * or, when `maxSessions` are live and a new client arrives, the least recently active one makes room (pen's HALFDEAD
+ * recycling, in order of activity). The per-datagram path is plain code: a map lookup and a call. Node hands every
+ * datagram over in a Buffer of its own (dgram has no `onread`), which nib passes on without copying.
+ *
+ * Upstream sockets are connected (`dial`), so that an ICMP port-unreachable from a server surfaces as an
+ * `ECONNREFUSED` error on that session's socket.
+ */
+import { Context, Data, Effect, Exit, Fiber, Scope } from "effect"
+import * as Dgram from "node:dgram"
+import * as Net from "node:net"
+import * as Address from "../domain/Address.ts"
+
+/** Why the listener could not be opened. @category errors */
+export class UdpServerError extends Data.TaggedError("UdpServerError")<{
+  readonly address: string
+  readonly cause: unknown
+}> {
+  override get message(): string {
+    return `can't bind local address ${this.address}: ${this.cause instanceof Error ? this.cause.message : this.cause}`
+  }
+}
+
+/** A datagram socket. @category models */
+export type Datagram = Dgram.Socket
+
+/** What a session's handler attaches to its peer: where the client's datagrams go, and how to end it. @category models */
+export interface Receiver {
+  /** A datagram from the client (the session's activity time has been updated). */
+  readonly fromPeer: (datagram: Buffer) => void
+  /** Ends the session now (idle, evicted, listener closing); the handler then calls `peer.end()`. */
+  readonly abort: () => void
+}
+
+/** Datagrams kept for a session whose handler has not attached yet; more are dropped, as the network may. */
+const EARLY_MAX = 64
+
+/** One listen socket: the current one, or one replaced by `rebind` that lives on for the sessions it has. */
+class Home {
+  sessions = 0
+  closing = false
+  constructor(readonly socket: Datagram) {}
+}
+
+/** One client address:port: a session. @category models */
+export class Peer {
+  /** The monotonic time of the last datagram either way (`touch`). */
+  lastActive = performance.now()
+  /** Set by the handler; until then datagrams wait in `early`. */
+  private receiver: Receiver | undefined
+  private early: Array<Buffer> | undefined = []
+  /** Whether the session is over (removed from the table). */
+  ended = false
+
+  constructor(
+    private readonly server: Demux,
+    readonly home: Home,
+    readonly address: string,
+    readonly port: number
+  ) {}
+
+  /** Sends `datagram` to the client, from the listen socket it came to. */
+  reply(datagram: Buffer): void {
+    this.lastActive = performance.now()
+    this.home.socket.send(datagram, this.port, this.address)
+  }
+
+  /** The descriptor of the listen socket the session came to (listings only). */
+  fd(): number {
+    return fdOf(this.home.socket)
+  }
+
+  /** Marks activity (a reply from the server that was not relayed through `reply`). */
+  touch(): void {
+    this.lastActive = performance.now()
+  }
+
+  /** The handler takes over: datagrams that arrived before it are delivered now, in order. */
+  attach(receiver: Receiver): void {
+    const early = this.early
+    this.receiver = receiver
+    this.early = undefined
+    if (early !== undefined) { for (const datagram of early) if (!this.ended) receiver.fromPeer(datagram) }
+  }
+
+  /** Ends the session: it leaves the table, and the next datagram from this address:port opens a new one. */
+  end(): void {
+    if (this.ended) return
+    this.ended = true
+    this.receiver = undefined
+    this.early = undefined
+    this.server.remove(this)
+  }
+
+  /** @internal */
+  deliver(datagram: Buffer): void {
+    this.lastActive = performance.now()
+    const receiver = this.receiver
+    if (receiver !== undefined) receiver.fromPeer(datagram)
+    else if (this.early !== undefined && this.early.length < EARLY_MAX) this.early.push(datagram)
+  }
+
+  /** @internal Ends the session from outside (idle, evicted, closing). */
+  abort(): void {
+    const receiver = this.receiver
+    if (receiver !== undefined) receiver.abort()
+    else this.end()
+  }
+}
+
+/** The session table: address, then port, to peer. */
+class Demux {
+  readonly table = new Map<string, Map<number, Peer>>()
+  count = 0
+  constructor(private readonly onRemove: (peer: Peer) => void) {}
+
+  get(address: string, port: number): Peer | undefined {
+    return this.table.get(address)?.get(port)
+  }
+
+  add(peer: Peer): void {
+    let byPort = this.table.get(peer.address)
+    if (byPort === undefined) this.table.set(peer.address, byPort = new Map())
+    byPort.set(peer.port, peer)
+    peer.home.sessions++
+    this.count++
+  }
+
+  remove(peer: Peer): void {
+    const byPort = this.table.get(peer.address)
+    if (byPort?.get(peer.port) !== peer) return
+    byPort.delete(peer.port)
+    if (byPort.size === 0) this.table.delete(peer.address)
+    peer.home.sessions--
+    this.count--
+    this.onRemove(peer)
+  }
+
+  /** Every live peer (a copy: aborting one changes the table). */
+  all(): Array<Peer> {
+    const out: Array<Peer> = []
+    for (const byPort of this.table.values()) for (const peer of byPort.values()) out.push(peer)
+    return out
+  }
+
+  /** The least recently active peer. */
+  oldest(): Peer | undefined {
+    let oldest: Peer | undefined
+    for (const byPort of this.table.values()) {
+      for (const peer of byPort.values()) if (oldest === undefined || peer.lastActive < oldest.lastActive) oldest = peer
+    }
+    return oldest
+  }
+}
+
+/** What to bind, and the session limits. @category models */
+export interface Options {
+  readonly endpoint: Address.TcpEndpoint
+  /** Live sessions at which the least recently active one makes room for a new one (`-x`). */
+  readonly maxSessions: number
+  /** Seconds without a datagram either way after which a session ends (0: never). */
+  readonly idleSeconds: number
+}
+
+/** A bound UDP listener. @category models */
+export interface UdpServer {
+  /** The bound address, with the real port when 0 was asked for (it changes with `rebind`). */
+  readonly address: () => Address.Endpoint
+  /** Listens on `endpoint` instead; live sessions keep their socket until they end. */
+  readonly rebind: (endpoint: Address.Endpoint) => Effect.Effect<Address.Endpoint, UdpServerError>
+  /** Live sessions. */
+  readonly active: () => number
+  readonly maxSessions: () => number
+  /** Lowering it ends the least recently active sessions above the new limit. */
+  readonly setMaxSessions: (n: number) => void
+  readonly idleSeconds: () => number
+  readonly setIdleSeconds: (seconds: number) => void
+  /** The listen socket's descriptor (-1 if unknown), for pen's connection listing. */
+  readonly fd: () => number
+  /** Serves every session, one fiber each, until interrupted; interruption ends every session. */
+  readonly run: <R>(handler: (peer: Peer) => Effect.Effect<void, never, R>) => Effect.Effect<never, never, R>
+}
+
+const ignore = () => {}
+
+const socketType = (host: string): Dgram.SocketType => Net.isIPv6(host) ? "udp6" : "udp4"
+
+/** The descriptor of a datagram socket, read from Node's private handle (listings only); -1 if not found. */
+export const fdOf = (socket: Datagram | undefined): number => {
+  if (socket === undefined) return -1
+  for (const symbol of Object.getOwnPropertySymbols(socket)) {
+    const handle = (socket as unknown as Record<symbol, { handle?: { fd?: number } } | undefined>)[symbol]?.handle
+    if (typeof handle?.fd === "number") return handle.fd
+  }
+  return -1
+}
+
+/** The tick of the idle sweep: a quarter of the timeout, between 50 ms and 1 s. */
+const sweepMillis = (idleSeconds: number) => Math.min(1000, Math.max(50, (idleSeconds * 1000) / 4))
+
+/** Closes a listen socket (once its last session has ended, for a replaced one). */
+const closeHome = (h: Home) => {
+  h.closing = true
+  try {
+    h.socket.close()
+  } catch {
+    // already closed
+  }
+}
+
+const boundAddress = (h: Home) => {
+  const bound = h.socket.address()
+  return Address.tcp(bound.address, bound.port)
+}
+
+/** Binds `endpoint`; the socket, and every session, end when the scope closes. */
+export const make = (options: Options): Effect.Effect<UdpServer, UdpServerError, Scope.Scope> =>
+  Effect.gen(function*() {
+    let maxSessions = options.maxSessions
+    let idleSeconds = options.idleSeconds
+    let dispatch: ((peer: Peer) => void) | undefined
+    /** Sessions opened before `run` started (datagrams that came before the handler was attached). */
+    let waiting: Array<Peer> | undefined = []
+    const demux: Demux = new Demux((peer) => {
+      if (peer.home !== home && peer.home.sessions === 0) closeHome(peer.home)
+    })
+
+    const onMessage = (h: Home) => (datagram: Buffer, rinfo: Dgram.RemoteInfo) => {
+      let peer = demux.get(rinfo.address, rinfo.port)
+      if (peer === undefined) {
+        const run = dispatch
+        if (h.closing || (run === undefined && waiting === undefined)) return
+        while (demux.count >= maxSessions) {
+          const oldest = demux.oldest()
+          if (oldest === undefined) break
+          oldest.abort()
+          if (!oldest.ended) oldest.end()
+        }
+        peer = new Peer(demux, h, rinfo.address, rinfo.port)
+        demux.add(peer)
+        peer.deliver(datagram)
+        if (run !== undefined) run(peer)
+        else waiting!.push(peer)
+        return
+      }
+      peer.deliver(datagram)
+    }
+
+    const listen = (endpoint: Address.Endpoint) =>
+      Effect.callback<Home, UdpServerError>((resume) => {
+        if (endpoint._tag === "Unix") {
+          resume(
+            Effect.fail(new UdpServerError({ address: endpoint.path, cause: "UDP mode needs a host:port address" }))
+          )
+          return
+        }
+        const socket = Dgram.createSocket({ type: socketType(endpoint.host) })
+        const h = new Home(socket)
+        const onError = (error: Error) => {
+          socket.close()
+          resume(Effect.fail(new UdpServerError({ address: Address.format(endpoint), cause: error })))
+        }
+        socket.once("error", onError)
+        socket.bind(endpoint.port, endpoint.host, () => {
+          socket.off("error", onError)
+          // Errors on the listen socket concern one reply (a send that failed); the listener goes on.
+          socket.on("error", ignore)
+          socket.on("message", onMessage(h))
+          resume(Effect.succeed(h))
+        })
+      })
+
+    let home = yield* listen(options.endpoint)
+    let address = boundAddress(home)
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        dispatch = undefined
+        waiting = undefined
+        for (const peer of demux.all()) peer.abort()
+        closeHome(home)
+      })
+    )
+
+    const rebind = (endpoint: Address.Endpoint) =>
+      Effect.map(listen(endpoint), (next) => {
+        const previous = home
+        home = next
+        address = boundAddress(next)
+        // The old socket takes no new sessions; it closes when its last session ends.
+        previous.closing = true
+        if (previous.sessions === 0) closeHome(previous)
+        return address
+      })
+
+    const sweep = () => {
+      if (idleSeconds <= 0) return
+      const limit = performance.now() - idleSeconds * 1000
+      for (const peer of demux.all()) if (peer.lastActive <= limit) peer.abort()
+    }
+
+    const run = <R>(handler: (peer: Peer) => Effect.Effect<void, never, R>) =>
+      Effect.gen(function*() {
+        const scope = yield* Scope.make()
+        const context = Context.omit(Scope.Scope)(yield* Effect.context<R>()) as Context.Context<R>
+        const track = Fiber.runIn(scope)
+        const fork = Effect.runForkWith(context)
+        let timer: ReturnType<typeof setInterval> | undefined
+        const arm = () => {
+          if (timer !== undefined) clearInterval(timer)
+          timer = setInterval(sweep, sweepMillis(idleSeconds))
+          timer.unref()
+        }
+        rearm = arm
+        arm()
+        dispatch = (peer) => {
+          const fiber = fork(handler(peer))
+          // However the handler ends, its peer leaves the table.
+          fiber.addObserver(() => peer.end())
+          track(fiber)
+        }
+        const early = waiting ?? []
+        waiting = undefined
+        for (const peer of early) if (!peer.ended) dispatch(peer)
+        return yield* Effect.never.pipe(
+          Effect.onInterrupt(() =>
+            Effect.sync(() => {
+              dispatch = undefined
+              rearm = undefined
+              if (timer !== undefined) clearInterval(timer)
+            })
+          ),
+          Effect.ensuring(Scope.close(scope, Exit.void))
+        )
+      })
+    let rearm: (() => void) | undefined
+
+    return {
+      address: () => address,
+      rebind,
+      active: () => demux.count,
+      maxSessions: () => maxSessions,
+      setMaxSessions: (n) => {
+        maxSessions = n
+        while (demux.count > maxSessions) {
+          const oldest = demux.oldest()
+          if (oldest === undefined) break
+          oldest.abort()
+          if (!oldest.ended) oldest.end()
+        }
+      },
+      idleSeconds: () => idleSeconds,
+      setIdleSeconds: (seconds) => {
+        idleSeconds = seconds
+        rearm?.()
+      },
+      fd: () => fdOf(home.socket),
+      run
+    }
+  })
+
+/**
+ * A datagram socket for `endpoint` (an IP address), connecting: datagrams may be sent once its `connect` event has
+ * fired. Creating it can throw (out of descriptors): the caller decides whose failure that is.
+ */
+export const dial = (endpoint: Address.TcpEndpoint): Datagram => {
+  const socket = Dgram.createSocket({ type: socketType(endpoint.host) })
+  socket.connect(endpoint.port, endpoint.host)
+  return socket
+}
+
+/** Closes a datagram socket; idempotent. */
+export const close = (socket: Datagram): void => {
+  try {
+    socket.close()
+  } catch {
+    // already closed
+  }
+}
