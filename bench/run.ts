@@ -7,13 +7,16 @@
 // reported with its spread, as ratios to the plain Node proxy and to pen measured in the same run. See
 // bench/README.md.
 //
-// Scenarios: "keep-alive", "new connection", "bulk download", "bulk upload", "idle N".
+// Scenarios: "keep-alive", "new connection", "bulk download", "bulk upload", "idle N", "udp" (-U: request/response
+// datagrams of 100 bytes from 50 client sockets through the balancer to two UDP echo servers; the plain reference is
+// then bench/plain-udp-proxy.ts, and only balancers with a UDP mode take part: plain, nib, pen).
 // Environment: BENCH_REPS (3), BENCH_SECONDS (5, per wrk or upload run), BENCH_IDLE ("2000,10000"), BENCH_ONLY (a
 // comma list of balancer names; default: all of them), BENCH_SCENARIOS (a comma list of scenario names),
 // BENCH_NIB_BASE (another nib checkout, built: measured as "nib-base" beside this one, to compare two versions),
 // BENCH_NODE_FLAGS (Node flags for the Node balancers, such as --cpu-prof), BENCH_OUT (a path prefix: each balancer's
 // stdout goes to PREFIX.NAME.TIME, for --trace-gc).
 import * as ChildProcess from "node:child_process"
+import * as Dgram from "node:dgram"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Os from "node:os"
@@ -71,9 +74,10 @@ const asItsShebangRuns = (script: string): Array<string> => {
 }
 
 /** nib of the checkout `root` (built), as the benchmark runs it: `nib -f -r -x 30000 127.0.0.1:PORT servers...`. */
-const nibArgv = (root: string) => (port: number, servers: Array<string>) => [
+const nibArgv = (root: string, ...flags: Array<string>) => (port: number, servers: Array<string>) => [
   ...asItsShebangRuns(Path.join(root, "dist/src/bin.js")),
   "-f",
+  ...flags,
   "-r",
   "-x",
   "30000",
@@ -139,6 +143,30 @@ const waitForPort = async (port: number, child: ChildProcess.ChildProcess) => {
     await sleep(25)
   }
   throw new Error(`nothing listens on ${port}`)
+}
+
+const freeUdpPort = () =>
+  new Promise<number>((resolve) => {
+    const socket = Dgram.createSocket("udp4")
+    socket.bind(0, "127.0.0.1", () => {
+      const { port } = socket.address()
+      socket.close(() => resolve(port))
+    })
+  })
+
+/** Waits until a UDP socket is bound on 127.0.0.1:`port` (or on every address), from /proc/net/udp. */
+const waitForUdpPort = async (port: number, child: ChildProcess.ChildProcess) => {
+  const hex = port.toString(16).toUpperCase().padStart(4, "0")
+  for (let i = 0; i < 200; i++) {
+    if (child.exitCode !== null) throw new Error(`process exited with ${child.exitCode} before listening`)
+    const bound = Fs.readFileSync("/proc/net/udp", "utf8").split("\n").some((line) => {
+      const local = line.trim().split(/\s+/)[1]
+      return local === `0100007F:${hex}` || local === `00000000:${hex}`
+    })
+    if (bound) return
+    await sleep(25)
+  }
+  throw new Error(`nothing listens on UDP port ${port}`)
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -226,6 +254,8 @@ interface Balancer {
   readonly name: string
   readonly tool: string
   readonly argv: (port: number, servers: Array<string>) => Array<string>
+  /** How it runs in UDP mode, if it has one. */
+  readonly udp?: (port: number, servers: Array<string>) => Array<string>
 }
 
 const haproxyConfig = (port: number, servers: Array<string>) => {
@@ -257,7 +287,8 @@ const BALANCERS: Array<Balancer> = [
   {
     name: "plain",
     tool: "node",
-    argv: (port, servers) => [NODE, ...NODE_FLAGS, Path.join(ROOT, "bench/plain-proxy.ts"), String(port), ...servers]
+    argv: (port, servers) => [NODE, ...NODE_FLAGS, Path.join(ROOT, "bench/plain-proxy.ts"), String(port), ...servers],
+    udp: (port, servers) => [NODE, ...NODE_FLAGS, Path.join(ROOT, "bench/plain-udp-proxy.ts"), String(port), ...servers]
   },
   {
     // The plain proxy with every module nib loads imported (and not used): what the runtime alone costs.
@@ -273,14 +304,18 @@ const BALANCERS: Array<Balancer> = [
       ...servers
     ]
   },
-  { name: "nib", tool: "node", argv: nibArgv(ROOT) },
-  ...(process.env.BENCH_NIB_BASE === undefined
-    ? []
-    : [{ name: "nib-base", tool: "node", argv: nibArgv(Path.resolve(process.env.BENCH_NIB_BASE)) }]),
+  { name: "nib", tool: "node", argv: nibArgv(ROOT), udp: nibArgv(ROOT, "-U") },
+  ...(process.env.BENCH_NIB_BASE === undefined ? [] : [{
+    name: "nib-base",
+    tool: "node",
+    argv: nibArgv(Path.resolve(process.env.BENCH_NIB_BASE)),
+    udp: nibArgv(Path.resolve(process.env.BENCH_NIB_BASE), "-U")
+  }]),
   {
     name: "pen",
     tool: "pen",
-    argv: (port, servers) => ["pen", "-f", "-r", "-x", "30000", `127.0.0.1:${port}`, ...servers]
+    argv: (port, servers) => ["pen", "-f", "-r", "-x", "30000", `127.0.0.1:${port}`, ...servers],
+    udp: (port, servers) => ["pen", "-f", "-U", "-r", "-x", "30000", `127.0.0.1:${port}`, ...servers]
   },
   { name: "haproxy", tool: "haproxy", argv: (port, servers) => ["haproxy", "-db", "-f", haproxyConfig(port, servers)] }
 ]
@@ -297,6 +332,8 @@ interface Backends {
 
 interface Scenario {
   readonly name: string
+  /** A UDP scenario: balancers run in UDP mode (those without one sit it out). */
+  readonly udp?: boolean
   /** The backends the balancer is pointed at, started fresh for each measurement (default: two nginx). */
   readonly backends?: () => Promise<Backends>
   readonly measure: (port: number, pid: number) => Promise<Figures>
@@ -430,12 +467,50 @@ const bulkScenario = (name: string, backend: string, load: string): Scenario => 
   }
 })
 
+// UDP: request/response datagrams through the balancer's UDP mode to two echo servers (bench/udp-echo.ts), from
+// bench/udp-load.ts's client sockets, one request in flight per socket. A request is two datagrams through the
+// balancer (the request and its reply).
+const UDP_SESSIONS = 50
+const UDP_SIZE = 100
+
+const udpEchoes = async (): Promise<Backends> => {
+  const ports = [await freeUdpPort(), await freeUdpPort()]
+  const processes = ports.map((port) => spawnPinned(0, [NODE, Path.join(ROOT, "bench/udp-echo.ts"), String(port)]))
+  await Promise.all(processes.map((child, i) => waitForUdpPort(ports[i]!, child)))
+  return { servers: ports.map((p) => `127.0.0.1:${p}`), stop: () => Promise.all(processes.map(stop)) }
+}
+
+const udpScenario: Scenario = {
+  name: "udp",
+  udp: true,
+  backends: udpEchoes,
+  measure: async (port, pid) => {
+    const argv = [NODE, Path.join(ROOT, "bench/udp-load.ts"), String(port), String(SECONDS), String(UDP_SESSIONS)]
+    const before = cpuTicks(pid)
+    const out = await run([...argv, String(UDP_SIZE)])
+    const micros = (cpuTicks(pid) - before) * TICK_MICROS
+    const line = out.split("\n").find((l) => l.startsWith("{"))
+    if (line === undefined) throw new Error(`bench/udp-load.ts printed no result: ${out}`)
+    const u = JSON.parse(line) as { bodies: number; seconds: number; errors: number; cpuBusy: Array<number> }
+    const datagrams = 2 * u.bodies
+    return {
+      datagramsPerSecond: datagrams / u.seconds,
+      cpuMicrosPerDatagram: micros / datagrams,
+      peakRssMiB: memoryKiB(pid, "VmHWM") / 1024,
+      lost: u.errors,
+      cpu0Busy: u.cpuBusy[0] ?? NaN,
+      cpu1Busy: u.cpuBusy[1] ?? NaN
+    }
+  }
+}
+
 const ALL_SCENARIOS: Array<Scenario> = [
   wrkScenario("keep-alive", "/small", 50, []),
   wrkScenario("new connection", "/small", 50, ["-H", "Connection: close"]),
   bulkScenario("bulk download", "source.ts", "download.ts"),
   bulkScenario("bulk upload", "sink.ts", "upload.ts"),
-  ...IDLE.map(idleScenario)
+  ...IDLE.map(idleScenario),
+  udpScenario
 ]
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -471,6 +546,12 @@ const SHOWN: Record<string, Array<[string, string, number, "low" | "high"]>> = {
     2,
     "low"
   ]],
+  udp: [["cpuMicrosPerDatagram", "CPU µs/datagram", 2, "low"], ["datagramsPerSecond", "datagrams/s", 0, "high"], [
+    "lost",
+    "lost",
+    0,
+    "low"
+  ], ["peakRssMiB", "peak RSS MiB", 1, "low"]],
   "bulk download": BULK,
   "bulk upload": BULK,
   idle: [["kibPerConnection", "KiB/idle connection", 2, "low"], ["alive", "alive after idling", 0, "high"], [
@@ -508,11 +589,13 @@ const main = async () => {
       // The order rotates with each repetition (A B C D, B C D A, ...), so no balancer always goes first.
       const order = balancers.map((_, i) => balancers[(i + rep - 1) % balancers.length]!)
       for (const b of order) {
+        const argv = scenario.udp ? b.udp : b.argv
+        if (argv === undefined) continue
         if (!(await waitQuiet())) disturbed++
         const backend = await (scenario.backends ?? backends)()
-        const port = await freePort()
-        const child = spawnPinned(1, b.argv(port, backend.servers), balancerOutput(b.name))
-        await waitForPort(port, child)
+        const port = scenario.udp ? await freeUdpPort() : await freePort()
+        const child = spawnPinned(1, argv(port, backend.servers), balancerOutput(b.name))
+        await (scenario.udp ? waitForUdpPort : waitForPort)(port, child)
         await sleep(200)
         const figures = await scenario.measure(port, child.pid!)
         await stop(child)
