@@ -14,6 +14,29 @@ export type Socket = Net.Socket
 /** Why a dial failed: the server refused or errored, or did not accept within the timeout. @category models */
 export type DialFailure = "error" | "timeout"
 
+/**
+ * Error codes that say the balancer itself ran short, not the server: no file descriptor left for the process
+ * (`EMFILE`) or the system (`ENFILE`), no kernel buffer (`ENOBUFS`) or memory (`ENOMEM`), no local port to dial from
+ * (`EADDRNOTAVAIL`). @category constants
+ */
+export const OWN_FAILURE_CODES: ReadonlySet<string> = new Set([
+  "EMFILE",
+  "ENFILE",
+  "ENOBUFS",
+  "ENOMEM",
+  "EADDRNOTAVAIL"
+])
+
+/**
+ * Whether `error` is a failure of the balancer's own resources ({@link OWN_FAILURE_CODES}): such a failure says
+ * nothing about the server being dialed (or the peer being written to), so no server may be blamed for it, and
+ * another server would fail the same way. @category guards
+ */
+export const isOwnFailure = (error: unknown): boolean => {
+  const code = typeof error === "object" && error !== null ? (error as { readonly code?: unknown }).code : undefined
+  return typeof code === "string" && OWN_FAILURE_CODES.has(code)
+}
+
 /** Connect options computed once per server, so dialing allocates nothing else. @category models */
 export type DialTarget = Net.NetConnectOpts
 

@@ -114,6 +114,11 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
         server.once("error", onError)
         const onListening = () => {
           server.off("error", onError)
+          // Out of descriptors, accept() fails with EMFILE (or ENFILE). libuv sheds the load itself: it closes a
+          // spare descriptor it keeps for this, accepts and closes every pending connection (their clients see an
+          // EOF), and opens the spare again; Node emits nothing and the server keeps listening. Only if that fails
+          // does the server emit 'error' ("accept"), and it still listens: nothing here needs doing, and no server
+          // is blamed (test/e2e/descriptors.test.ts).
           server.on("error", ignore)
           resume(Effect.succeed(server))
         }

@@ -301,6 +301,12 @@ class Session implements Socket.Dialing, Tap, Slotted {
     this.upstream = undefined
     this.server = Selection.NO_SERVER
     this.env.pool.releaseUnsafe(index)
+    // nib ran short itself (descriptors, buffers, memory, local ports): the server is not to blame, and every other
+    // server would fail the same way, so the client is closed with no failover.
+    if (error !== undefined && Socket.isOwnFailure(error)) {
+      this.env.health.ownFailureUnsafe(error)
+      return this.finish()
+    }
     this.env.health.connectFailedUnsafe(index, failure, error)
     this.failover(index)
   }

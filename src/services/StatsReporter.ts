@@ -1,6 +1,6 @@
 /**
- * What happened: counters (connections accepted, refused, failovers, blacklistings), the live-connection gauge and
- * per-server figures, exposed as Effect `Metric`s and as a typed snapshot.
+ * What happened: counters (connections accepted, refused, failovers, blacklistings, local failures), the
+ * live-connection gauge and per-server figures, exposed as Effect `Metric`s and as a typed snapshot.
  *
  * The per-connection path only bumps plain numbers; the metrics read them when they are exported (pull-based series
  * registered with `Metric.registerUnsafe`), so observability costs nothing per connection.
@@ -18,6 +18,7 @@ export const MetricNames = {
   connectionsRefused: "nib_connections_refused_total",
   failovers: "nib_failovers_total",
   blacklistings: "nib_blacklistings_total",
+  localFailures: "nib_local_failures_total",
   serverConnections: "nib_server_connections",
   serverBytesSent: "nib_server_bytes_sent_total",
   serverBytesReceived: "nib_server_bytes_received_total",
@@ -28,7 +29,7 @@ export const MetricNames = {
 } as const
 
 /** The counters the per-connection path moves. @category models */
-export type Counter = "accepted" | "active" | "refused" | "failovers" | "blacklistings"
+export type Counter = "accepted" | "active" | "refused" | "failovers" | "blacklistings" | "localFailures"
 
 /** Counters and per-server figures at one instant. @category models */
 export interface StatsSnapshot {
@@ -38,6 +39,8 @@ export interface StatsSnapshot {
   readonly refused: number
   readonly failovers: number
   readonly blacklistings: number
+  /** Connections closed because nib itself ran short (descriptors, buffers, memory, local ports): no server blamed. */
+  readonly localFailures: number
   readonly servers: ReadonlyArray<ServerStatus>
   readonly emergency: ServerStatus | undefined
   /** The relay's buffer pool: buffers owned, lent out, and their bytes. */
@@ -84,6 +87,11 @@ export class StatsReporter extends Context.Service<StatsReporter, {
       counterOf(MetricNames.connectionsRefused, "connections closed with no server", () => counts.refused)
       counterOf(MetricNames.failovers, "connections moved to another server", () => counts.failovers)
       counterOf(MetricNames.blacklistings, "servers blacklisted after a failure", () => counts.blacklistings)
+      counterOf(
+        MetricNames.localFailures,
+        "connections closed for want of nib's own resources (no server blamed)",
+        () => counts.localFailures
+      )
       gauge(MetricNames.relayBuffers, "buffers the relay owns (lent out or free)", () => buffers.stats().buffers)
       gauge(MetricNames.relayBuffersInUse, "relay buffers holding bytes not yet written", () => buffers.stats().inUse)
       gauge(MetricNames.relayBufferBytes, "bytes of all relay buffers", () => buffers.stats().bytes)
@@ -134,5 +142,5 @@ export class StatsReporter extends Context.Service<StatsReporter, {
 function noop() {}
 
 function zeroCounts(): Record<Counter, number> {
-  return { accepted: 0, active: 0, refused: 0, failovers: 0, blacklistings: 0 }
+  return { accepted: 0, active: 0, refused: 0, failovers: 0, blacklistings: 0, localFailures: 0 }
 }

@@ -403,3 +403,22 @@ describe("DeadlineQueue", () => {
       assert.isTrue(seen.every((s, i) => s === expected[i]), "a settled dial was reported, or order was lost")
     }).pipe(Effect.scoped))
 })
+
+const failure = (code: string) => Object.assign(new Error(`connect ${code}`), { code })
+
+describe("isOwnFailure", () => {
+  it("is true of the balancer's own shortages: descriptors, buffers, memory, local ports", () => {
+    for (const code of ["EMFILE", "ENFILE", "ENOBUFS", "ENOMEM", "EADDRNOTAVAIL"]) {
+      assert.isTrue(Socket.isOwnFailure(failure(code)), code)
+    }
+  })
+
+  it("is false of what the server or the network did, and of anything without an error code", () => {
+    for (const code of ["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "EPIPE", "ENOENT"]) {
+      assert.isFalse(Socket.isOwnFailure(failure(code)), code)
+    }
+    for (const value of [new Error("EMFILE"), undefined, null, "EMFILE", { code: 24 }, { code: "emfile" }]) {
+      assert.isFalse(Socket.isOwnFailure(value), String(value))
+    }
+  })
+})

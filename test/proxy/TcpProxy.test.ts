@@ -172,6 +172,7 @@ describe("TcpProxy", () => {
           refused: 0,
           failovers: 0,
           blacklistings: 0,
+          localFailures: 0,
           servers: [],
           emergency: undefined,
           buffers: { buffers: 0, inUse: 0, bytes: 0 }

@@ -111,6 +111,73 @@ describe("HealthChecker", () => {
     })
   })
 
+  describe("failures that are nib's own", () => {
+    const emfile = Object.assign(new Error("connect EMFILE 10.0.0.2:8002 - Local (undefined:undefined)"), {
+      code: "EMFILE"
+    })
+    const noPort = Object.assign(new Error("connect EADDRNOTAVAIL 10.0.0.1:8001"), { code: "EADDRNOTAVAIL" })
+
+    it.effect("blacklist no server, are counted as local failures, not blacklistings", () =>
+      Effect.gen(function*() {
+        const health = yield* HealthChecker
+        const stats = yield* StatsReporter
+        health.connectFailedUnsafe(1, "error", emfile)
+        health.ownFailureUnsafe(emfile)
+        health.ownFailureUnsafe(noPort)
+        assert.deepStrictEqual(yield* blacklisted, [false, false, false])
+        assert.isTrue((yield* ServerPool).admitsUnsafe(1, false))
+        const snapshot = yield* stats.snapshot
+        assert.strictEqual(snapshot.localFailures, 3)
+        assert.strictEqual(snapshot.blacklistings, 0)
+      }).pipe(Effect.provide(passive(30))))
+
+    it.effect("are logged at once, then at most one line a second, counting the failures since the last line", () => {
+      const lines: Array<string> = []
+      const capture = Logger.make((options) => {
+        lines.push(`${options.logLevel}: ${String(options.message)}`)
+      })
+      const settle = Effect.gen(function*() {
+        for (let i = 0; i < 20; i++) yield* Effect.yieldNow
+      })
+      return Effect.gen(function*() {
+        const health = yield* HealthChecker
+        health.ownFailureUnsafe(emfile)
+        yield* settle
+        assert.strictEqual(lines.length, 1)
+        assert.include(lines[0]!, "Warn")
+        assert.include(lines[0]!, "1 connection failed")
+        assert.include(lines[0]!, "EMFILE")
+        assert.include(lines[0]!, "no server blamed")
+
+        // A burst within the second: no line until the second has passed, then one line counting all of them.
+        for (let i = 0; i < 40; i++) health.ownFailureUnsafe(i % 2 === 0 ? emfile : noPort)
+        yield* settle
+        assert.strictEqual(lines.length, 1)
+        yield* TestClock.adjust("999 millis")
+        yield* settle
+        assert.strictEqual(lines.length, 1)
+        yield* TestClock.adjust("1 millis")
+        yield* settle
+        assert.strictEqual(lines.length, 2)
+        assert.include(lines[1]!, "40 connections failed")
+        assert.include(lines[1]!, "EMFILE")
+        assert.include(lines[1]!, "EADDRNOTAVAIL")
+
+        // A quiet second ends the period: the next failure is logged at once.
+        yield* TestClock.adjust("1 second")
+        yield* settle
+        assert.strictEqual(lines.length, 2)
+        yield* TestClock.adjust("5 seconds")
+        health.ownFailureUnsafe(noPort)
+        yield* settle
+        assert.strictEqual(lines.length, 3)
+        assert.include(lines[2]!, "1 connection failed")
+        assert.notInclude(lines[2]!, "EMFILE")
+        assert.strictEqual((yield* (yield* StatsReporter).snapshot).localFailures, 42)
+      }).pipe(Effect.provide(passive(30).pipe(Layer.provide(Logger.layer([capture])))))
+    })
+  })
+
   describe("layerNoop", () => {
     const noop = HealthChecker.layerNoop.pipe(
       Layer.merge(StatsReporter.layer.pipe(Layer.provide(RelayBuffers.layer))),

@@ -64,6 +64,7 @@ describe("StatsReporter", () => {
           refused: 0,
           failovers: 0,
           blacklistings: 0,
+          localFailures: 0,
           servers: [],
           emergency: undefined,
           buffers: { buffers: 0, inUse: 0, bytes: 0 }
@@ -75,6 +76,7 @@ describe("StatsReporter", () => {
       reporter.addUnsafe("refused", 1)
       reporter.addUnsafe("failovers", 4)
       reporter.addUnsafe("blacklistings", 5)
+      reporter.addUnsafe("localFailures", 6)
       servers.acquireUnsafe(1)
       moved(servers, 1, 10, 20)
       servers.releaseUnsafe(1)
@@ -85,6 +87,7 @@ describe("StatsReporter", () => {
       assert.strictEqual(snapshot.refused, 1)
       assert.strictEqual(snapshot.failovers, 4)
       assert.strictEqual(snapshot.blacklistings, 5)
+      assert.strictEqual(snapshot.localFailures, 6)
       assert.deepStrictEqual(snapshot.servers, (yield* servers.snapshot).servers)
       assert.strictEqual(snapshot.servers[1]!.bytesSent, 10)
       assert.isTrue(snapshot.servers[0]!.blacklisted)
@@ -101,6 +104,7 @@ describe("StatsReporter", () => {
       reporter.addUnsafe("refused", 1)
       reporter.addUnsafe("failovers", 2)
       reporter.addUnsafe("blacklistings", 1)
+      reporter.addUnsafe("localFailures", 3)
       servers.acquireUnsafe(0)
       servers.acquireUnsafe(1)
       servers.acquireUnsafe(1)
@@ -114,6 +118,7 @@ describe("StatsReporter", () => {
       assert.strictEqual(valueOf(metrics, MetricNames.connectionsRefused), 1)
       assert.strictEqual(valueOf(metrics, MetricNames.failovers), 2)
       assert.strictEqual(valueOf(metrics, MetricNames.blacklistings), 1)
+      assert.strictEqual(valueOf(metrics, MetricNames.localFailures), 3)
 
       assert.strictEqual(valueOf(metrics, MetricNames.serverConnections, "0"), 1)
       assert.strictEqual(valueOf(metrics, MetricNames.serverConnections, "1"), 1)
@@ -126,6 +131,7 @@ describe("StatsReporter", () => {
       const types = new Map(metrics.map((m) => [m.id, m.type]))
       assert.strictEqual(types.get(MetricNames.connectionsAccepted), "Counter")
       assert.strictEqual(types.get(MetricNames.connectionsActive), "Gauge")
+      assert.strictEqual(types.get(MetricNames.localFailures), "Counter")
       assert.strictEqual(types.get(MetricNames.serverConnections), "Gauge")
       assert.strictEqual(types.get(MetricNames.serverBytesSent), "Counter")
       assert.isTrue(metrics.every((m) => typeof m.description === "string" && m.description.length > 0))
@@ -208,8 +214,8 @@ describe("StatsReporter", () => {
       const reporter = Context.get(context, StatsReporter)
       reporter.addUnsafe("accepted", 1)
       const before = yield* nibMetrics
-      // 5 counters, 3 relay-buffer gauges, 4 series for each of the 2 servers
-      assert.strictEqual(before.length, 5 + 3 + 4 * 2)
+      // 6 counters, 3 relay-buffer gauges, 4 series for each of the 2 servers
+      assert.strictEqual(before.length, 6 + 3 + 4 * 2)
       assert.strictEqual(valueOf(before, MetricNames.connectionsAccepted), 1)
       const other = Metric.counter("test_other_total")
       yield* Metric.update(other, 2)
@@ -234,6 +240,7 @@ describe("StatsReporter", () => {
         refused: 0,
         failovers: 0,
         blacklistings: 0,
+        localFailures: 0,
         servers: [],
         emergency: undefined,
         buffers: { buffers: 0, inUse: 0, bytes: 0 }
