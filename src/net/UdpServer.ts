@@ -2,7 +2,8 @@
  * UDP mode's listener (`-U`): a bound datagram socket whose traffic is split into sessions, one per client
  * address:port, as TCP's is into connections. A datagram from an address:port with no session opens one and is handed
  * to the handler (one fiber per session, in `run`'s scope); later ones go straight to the session's receiver. Replies
- * leave from the socket the session arrived on, so the client sees them come from the address it sent to.
+ * leave from the socket the session arrived on, so the client sees them come from the address it sent to; after a
+ * `rebind` the old socket lives on for its sessions, and a client that sends to both has a session on each.
  *
  * Sessions end when their handler ends them, when they have been idle (no datagram either way) for the idle timeout,
  * or, when `maxSessions` are live and a new client arrives, the least recently active one makes room (pen's HALFDEAD
@@ -41,8 +42,10 @@ export interface Receiver {
 /** Datagrams kept for a session whose handler has not attached yet; more are dropped, as the network may. */
 const EARLY_MAX = 64
 
-/** One listen socket: the current one, or one replaced by `rebind` that lives on for the sessions it has. */
+/** One listen socket (the current one, or one replaced by `rebind` that lives on for its sessions) and its sessions. */
 class Home {
+  /** The sessions that came to this socket: client address, then port, to peer. */
+  readonly table = new Map<string, Map<number, Peer>>()
   sessions = 0
   closing = false
   constructor(readonly socket: Datagram) {}
@@ -114,46 +117,54 @@ export class Peer {
   }
 }
 
-/** The session table: address, then port, to peer. */
+/** The session tables of every listen socket still open, and their count. */
 class Demux {
-  readonly table = new Map<string, Map<number, Peer>>()
+  readonly homes = new Set<Home>()
   count = 0
   constructor(private readonly onRemove: (peer: Peer) => void) {}
 
-  get(address: string, port: number): Peer | undefined {
-    return this.table.get(address)?.get(port)
+  get(home: Home, address: string, port: number): Peer | undefined {
+    return home.table.get(address)?.get(port)
   }
 
   add(peer: Peer): void {
-    let byPort = this.table.get(peer.address)
-    if (byPort === undefined) this.table.set(peer.address, byPort = new Map())
+    const table = peer.home.table
+    let byPort = table.get(peer.address)
+    if (byPort === undefined) table.set(peer.address, byPort = new Map())
     byPort.set(peer.port, peer)
     peer.home.sessions++
     this.count++
   }
 
   remove(peer: Peer): void {
-    const byPort = this.table.get(peer.address)
+    const table = peer.home.table
+    const byPort = table.get(peer.address)
     if (byPort?.get(peer.port) !== peer) return
     byPort.delete(peer.port)
-    if (byPort.size === 0) this.table.delete(peer.address)
+    if (byPort.size === 0) table.delete(peer.address)
     peer.home.sessions--
     this.count--
     this.onRemove(peer)
   }
 
-  /** Every live peer (a copy: aborting one changes the table). */
+  /** Every live peer (a copy: aborting one changes the tables). */
   all(): Array<Peer> {
     const out: Array<Peer> = []
-    for (const byPort of this.table.values()) for (const peer of byPort.values()) out.push(peer)
+    for (const home of this.homes) {
+      for (const byPort of home.table.values()) for (const peer of byPort.values()) out.push(peer)
+    }
     return out
   }
 
   /** The least recently active peer. */
   oldest(): Peer | undefined {
     let oldest: Peer | undefined
-    for (const byPort of this.table.values()) {
-      for (const peer of byPort.values()) if (oldest === undefined || peer.lastActive < oldest.lastActive) oldest = peer
+    for (const home of this.homes) {
+      for (const byPort of home.table.values()) {
+        for (const peer of byPort.values()) {
+          if (oldest === undefined || peer.lastActive < oldest.lastActive) oldest = peer
+        }
+      }
     }
     return oldest
   }
@@ -205,7 +216,8 @@ export const fdOf = (socket: Datagram | undefined): number => {
 const sweepMillis = (idleSeconds: number) => Math.min(1000, Math.max(50, (idleSeconds * 1000) / 4))
 
 /** Closes a listen socket (once its last session has ended, for a replaced one). */
-const closeHome = (h: Home) => {
+const closeHome = (h: Home, demux: Demux) => {
+  demux.homes.delete(h)
   h.closing = true
   try {
     h.socket.close()
@@ -228,11 +240,11 @@ export const make = (options: Options): Effect.Effect<UdpServer, UdpServerError,
     /** Sessions opened before `run` started (datagrams that came before the handler was attached). */
     let waiting: Array<Peer> | undefined = []
     const demux: Demux = new Demux((peer) => {
-      if (peer.home !== home && peer.home.sessions === 0) closeHome(peer.home)
+      if (peer.home !== home && peer.home.sessions === 0) closeHome(peer.home, demux)
     })
 
     const onMessage = (h: Home) => (datagram: Buffer, rinfo: Dgram.RemoteInfo) => {
-      let peer = demux.get(rinfo.address, rinfo.port)
+      let peer = demux.get(h, rinfo.address, rinfo.port)
       if (peer === undefined) {
         const run = dispatch
         if (h.closing || (run === undefined && waiting === undefined)) return
@@ -272,6 +284,7 @@ export const make = (options: Options): Effect.Effect<UdpServer, UdpServerError,
           // Errors on the listen socket concern one reply (a send that failed); the listener goes on.
           socket.on("error", ignore)
           socket.on("message", onMessage(h))
+          demux.homes.add(h)
           resume(Effect.succeed(h))
         })
       })
@@ -283,7 +296,7 @@ export const make = (options: Options): Effect.Effect<UdpServer, UdpServerError,
         dispatch = undefined
         waiting = undefined
         for (const peer of demux.all()) peer.abort()
-        closeHome(home)
+        closeHome(home, demux)
       })
     )
 
@@ -294,7 +307,7 @@ export const make = (options: Options): Effect.Effect<UdpServer, UdpServerError,
         address = boundAddress(next)
         // The old socket takes no new sessions; it closes when its last session ends.
         previous.closing = true
-        if (previous.sessions === 0) closeHome(previous)
+        if (previous.sessions === 0) closeHome(previous, demux)
         return address
       })
 

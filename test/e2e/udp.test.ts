@@ -126,6 +126,33 @@ describe("UDP mode (-U)", () => {
       assert.notStrictEqual(a.received.find((r) => r.text === "back")!.from, before)
     }))
 
+  it.live("listen moves the listener; a live session keeps the old address until it ends; close N ends a session", () =>
+    Effect.gen(function*() {
+      const a = yield* Udp.identity("a")
+      const lb = yield* Nib.start([...AS_USER, "-U", "-C", "127.0.0.1:0", "127.0.0.1:0", a.spec()])
+      const target = Nibctl.targetOf(lb)
+      const c = yield* Udp.client(lb.port, ip(2))
+      c.send("old")
+      assert.deepStrictEqual(yield* Effect.promise(() => c.waitReplies(1)), ["a:old"])
+      const port = yield* Udp.freePort
+      assert.strictEqual(yield* Nibctl.ask(target, `listen 127.0.0.1:${port}`), "")
+      // The live session still talks through the old address; the same client socket to the new one is a new session,
+      // answered from the new address.
+      c.send("still")
+      assert.strictEqual((yield* Effect.promise(() => c.waitReplies(2))).length, 2)
+      const next = yield* Udp.client(port, ip(2))
+      next.send("new")
+      assert.deepStrictEqual(yield* Effect.promise(() => next.waitReplies(1)), ["a:new"])
+      assert.deepStrictEqual(c.sources, [`127.0.0.1:${lb.port}`, `127.0.0.1:${lb.port}`])
+      assert.deepStrictEqual(next.sources, [`127.0.0.1:${port}`])
+      assert.strictEqual((yield* servers(target))[0]!.conn, 2)
+      // close 0 ends the first session: the old socket, which had only that one, is closed, so nothing answers there.
+      assert.strictEqual(yield* Nibctl.ask(target, "close 0"), "Forcibly closing connection 0\n")
+      assert.isTrue(yield* connectionsBecome(target, 1))
+      c.send("gone")
+      assert.strictEqual((yield* Effect.promise(() => c.waitReplies(3, 500))).length, 2)
+    }))
+
   it.live("an ICMP port-unreachable blacklists the server and the session fails over, unanswered datagrams resent", () =>
     Effect.gen(function*() {
       const deadPort = yield* Udp.freePort
