@@ -4,8 +4,9 @@
  * pen reads each control client with one blocking `recv()` inside its only loop, so a client that connects and sends
  * nothing freezes all load balancing. Here each control client is its own fiber: it has `READ_TIMEOUT` to send a line,
  * and while it waits (or while a long reply drains) the balancer and other control clients go on. A line longer than
- * pen's limit is refused with a message instead of being cut. `control_acl` is checked first: a denied client is
- * closed without a word, as in pen.
+ * pen's limit is refused with a message instead of being cut. Whatever follows the line is read and dropped, so the
+ * connection closes as soon as the client has its reply (pen leaves it unread and resets the connection).
+ * `control_acl` is checked first: a denied client is closed without a word, as in pen.
  */
 import { Context, Effect, Layer } from "effect"
 import { LbConfig } from "../Config.ts"
@@ -94,7 +95,14 @@ const readLine = (socket: Socket): Effect.Effect<Read> =>
     })
   })
 
-/** Sends the reply and closes; a client that does not read it is dropped after `WRITE_TIMEOUT_MS`. */
+const discard = () => {}
+
+/**
+ * Sends the reply and closes; a client that does not read it is dropped after `WRITE_TIMEOUT_MS`. Whatever else the
+ * client sends (the rest of an overlong line, more lines) is read and dropped, as pen ignores it: left unread, it
+ * would stop the client's writes and keep the connection from closing (nib's FIN sent, the client's never read) until
+ * the timeout.
+ */
 const reply = (socket: Socket, text: string): Effect.Effect<void> =>
   Effect.callback<void>((resume) => {
     const timer = setTimeout(() => socket.destroy(), WRITE_TIMEOUT_MS)
@@ -102,6 +110,8 @@ const reply = (socket: Socket, text: string): Effect.Effect<void> =>
       clearTimeout(timer)
       resume(Effect.void)
     })
+    socket.on("data", discard)
+    socket.resume()
     socket.end(Buffer.from(text, "latin1"))
     return Effect.sync(() => {
       clearTimeout(timer)

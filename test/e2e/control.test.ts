@@ -15,6 +15,7 @@ import * as Net from "node:net"
 import * as Path from "node:path"
 import * as Backend from "../utils/Backend.ts"
 import * as Client from "../utils/Client.ts"
+import * as Fd from "../utils/Fd.ts"
 import * as Nib from "../utils/Nib.ts"
 import * as Nibctl from "../utils/Nibctl.ts"
 import * as Poll from "../utils/Poll.ts"
@@ -425,6 +426,63 @@ describe("robustness", () => {
 
       assert.strictEqual(yield* ctl(target, "pid"), `${lb.pid}\n`)
       assert.strictEqual(yield* Client.ask(lb.port, ip(3)), "a")
+    }))
+
+  it.live("a 5 MiB line: the reply, nib's EOF, then the client's whole line is read and both sides are closed", () =>
+    Effect.gen(function*() {
+      const { lb, target } = yield* controlled()
+      const idle = yield* Effect.promise(() => Fd.stable(lb.pid))
+      const line = Buffer.alloc(5 * 1024 * 1024 + 1, "x")
+      line[line.length - 1] = 0x0a
+
+      // The client writes its line in one go, reads until nib's EOF, then ends its side, as penctl would: its end
+      // completes only once nib has read every byte it sent.
+      const seen = yield* Effect.promise(async () => {
+        const socket = Net.connect({ host: "127.0.0.1", port: lb.control!.port, allowHalfOpen: true })
+        const conn = new Client.Conn(socket)
+        socket.once("connect", () => socket.write(line))
+        try {
+          const ending = await conn.ended(10_000)
+          if (ending === "eof") socket.end()
+          const closed = await conn.until(() => conn.closed, 10_000)
+          return { reply: conn.data().toString("latin1"), ending, closed, unsent: socket.writableLength }
+        } finally {
+          conn.close()
+        }
+      })
+      assert.deepStrictEqual(seen, {
+        reply: "command line too long: at most 4095 bytes\n",
+        ending: "eof",
+        closed: true,
+        unsent: 0
+      })
+      // nib's side is closed too: its descriptor count is back to where it was.
+      const after = yield* Effect.promise(() => Fd.settle(lb.pid, idle, 5_000))
+      assert.isAtMost(after, idle, `a control socket is still open: ${Fd.describe(lb.pid).join(", ")}`)
+      assert.strictEqual(yield* ctl(target, "mode"), MODE_DEFAULT)
+    }))
+
+  it.live("a command followed by 5 MiB more: the reply to the first line, and both sides are closed", () =>
+    Effect.gen(function*() {
+      const { lb } = yield* controlled()
+      const idle = yield* Effect.promise(() => Fd.stable(lb.pid))
+      const rest = Buffer.alloc(5 * 1024 * 1024, "y\n")
+      const seen = yield* Effect.promise(async () => {
+        const socket = Net.connect({ host: "127.0.0.1", port: lb.control!.port, allowHalfOpen: true })
+        const conn = new Client.Conn(socket)
+        socket.once("connect", () => socket.write(Buffer.concat([Buffer.from("pid\n"), rest])))
+        try {
+          const ending = await conn.ended(10_000)
+          if (ending === "eof") socket.end()
+          const closed = await conn.until(() => conn.closed, 10_000)
+          return { reply: conn.data().toString("latin1"), ending, closed }
+        } finally {
+          conn.close()
+        }
+      })
+      assert.deepStrictEqual(seen, { reply: `${lb.pid}\n`, ending: "eof", closed: true })
+      const after = yield* Effect.promise(() => Fd.settle(lb.pid, idle, 5_000))
+      assert.isAtMost(after, idle, `a control socket is still open: ${Fd.describe(lb.pid).join(", ")}`)
     }))
 
   it.live("20 control commands in parallel all get their answers", () =>
