@@ -16,6 +16,7 @@ import { Context, Effect, Layer } from "effect"
 import type { Backend } from "../domain/Backend.ts"
 import * as Selection from "../domain/Selection.ts"
 import type { ClientEntry } from "../domain/StickyTable.ts"
+import * as Socket from "../net/Socket.ts"
 import * as UdpServer from "../net/UdpServer.ts"
 import { Acls } from "../services/Acls.ts"
 import { ClientTable } from "../services/ClientTable.ts"
@@ -41,8 +42,6 @@ export class UdpProxy extends Context.Service<UdpProxy, {
   > = Layer.effect(
     UdpProxy,
     Effect.gen(function*() {
-      const context = yield* Effect.context<never>()
-      const fork = Effect.runForkWith(context)
       const env: Env = {
         pool: yield* ServerPool,
         clients: yield* ClientTable,
@@ -50,10 +49,7 @@ export class UdpProxy extends Context.Service<UdpProxy, {
         stats: yield* StatsReporter,
         log: yield* RequestLog,
         acls: yield* Acls,
-        slots: new Slots(),
-        warn: rateLimited((message) =>
-          fork(Effect.logWarning(message).pipe(Effect.annotateLogs({ service: "UdpProxy" })))
-        )
+        slots: new Slots()
       }
       return UdpProxy.of({
         connections: Effect.sync(() => env.slots.list()),
@@ -82,31 +78,10 @@ interface Env {
   readonly log: RequestLog["Service"]
   readonly acls: Acls["Service"]
   readonly slots: Slots
-  /** Logs a warning, at most one a second (the others are counted into the next). */
-  readonly warn: (message: string) => void
-}
-
-/** At most one message a second; the ones in between are counted and reported with the next. */
-const rateLimited = (emit: (message: string) => void) => {
-  let last = -Infinity
-  let dropped = 0
-  return (message: string) => {
-    const now = performance.now()
-    if (now - last < 1000) {
-      dropped++
-      return
-    }
-    last = now
-    emit(dropped > 0 ? `${message} (and ${dropped} more since the last warning)` : message)
-    dropped = 0
-  }
 }
 
 /** ICMP errors a connected datagram socket reports: the server (or the way to it) is down. */
 const SERVER_DOWN = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "EHOSTDOWN", "ENETDOWN"])
-
-/** Failures of nib's own (descriptors, memory, local ports): never blamed on a server. */
-const OWN_FAILURE = new Set(["EMFILE", "ENFILE", "ENOBUFS", "ENOMEM", "EADDRNOTAVAIL"])
 
 /** Datagrams held while the session's socket connects; more are dropped, as the network may. */
 const PENDING_MAX = 64
@@ -195,7 +170,7 @@ class Session implements UdpServer.Receiver, Slotted {
     try {
       upstream = UdpServer.dial(endpoint)
     } catch (error) {
-      this.ownFailure(error as NodeJS.ErrnoException)
+      this.env.health.ownFailureUnsafe(error as Error)
       this.finish()
       return false
     }
@@ -271,8 +246,9 @@ class Session implements UdpServer.Receiver, Slotted {
     if (socket !== this.upstream || this.finished) return
     const code = error.code ?? ""
     if (SERVER_DOWN.has(code)) return this.serverDown(error)
-    if (OWN_FAILURE.has(code)) {
-      this.ownFailure(error)
+    // nib's own failure (out of descriptors, buffers, memory or local ports) blames no server: the session ends.
+    if (Socket.isOwnFailure(error)) {
+      this.env.health.ownFailureUnsafe(error)
       return this.finish()
     }
     // Anything else concerns one datagram (too large, say): it is lost, as the network may lose it.
@@ -286,12 +262,6 @@ class Session implements UdpServer.Receiver, Slotted {
     this.failover(index)
     const unanswered = this.unanswered
     if (!this.finished && unanswered !== undefined) { for (const datagram of unanswered) this.send(datagram) }
-  }
-
-  private ownFailure(error: NodeJS.ErrnoException): void {
-    this.env.warn(
-      `UDP session from ${this.peer.address}:${this.peer.port} dropped: nib's own failure (${error.message})`
-    )
   }
 
   private dropUpstream(): void {

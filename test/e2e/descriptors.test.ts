@@ -14,8 +14,6 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import * as ChildProcess from "node:child_process"
-import * as Fs from "node:fs"
 import * as Backend from "../utils/Backend.ts"
 import * as Client from "../utils/Client.ts"
 import * as Fd from "../utils/Fd.ts"
@@ -28,27 +26,9 @@ const { ip } = Client
 /** As root, nib opens the control port only with `-u` (pen's rule). */
 const AS_USER: ReadonlyArray<string> = process.getuid?.() === 0 ? ["-u", "root"] : []
 
-const prlimit = ["/usr/bin/prlimit", "/bin/prlimit"].find((path) => Fs.existsSync(path))
+const { prlimit } = Fd
 if (prlimit === undefined) {
   console.warn("test/e2e/descriptors.test.ts: prlimit not found (util-linux): the descriptor-limit test is SKIPPED")
-}
-
-/** Sets the soft and hard descriptor limit of running process `pid`. */
-const setLimit = (pid: number, limit: number): void => {
-  ChildProcess.execFileSync(prlimit!, ["--pid", String(pid), `--nofile=${limit}:${limit}`])
-}
-
-/** The descriptor numbers process `pid` has open. */
-const fdNumbers = (pid: number): Array<number> => Fs.readdirSync(`/proc/${pid}/fd`).map(Number)
-
-/** The descriptor limit under which `free` numbers are left free, given the descriptors `open` now. */
-const limitLeaving = (open: ReadonlyArray<number>, free: number): number => {
-  let limit = free
-  for (const fd of open.toSorted((x, y) => x - y)) {
-    if (fd >= limit) break
-    limit++
-  }
-  return limit
 }
 
 /** Clients served while the limit holds: each takes two descriptors (its own and its server's). */
@@ -86,11 +66,11 @@ describe("failures that are nib's own", () => {
           assert.strictEqual(yield* Client.ask(lb.port, ip(2)), "a")
 
           const idle = yield* Effect.promise(() => Fd.stable(lb.pid))
-          const open = fdNumbers(lb.pid)
+          const open = Fd.numbers(lb.pid)
           assert.strictEqual(open.length, idle, "the descriptor count moved while it was read")
           // New descriptors take the lowest free numbers below the limit; descriptors inherited above it (a test
           // runner's) stay open and do not count.
-          setLimit(lb.pid, limitLeaving(open, free))
+          Fd.setLimit(lb.pid, Fd.limitLeaving(open, free))
 
           // The burst: every client connects at once and holds its connection.
           const conns = Array.from({ length: BURST }, (_, i) => Client.dial(lb.port, { from: ip(3 + (i % 4)) }))

@@ -8,6 +8,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import * as Fd from "../utils/Fd.ts"
 import * as Nib from "../utils/Nib.ts"
 import * as Nibctl from "../utils/Nibctl.ts"
 import * as Poll from "../utils/Poll.ts"
@@ -201,6 +202,32 @@ describe("UDP mode (-U)", () => {
       assert.deepStrictEqual(yield* Udp.askAll(closed.port, [ip(2)]), ["a"])
       assert.strictEqual(yield* Udp.ask(closed.port, ip(3), "ping", 500), "none")
     }))
+
+  it.live.skipIf(Fd.prlimit === undefined)(
+    "out of descriptors: sessions that do not fit are dropped, no server is blamed, and the next session is served",
+    () =>
+      Effect.gen(function*() {
+        const a = yield* Udp.identity("a")
+        const lb = yield* Nib.start(["-U", "--udp-idle-timeout", "0.5", "127.0.0.1:0", a.spec()])
+        assert.strictEqual(yield* Udp.ask(lb.port, ip(2)), "a")
+        // Once the first session has ended (idle), the descriptor count is nib's idle count.
+        const idle = yield* Effect.promise(() => Fd.stable(lb.pid, 1_000))
+        // Three descriptors left: three sessions get an upstream socket, the others fail with EMFILE (nib's own).
+        Fd.setLimit(lb.pid, Fd.limitLeaving(Fd.numbers(lb.pid), 3))
+        const clients = yield* Effect.forEach([3, 4, 5, 6, 7, 8], (n) => Udp.client(lb.port, ip(n)))
+        for (const c of clients) c.send("burst")
+        const answered = yield* Effect.forEach(clients, (c) => Effect.promise(() => c.waitReplies(1, 1_500)), {
+          concurrency: "unbounded"
+        })
+        assert.strictEqual(answered.filter((r) => r.length === 1).length, 3, JSON.stringify(answered))
+        assert.isTrue(yield* Poll.waitUntil(() => /nib's own resources/.test(lb.stderr()), 5_000), lb.stderr())
+        // The sessions end when idle; their descriptors come back, and the next client is served.
+        const after = yield* Effect.promise(() => Fd.settle(lb.pid, idle, 10_000))
+        assert.isAtMost(after, idle, Fd.describe(lb.pid).join(", "))
+        assert.strictEqual(yield* Udp.ask(lb.port, ip(9)), "a")
+        assert.notMatch(lb.stderr(), /blacklisting/)
+      })
+  )
 
   it.live("IPv6: listen on [::1]:0, relay to a server on [::1]", () =>
     Effect.gen(function*() {

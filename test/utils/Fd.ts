@@ -2,6 +2,7 @@
  * File descriptors of a process, from /proc (Linux): how many it has open, and a bounded wait for the count to come
  * back down after connections ended.
  */
+import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 
 /** The number of open file descriptors of process `pid`. */
@@ -48,4 +49,25 @@ export const stable = async (pid: number, quietMs = 200, timeoutMs = 5_000): Pro
     }
   }
   return n
+}
+
+/** util-linux's prlimit, if installed. */
+export const prlimit = ["/usr/bin/prlimit", "/bin/prlimit"].find((path) => Fs.existsSync(path))
+
+/** Sets the soft and hard descriptor limit of running process `pid` (needs {@link prlimit}). */
+export const setLimit = (pid: number, limit: number): void => {
+  ChildProcess.execFileSync(prlimit!, ["--pid", String(pid), `--nofile=${limit}:${limit}`])
+}
+
+/** The descriptor numbers process `pid` has open. */
+export const numbers = (pid: number): Array<number> => Fs.readdirSync(`/proc/${pid}/fd`).map(Number)
+
+/** The descriptor limit under which `free` numbers are left free, given the descriptors `open` now. */
+export const limitLeaving = (open: ReadonlyArray<number>, free: number): number => {
+  let limit = free
+  for (const fd of open.toSorted((x, y) => x - y)) {
+    if (fd >= limit) break
+    limit++
+  }
+  return limit
 }
