@@ -29,6 +29,8 @@ export * as HealthChecker from "./services/HealthChecker.ts"
 export * as StatsReporter from "./services/StatsReporter.ts"
 /** The per-connection TCP proxy service. */
 export * as TcpProxy from "./proxy/TcpProxy.ts"
+/** The per-session UDP proxy service (`-U`). */
+export * as UdpProxy from "./proxy/UdpProxy.ts"
 /** pen's control language, decoded into typed commands. */
 export * as Command from "./control/Command.ts"
 /** The control service: runs a command against the running balancer, with pen's replies. */

@@ -61,6 +61,9 @@ describe("UDP mode (-U)", () => {
       assert.match(recent, /^127\.0\.0\.2 connects 1 sx 12 rx 6\n$/)
       const connection = yield* Nibctl.ask(target, "connection 0")
       assert.match(connection, /^Connection 0:\nstate = 2\ndownfd = \d+, upfd = \d+\nclient = \d+, server = 1\n/)
+      // The status page lists the session among pen's "Active connections".
+      const page = yield* Nibctl.ask(target, "status")
+      assert.include(page, "Number of connections: 500 max, 1 used")
     }))
 
   it.live("sticky by IP: a second socket from the same IP gets the same server through a new upstream socket", () =>
