@@ -3,10 +3,12 @@
  * `effect/cli` after a getopt-style pass (clustered flags `-rh`, attached values `-b30`, options after positionals,
  * `--`), decoded into `Settings` by the Config schema, then run as the `AppLive` layer.
  *
- * pen flags that nib does not implement yet are refused by name, never ignored.
+ * One table, `sections`, says what nib does with each of pen's options and how `--help` shows it; the getopt pass,
+ * the help text and the error messages are all read from it, and the descriptions of the options that set something
+ * come from `Config.descriptions`. pen flags that nib does not implement yet are refused by name, never ignored.
  */
 import { Console, Context, Effect, Layer, Option, References, Result } from "effect"
-import { Argument, Command, Flag } from "effect/cli"
+import { Argument, CliConfig, CliError, CliOutput, Command, Flag, GlobalFlag } from "effect/cli"
 import { AppLive } from "../layers/Live.ts"
 import * as Config from "./Config.ts"
 import * as Daemon from "./Daemon.ts"
@@ -23,38 +25,218 @@ import * as Verbosity from "./services/Verbosity.ts"
 /** nib's version. @category constants */
 export const VERSION = "0.1.0"
 
-/** A command-line error: printed as `nib: <message>`, exit code 1. @category errors */
+/** The one-line usage, pen's synopsis with nib's name. @category constants */
+export const SYNOPSIS = "usage: nib [options] [host:]port h1[:p1[:maxc[:hard[:weight[:prio]]]]] [h2 ...]"
+
+/** The last line of every usage error. @category constants */
+export const HELP_POINTER = "Try 'nib --help' for more information."
+
+/** What `nib` alone prints under the synopsis. @category constants */
+export const BARE_HINT = "Try 'nib --help' for the options, or 'nib --demo' to watch nib balance two demo servers."
+
+/**
+ * A command-line error: printed as `nib: <message>`, then the synopsis when the command line's shape is wrong (an
+ * unknown option, no listen address, no server), then a pointer at `--help`; exit code 1. @category errors
+ */
 export class UsageError extends Error {
   readonly _tag = "UsageError"
+  /** Whether the synopsis is printed under the message. */
+  readonly synopsis: boolean
+  /** The last line: `HELP_POINTER` unless told otherwise. */
+  readonly hint: string
+  constructor(message: string, options?: { readonly synopsis?: boolean; readonly hint?: string }) {
+    super(message)
+    this.synopsis = options?.synopsis ?? false
+    this.hint = options?.hint ?? HELP_POINTER
+  }
 }
 
-/** pen's flags that take a value (its getopt string `B:C:F:O:S:T:b:c:e:i:j:l:m:o:p:q:t:u:w:x:E:K:G:A:L:`). */
-const WITH_VALUE = new Set("BCFOSTbceijlmopqtuwxEKGAL".split(""))
-/** pen's flags without a value. */
-const WITHOUT_VALUE = new Set("DHNPQWXUadfhnrsZR".split(""))
+type Setting = keyof typeof Config.descriptions
 
-/** pen flags a later version of nib implements; until then they are refused with these words. */
-const NOT_YET: Record<string, string> = {
-  H: "-H (X-Forwarded-For)",
-  E: "-E (TLS termination)",
-  K: "-K (TLS key)",
-  G: "-G (TLS CA file)",
-  A: "-A (TLS CA directory)",
-  Z: "-Z (TLS compatibility mode)",
-  R: "-R (TLS client certificates)",
-  L: "-L (TLS protocol)"
+/**
+ * One option of nib's command line: how the getopt pass reads it, what nib does with it, how `--help` shows it.
+ * @category models
+ */
+export interface OptionSpec {
+  /** `b` for `-b`, `udp-idle-timeout` for `--udp-idle-timeout`. */
+  readonly name: string
+  /** The value's name in the help (pen's: `sec`, `N`, `host:port`); options without one take no value. */
+  readonly value?: string
+  /** The setting it sets: its description (and default) come from `Config.descriptions` and `Config.defaults`. */
+  readonly setting?: Setting
+  /** The description of an option that sets nothing. */
+  readonly text?: string
+  /** nib refuses the option with this message (exit 1). */
+  readonly refused?: string
+  /** Shown after the description, for an option that does not do what pen's does. */
+  readonly mark?: string
+  /** Obsolete in pen: dropped, printing pen's notice. */
+  readonly notice?: string
+  /** May be given more than once, each time counting (`-dd`, `-O a -O b`); otherwise the last one given wins. */
+  readonly repeatable?: true
+  /** Accepted and dropped: it concerns pen's own machinery. */
+  readonly ignored?: true
+  /** Left out of the help, as pen's usage leaves it out. */
+  readonly hidden?: true
 }
 
-/** Flags pen keeps only to print that they are obsolete, with pen's notice; nib does the same. */
-const OBSOLETE: Record<string, string> = {
-  D: "Pen 0.26.0 removed the delayed forward feature,\nmaking the -D option obsolete",
-  Q: "Since Pen 0.26.0, kqueue is already the default on supported systems,\nmaking the -Q option obsolete",
-  S: "As of 0.28.1 the server table is expanded dynamically,\nmaking the -S option obsolete",
-  n: "Pen 0.26.0 and up uses only nonblocking sockets,\nmaking the -n option obsolete"
+const NOT_YET = "(not supported yet)"
+const NO_EFFECT = "(accepted; no effect in nib)"
+const notYet = (flag: string, what: string) => `-${flag} (${what}) is not supported yet`
+
+/**
+ * Every option, in the help's sections. pen's own options come in the order of pen's usage text (with `-m` and `-q`,
+ * which only its man page lists, after `-l`), its TLS options after them, as pen lists them, then nib's long options.
+ *
+ * @category constants
+ */
+export const sections: ReadonlyArray<{ readonly title: string; readonly options: ReadonlyArray<OptionSpec> }> = [
+  {
+    title: "pen's options:",
+    options: [
+      { name: "B", value: "host:port", setting: "abuse" },
+      { name: "C", value: "[host:]port", setting: "control" },
+      { name: "T", value: "sec", setting: "trackingSeconds" },
+      {
+        name: "H",
+        text: "add X-Forwarded-For header in http requests",
+        refused: notYet("H", "X-Forwarded-For"),
+        mark: NOT_YET
+      },
+      { name: "U", setting: "udp" },
+      {
+        name: "N",
+        text: "use hash for initial server selection without save server",
+        refused: "-N is not implemented (pen lists it but ignores it too); use -h",
+        mark: "(not implemented, as in pen: use -h)"
+      },
+      { name: "O", value: "option", setting: "commands", repeatable: true },
+      { name: "P", text: "use poll() rather than select()", ignored: true, mark: NO_EFFECT },
+      {
+        name: "Q",
+        text: "use kqueue to manage events (BSD)",
+        notice: "Since Pen 0.26.0, kqueue is already the default on supported systems,\nmaking the -Q option obsolete",
+        mark: "(obsolete, as in pen)"
+      },
+      { name: "W", setting: "weight" },
+      { name: "X", setting: "exitEnabled" },
+      { name: "a", text: "debugging dumps in ascii format", ignored: true, mark: NO_EFFECT },
+      { name: "b", value: "sec", setting: "blacklistSeconds" },
+      { name: "c", value: "N", setting: "clientsMax" },
+      { name: "d", setting: "debug", repeatable: true },
+      { name: "e", value: "host:port", setting: "emergency" },
+      { name: "f", setting: "foreground" },
+      { name: "h", setting: "hash" },
+      {
+        name: "j",
+        value: "dir",
+        text: "run in chroot",
+        refused:
+          "-j (chroot) is not available: Node cannot chroot; run nib in a container or under systemd's RootDirectory=",
+        mark: "(not available: Node cannot chroot)"
+      },
+      { name: "F", value: "file", setting: "configFile" },
+      { name: "l", value: "file", setting: "logTarget" },
+      { name: "m", value: "N", text: "accept up to N connections at a time", ignored: true, mark: NO_EFFECT },
+      { name: "q", value: "N", setting: "backlog" },
+      { name: "r", setting: "roundrobin" },
+      { name: "s", setting: "stubborn" },
+      { name: "t", value: "sec", setting: "connectTimeoutSeconds" },
+      { name: "u", value: "user", setting: "user" },
+      { name: "p", value: "file", setting: "pidFile" },
+      { name: "x", value: "N", setting: "connectionsMax" },
+      { name: "w", value: "file", setting: "webStats" },
+      { name: "o", value: "option", setting: "commands", repeatable: true },
+      {
+        name: "D",
+        notice: "Pen 0.26.0 removed the delayed forward feature,\nmaking the -D option obsolete",
+        hidden: true
+      },
+      {
+        name: "S",
+        value: "N",
+        notice: "As of 0.28.1 the server table is expanded dynamically,\nmaking the -S option obsolete",
+        hidden: true
+      },
+      {
+        name: "n",
+        notice: "Pen 0.26.0 and up uses only nonblocking sockets,\nmaking the -n option obsolete",
+        hidden: true
+      },
+      {
+        name: "i",
+        value: "service_name",
+        refused: "-i (install as a Windows service) is for Windows only",
+        hidden: true
+      }
+    ]
+  },
+  {
+    title: "pen's TLS options, not supported yet:",
+    options: [
+      {
+        name: "E",
+        value: "certfile",
+        text: "use the given certificate in PEM format",
+        refused: notYet("E", "TLS termination")
+      },
+      {
+        name: "K",
+        value: "keyfile",
+        text: "use the given key in PEM format (may be contained in cert)",
+        refused: notYet("K", "TLS key")
+      },
+      {
+        name: "G",
+        value: "cacertfile",
+        text: "file containing the CA's certificate",
+        refused: notYet("G", "TLS CA file")
+      },
+      {
+        name: "A",
+        value: "cacertdir",
+        text: "directory containing CA certificates in hashed format",
+        refused: notYet("A", "TLS CA directory")
+      },
+      { name: "Z", text: "use SSL compatibility mode", refused: notYet("Z", "TLS compatibility mode") },
+      { name: "R", text: "require valid peer certificate", refused: notYet("R", "TLS client certificates") },
+      {
+        name: "L",
+        value: "protocol",
+        text: "ssl23 (default), ssl2, ssl3 or tls1",
+        refused: notYet("L", "TLS protocol")
+      }
+    ]
+  },
+  {
+    title: "nib's options:",
+    options: [
+      { name: "demo", text: "run a demo: two HTTP backends and nib on 127.0.0.1:8080 (or the listen address given)" },
+      { name: "udp-idle-timeout", value: "SEC", setting: "udpIdleSeconds" },
+      { name: "help", text: "show this help" },
+      { name: "version", text: "show nib's version" }
+    ]
+  }
+]
+
+const byName = new Map(sections.flatMap((section) => section.options.map((option) => [option.name, option] as const)))
+
+const isLong = (option: OptionSpec) => option.name.length > 1
+const flagOf = (option: OptionSpec) => `${isLong(option) ? "--" : "-"}${option.name}`
+
+/** An option's description, without the `-b: ` that `Config.descriptions` starts with. */
+const describeOption = (option: OptionSpec): string =>
+  option.setting === undefined ? option.text ?? "" : Config.descriptions[option.setting].replace(/^-[^\s:]*: /, "")
+
+/** An option as errors name it: `-x (live connections before nib stops accepting)`, as Config's errors do. */
+const labelOf = (name: string): string => {
+  const option = byName.get(name)
+  const flag = option === undefined ? (name.length > 1 ? `--${name}` : `-${name}`) : flagOf(option)
+  const text = option === undefined ? "" : describeOption(option)
+  return text === "" ? flag : `${flag} (${text})`
 }
 
-/** Flags about pen's own event loop or debug dumps; meaningless on Node, accepted and without effect. */
-const HARMLESS = new Set(["P", "a", "m"])
+const describe = (key: Setting): string => Config.descriptions[key]
 
 /** The result of the getopt pass: argv for effect/cli, plus pen's notices to print. @category models */
 export interface Normalized {
@@ -64,14 +246,17 @@ export interface Normalized {
 
 /**
  * Rewrites pen-style argv into the form effect/cli parses: `-rb30` becomes `-r -b=30`, `-b 30` becomes `-b=30` (so
- * a value starting with `-` stays a value), obsolete and harmless flags are dropped with their notice, and flags nib
- * does not implement yet fail with a message that names them.
+ * a value starting with `-` stays a value), a flag given again replaces the earlier one (getopt's last wins), obsolete
+ * and ignored flags are dropped with their notice, and flags nib refuses or does not know fail with a message that
+ * names them.
  *
  * @category parsing
  */
-export const normalizeArgv = (args: ReadonlyArray<string>): Result.Result<Normalized, string> => {
-  const argv: Array<string> = []
+export const normalizeArgv = (args: ReadonlyArray<string>): Result.Result<Normalized, UsageError> => {
+  const argv: Array<string | undefined> = []
   const notices: Array<string> = []
+  // Where each flag given once at most was last put: as with getopt, the last of `-b 5 -b 10` wins.
+  const given = new Map<string, number>()
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!
     if (arg === "--") {
@@ -84,31 +269,150 @@ export const normalizeArgv = (args: ReadonlyArray<string>): Result.Result<Normal
     }
     for (let j = 1; j < arg.length; j++) {
       const flag = arg[j]!
-      if (flag === "N") return Result.fail("-N is not implemented (pen lists it but ignores it too); use -h")
-      if (flag === "i") return Result.fail("-i (install as a Windows service) is for Windows only")
-      if (flag === "j") {
-        return Result.fail(
-          "-j (chroot) is not available: Node cannot chroot; run nib in a container or under systemd's RootDirectory="
-        )
-      }
-      if (!WITH_VALUE.has(flag) && !WITHOUT_VALUE.has(flag)) return Result.fail(`unknown option -${flag}`)
-      const notYet = NOT_YET[flag]
-      if (notYet !== undefined) return Result.fail(`${notYet} is not supported yet`)
+      const option = byName.get(flag)
+      if (option === undefined) return Result.fail(new UsageError(`unknown option -${flag}`, { synopsis: true }))
+      if (option.refused !== undefined) return Result.fail(new UsageError(option.refused))
       let value: string | undefined
-      if (WITH_VALUE.has(flag)) {
+      if (option.value !== undefined) {
         value = j + 1 < arg.length ? arg.slice(j + 1) : args[++i]
-        if (value === undefined) return Result.fail(`option -${flag} needs a value`)
+        if (value === undefined) return Result.fail(new UsageError(`${labelOf(flag)}: needs a value`))
       }
-      const obsolete = OBSOLETE[flag]
-      if (obsolete !== undefined) notices.push(obsolete)
-      else if (!HARMLESS.has(flag)) argv.push(value === undefined ? `-${flag}` : `-${flag}=${value}`)
+      if (option.notice !== undefined) notices.push(option.notice)
+      else if (option.ignored !== true) {
+        const earlier = given.get(flag)
+        if (earlier !== undefined) argv[earlier] = undefined
+        if (option.repeatable !== true) given.set(flag, argv.length)
+        argv.push(value === undefined ? `-${flag}` : `-${flag}=${value}`)
+      }
       if (value !== undefined) break
     }
   }
-  return Result.succeed({ argv, notices })
+  return Result.succeed({ argv: argv.filter((arg) => arg !== undefined), notices })
 }
 
-const describe = (key: keyof typeof Config.descriptions): string => Config.descriptions[key]
+const WIDTH = 80
+const COLUMN = 18
+/** Joins the words of a mark, so that wrapping keeps "(not supported yet)" on one line. */
+const KEEP = "\u00a0"
+
+const wrap = (text: string, width: number): Array<string> => {
+  const lines: Array<string> = []
+  for (const word of text.split(" ")) {
+    const last = lines.length - 1
+    if (last >= 0 && lines[last]!.length + 1 + word.length <= width) lines[last] += ` ${word}`
+    else lines.push(word)
+  }
+  return lines
+}
+
+/** `  label   text`, the text wrapped at 80 columns under itself; a long label gets a line of its own. */
+const entry = (label: string, text: string): Array<string> => {
+  const [first = "", ...rest] = wrap(text, WIDTH - COLUMN).map((line) =>
+    " ".repeat(COLUMN) + line.replaceAll(KEEP, " ")
+  )
+  const head = `  ${label}`
+  return head.length + 2 <= COLUMN ? [head + first.slice(head.length), ...rest] : [head, first, ...rest]
+}
+
+const helpEntry = (option: OptionSpec): Array<string> => {
+  const defaultValue = option.setting === undefined
+    ? undefined
+    : (Config.defaults as Partial<Record<Setting, unknown>>)[option.setting]
+  const text = [
+    describeOption(option),
+    option.value !== undefined && typeof defaultValue === "number" ? `[${defaultValue}]` : "",
+    option.mark?.replaceAll(" ", KEEP) ?? ""
+  ].filter((part) => part !== "").join(" ")
+  return entry(option.value === undefined ? flagOf(option) : `${flagOf(option)} ${option.value}`, text)
+}
+
+const LISTEN_TEXT = `${Config.descriptions.listen}; a port alone listens on every address`
+const SERVER_TEXT = "a server: host, [v6] or /path/to/socket; its port (default: the listen port); maxc, its limit " +
+  "of live connections, and hard, the limit for its returning clients (0 = unlimited); weight (for -W) and prio"
+
+/** What `nib --help` prints, rendered from `sections`. @category constants */
+export const helpText: string = [
+  SYNOPSIS,
+  "       nib --demo [[host:]port]",
+  "",
+  ...wrap(
+    "nib balances TCP connections (UDP datagrams with -U) over the servers h1, h2, ... as pen does. The " +
+      "options are pen's: they may be clustered (-rh) and take attached values (-b30).",
+    WIDTH
+  ),
+  ...sections.flatMap((section) => [
+    "",
+    section.title,
+    ...section.options.filter((option) => option.hidden !== true).flatMap(helpEntry)
+  ]),
+  "",
+  "arguments:",
+  ...entry("[host:]port", LISTEN_TEXT),
+  ...entry("h1[:p1[:maxc[:hard[:weight[:prio]]]]]", SERVER_TEXT),
+  "",
+  "example:",
+  "  nib -r 8080 10.0.0.1:80 10.0.0.2:80"
+].join("\n")
+
+const firstLine = (text: string) => text.split("\n")[0]!
+
+/** An effect/cli parse error as one line in pen's words: `-x` rather than `--x`, the option's description. */
+const cliErrorMessage = (error: CliError.CliError): { readonly message: string; readonly synopsis: boolean } => {
+  switch (error._tag) {
+    case "InvalidValue": {
+      if (error.kind === "argument") break
+      const problem = error.value === ""
+        ? "needs a value"
+        : error.expected.startsWith("at most 1 value")
+        ? "given more than once"
+        : /integer/.test(error.expected)
+        ? `'${error.value}' is not a whole number`
+        : /number/.test(error.expected)
+        ? `'${error.value}' is not a number`
+        : `'${error.value}': ${error.expected.replace(/^Expected:? /, "expected ")}`
+      return { message: `${labelOf(error.option)}: ${problem}`, synopsis: false }
+    }
+    case "UnrecognizedOption": {
+      const suggestions = error.suggestions.map(penFlag)
+      return {
+        message: `unknown option ${penFlag(error.option)}` +
+          (suggestions.length > 0 ? ` (did you mean ${suggestions.join(" or ")}?)` : ""),
+        synopsis: true
+      }
+    }
+  }
+  return { message: penFlag(firstLine(error.message)), synopsis: true }
+}
+
+// effect/cli names a one-letter flag `--b`; pen users know it as `-b`.
+const penFlag = (text: string) => text.replace(/--([A-Za-z])\b/g, "-$1")
+
+/**
+ * What nib prints on stderr when `run` fails with `error`: `nib: <what was wrong>` on one line, then for a usage error
+ * the synopsis (when the command line's shape is wrong) and a pointer at `--help`. Run-time errors (a port that
+ * cannot be bound, an unknown host) are their message alone.
+ *
+ * @category errors
+ */
+export const errorLines = (error: unknown): ReadonlyArray<string> => {
+  if (error instanceof UsageError) {
+    return [
+      ...(error.message === "" ? [] : [`nib: ${error.message}`]),
+      ...(error.synopsis ? [SYNOPSIS] : []),
+      error.hint
+    ]
+  }
+  if (error instanceof CliError.ShowHelp) {
+    if (error.errors.length === 0) return []
+    const reports = error.errors.map(cliErrorMessage)
+    return [
+      ...reports.map((report) => `nib: ${report.message}`),
+      ...(reports.some((report) => report.synopsis) ? [SYNOPSIS] : []),
+      HELP_POINTER
+    ]
+  }
+  return [`nib: ${error instanceof Error ? error.message : String(error)}`]
+}
 
 const flags = {
   blacklist: Flag.Int("b").pipe(Flag.withDescription(describe("blacklistSeconds")), Flag.withDefault(30)),
@@ -140,35 +444,36 @@ const flags = {
   webStats: Flag.String("w").pipe(Flag.withDescription(describe("webStats")), Flag.optional),
   configFile: Flag.String("F").pipe(Flag.withDescription(describe("configFile")), Flag.optional),
   demo: Flag.Boolean("demo").pipe(
-    Flag.withDescription("run a demo: two HTTP backends and nib on 127.0.0.1:8080 (or the listen address given)"),
+    Flag.withDescription(describeOption(byName.get("demo")!)),
     Flag.withDefault(false)
   )
 }
 
 const args = {
   listen: Argument.String("listen").pipe(
-    Argument.withDescription("[host:]port, [v6]:port or /path/to/socket to listen on"),
+    Argument.withDescription(LISTEN_TEXT),
     Argument.optional
   ),
   servers: Argument.String("server").pipe(
-    Argument.withDescription("host[:port[:maxc[:hard[:weight[:prio]]]]], [v6]:port... or /path"),
+    Argument.withDescription(SERVER_TEXT),
     Argument.atLeast(0)
   )
 }
 
 type Parsed = Command.Command.Config.Infer<typeof flags & typeof args>
 
-const usageError = (message: string) => Effect.fail(new UsageError(message))
+const usageError = (message: string, options?: { readonly synopsis?: boolean }) =>
+  Effect.fail(new UsageError(message, options))
 
 /** Turns parsed argv into encoded settings (pen's string formats decoded here), then decodes them. */
 export const toSettings = (parsed: Parsed, services: Address.ServiceNames) =>
   Effect.gen(function*() {
-    if (Option.isNone(parsed.listen)) return yield* usageError("no listen address given")
+    if (Option.isNone(parsed.listen)) return yield* usageError("no listen address given", { synopsis: true })
     const listen = Address.parseListen(parsed.listen.value, services)
     if (Result.isFailure(listen)) return yield* usageError(`listen address '${parsed.listen.value}': ${listen.failure}`)
     // With -F the servers may all come from the file (`server 0 address ... port ...`), as with pen.
     if (parsed.servers.length === 0 && Option.isNone(parsed.configFile)) {
-      return yield* usageError("no server given: nib [options] [host:]port h1 [h2 ...]")
+      return yield* usageError("no server given", { synopsis: true })
     }
     if (parsed.udp && listen.success._tag === "Unix") {
       return yield* usageError(`listen address '${parsed.listen.value}': UDP mode (-U) listens on a [host:]port`)
@@ -296,7 +601,7 @@ export const serve = (
 const main = (services: Address.ServiceNames) =>
   Command.make("nib", { ...flags, ...args }, (parsed) =>
     Effect.gen(function*() {
-      if (parsed.demo || (Option.isNone(parsed.listen) && parsed.servers.length === 0)) {
+      if (parsed.demo) {
         if (parsed.servers.length > 0) return yield* usageError("--demo brings its own servers: give none")
         const listen = Option.isSome(parsed.listen)
           ? Address.parseListen(parsed.listen.value, services)
@@ -307,18 +612,38 @@ const main = (services: Address.ServiceNames) =>
       const settings = yield* toSettings(parsed, services)
       if (!settings.foreground && !Daemon.isDaemonChild()) return yield* Daemon.detach
       return yield* serve(settings, Daemon.notifyReady)
-    })).pipe(
-      Command.withDescription(
-        "A TCP load balancer, drop-in successor of pen. Example: nib -r 8080 10.0.0.1:80 10.0.0.2:80"
-      )
-    )
+    }))
 
-/** Parses `args` (argv without node and script) and runs nib. */
+// effect/cli's built-in --help and --version, without their -h and -v (pen's -h is hash; pen has no -v), printing
+// nib's help; its --wizard, --completions and --log-level are left out.
+const builtIns: ReadonlyArray<GlobalFlag.BuiltIn> = [
+  GlobalFlag.Action({
+    flag: Flag.Boolean("help").pipe(Flag.withDefault(false)),
+    run: () => Console.log(helpText)
+  }),
+  GlobalFlag.Action({
+    flag: Flag.Boolean("version").pipe(Flag.withDefault(false)),
+    run: () => Console.log(`nib v${VERSION}`)
+  })
+]
+
+// A parse error fails `run` with effect/cli's ShowHelp, and `errorLines` reports it; effect/cli's own presenter would
+// print its whole help first.
+const silent: CliOutput.Presenter = { present: () => Effect.void }
+
+/**
+ * Parses `args` (argv without node and script) and runs nib. A bad command line fails with a `UsageError` or
+ * effect/cli's `ShowHelp`, printed by `errorLines`; `nib` alone is a usage error, as it is for pen.
+ */
 export const run = (argv: ReadonlyArray<string>, services: Address.ServiceNames) => {
+  if (argv.length === 0) return Effect.fail(new UsageError("", { synopsis: true, hint: BARE_HINT }))
   const normalized = normalizeArgv(argv)
-  if (Result.isFailure(normalized)) return Effect.fail(new UsageError(normalized.failure))
+  if (Result.isFailure(normalized)) return Effect.fail(normalized.failure)
   return Effect.gen(function*() {
     for (const notice of normalized.success.notices) yield* Console.error(notice)
     return yield* Command.runWith(main(services), { version: VERSION, renderErrors: false })(normalized.success.argv)
-  })
+  }).pipe(
+    Effect.provideService(CliConfig.CliConfig, CliConfig.make({ builtIns })),
+    Effect.provideService(CliOutput.Presenter, silent)
+  )
 }

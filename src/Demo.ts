@@ -1,6 +1,7 @@
 /**
- * `nib --demo` (and `nib` with no arguments): two small HTTP backends on 127.0.0.1 and the balancer in front of them
- * on 127.0.0.1:8080 (or `nib --demo ADDRESS`), roundrobin so that each request shows which backend answered.
+ * `nib --demo` (and `npm start`): two small HTTP backends on 127.0.0.1 and the balancer in front of them on
+ * 127.0.0.1:8080 (or `nib --demo ADDRESS`), roundrobin so that each request shows which backend answered. `nib` with
+ * no arguments is a usage error, as it is for pen, whose hint points here.
  */
 import { Console, Effect } from "effect"
 import * as Http from "node:http"

@@ -1,7 +1,7 @@
 #!/usr/bin/env -S node --max-semi-space-size=4
 /**
  * The `nib` executable: pen's command line in, the balancer running until SIGTERM or SIGINT (exit 0), or a one-line
- * error and exit code 1.
+ * error (with, for a usage error, the synopsis and a pointer at `--help`) and exit code 1.
  *
  * The shebang caps V8's young generation at 4 MiB semi-spaces. Loading the Effect runtime at start-up makes V8 grow
  * it to its maximum (16 MiB semi-spaces), and under a stream of short connections a young generation that large
@@ -11,7 +11,6 @@
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
 import { Cause, Console, Effect, Exit, Logger, Runtime } from "effect"
-import { CliError } from "effect/cli"
 import * as Fs from "node:fs"
 import * as Cli from "./Cli.ts"
 import * as Daemon from "./Daemon.ts"
@@ -25,20 +24,11 @@ const services = (() => {
   }
 })()
 
-// effect/cli names a one-letter flag `--b`; pen users know it as `-b`.
-const penFlags = (message: string) => message.replace(/--([A-Za-z])\b/g, "-$1")
-
 const report = (cause: Cause.Cause<unknown>) => {
-  const error = Cause.squash(cause)
-  if (error instanceof CliError.ShowHelp && error.errors.length === 0) return Effect.void
-  const messages = error instanceof CliError.ShowHelp
-    ? error.errors.map((e) => penFlags(e.message))
-    : [error instanceof Error ? error.message : String(error)]
-  Daemon.notifyFailure(messages.join("; "))
-  const usage = error instanceof CliError.ShowHelp || error instanceof Cli.UsageError
-  return Console.error(
-    messages.map((m) => `nib: ${m}`).join("\n") + (usage ? "\nTry 'nib --help' for more information." : "")
-  )
+  const lines = Cli.errorLines(Cause.squash(cause))
+  if (lines.length === 0) return Effect.void
+  Daemon.notifyFailure(lines.filter((line) => line.startsWith("nib: ")).map((line) => line.slice(5)).join("; "))
+  return Console.error(lines.join("\n"))
 }
 
 Cli.run(process.argv.slice(2), services).pipe(

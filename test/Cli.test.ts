@@ -1,3 +1,4 @@
+import * as NodeServices from "@effect/platform-node/NodeServices"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Option, Result } from "effect"
 import * as Cli from "../src/Cli.ts"
@@ -17,7 +18,7 @@ const refused = (...args: ReadonlyArray<string>): string => {
     Result.isFailure(result),
     `normalizeArgv(${JSON.stringify(args)}) should fail: ${JSON.stringify(result)}`
   )
-  return Result.isFailure(result) ? result.failure : ""
+  return Result.isFailure(result) ? result.failure.message : ""
 }
 
 const NOTICE = {
@@ -62,6 +63,11 @@ describe("Cli.normalizeArgv", () => {
     assert.deepStrictEqual(argvOf("8080", "h1", "-r"), ["8080", "h1", "-r"])
   })
 
+  it("a flag given again replaces the earlier one (getopt: the last wins); -d, -O and -o add up", () => {
+    assert.deepStrictEqual(argvOf("-f", "-b", "5", "-rf", "-b10", "8080"), ["-r", "-f", "-b=10", "8080"])
+    assert.deepStrictEqual(argvOf("-dd", "-O", "a", "-o", "b", "-O", "c"), ["-d", "-d", "-O=a", "-o=b", "-O=c"])
+  })
+
   it("-- passes the rest through untouched", () => {
     assert.deepStrictEqual(argvOf("-r", "--", "-U", "-rh", "8080"), ["-r", "--", "-U", "-rh", "8080"])
   })
@@ -98,14 +104,18 @@ describe("Cli.normalizeArgv", () => {
     }
   })
 
-  it("an unknown flag is refused", () => {
-    assert.include(refused("-Y", "8080"), "-Y")
-    assert.include(refused("-rY"), "-Y")
+  it("an unknown flag is refused, with the synopsis", () => {
+    assert.strictEqual(refused("-Y", "8080"), "unknown option -Y")
+    assert.strictEqual(refused("-rY"), "unknown option -Y")
+    const result = Cli.normalizeArgv(["-Y"])
+    assert.isTrue(Result.isFailure(result) && result.failure.synopsis)
   })
 
-  it("a missing value is refused", () => {
-    assert.include(refused("-b"), "-b")
-    assert.include(refused("8080", "h1", "-t"), "-t")
+  it("a missing value is refused, naming the flag as the help describes it", () => {
+    assert.strictEqual(refused("-b"), "-b (seconds a failed server is blacklisted): needs a value")
+    assert.strictEqual(refused("8080", "h1", "-t"), "-t (seconds to wait for a server to accept): needs a value")
+    const result = Cli.normalizeArgv(["-b"])
+    assert.isTrue(Result.isFailure(result) && !result.failure.synopsis)
   })
 
   it("-j (chroot) is refused: Node cannot chroot", () => {
@@ -294,5 +304,213 @@ describe("Cli.toSettings", () => {
     Effect.gen(function*() {
       assert.include(yield* usageError(parsed({ timeout: 0 })), "-t")
       assert.include(yield* usageError(parsed({ connections: 0 })), "-x")
+    }))
+})
+
+const helpLines = Cli.helpText.split("\n")
+
+describe("Cli.helpText", () => {
+  it("shows pen's flags as pen's usage does, with their values", () => {
+    for (const entry of ["-b sec", "-C [host:]port", "-e host:port", "-x N", "-B host:port", "-t sec", "-T sec"]) {
+      assert.isTrue(helpLines.some((line) => line.startsWith(`  ${entry} `)), `no line for ${entry}`)
+    }
+    assert.isTrue(helpLines.some((line) => /^ {2}-U {2,}UDP mode/.test(line)), "-U is listed as a normal flag")
+    assert.isTrue(helpLines.some((line) => /^ {2}-h {2,}choose new clients by address hash/.test(line)))
+  })
+
+  it("takes each description from Config.descriptions, with the default where pen's usage shows one", () => {
+    assert.include(Cli.helpText, "  -b sec          seconds a failed server is blacklisted [30]\n")
+    assert.include(Cli.helpText, "  -c N            slots of the sticky client table [2048]\n")
+    assert.include(Cli.helpText, "  -x N            live connections before nib stops accepting [500]\n")
+    assert.include(Cli.helpText, "  -t sec          seconds to wait for a server to accept [3]\n")
+  })
+
+  it("lists nib's long options in their own section", () => {
+    const section = Cli.helpText.slice(Cli.helpText.indexOf("nib's options:"))
+    for (const option of ["--demo", "--udp-idle-timeout SEC", "--help", "--version"]) {
+      assert.include(section, `  ${option}`)
+    }
+  })
+
+  it("shows none of effect/cli's own rendering", () => {
+    for (const text of ["--b ", "--wizard", "-h, --help", "--completions", "--log-level", "-v, --version", "integer"]) {
+      assert.notInclude(Cli.helpText, text)
+    }
+  })
+
+  it("marks the flags nib refuses; the TLS ones by their section", () => {
+    assert.match(Cli.helpText, /\n {2}-H {2,}add X-Forwarded-For header in http requests\n {18}\(not supported yet\)\n/)
+    assert.match(Cli.helpText, /\n {2}-j dir {2,}run in chroot \(not available: Node cannot chroot\)\n/)
+    const tls = Cli.helpText.slice(Cli.helpText.indexOf("pen's TLS options, not supported yet:"))
+    for (const entry of ["-E certfile", "-K keyfile", "-G cacertfile", "-A cacertdir", "-Z", "-R", "-L protocol"]) {
+      assert.include(tls, `  ${entry} `)
+    }
+  })
+
+  it("lists every option of the table but the hidden ones, in 80 columns", () => {
+    for (const section of Cli.sections) {
+      for (const option of section.options) {
+        const flag = option.name.length > 1 ? `--${option.name}` : `-${option.name}`
+        const listed = helpLines.some((line) => line.startsWith(`  ${flag} `) || line === `  ${flag}`)
+        assert.strictEqual(listed, option.hidden !== true, flag)
+      }
+    }
+    for (const line of helpLines) assert.isAtMost(line.length, 80, line)
+    assert.strictEqual(helpLines[0], Cli.SYNOPSIS)
+  })
+})
+
+describe("Cli.errorLines", () => {
+  it("a usage error: the message, the synopsis when asked, the pointer at --help", () => {
+    assert.deepStrictEqual(Cli.errorLines(new Cli.UsageError("-b (x): needs a value")), [
+      "nib: -b (x): needs a value",
+      "Try 'nib --help' for more information."
+    ])
+    assert.deepStrictEqual(Cli.errorLines(new Cli.UsageError("unknown option -Y", { synopsis: true })), [
+      "nib: unknown option -Y",
+      Cli.SYNOPSIS,
+      "Try 'nib --help' for more information."
+    ])
+  })
+
+  it("any other error is its message alone", () => {
+    assert.deepStrictEqual(Cli.errorLines(new Error("can't bind local address")), ["nib: can't bind local address"])
+  })
+})
+
+/** What nib prints on stderr for `argv`, which must fail before nib listens. */
+const reported = (...argv: ReadonlyArray<string>) =>
+  Cli.run(argv, services).pipe(Effect.flip, Effect.map(Cli.errorLines), Effect.provide(NodeServices.layer))
+
+const pointer = "Try 'nib --help' for more information."
+
+describe("Cli.run: the command line's errors", () => {
+  it.effect("nib alone: the synopsis and where to go next", () =>
+    Effect.gen(function*() {
+      assert.deepStrictEqual(yield* reported(), [Cli.SYNOPSIS, Cli.BARE_HINT])
+      assert.include(Cli.BARE_HINT, "nib --demo")
+    }))
+
+  it.effect("flags but no listen address (-f, pen's -h) are a usage error, not the demo or the help", () =>
+    Effect.gen(function*() {
+      for (const argv of [["-f"], ["-h"], ["-rh", "-b", "5"]]) {
+        assert.deepStrictEqual(yield* reported(...argv), ["nib: no listen address given", Cli.SYNOPSIS, pointer])
+      }
+      assert.deepStrictEqual(yield* reported("8080"), ["nib: no server given", Cli.SYNOPSIS, pointer])
+    }))
+
+  it.effect("an unknown option: its name, the synopsis, the pointer", () =>
+    Effect.gen(function*() {
+      assert.deepStrictEqual(yield* reported("-Y", "8080", "h1"), ["nib: unknown option -Y", Cli.SYNOPSIS, pointer])
+      assert.deepStrictEqual(yield* reported("-v"), ["nib: unknown option -v", Cli.SYNOPSIS, pointer])
+      assert.deepStrictEqual(yield* reported("--bogus", "8080", "h1"), [
+        "nib: unknown option --bogus",
+        Cli.SYNOPSIS,
+        pointer
+      ])
+      assert.deepStrictEqual(yield* reported("--dem"), [
+        "nib: unknown option --dem (did you mean --demo?)",
+        Cli.SYNOPSIS,
+        pointer
+      ])
+      // effect/cli's own global flags are gone
+      for (const option of ["--wizard", "--completions=bash", "--log-level=debug"]) {
+        const lines = yield* reported(option, "8080", "h1")
+        assert.match(lines[0]!, /^nib: unknown option --(wizard|completions|log-level)/)
+      }
+    }))
+
+  it.effect("a numeric flag given something else: the flag, its description, what was wrong", () =>
+    Effect.gen(function*() {
+      const numeric: ReadonlyArray<readonly [string, string]> = [
+        ["-b", "-b (seconds a failed server is blacklisted)"],
+        ["-c", "-c (slots of the sticky client table)"],
+        ["-T", "-T (seconds a client is remembered (0 = forever))"],
+        ["-t", "-t (seconds to wait for a server to accept)"],
+        ["-x", "-x (live connections before nib stops accepting)"],
+        ["-q", "-q (listen backlog (at least 50))"],
+        ["--udp-idle-timeout", "--udp-idle-timeout (seconds an idle UDP session is kept (idle_timeout overrides))"]
+      ]
+      for (const [flag, label] of numeric) {
+        assert.deepStrictEqual(yield* reported(flag, "abc", "8080", "h1"), [
+          `nib: ${label}: 'abc' is not a number`,
+          pointer
+        ])
+      }
+      for (const [flag, label] of numeric.filter(([name]) => !["-t", "--udp-idle-timeout"].includes(name))) {
+        assert.deepStrictEqual(yield* reported(`${flag}1.5`, "8080", "h1"), [
+          `nib: ${label}: '1.5' is not a whole number`,
+          pointer
+        ])
+      }
+      assert.deepStrictEqual(yield* reported("8080", "h1", "--udp-idle-timeout"), [
+        `nib: ${numeric[6]![1]}: needs a value`,
+        pointer
+      ])
+    }))
+
+  it.effect("a value out of range names the flag too", () =>
+    Effect.gen(function*() {
+      for (
+        const [argv, label] of [
+          [["-t", "0"], "-t ("],
+          [["-c", "0"], "-c ("],
+          [["-x0"], "-x ("],
+          [["-b", "-1"], "-b ("],
+          [
+            ["-T", "-1"],
+            "-T ("
+          ],
+          [["--udp-idle-timeout", "0"], "--udp-idle-timeout ("]
+        ] as const
+      ) {
+        const lines = yield* reported(...argv, "8080", "h1")
+        assert.strictEqual(lines.length, 2, lines.join("\n"))
+        assert.isTrue(lines[0]!.startsWith(`nib: ${label}`), lines[0])
+        assert.strictEqual(lines[1], pointer)
+      }
+    }))
+
+  it.effect("a bad address for -e, -B, -C or the listen address names the flag and the value", () =>
+    Effect.gen(function*() {
+      for (
+        const [argv, start] of [
+          [["-e", "10.0.0.9:nope"], "nib: -e '10.0.0.9:nope': "],
+          [["-B", "10.0.0.9:nope"], "nib: -B '10.0.0.9:nope': "],
+          [["-C", "127.0.0.1:99999"], "nib: -C '127.0.0.1:99999': "]
+        ] as const
+      ) {
+        const lines = yield* reported(...argv, "8080", "h1")
+        assert.strictEqual(lines.length, 2, lines.join("\n"))
+        assert.isTrue(lines[0]!.startsWith(start), lines[0])
+      }
+      const lines = yield* reported("70000", "h1")
+      assert.deepStrictEqual(lines.length, 2)
+      assert.include(lines[0], "70000")
+    }))
+
+  it.effect("every value-taking flag without its value: the flag, its description, 'needs a value'", () =>
+    Effect.gen(function*() {
+      for (const section of Cli.sections) {
+        for (const option of section.options) {
+          if (option.value === undefined || option.refused !== undefined || option.name.length > 1) continue
+          const lines = yield* reported("8080", "h1", `-${option.name}`)
+          assert.strictEqual(lines.length, 2, lines.join("\n"))
+          assert.match(lines[0]!, new RegExp(`^nib: -${option.name}( \\(.*\\))?: needs a value$`))
+        }
+      }
+    }))
+
+  it.effect("every option the table passes on is one effect/cli parses (parsing gets as far as the listen address)", () =>
+    Effect.gen(function*() {
+      for (const section of Cli.sections) {
+        for (const option of section.options) {
+          if (option.refused !== undefined || option.notice !== undefined || option.ignored === true) continue
+          if (["demo", "help", "version"].includes(option.name)) continue
+          const flag = option.name.length > 1 ? `--${option.name}` : `-${option.name}`
+          const lines = yield* reported("-f", flag, ...(option.value === undefined ? [] : ["1"]))
+          assert.deepStrictEqual(lines, ["nib: no listen address given", Cli.SYNOPSIS, pointer], flag)
+        }
+      }
     }))
 })

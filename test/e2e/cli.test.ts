@@ -1,6 +1,6 @@
 /**
- * nib's command line errors, each exiting non-zero with `nib: <message>` on stderr before it listens, and `--help` /
- * `--version`.
+ * nib's command line errors, each exiting 1 with `nib: <message>` on stderr before it listens (a usage error adds the
+ * synopsis and a pointer at `--help`, never the whole help), and `--help` / `--version`.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
@@ -13,6 +13,8 @@ import * as Nib from "../utils/Nib.ts"
 const VERSION = (JSON.parse(Fs.readFileSync(Path.join(Nib.ROOT, "package.json"), "utf8")) as { version: string })
   .version
 
+const lines = (text: string) => text.split("\n").filter((line) => line !== "")
+
 describe("command line", () => {
   // Each case builds its argv with a free port for the servers, which are never contacted.
   const cases: ReadonlyArray<{
@@ -21,7 +23,12 @@ describe("command line", () => {
     readonly message: RegExp
   }> = [
     {
-      name: "-H (a pen flag nib does not support yet)",
+      name: "-E (a pen flag nib does not support yet)",
+      argv: (free) => Effect.succeed(["-f", "-E", "cert.pem", "127.0.0.1:0", free]),
+      message: /-E.*is not supported yet/
+    },
+    {
+      name: "-H (another one)",
       argv: (free) => Effect.succeed(["-f", "-H", "127.0.0.1:0", free]),
       message: /-H.*is not supported yet/
     },
@@ -79,22 +86,88 @@ describe("command line", () => {
         const result = yield* Nib.run(args)
         const context = `nib ${args.join(" ")}\n${result.stderr}`
         assert.isFalse(result.timedOut, context)
-        assert.notStrictEqual(result.code, 0, context)
-        assert.notStrictEqual(result.code, null, context)
+        assert.strictEqual(result.code, 1, context)
         assert.match(result.stderr, /^nib: /, context)
         assert.match(result.stderr, message, context)
         assert.notMatch(result.stderr, /listening on/, context)
+        // one line, or with a usage error the synopsis and the pointer: never the whole help
+        assert.isAtMost(lines(result.stderr).length, 3, context)
+        assert.strictEqual(result.stdout, "", context)
       }))
   }
 
-  it.live("--help and --version exit 0", () =>
+  // The exact stderr of the errors a newcomer meets first, as they would type them (a regression that started nib
+  // instead is killed at the deadline and fails the test).
+  const SYNOPSIS = "usage: nib [options] [host:]port h1[:p1[:maxc[:hard[:weight[:prio]]]]] [h2 ...]"
+  const POINTER = "Try 'nib --help' for more information."
+  const exact: ReadonlyArray<{ readonly argv: ReadonlyArray<string>; readonly stderr: ReadonlyArray<string> }> = [
+    {
+      argv: ["-f", "-x", "abc", "127.0.0.1:0", "h1"],
+      stderr: ["nib: -x (live connections before nib stops accepting): 'abc' is not a number", POINTER]
+    },
+    {
+      argv: ["-f", "-c1.5", "127.0.0.1:0", "h1"],
+      stderr: ["nib: -c (slots of the sticky client table): '1.5' is not a whole number", POINTER]
+    },
+    {
+      argv: ["-f", "--udp-idle-timeout", "soon", "127.0.0.1:0", "h1"],
+      stderr: [
+        "nib: --udp-idle-timeout (seconds an idle UDP session is kept (idle_timeout overrides)): 'soon' is not a number",
+        POINTER
+      ]
+    },
+    {
+      argv: ["-f", "127.0.0.1:0", "h1", "-b"],
+      stderr: ["nib: -b (seconds a failed server is blacklisted): needs a value", POINTER]
+    },
+    { argv: ["-Y", "8080", "h1"], stderr: ["nib: unknown option -Y", SYNOPSIS, POINTER] },
+    { argv: ["-rfY", "8080", "h1"], stderr: ["nib: unknown option -Y", SYNOPSIS, POINTER] },
+    { argv: ["--bogus"], stderr: ["nib: unknown option --bogus", SYNOPSIS, POINTER] },
+    { argv: ["--dmeo"], stderr: ["nib: unknown option --dmeo (did you mean --demo?)", SYNOPSIS, POINTER] },
+    { argv: ["--wizard"], stderr: ["nib: unknown option --wizard", SYNOPSIS, POINTER] },
+    { argv: ["-v"], stderr: ["nib: unknown option -v", SYNOPSIS, POINTER] },
+    {
+      argv: [],
+      stderr: [SYNOPSIS, "Try 'nib --help' for the options, or 'nib --demo' to watch nib balance two demo servers."]
+    },
+    { argv: ["-f"], stderr: ["nib: no listen address given", SYNOPSIS, POINTER] },
+    { argv: ["-h"], stderr: ["nib: no listen address given", SYNOPSIS, POINTER] },
+    { argv: ["8080"], stderr: ["nib: no server given", SYNOPSIS, POINTER] }
+  ]
+
+  for (const { argv, stderr } of exact) {
+    it.live(`nib ${argv.join(" ") || "(no arguments)"}: exactly its usage error, exit 1`, () =>
+      Effect.gen(function*() {
+        const result = yield* Nib.run(argv, 10_000)
+        const context = `nib ${argv.join(" ")}\n${result.stderr}`
+        assert.isFalse(result.timedOut, context)
+        assert.deepStrictEqual(lines(result.stderr), stderr, context)
+        assert.strictEqual(result.stdout, "", context)
+        assert.strictEqual(result.code, 1, context)
+      }))
+  }
+
+  it.live("--help shows pen's flags as pen does and nib's long options, on stdout, exit 0", () =>
     Effect.gen(function*() {
       const help = yield* Nib.run(["--help"])
       assert.strictEqual(help.code, 0, help.stderr)
-      assert.include(help.stdout, "nib")
-      assert.match(help.stdout, /-b\b/)
+      assert.strictEqual(help.stderr, "")
+      assert.strictEqual(lines(help.stdout)[0], SYNOPSIS)
+      for (const entry of ["-b sec", "-C [host:]port", "-e host:port", "-x N", "-B host:port", "-t sec", "-U", "-h"]) {
+        assert.match(help.stdout, new RegExp(`\n  ${entry.replace(/[[\]]/g, "\\$&")}  `), entry)
+      }
+      for (const option of ["--demo", "--udp-idle-timeout SEC", "--help", "--version"]) {
+        assert.include(help.stdout, `\n  ${option}`, option)
+      }
+      for (const absent of ["--b ", "--x ", "--wizard", "-h, --help", "--completions", "--log-level"]) {
+        assert.notInclude(help.stdout, absent, absent)
+      }
+    }))
+
+  it.live("--version exits 0", () =>
+    Effect.gen(function*() {
       const version = yield* Nib.run(["--version"])
       assert.strictEqual(version.code, 0, version.stderr)
-      assert.include(version.stdout, VERSION)
+      assert.strictEqual(version.stdout, `nib v${VERSION}\n`)
     }))
 })
