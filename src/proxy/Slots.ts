@@ -25,27 +25,40 @@ export interface Slotted {
 }
 
 /**
- * The table. Taking and freeing a slot is O(1) (a free list: the slot freed last is taken first; pen scans for a
- * free slot from the last one it used).
+ * The table. A new connection takes the first free slot from the last one taken, wrapping at the table's size, as
+ * pen's store_conn does, so connections are numbered (and listed) as pen numbers them. With short connections the
+ * last slot taken is usually free again, and taking one is O(1); the scan is longer only while many are live.
  *
  * @category models
  */
 export class Slots {
   private readonly entries: Array<Slotted | undefined> = []
-  private readonly free: Array<number> = []
+  /** The slot taken last (pen's connections_last): the scan for a free one starts there. */
+  private last = 0
+
+  /**
+   * `size` is the table's size (pen's connections_max, `-x`), where the scan wraps. A table with every slot taken
+   * (the limit was raised at run time, or no size was given) grows by one.
+   */
+  constructor(private readonly size = 0) {}
 
   take(entry: Slotted): number {
-    const slot = this.free.pop()
-    if (slot !== undefined) {
-      this.entries[slot] = entry
-      return slot
+    const entries = this.entries
+    const size = Math.max(this.size, entries.length)
+    for (let i = 0, slot = this.last; i < size; i++, slot = slot + 1 === size ? 0 : slot + 1) {
+      if (entries[slot] === undefined) return this.put(slot, entry)
     }
-    return this.entries.push(entry) - 1
+    return this.put(size, entry)
+  }
+
+  private put(slot: number, entry: Slotted): number {
+    this.entries[slot] = entry
+    this.last = slot
+    return slot
   }
 
   release(slot: number): void {
     this.entries[slot] = undefined
-    this.free.push(slot)
   }
 
   get(slot: number): Slotted | undefined {

@@ -54,7 +54,7 @@ export class TcpProxy extends Context.Service<TcpProxy, {
         acls: yield* Acls,
         buffers: (yield* RelayBuffers).pool,
         deadlines,
-        slots: new Slots(),
+        slots: new Slots(config.connectionsMax),
         unixListener: config.listen._tag === "Unix"
       }
       return TcpProxy.of({

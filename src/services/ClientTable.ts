@@ -20,7 +20,7 @@ export class ClientTable extends Context.Service<ClientTable, {
   readonly lookup: (address: string) => Effect.Effect<Option.Option<StickyTable.ClientEntry>>
   /** Remembered clients, most recent first. */
   readonly recent: Effect.Effect<ReadonlyArray<StickyTable.ClientEntry>>
-  /** Remembered clients in table order, least recently seen first: clients are numbered by it (`StickyTable.inOrder`). */
+  /** Remembered clients in table order, by slot (`StickyTable.inOrder`): pen's order for `recent` and the page. */
   readonly inOrder: Effect.Effect<ReadonlyArray<StickyTable.ClientEntry>>
   /** Slots in the table (`-c`, the `clients_max` command). */
   readonly capacity: Effect.Effect<number>

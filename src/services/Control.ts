@@ -284,8 +284,9 @@ export class Control extends Context.Service<Control, {
         }
       }
 
+      /** The slot of the client at `address` (pen's client index), -1 if it is not remembered. */
       const clientIndex = (address: string) =>
-        Effect.map(clients.inOrder, (entries) => entries.findIndex((e) => e.address === address))
+        Effect.map(clients.inOrder, (entries) => entries.find((e) => e.address === address)?.slot ?? -1)
 
       /** pen's `write`: the running configuration as commands (pen-reference 6.4), headed by how nib was started. */
       const renderConfig = (file: string) =>

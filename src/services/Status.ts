@@ -1,7 +1,7 @@
 /**
  * pen's status page (`-w FILE`, the `status` command, SIGUSR1), built from the live services: the servers of
- * ServerPool, the clients of ClientTable (numbered in table order) and the connections of the Listener's proxy (numbered by
- * slot). The HTML and text layouts are in `domain/StatusPage.ts`.
+ * ServerPool, the clients of ClientTable and the connections of the Listener's proxy, each listed and numbered by
+ * slot, as pen's tables are. The HTML and text layouts are in `domain/StatusPage.ts`.
  */
 import { Context, Effect, Layer } from "effect"
 import * as Fs from "node:fs"
@@ -46,7 +46,7 @@ export class Status extends Context.Service<Status, {
         const blacklistSeconds = yield* health.blacklistSeconds
         const { current } = yield* pool.snapshot
         const entries = yield* clients.inOrder
-        const clientSlot = new Map(entries.map((e, i) => [e.address, i]))
+        const clientSlot = new Map(entries.map((e) => [e.address, e.slot]))
         const connections = yield* listener.connections
         return {
           time: StatusPage.formatLocalTime(new Date(now)),
@@ -66,8 +66,8 @@ export class Status extends Context.Service<Status, {
             prio: b.spec.prio
           })),
           clientsMax: yield* clients.capacity,
-          clients: entries.map((e, slot) => ({
-            slot,
+          clients: entries.map((e) => ({
+            slot: e.slot,
             address: e.address,
             ageSeconds: Math.max(0, Math.floor((now - e.lastSeen) / 1000)),
             lastServer: e.server,

@@ -303,18 +303,16 @@ const CONNECTIONS_TABLE = 3
 const td = (cell: string | number) => `<td>${cell}</td>`
 const headerCell = (name: string) => `<td bgcolor="#80f080">${name}</td>`
 const rowLines = (cells: ReadonlyArray<string>): Array<string> => ["<tr>", ...cells, "</tr>"]
-/** Data rows as lines, sorted by their text when the table's row order legitimately differs. */
-const dataRows = (rows: ReadonlyArray<ReadonlyArray<string | number>>, sorted: boolean): Array<string> => {
-  const texts = rows.map((cells) => rowLines(cells.map(td)).join("\n"))
-  return (sorted ? texts.toSorted() : texts).flatMap((text) => text.split("\n"))
-}
+/** Data rows as lines, in the page's order. */
+const dataRows = (rows: ReadonlyArray<ReadonlyArray<string | number>>): Array<string> =>
+  rows.flatMap((cells) => rowLines(cells.map(td)))
 
 /**
  * pen's status page (pen-reference 7.1) with what legitimately differs between two balancers already replaced by
- * tokens: `<time>`, `<last>` ("N last"), a client's `<slot>` and `<age>`, a connection's `<slot>`, `<fd>` and
- * `<client ADDRESS>` (the client slot it names, resolved to that client's address). The byte counts stay as they
- * are, an open connection's too (its server's row and its client's row): both count bytes as they relay them. The
- * client rows and the connection rows are sorted.
+ * tokens: `<time>`, `<last>` ("N last"), a client's `<age>`, a connection's `<fd>`s. The rest stays as it is: the
+ * rows in the page's order, the client and connection slot numbers (a connection's client cell is its client's
+ * slot), and the byte counts, an open connection's too (its server's row and its client's row): both count bytes as
+ * they relay them.
  */
 export interface PageTemplate {
   readonly current: number
@@ -338,17 +336,17 @@ export const pageLines = (p: PageTemplate): Array<string> => [
     ["server", "address", "status", "port", "connections", "max soft", "max hard", "sent", "received", "weight", "prio"]
       .map(headerCell)
   ),
-  ...dataRows(p.servers, false),
+  ...dataRows(p.servers),
   "</table>",
   `<h2>Active clients</h2>Max number of clients: ${p.clientsMax}<p><table bgcolor="#c0c0c0">`,
   ...rowLines(["client", "address", "age(secs)", "last server", "connects", "sent", "received"].map(headerCell)),
-  ...dataRows(p.clients, true),
+  ...dataRows(p.clients),
   "</table>",
   `<h2>Active connections</h2>Number of connections: ${p.connectionsMax} max, ${p.connections.length} used, <last> last<p><table bgcolor="#c0c0c0">`,
   ...rowLines(
     ["connection", "downfd", "upfd", "pending data down", "pending data up", "client", "server"].map(headerCell)
   ),
-  ...dataRows(p.connections, true),
+  ...dataRows(p.connections),
   "</table>",
   "</body>",
   "</html>",
@@ -395,13 +393,11 @@ export const normalizePage = (html: string, maxAgeSeconds = 2): NormalizedPage =
   const number = (value: string | undefined, what: string) => {
     if (value === undefined || !/^\d+$/.test(value)) problems.push(`${what}: ${JSON.stringify(value)} is not a number`)
   }
-  // Client slot -> address.
-  const addressOfSlot = new Map(rows(CLIENTS_TABLE).map((row) => [row.cells[0], row.cells[1]]))
+  const clientSlots = new Set(rows(CLIENTS_TABLE).map((row) => row.cells[0]))
   for (const row of rows(CLIENTS_TABLE)) {
     const c = row.cells
     if (c.length !== 7) continue
     number(c[0], `client ${c[1]} slot`)
-    c[0] = "<slot>"
     const age = Number(c[2])
     if (!/^\d+$/.test(c[2]!) || age > maxAgeSeconds) {
       problems.push(`client ${c[1]} age(secs) ${c[2]} is not 0..${maxAgeSeconds}`)
@@ -414,19 +410,13 @@ export const normalizePage = (html: string, maxAgeSeconds = 2): NormalizedPage =
     number(c[0], "connection slot")
     number(c[1], `connection ${c[0]} downfd`)
     number(c[2], `connection ${c[0]} upfd`)
-    const address = addressOfSlot.get(c[5])
-    if (address === undefined) problems.push(`connection ${c[0]}: client ${c[5]} is not a row of the client table`)
-    c[5] = `<client ${address ?? `slot ${c[5]}`}>`
-    c[0] = "<slot>"
+    if (!clientSlots.has(c[5])) problems.push(`connection ${c[0]}: client ${c[5]} is not a row of the client table`)
     c[1] = c[2] = "<fd>"
   }
   const out: Array<string> = []
   let pending: Array<PageItem & { _tag: "Row" }> = []
   const flush = () => {
-    if (pending.length > 0) {
-      const t = pending[0]!.table
-      out.push(...dataRows(pending.map((row) => row.cells), t === CLIENTS_TABLE || t === CONNECTIONS_TABLE))
-    }
+    out.push(...dataRows(pending.map((row) => row.cells)))
     pending = []
   }
   for (const item of items) {

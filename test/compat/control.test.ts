@@ -24,6 +24,11 @@
  * checked twice: against pen's bytes written into the case (with what legitimately differs replaced by tokens:
  * control-harness.ts normalizePage), and, on nib, against what pen's side of the same case produced, line by line.
  *
+ * A fourth pair, with a 3-slot client table and a page (`-f -u root -C 127.0.0.1:CP -c 3 -w DIR/web.html`, the same
+ * servers), checks the order of the listings when the table is full and evicts: `recent` and the page's client rows
+ * by slot (a new client takes the slot of the client seen least recently), the page's connection rows by slot (a new
+ * connection takes the first free slot after the last one taken).
+ *
  * Every difference found between pen 0.34.1 and nib (replies as JSON strings, pen's first):
  *
  * FOUND AND FIXED (nib bugs this suite found; each case stays, with pen's bytes as the expectation):
@@ -43,6 +48,11 @@
  *   Cases "a server whose only connection is still open shows its bytes both ways, as pen's does", "a connection
  *   held open: conn 1 on its server, its bytes counted while it is open, as pen's are", "status with -w: pen's
  *   page after the same traffic, a connection open; the -w file holds what it streamed".
+ * - `recent` and the status page listed clients in nib's LRU order (least recently seen first: 127.0.0.3, then
+ *   127.0.0.2, after .2 connected last), numbered by that order; pen lists and numbers them by slot (the slot each
+ *   took when first seen: 127.0.0.2, then .3). The page's connection rows were numbered by a free list (the slot
+ *   freed last taken first); pen takes the first free slot after the last one it took. Now both are pen's: cases
+ *   "the same requests through both: ...", "a connection held open: ...", the status pages, and the -c 3 pair.
  *
  * ALLOWED (asserted as each one's own reply, so the suite shows the difference):
  * - Bad numbers are refused with a message and change nothing (README "Bad control arguments are refused"); pen
@@ -59,9 +69,6 @@
  *   supported yet\n" (README: refused, not yet). `idlers 2` (not sent: reference 6.2 has 0.34.1 segfault on it):
  *   pen "Idlers: 0/2\n" and opens idle server connections, nib "idlers: keeping idle server connections is not
  *   supported yet\n".
- * - `recent` lists the same lines in another order: pen in its table's slot order (first seen first: 127.0.0.2,
- *   then 127.0.0.3), nib in its LRU table's order (127.0.0.3, then 127.0.0.2, after .2 connected last). Compared
- *   as unordered lines; the connects and byte counts are equal.
  * - A command without a line end, from a client that then waits (no EOF): pen answers whatever its one recv() got
  *   ("servers" alone gets the listing at once); nib waits for a line end or the client's EOF (10 s at most, then
  *   closes with nothing; README "A silent control client freezes nothing"). penctl and nibctl always send "\n".
@@ -70,18 +77,16 @@
  *   2026-11-21 17:35:46" on nib, and the second starts "# pen -f" / "# nib -f": each names itself (its time its
  *   own). Compared by shape (the time must be now); every command line after them is identical, byte for byte.
  * - The status page (7.1) with a connection open, line by line, differs only where the value is each balancer's
- *   own, compared as tokens: the time of "Time YYYY-MM-DD HH:MM:SS" (it must be now); the client rows' order and
- *   so their slot numbers (pen its table's slot order, 127.0.0.2, .3, .4; nib its LRU table's order, 127.0.0.3,
- *   .2, .4: compared as a set) and "age(secs)" (0-2: pen "1", nib "0" seen); the connection row's slot, downfd and
- *   upfd (pen 9 and 10, nib 24 and 25), and its client cell, which each side numbers by its own client table
- *   (compared as the address it names: 127.0.0.4 on both); "N last" in "Number of connections: 500 max, 1 used, N
- *   last". All else is identical: the tags, header cells and column order, the number of rows, the server rows'
+ *   own, compared as tokens: the time of "Time YYYY-MM-DD HH:MM:SS" (it must be now); the client rows' "age(secs)"
+ *   (0-2: pen "1", nib "0" seen); the connection row's downfd and upfd (pen 9 and 10, nib 24 and 25); "N last" in
+ *   "Number of connections: 500 max, 1 used, N last" (pen the slot it took last, nib its highest slot in use). All
+ *   else is identical: the tags, header cells and column order, the rows and their order, the server rows'
  *   address/status/port/connections/limits/weight/prio/sent/received (the open connection's bytes included: "92"
- *   and "100" on server 1, on both), the client rows' address/last server/connects/sent/received (the open
- *   connection's client too: "25" and "23", on both), "Max number of clients: 2048". Once the connection is closed
- *   (by `close N`), the whole page is identical but for the time, the client order, ages and "N last". The -w file
- *   holds exactly what `status` streamed, on both.
- * - `connection N` and `socket N`: the held connection's slot, downfd and upfd are each side's own (found by
+ *   and "100" on server 1, on both), the client rows' slot/address/last server/connects/sent/received (the open
+ *   connection's client too: "25" and "23", on both), the connection row's slot and client slot, "Max number of
+ *   clients: 2048". Once the connection is closed (by `close N`), the whole page is identical but for the time,
+ *   ages and "N last". The -w file holds exactly what `status` streamed, on both.
+ * - `connection N` and `socket N`: the held connection's downfd and upfd are each side's own (its slot is found by
  *   scanning `connection 0..9`); state (2), server (1) and pend (0) are identical, and `socket DOWNFD` / `socket
  *   UPFD` answer "Socket FD belongs to connection N\n" with each side's numbers.
  * - `connection N` after `close N`: pen leaves the closed slot's client and server in place ("Connection 0:\nstate
@@ -109,7 +114,7 @@ import * as Nib from "../utils/Nib.ts"
 import * as Pen from "../utils/Pen.ts"
 import * as Poll from "../utils/Poll.ts"
 import * as Harness from "./control-harness.ts"
-import { exact, type Expect, matches, unordered } from "./control-harness.ts"
+import { exact, type Expect, matches } from "./control-harness.ts"
 
 const found = Pen.find()
 const pen = found.path
@@ -197,8 +202,10 @@ type Step =
   | { readonly requests: ReadonlyArray<{ readonly from: number; readonly by: string }> }
   /** A request from 127.0.0.`from`, answered by `by`, whose connection stays open until `release`. */
   | { readonly hold: number; readonly by: string }
-  /** Ends the held connection (client first) and waits for the balancer's end. */
+  /** Ends the held connections (client first) and waits for the balancer's end. */
   | { readonly release: true }
+  /** Ends the held connection from 127.0.0.`releaseFrom` (client first) and waits for the balancer's end. */
+  | { readonly releaseFrom: number }
   /** The balancer exits by itself (after `exit`), with code 0, within 10 s. */
   | { readonly exits: true }
   /** A check written as code: `what` it checks, and the problems it found (none: it passed). */
@@ -324,7 +331,8 @@ const withExit: ReadonlyArray<Case> = [
       // Default mode: a new client takes the roundrobin cursor, which starts at server 1; then it sticks.
       { requests: [2, 3, 2, 3, 2].map((from) => ({ from, by: from === 2 ? "b" : "a" })) },
       q("servers\n", servers(A_AFTER, B_AFTER), { until: true }),
-      q("recent\n", unordered(recentLine(2, 3, B_AFTER.rx, B_AFTER.sx), recentLine(3, 2, A_AFTER.rx, A_AFTER.sx)), {
+      // In table order: each client's slot, taken when it was first seen (127.0.0.2 first).
+      q("recent\n", recentLine(2, 3, B_AFTER.rx, B_AFTER.sx) + recentLine(3, 2, A_AFTER.rx, A_AFTER.sx), {
         until: true
       })
     ]
@@ -339,22 +347,16 @@ const withExit: ReadonlyArray<Case> = [
       q("servers\n", servers(A_AFTER, B_HOLDING), { until: true }),
       q(
         "recent\n",
-        unordered(
-          recentLine(2, 3, B_AFTER.rx, B_AFTER.sx),
-          recentLine(3, 2, A_AFTER.rx, A_AFTER.sx),
-          recentLine(4, 1, down(4), up(4))
-        ),
+        recentLine(2, 3, B_AFTER.rx, B_AFTER.sx) + recentLine(3, 2, A_AFTER.rx, A_AFTER.sx) +
+          recentLine(4, 1, down(4), up(4)),
         { until: true }
       ),
       { release: true },
       q("servers\n", servers(A_AFTER, B_AFTER_HELD), { until: true }),
       q(
         "recent\n",
-        unordered(
-          recentLine(2, 3, B_AFTER.rx, B_AFTER.sx),
-          recentLine(3, 2, A_AFTER.rx, A_AFTER.sx),
-          recentLine(4, 1, down(4), up(4))
-        ),
+        recentLine(2, 3, B_AFTER.rx, B_AFTER.sx) + recentLine(3, 2, A_AFTER.rx, A_AFTER.sx) +
+          recentLine(4, 1, down(4), up(4)),
         { until: true }
       )
     ]
@@ -561,9 +563,9 @@ const serverRows = (side: Side, s0: PageCounters, s1: PageCounters, limits1 = [1
   [0, "127.0.0.1", 0, side.values["B1"]!, s0.conn, 0, 0, s0.sx, s0.rx, 0, 0],
   [1, "127.0.0.1", 0, side.values["B2"]!, s1.conn, limits1[0]!, limits1[1]!, s1.sx, s1.rx, 3, 1]
 ]
-/** A client row: sent is what went to the client, received what came from it. */
-const clientRow = (n: number, last: number, connects: number, sent: number, received: number) => [
-  "<slot>",
+/** A client row (`slot`, 127.0.0.`n`): sent is what went to the client, received what came from it. */
+const clientRow = (slot: number, n: number, last: number, connects: number, sent: number, received: number) => [
+  slot,
   ip(n),
   "<age>",
   last,
@@ -580,9 +582,9 @@ const pageAfterClose = (limits1?: Array<number>) => (side: Side): Harness.PageTe
   servers: serverRows(side, A_AFTER, B_AFTER_3, limits1),
   clientsMax: 2048,
   clients: [
-    clientRow(2, 1, 3, B_AFTER.rx, B_AFTER.sx),
-    clientRow(3, 0, 2, A_AFTER.rx, A_AFTER.sx),
-    clientRow(4, 1, 3, 3 * down(4), 3 * up(4))
+    clientRow(0, 2, 1, 3, B_AFTER.rx, B_AFTER.sx),
+    clientRow(1, 3, 0, 2, A_AFTER.rx, A_AFTER.sx),
+    clientRow(2, 4, 1, 3, 3 * down(4), 3 * up(4))
   ],
   connectionsMax: 500,
   connections: []
@@ -775,17 +777,19 @@ const withFiles: ReadonlyArray<Case> = [
       { requests: [2, 3, 2, 3, 2].map((from) => ({ from, by: from === 2 ? "b" : "a" })) },
       { hold: 4, by: "b" },
       q("servers\n", servers(A_AFTER, B_HOLDING), { until: true }),
+      findHeld,
       statusPage("the page with 127.0.0.4's connection open", (side) => ({
         current: 1,
         servers: serverRows(side, A_AFTER, B_HOLDING),
         clientsMax: 2048,
         clients: [
-          clientRow(2, 1, 3, B_AFTER.rx, B_AFTER.sx),
-          clientRow(3, 0, 2, A_AFTER.rx, A_AFTER.sx),
-          clientRow(4, 1, 1, down(4), up(4))
+          clientRow(0, 2, 1, 3, B_AFTER.rx, B_AFTER.sx),
+          clientRow(1, 3, 0, 2, A_AFTER.rx, A_AFTER.sx),
+          clientRow(2, 4, 1, 1, down(4), up(4))
         ],
         connectionsMax: 500,
-        connections: [["<slot>", "<fd>", "<fd>", 0, 0, `<client ${ip(4)}>`, 1]]
+        // The connection's slot (found by `connection 0..9`), its client's slot (127.0.0.4's: 2), its server.
+        connections: [[side.values["N"]!, "<fd>", "<fd>", 0, 0, 2, 1]]
       })),
       { release: true }
     ]
@@ -908,6 +912,113 @@ const withFiles: ReadonlyArray<Case> = [
   }
 ]
 
+// --- the pair with a small client table ---------------------------------------------------------------------------
+
+/** The flags of the pair with a 3-slot client table (`-c 3`) and a -w page in the balancer's own directory. */
+const smallTableFlags = (dir: string) => (control: number): ReadonlyArray<string> => [
+  ...AS_ROOT,
+  "-C",
+  `127.0.0.1:${control}`,
+  "-c",
+  "3",
+  "-w",
+  Path.join(dir, "web.html")
+]
+
+/**
+ * Waits for the wall clock's next second, and 150 ms more. pen keeps a client's last visit to the second and, when
+ * its table is full, evicts the client seen least recently, ties going to the lowest slot; nib's table is a true LRU
+ * at millisecond resolution (README "The sticky table is O(1)"). Visits a second apart evict the same client on both.
+ */
+const nextSecond: Step = {
+  what: "the next second",
+  check: async () => {
+    await sleep(1150 - (Date.now() % 1000))
+    return []
+  }
+}
+
+/** A server's counters after whole requests from 127.0.0.`froms` (and `conn` connections still open). */
+const served = (froms: ReadonlyArray<number>, conn = 0): PageCounters => ({
+  conn,
+  sx: froms.reduce((sum, n) => sum + up(n), 0),
+  rx: froms.reduce((sum, n) => sum + down(n), 0)
+})
+
+/** `recent`'s line for 127.0.0.`n` after `connects` whole requests since it took its slot. */
+const recentOf = (n: number, connects: number) => recentLine(n, connects, connects * down(n), connects * up(n))
+
+/** A client row for 127.0.0.`n` in `slot` after `connects` whole requests, the last one to server `last`. */
+const clientOf = (slot: number, n: number, last: number, connects: number) =>
+  clientRow(slot, n, last, connects, connects * down(n), connects * up(n))
+
+/**
+ * The pair with `-c 3`. Default mode: each new client takes the roundrobin cursor (server 1 first), a known client
+ * its server. The requests of the first case: 127.0.0.2 (b), .3 (a), .4 (b) fill the 3 slots; a second later .2
+ * again (b); a second later .5, a new client: .3 and .4 were seen least recently (the same second), so pen's lowest
+ * slot, .3's (slot 1, seen first too), goes to .5 (a); then .6 takes .4's (b), and .3, new again, takes .2's (a).
+ */
+const withSmallTable: ReadonlyArray<Case> = [
+  {
+    name:
+      "a full 3-slot table: a new client takes the slot of the client seen least recently; recent and the page list clients by slot, as pen's do",
+    ref: "4.2, 6.2 (recent), 7.1",
+    steps: [
+      { requests: [{ from: 2, by: "b" }, { from: 3, by: "a" }, { from: 4, by: "b" }] },
+      q("recent\n", recentOf(2, 1) + recentOf(3, 1) + recentOf(4, 1), { until: true }),
+      nextSecond,
+      { requests: [{ from: 2, by: "b" }] },
+      nextSecond,
+      { requests: [{ from: 5, by: "a" }] },
+      // .5 in .3's slot, between .2 and .4 (nib's table order before: .4, .2, .5, least recently seen first).
+      q("recent\n", recentOf(2, 2) + recentOf(5, 1) + recentOf(4, 1), { until: true }),
+      { requests: [{ from: 6, by: "b" }, { from: 3, by: "a" }] },
+      q("recent\n", recentOf(3, 1) + recentOf(5, 1) + recentOf(6, 1), { until: true }),
+      statusPage("the page after the table evicted three clients", (side) => ({
+        current: 0,
+        servers: serverRows(side, served([3, 5, 3]), served([2, 4, 2, 6])),
+        clientsMax: 3,
+        clients: [clientOf(0, 3, 0, 1), clientOf(1, 5, 0, 1), clientOf(2, 6, 1, 1)],
+        connectionsMax: 500,
+        connections: []
+      }))
+    ]
+  },
+  {
+    name:
+      "connections are listed by slot, and a new one takes the first free slot after the last one taken, as pen's do",
+    ref: "3 (connection table), 7.1; pen's conn.c store_conn",
+    steps: [
+      // The first held connection: its slot N is each side's own (where the last connection was).
+      { hold: 3, by: "a" },
+      findHeld,
+      { hold: 5, by: "a" },
+      { hold: 6, by: "b" },
+      // N is free again, but the next connection takes N + 3: the scan starts at the last slot taken, N + 2.
+      { releaseFrom: 3 },
+      { hold: 3, by: "a" },
+      q("recent\n", recentOf(3, 3) + recentOf(5, 2) + recentOf(6, 2), { until: true }),
+      statusPage("the page with three connections open", (side) => {
+        const n = Number(side.values["N"])
+        return {
+          current: 0,
+          servers: serverRows(side, served([3, 5, 3, 3, 5, 3], 2), served([2, 4, 2, 6, 6], 1)),
+          clientsMax: 3,
+          clients: [clientOf(0, 3, 0, 3), clientOf(1, 5, 0, 2), clientOf(2, 6, 1, 2)],
+          connectionsMax: 500,
+          // Each connection's slot, its client's slot and its server (nib before: .3's in N, listed first).
+          connections: [
+            [n + 1, "<fd>", "<fd>", 0, 0, 1, 0],
+            [n + 2, "<fd>", "<fd>", 0, 0, 2, 1],
+            [n + 3, "<fd>", "<fd>", 0, 0, 0, 0]
+          ]
+        }
+      }),
+      { release: true }
+    ]
+  }
+]
+
 // --- running a case ----------------------------------------------------------------------------------------------
 
 /**
@@ -929,7 +1040,7 @@ const runCase = (c: Case, which: Harness.Which) =>
       DIR: dir
     }
     const problems: Array<string> = []
-    const held: Array<Harness.Exchanged> = []
+    const held: Array<Harness.Exchanged & { readonly from: number }> = []
     yield* Effect.addFinalizer(() => Effect.sync(() => held.forEach((h) => h.conn.close())))
 
     for (const step of c.steps) {
@@ -956,12 +1067,16 @@ const runCase = (c: Case, which: Harness.Which) =>
         }
       } else if ("hold" in step) {
         const exchanged = yield* Effect.promise(() => Harness.exchange(instance.listen, ip(step.hold)))
-        held.push(exchanged)
+        held.push({ ...exchanged, from: step.hold })
         if (exchanged.name !== step.by) {
           problems.push(`held request from ${ip(step.hold)}: answered by ${exchanged.name}, expected ${step.by}`)
         }
       } else if ("release" in step) {
         for (const h of held.splice(0)) yield* Effect.promise(h.finish)
+      } else if ("releaseFrom" in step) {
+        const i = held.findIndex((h) => h.from === step.releaseFrom)
+        if (i < 0) problems.push(`no connection from ${ip(step.releaseFrom)} is held`)
+        else yield* Effect.promise(held.splice(i, 1)[0]!.finish)
       } else if ("check" in step) {
         const checked = yield* Effect.promise(() => step.check({ which, instance, dir, values, held }))
         problems.push(...checked.map((problem) => `${step.what}: ${problem}`))
@@ -995,11 +1110,17 @@ const register = (paired: Vitest.MethodsNonLive<Pair>, cases: ReadonlyArray<Case
 
 describe("the control-port cases", () => {
   it("are well-formed: unique names, requests from 127.0.0.2-250", () => {
-    const all = [...withExit, ...withoutExit, ...withFiles]
+    const all = [...withExit, ...withoutExit, ...withFiles, ...withSmallTable]
     assert.strictEqual(new Set(all.map((c) => c.name)).size, all.length)
     for (const c of all) {
       for (const step of c.steps) {
-        const froms = "requests" in step ? step.requests.map((r) => r.from) : "hold" in step ? [step.hold] : []
+        const froms = "requests" in step
+          ? step.requests.map((r) => r.from)
+          : "hold" in step
+          ? [step.hold]
+          : "releaseFrom" in step
+          ? [step.releaseFrom]
+          : []
         for (const from of froms) assert.isTrue(from >= 2 && from <= 250, `${c.name}: from ${from}`)
       }
     }
@@ -1019,4 +1140,9 @@ layer(pairLayer(() => flags(false)), { excludeTestServices: true, timeout: "30 s
 layer(pairLayer(filesFlags, prepareFiles), { excludeTestServices: true, timeout: "30 seconds" })(
   "pen and nib with -w, -F and -l files, the same argv",
   (paired) => register(paired, withFiles)
+)
+
+layer(pairLayer(smallTableFlags), { excludeTestServices: true, timeout: "30 seconds" })(
+  "pen and nib with -c 3 and -w, the same argv",
+  (paired) => register(paired, withSmallTable)
 )

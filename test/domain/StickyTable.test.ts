@@ -283,3 +283,124 @@ describe("StickyTable.sweep", () => {
     }
   )
 })
+
+/**
+ * Reference model of the slots: pen's store_client (client.c) at millisecond resolution. A known client keeps its
+ * slot (a forgotten one starts afresh there); a new client takes the lowest slot that is free (never used, or held by
+ * a forgotten client), else the slot of the least recently seen client (ties: the one seen first).
+ */
+interface SlotModel {
+  readonly slots: Array<{ address: string; lastSeen: number; seq: number } | undefined>
+  seq: number
+}
+
+const slotModelVisit = (model: SlotModel, capacity: number, tracking: number, address: string, now: number) => {
+  const expired = (e: { lastSeen: number }) => tracking > 0 && now - e.lastSeen >= tracking
+  const seq = model.seq++
+  const known = model.slots.findIndex((e) => e?.address === address)
+  if (known >= 0) {
+    model.slots[known] = { address, lastSeen: now, seq }
+    return known
+  }
+  for (let i = 0; i < model.slots.length; i++) {
+    if (model.slots[i] !== undefined && expired(model.slots[i]!)) model.slots[i] = undefined
+  }
+  let slot = -1
+  for (let i = 0; i < capacity; i++) {
+    if (model.slots[i] === undefined) {
+      slot = i
+      break
+    }
+  }
+  if (slot < 0) {
+    for (let i = 0; i < capacity; i++) {
+      const e = model.slots[i]!
+      const o = model.slots[slot]
+      if (slot < 0 || e.lastSeen < o!.lastSeen || (e.lastSeen === o!.lastSeen && e.seq < o!.seq)) slot = i
+    }
+  }
+  model.slots[slot] = { address, lastSeen: now, seq }
+  return slot
+}
+
+describe("StickyTable slots (pen's client numbering)", () => {
+  it("a new client takes the lowest free slot, or the evicted client's; listings go by slot", () => {
+    const table = StickyTable.make(3, 0)
+    const slotsOf = () => StickyTable.inOrder(table, 10_000).map((e) => `${e.slot} ${e.address}`)
+    StickyTable.visit(table, ".2", 0)
+    StickyTable.visit(table, ".3", 10)
+    StickyTable.visit(table, ".4", 20)
+    StickyTable.visit(table, ".2", 1000)
+    assert.deepStrictEqual(slotsOf(), ["0 .2", "1 .3", "2 .4"])
+    // Full: .3 is the least recently seen; .5 takes its slot, and is listed there.
+    StickyTable.visit(table, ".5", 2000)
+    assert.deepStrictEqual(slotsOf(), ["0 .2", "1 .5", "2 .4"])
+    StickyTable.visit(table, ".6", 2010)
+    assert.deepStrictEqual(slotsOf(), ["0 .2", "1 .5", "2 .6"])
+    StickyTable.visit(table, ".3", 2020)
+    assert.deepStrictEqual(slotsOf(), ["0 .3", "1 .5", "2 .6"])
+    // `recent` is still most recent first.
+    assert.deepStrictEqual(addresses(StickyTable.recent(table, 2020)), [".3", ".6", ".5"])
+  })
+
+  it("a forgotten client frees its slot for the next new client, or keeps it if it comes back first", () => {
+    const table = StickyTable.make(4, 1000)
+    StickyTable.visit(table, "a", 0)
+    StickyTable.visit(table, "b", 500)
+    StickyTable.visit(table, "c", 600)
+    // a is forgotten at 1000: it comes back, starts afresh, in its own slot.
+    const a = StickyTable.visit(table, "a", 1200)
+    assert.deepStrictEqual([a.slot, a.connects], [0, 1])
+    // b and c are forgotten at 1600: the next new client takes the lowest of their slots.
+    assert.strictEqual(StickyTable.visit(table, "d", 1700).slot, 1)
+    assert.deepStrictEqual(StickyTable.inOrder(table, 1700).map((e) => `${e.slot} ${e.address}`), ["0 a", "1 d"])
+    assert.strictEqual(StickyTable.visit(table, "e", 1700).slot, 2)
+    assert.strictEqual(StickyTable.visit(table, "f", 1700).slot, 3)
+  })
+
+  it.prop(
+    "slots are pen's: the model of store_client at millisecond resolution, forgotten clients' slots free",
+    { capacity: int(1, 6), tracking: int(0, 1000), visits: Visits, later: int(0, 2000) },
+    ({ capacity, later, tracking, visits }) => {
+      const table = StickyTable.make(capacity, tracking)
+      const model: SlotModel = { slots: [], seq: 0 }
+      let now = 0
+      for (const v of visits) {
+        now += v.gap
+        const address = addressOf(v.client)
+        const slot = slotModelVisit(model, capacity, tracking, address, now)
+        assert.strictEqual(StickyTable.visit(table, address, now).slot, slot, `slot of ${address} at ${now}`)
+      }
+      const at = now + later
+      const expected = model.slots.flatMap((e, slot) =>
+        e !== undefined && !(tracking > 0 && at - e.lastSeen >= tracking) ? [`${slot} ${e.address}`] : []
+      )
+      assert.deepStrictEqual(StickyTable.inOrder(table, at).map((e) => `${e.slot} ${e.address}`), expected)
+    }
+  )
+
+  it.prop(
+    "resize keeps every slot below the capacity and distinct, the table in slot order, LRU eviction on a shrink",
+    { capacity: int(1, 8), smaller: int(1, 8), visits: Visits },
+    ({ capacity, smaller, visits }) => {
+      const table = StickyTable.make(capacity, 0)
+      let now = 0
+      for (const v of visits) {
+        now += v.gap
+        StickyTable.visit(table, addressOf(v.client), now)
+      }
+      const keep = addresses(StickyTable.recent(table, now)).slice(0, smaller)
+      StickyTable.resize(table, smaller)
+      const listed = StickyTable.inOrder(table, now)
+      assert.sameMembers(addresses(listed), keep)
+      const slots = listed.map((e) => e.slot)
+      assert.deepStrictEqual(slots, slots.toSorted((x, y) => x - y))
+      assert.strictEqual(new Set(slots).size, slots.length)
+      assert.isTrue(slots.every((slot) => slot < Math.min(capacity, smaller)), JSON.stringify(slots))
+      // New clients fill the free slots from the lowest, and the table never holds more than its capacity.
+      for (let i = 0; i < 10; i++) StickyTable.visit(table, `new ${i}`, now + 1 + i)
+      const after = StickyTable.inOrder(table, now + 20).map((e) => e.slot)
+      assert.deepStrictEqual(after, Array.from({ length: smaller }, (_, i) => i))
+    }
+  )
+})
