@@ -13,6 +13,7 @@
  * datagrams move in plain code on the services' `*Unsafe` members.
  */
 import { Context, Effect, Layer } from "effect"
+import { LbConfig } from "../Config.ts"
 import type { Backend } from "../domain/Backend.ts"
 import * as Selection from "../domain/Selection.ts"
 import type { ClientEntry } from "../domain/StickyTable.ts"
@@ -38,7 +39,7 @@ export class UdpProxy extends Context.Service<UdpProxy, {
   static readonly layer: Layer.Layer<
     UdpProxy,
     never,
-    ServerPool | ClientTable | HealthChecker | StatsReporter | RequestLog | Acls
+    LbConfig | ServerPool | ClientTable | HealthChecker | StatsReporter | RequestLog | Acls
   > = Layer.effect(
     UdpProxy,
     Effect.gen(function*() {
@@ -49,7 +50,8 @@ export class UdpProxy extends Context.Service<UdpProxy, {
         stats: yield* StatsReporter,
         log: yield* RequestLog,
         acls: yield* Acls,
-        slots: new Slots()
+        // Numbered as pen numbers its connections: the first free slot after the last one taken, wrapping at -x.
+        slots: new Slots((yield* LbConfig).connectionsMax)
       }
       return UdpProxy.of({
         connections: Effect.sync(() => env.slots.list()),
