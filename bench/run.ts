@@ -309,7 +309,10 @@ const BALANCERS: Array<Balancer> = [
     name: "nib-base",
     tool: "node",
     argv: nibArgv(Path.resolve(process.env.BENCH_NIB_BASE)),
-    udp: nibArgv(Path.resolve(process.env.BENCH_NIB_BASE), "-U")
+    // (a version older than UDP mode sits the UDP scenario out)
+    ...(Fs.existsSync(Path.join(Path.resolve(process.env.BENCH_NIB_BASE), "dist/src/proxy/UdpProxy.js"))
+      ? { udp: nibArgv(Path.resolve(process.env.BENCH_NIB_BASE), "-U") }
+      : {})
   }]),
   {
     name: "pen",
@@ -524,6 +527,30 @@ const backends = async (): Promise<Backends> => {
   return { servers: ports.map((p) => `127.0.0.1:${p}`), stop: () => Promise.all(processes.map(stop)) }
 }
 
+/**
+ * Starts a balancer on a free port and waits until it listens. A port found free may be taken by the time the
+ * balancer binds it (the machine is shared): then it is started again on another, at most three times; the last
+ * failure names the balancer and gives what it printed.
+ */
+const startBalancer = async (name: string, udp: boolean, argv: (port: number) => Array<string>) => {
+  for (let attempt = 1;; attempt++) {
+    const port = udp ? await freeUdpPort() : await freePort()
+    const child = spawnPinned(1, argv(port), balancerOutput(name))
+    let stderr = ""
+    child.stderr?.on("data", (d) => (stderr += d))
+    try {
+      await (udp ? waitForUdpPort : waitForPort)(port, child)
+      return { child, port }
+    } catch (error) {
+      await stop(child)
+      if (attempt === 3) throw new Error(`${name} did not start: ${(error as Error).message}\n${stderr}`)
+      process.stderr.write(
+        `  (${name} did not start on port ${port}, trying another: ${stderr.trim().split("\n").at(-1)})\n`
+      )
+    }
+  }
+}
+
 const median = (xs: Array<number>) => xs.toSorted((a, b) => a - b)[Math.floor(xs.length / 2)]!
 
 /** The figures shown for both bulk scenarios. */
@@ -593,9 +620,7 @@ const main = async () => {
         if (argv === undefined) continue
         if (!(await waitQuiet())) disturbed++
         const backend = await (scenario.backends ?? backends)()
-        const port = scenario.udp ? await freeUdpPort() : await freePort()
-        const child = spawnPinned(1, argv(port, backend.servers), balancerOutput(b.name))
-        await (scenario.udp ? waitForUdpPort : waitForPort)(port, child)
+        const { child, port } = await startBalancer(b.name, scenario.udp === true, (p) => argv(p, backend.servers))
         await sleep(200)
         const figures = await scenario.measure(port, child.pid!)
         await stop(child)

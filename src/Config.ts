@@ -56,7 +56,7 @@ export const descriptions = {
   exitEnabled: "-X: let the control port's exit command stop nib",
   commands: "-O/-o: control commands run at start-up",
   user: "-u: user to run as after binding",
-  logTarget: "-l: request log file, or host:port of a penlogd",
+  logTarget: "-l: request log file, or host:port of a niblogd or penlogd",
   webStats: "-w: HTML status page file, written on SIGUSR1",
   configFile: "-F: file of control commands, read at start-up and on SIGHUP"
 } as const

@@ -15,6 +15,7 @@
  */
 import { Context, Data, Effect, Exit, Fiber, Scope } from "effect"
 import * as Dgram from "node:dgram"
+import * as Dns from "node:dns"
 import * as Net from "node:net"
 import * as Address from "../domain/Address.ts"
 
@@ -202,6 +203,20 @@ const ignore = () => {}
 
 const socketType = (host: string): Dgram.SocketType => Net.isIPv6(host) ? "udp6" : "udp4"
 
+/**
+ * dgram's address lookup: an IP literal (every client address is one) is answered at once, where dgram's default
+ * goes through `dns.lookup` and a tick for each reply sent; a name goes to DNS as before.
+ */
+const lookup = (
+  address: string,
+  family: number,
+  callback: (error: Error | null, address: string, family: number) => void
+): void => {
+  const ip = Net.isIP(address)
+  if (ip === 0) Dns.lookup(address, family, callback)
+  else callback(null, address, ip)
+}
+
 /** The descriptor of a datagram socket, read from Node's private handle (listings only); -1 if not found. */
 export const fdOf = (socket: Datagram | undefined): number => {
   if (socket === undefined) return -1
@@ -272,7 +287,10 @@ export const make = (options: Options): Effect.Effect<UdpServer, UdpServerError,
           )
           return
         }
-        const socket = Dgram.createSocket({ type: socketType(endpoint.host) })
+        const socket = Dgram.createSocket({
+          type: socketType(endpoint.host),
+          lookup: lookup as Dgram.SocketOptions["lookup"]
+        })
         const h = new Home(socket)
         const onError = (error: Error) => {
           socket.close()
