@@ -36,33 +36,44 @@ const query = (port: number, seconds = 2) =>
     })
   )
 
-/** A dnsmasq on 127.0.0.1 answering `nib.test` with `address`, stopped (by its PID) with the scope. */
+/**
+ * A dnsmasq on 127.0.0.1 answering `nib.test` with `address`, stopped (by its PID) with the scope. dnsmasq binds
+ * its port for TCP as well as UDP: a port found free for UDP may be taken for TCP (or taken by the time dnsmasq binds
+ * it), and dnsmasq then exits; it is started again on another port, at most 3 times.
+ */
 const dnsServer = (address: string) =>
   Effect.gen(function*() {
-    const port = yield* Udp.freePort
-    const child = yield* Effect.acquireRelease(
-      Effect.sync(() =>
-        ChildProcess.spawn(dnsmasq!, [
-          "-k",
-          "-C",
-          "/dev/null",
-          `--port=${port}`,
-          "--listen-address=127.0.0.1",
-          "--bind-interfaces",
-          "--no-resolv",
-          "--no-hosts",
-          `--address=/nib.test/${address}`,
-          "--pid-file=",
-          ...(process.getuid?.() === 0 ? ["--user=root"] : [])
-        ], { stdio: "ignore" })
-      ),
-      (spawned) => Effect.promise(() => Nib.stop({ child: spawned, exited: exitOf(spawned) }))
-    )
-    // Ready when it answers (bounded: 50 tries of at most 1 s).
-    for (let i = 0; i < 50; i++) {
-      if ((yield* query(port, 1)).answer === address) return { port, child, spec: `127.0.0.1:${port}` }
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      const port = yield* Udp.freePort
+      const child = yield* Effect.acquireRelease(
+        Effect.sync(() =>
+          ChildProcess.spawn(dnsmasq!, [
+            "-k",
+            "-C",
+            "/dev/null",
+            `--port=${port}`,
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            "--no-resolv",
+            "--no-hosts",
+            `--address=/nib.test/${address}`,
+            "--pid-file=",
+            ...(process.getuid?.() === 0 ? ["--user=root"] : [])
+          ], { stdio: ["ignore", "ignore", "pipe"] })
+        ),
+        (spawned) => Effect.promise(() => Nib.stop({ child: spawned, exited: exitOf(spawned) }))
+      )
+      let stderr = ""
+      child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk))
+      // Ready when it answers (bounded: 20 tries of at most 1 s), unless it exits first.
+      for (let i = 0; i < 20 && child.exitCode === null; i++) {
+        if ((yield* query(port, 1)).answer === address) return { port, child, spec: `127.0.0.1:${port}` }
+      }
+      if (child.exitCode === null || attempt === 3) {
+        return yield* Effect.die(new Error(`dnsmasq on port ${port} never answered: ${stderr}`))
+      }
     }
-    return yield* Effect.die(new Error(`dnsmasq on port ${port} never answered`))
+    return yield* Effect.die(new Error("unreachable"))
   })
 
 const exitOf = (child: ChildProcess.ChildProcess) =>
