@@ -65,6 +65,13 @@ export class Slots {
     return this.entries[slot]
   }
 
+  /** Ends the connection in `slot` (pen's `close N`); whether there was one. */
+  close(slot: number): boolean {
+    const entry = this.entries[slot]
+    entry?.abort()
+    return entry !== undefined
+  }
+
   list(): Array<ConnectionInfo> {
     const out: Array<ConnectionInfo> = []
     this.entries.forEach((entry, slot) => {

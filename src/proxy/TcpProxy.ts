@@ -19,8 +19,9 @@ import { ClientTable, UNIX_CLIENT } from "../services/ClientTable.ts"
 import { HealthChecker } from "../services/HealthChecker.ts"
 import { RelayBuffers } from "../services/RelayBuffers.ts"
 import { RequestLog } from "../services/RequestLog.ts"
-import { ABUSE_SERVER, addressText, EMERGENCY_SERVER, ServerPool } from "../services/ServerPool.ts"
+import { ABUSE_SERVER, addressText, ServerPool } from "../services/ServerPool.ts"
 import { StatsReporter } from "../services/StatsReporter.ts"
+import * as Failover from "./Failover.ts"
 import { type ConnectionInfo, Slots, type Slotted } from "./Slots.ts"
 
 /** The TCP proxy service: what the Listener runs for each accepted connection. @category services */
@@ -64,12 +65,7 @@ export class TcpProxy extends Context.Service<TcpProxy, {
             deadlines.timeoutMillis = seconds * 1000
           }),
         connections: Effect.sync(() => env.slots.list()),
-        close: (slot) =>
-          Effect.sync(() => {
-            const session = env.slots.get(slot)
-            session?.abort()
-            return session !== undefined
-          }),
+        close: (slot) => Effect.sync(() => env.slots.close(slot)),
         handle: (client) =>
           Effect.callback<void>((resume) => {
             const session = new Session(env, client, resume)
@@ -133,9 +129,9 @@ function onUpstreamClose(this: Socket.Socket) {
  * common path adds no listener it later removes, allocates no closure and starts no timer of its own. Every end goes
  * through `finish`, once.
  */
-class Session implements Socket.Dialing, Tap, Slotted {
+class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
   private entry: ClientEntry | undefined
-  private initial = Selection.NO_SERVER
+  initial = Selection.NO_SERVER
   private server = Selection.NO_SERVER
   private upstream: Socket.Socket | undefined
   private relay: Relay | undefined
@@ -153,7 +149,7 @@ class Session implements Socket.Dialing, Tap, Slotted {
   /** The DeadlineQueue ticket of the pending dial. */
   private ticket = 0
   /** Servers this connection has tried, made on its first failover only. */
-  private tried: Set<number> | undefined
+  tried: Set<number> | undefined
 
   constructor(
     private readonly env: Env,
@@ -192,7 +188,7 @@ class Session implements Socket.Dialing, Tap, Slotted {
   }
 
   /** pen's try_server: admission (blacklist, limits), then an asynchronous connect with the `-t` deadline. */
-  private tryServer(index: number): boolean {
+  tryServer(index: number): boolean {
     const { env, entry } = this
     if (index === Selection.NO_SERVER || !env.pool.admitsUnsafe(index, entry!.server === index)) return false
     // `server N acl A`: the server takes only clients its list lets in (the abuse server takes the denied ones).
@@ -214,28 +210,11 @@ class Session implements Socket.Dialing, Tap, Slotted {
     return true
   }
 
-  /**
-   * pen's failover_server: the servers after the failed one, up to the first one tried, then the emergency server.
-   * Unlike pen, a connection tries each server at most once: with `-b 0` (nothing is ever blacklisted) pen would go
-   * round the ring for as long as every server refuses.
-   */
+  /** Fails over (`Failover.scan`); a connection no server takes is refused. */
   private failover(failed: number): void {
-    const { env } = this
-    // The emergency and abuse servers have no failover; a failed first choice, or none (NO_SERVER), has.
-    if (!env.pool.policy.stubborn && failed !== EMERGENCY_SERVER && failed !== ABUSE_SERVER) {
-      const tried = (this.tried ??= new Set([this.initial]))
-      tried.add(failed)
-      for (const s of Selection.failoverOrder(failed, this.initial, env.pool.backends.length)) {
-        if (!tried.has(s) && this.tryServer(s)) return this.countFailover()
-      }
-      if (env.pool.emergency !== undefined && this.tryServer(EMERGENCY_SERVER)) return this.countFailover()
-    }
-    env.stats.addUnsafe("refused", 1)
+    if (Failover.scan(this.env.pool, this, failed)) return this.env.stats.addUnsafe("failovers", 1)
+    this.env.stats.addUnsafe("refused", 1)
     this.finish()
-  }
-
-  private countFailover(): void {
-    this.env.stats.addUnsafe("failovers", 1)
   }
 
   upstreamConnected(): void {

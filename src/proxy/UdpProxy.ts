@@ -23,8 +23,9 @@ import { Acls } from "../services/Acls.ts"
 import { ClientTable } from "../services/ClientTable.ts"
 import { HealthChecker } from "../services/HealthChecker.ts"
 import { RequestLog } from "../services/RequestLog.ts"
-import { ABUSE_SERVER, addressText, EMERGENCY_SERVER, ServerPool } from "../services/ServerPool.ts"
+import { ABUSE_SERVER, addressText, ServerPool } from "../services/ServerPool.ts"
 import { StatsReporter } from "../services/StatsReporter.ts"
+import * as Failover from "./Failover.ts"
 import { type ConnectionInfo, Slots, type Slotted } from "./Slots.ts"
 
 /** The UDP proxy service: what the Listener runs for each UDP session in `-U` mode. @category services */
@@ -55,12 +56,7 @@ export class UdpProxy extends Context.Service<UdpProxy, {
       }
       return UdpProxy.of({
         connections: Effect.sync(() => env.slots.list()),
-        close: (slot) =>
-          Effect.sync(() => {
-            const session = env.slots.get(slot)
-            session?.abort()
-            return session !== undefined
-          }),
+        close: (slot) => Effect.sync(() => env.slots.close(slot)),
         handle: (peer) =>
           Effect.callback<void>((resume) => {
             const session = new Session(env, peer, resume)
@@ -108,9 +104,9 @@ function onUpstreamError(this: UdpServer.Datagram, error: Error) {
 }
 
 /** One client address:port and the server it was given. Every end goes through `finish`, once. */
-class Session implements UdpServer.Receiver, Slotted {
+class Session implements UdpServer.Receiver, Slotted, Failover.Failing {
   private entry: ClientEntry | undefined
-  private initial = Selection.NO_SERVER
+  initial = Selection.NO_SERVER
   private server = Selection.NO_SERVER
   private backend: Backend | undefined
   private upstream: UdpServer.Datagram | undefined
@@ -126,7 +122,7 @@ class Session implements UdpServer.Receiver, Slotted {
   private finished = false
   private slot = -1
   /** Servers this session has tried, made on its first failover only. */
-  private tried: Set<number> | undefined
+  tried: Set<number> | undefined
 
   constructor(
     private readonly env: Env,
@@ -160,8 +156,10 @@ class Session implements UdpServer.Receiver, Slotted {
   }
 
   /** Admission (blacklist, limits, the server's ACL), then a socket connected to the server. */
-  private tryServer(index: number): boolean {
+  tryServer(index: number): boolean {
     const { env } = this
+    // A session ended by nib's own failure during a failover scan takes no other server.
+    if (this.finished) return false
     if (index === Selection.NO_SERVER || !env.pool.admitsUnsafe(index, this.entry!.server === index)) return false
     const backend = env.pool.backendUnsafe(index)!
     if (index !== ABUSE_SERVER && !env.acls.admitsUnsafe(backend.acl, this.peer.address)) return false
@@ -189,23 +187,12 @@ class Session implements UdpServer.Receiver, Slotted {
     return true
   }
 
-  /** pen's failover_server: the servers after the failed one, up to the first one tried, then the emergency server. */
+  /** Fails over (`Failover.scan`); a session no server takes is refused. */
   private failover(failed: number): void {
-    const { env } = this
-    // The emergency and abuse servers have no failover; a failed first choice, or none (NO_SERVER), has.
-    if (!env.pool.policy.stubborn && failed !== EMERGENCY_SERVER && failed !== ABUSE_SERVER) {
-      const tried = (this.tried ??= new Set([this.initial]))
-      tried.add(failed)
-      for (const s of Selection.failoverOrder(failed, this.initial, env.pool.backends.length)) {
-        if (this.finished) return
-        if (!tried.has(s) && this.tryServer(s)) return env.stats.addUnsafe("failovers", 1)
-      }
-      if (!this.finished && env.pool.emergency !== undefined && this.tryServer(EMERGENCY_SERVER)) {
-        return env.stats.addUnsafe("failovers", 1)
-      }
-    }
+    if (Failover.scan(this.env.pool, this, failed)) return this.env.stats.addUnsafe("failovers", 1)
+    // (a session ended by nib's own failure on the way is not a refusal)
     if (this.finished) return
-    env.stats.addUnsafe("refused", 1)
+    this.env.stats.addUnsafe("refused", 1)
     this.finish()
   }
 

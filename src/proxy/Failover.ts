@@ -1,0 +1,29 @@
+/**
+ * pen's failover_server, shared by the TCP and UDP sessions: after `failed` was rejected or failed, the servers after
+ * it in index order, wrapping, up to the one the connection tried first, then the emergency server. Unlike pen, a
+ * connection tries each server at most once: with `-b 0` (nothing is ever blacklisted) pen would go round the ring
+ * for as long as every server refuses. The emergency and abuse servers have no failover; `-s` (stubborn) has none.
+ */
+import * as Selection from "../domain/Selection.ts"
+import { ABUSE_SERVER, EMERGENCY_SERVER, type ServerPool } from "../services/ServerPool.ts"
+
+/** A connection or session that can fail over. @category models */
+export interface Failing {
+  /** The server it tried first (NO_SERVER when selection found none). */
+  readonly initial: number
+  /** The servers it has tried, made on its first failover only. */
+  tried: Set<number> | undefined
+  /** Tries server `index` (admission, then a dial): whether it took the connection. */
+  readonly tryServer: (index: number) => boolean
+}
+
+/** Tries the next servers for `connection` after `failed`: whether one took it. */
+export const scan = (pool: ServerPool["Service"], connection: Failing, failed: number): boolean => {
+  if (pool.policy.stubborn || failed === EMERGENCY_SERVER || failed === ABUSE_SERVER) return false
+  const tried = (connection.tried ??= new Set([connection.initial]))
+  tried.add(failed)
+  for (const s of Selection.failoverOrder(failed, connection.initial, pool.backends.length)) {
+    if (!tried.has(s) && connection.tryServer(s)) return true
+  }
+  return pool.emergency !== undefined && connection.tryServer(EMERGENCY_SERVER)
+}
