@@ -14,15 +14,17 @@ import type { ClientEntry } from "../domain/StickyTable.ts"
 import type { BufferPool } from "../net/BufferPool.ts"
 import { Relay, type Tap } from "../net/Relay.ts"
 import * as Socket from "../net/Socket.ts"
-import { Acls } from "../services/Acls.ts"
-import { ClientTable, UNIX_CLIENT } from "../services/ClientTable.ts"
-import { HealthChecker } from "../services/HealthChecker.ts"
+import type { Acls } from "../services/Acls.ts"
+import type { ClientTable } from "../services/ClientTable.ts"
+import { UNIX_CLIENT } from "../services/ClientTable.ts"
+import type { HealthChecker } from "../services/HealthChecker.ts"
 import { RelayBuffers } from "../services/RelayBuffers.ts"
-import { RequestLog } from "../services/RequestLog.ts"
-import { ABUSE_SERVER, addressText, ServerPool } from "../services/ServerPool.ts"
-import { StatsReporter } from "../services/StatsReporter.ts"
+import type { RequestLog } from "../services/RequestLog.ts"
+import { ABUSE_SERVER, addressText, type ServerPool } from "../services/ServerPool.ts"
+import type { StatsReporter } from "../services/StatsReporter.ts"
+import * as Common from "./Common.ts"
 import * as Failover from "./Failover.ts"
-import { type ConnectionInfo, Slots, type Slotted } from "./Slots.ts"
+import type { ConnectionInfo, Slotted } from "./Slots.ts"
 
 /** The TCP proxy service: what the Listener runs for each accepted connection. @category services */
 export class TcpProxy extends Context.Service<TcpProxy, {
@@ -47,15 +49,9 @@ export class TcpProxy extends Context.Service<TcpProxy, {
       const deadlines = new Socket.DeadlineQueue(config.connectTimeoutSeconds * 1000)
       yield* Effect.addFinalizer(() => Effect.sync(() => deadlines.close()))
       const env: Env = {
-        pool: yield* ServerPool,
-        clients: yield* ClientTable,
-        health: yield* HealthChecker,
-        stats: yield* StatsReporter,
-        log: yield* RequestLog,
-        acls: yield* Acls,
+        ...(yield* Common.services),
         buffers: (yield* RelayBuffers).pool,
         deadlines,
-        slots: new Slots(config.connectionsMax),
         unixListener: config.listen._tag === "Unix"
       }
       return TcpProxy.of({
@@ -64,29 +60,16 @@ export class TcpProxy extends Context.Service<TcpProxy, {
           Effect.sync(() => {
             deadlines.timeoutMillis = seconds * 1000
           }),
-        connections: Effect.sync(() => env.slots.list()),
-        close: (slot) => Effect.sync(() => env.slots.close(slot)),
-        handle: (client) =>
-          Effect.callback<void>((resume) => {
-            const session = new Session(env, client, resume)
-            session.start()
-            return Effect.sync(() => session.abort())
-          })
+        ...Common.table(env.slots),
+        handle: (client) => Common.run((resume) => new Session(env, client, resume))
       })
     })
   )
 }
 
-interface Env {
-  readonly pool: ServerPool["Service"]
-  readonly clients: ClientTable["Service"]
-  readonly health: HealthChecker["Service"]
-  readonly stats: StatsReporter["Service"]
-  readonly log: RequestLog["Service"]
-  readonly acls: Acls["Service"]
+interface Env extends Common.Services {
   readonly buffers: BufferPool
   readonly deadlines: Socket.DeadlineQueue
-  readonly slots: Slots
   readonly unixListener: boolean
 }
 

@@ -13,20 +13,21 @@
  * datagrams move in plain code on the services' `*Unsafe` members.
  */
 import { Context, Effect, Layer } from "effect"
-import { LbConfig } from "../Config.ts"
+import type { LbConfig } from "../Config.ts"
 import type { Backend } from "../domain/Backend.ts"
 import * as Selection from "../domain/Selection.ts"
 import type { ClientEntry } from "../domain/StickyTable.ts"
 import * as Socket from "../net/Socket.ts"
 import * as UdpServer from "../net/UdpServer.ts"
-import { Acls } from "../services/Acls.ts"
-import { ClientTable } from "../services/ClientTable.ts"
-import { HealthChecker } from "../services/HealthChecker.ts"
-import { RequestLog } from "../services/RequestLog.ts"
-import { ABUSE_SERVER, addressText, ServerPool } from "../services/ServerPool.ts"
-import { StatsReporter } from "../services/StatsReporter.ts"
+import type { Acls } from "../services/Acls.ts"
+import type { ClientTable } from "../services/ClientTable.ts"
+import type { HealthChecker } from "../services/HealthChecker.ts"
+import type { RequestLog } from "../services/RequestLog.ts"
+import { ABUSE_SERVER, addressText, type ServerPool } from "../services/ServerPool.ts"
+import type { StatsReporter } from "../services/StatsReporter.ts"
+import * as Common from "./Common.ts"
 import * as Failover from "./Failover.ts"
-import { type ConnectionInfo, Slots, type Slotted } from "./Slots.ts"
+import type { ConnectionInfo, Slotted } from "./Slots.ts"
 
 /** The UDP proxy service: what the Listener runs for each UDP session in `-U` mode. @category services */
 export class UdpProxy extends Context.Service<UdpProxy, {
@@ -44,39 +45,16 @@ export class UdpProxy extends Context.Service<UdpProxy, {
   > = Layer.effect(
     UdpProxy,
     Effect.gen(function*() {
-      const env: Env = {
-        pool: yield* ServerPool,
-        clients: yield* ClientTable,
-        health: yield* HealthChecker,
-        stats: yield* StatsReporter,
-        log: yield* RequestLog,
-        acls: yield* Acls,
-        // Numbered as pen numbers its connections: the first free slot after the last one taken, wrapping at -x.
-        slots: new Slots((yield* LbConfig).connectionsMax)
-      }
+      const env: Env = yield* Common.services
       return UdpProxy.of({
-        connections: Effect.sync(() => env.slots.list()),
-        close: (slot) => Effect.sync(() => env.slots.close(slot)),
-        handle: (peer) =>
-          Effect.callback<void>((resume) => {
-            const session = new Session(env, peer, resume)
-            session.start()
-            return Effect.sync(() => session.abort())
-          })
+        ...Common.table(env.slots),
+        handle: (peer) => Common.run((resume) => new Session(env, peer, resume))
       })
     })
   )
 }
 
-interface Env {
-  readonly pool: ServerPool["Service"]
-  readonly clients: ClientTable["Service"]
-  readonly health: HealthChecker["Service"]
-  readonly stats: StatsReporter["Service"]
-  readonly log: RequestLog["Service"]
-  readonly acls: Acls["Service"]
-  readonly slots: Slots
-}
+type Env = Common.Services
 
 /** ICMP errors a connected datagram socket reports: the server (or the way to it) is down. */
 const SERVER_DOWN = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "EHOSTDOWN", "ENETDOWN"])

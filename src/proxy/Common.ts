@@ -1,0 +1,66 @@
+/**
+ * What the TCP and UDP proxies share: the services a session works with, the connection table's two Effects, and a
+ * session's lifetime as one `Effect.callback`.
+ */
+import { Effect } from "effect"
+import { LbConfig } from "../Config.ts"
+import { Acls } from "../services/Acls.ts"
+import { ClientTable } from "../services/ClientTable.ts"
+import { HealthChecker } from "../services/HealthChecker.ts"
+import { RequestLog } from "../services/RequestLog.ts"
+import { ServerPool } from "../services/ServerPool.ts"
+import { StatsReporter } from "../services/StatsReporter.ts"
+import { type ConnectionInfo, Slots } from "./Slots.ts"
+
+/** The services a session uses on its per-connection path, and the connection table. @category models */
+export interface Services {
+  readonly pool: ServerPool["Service"]
+  readonly clients: ClientTable["Service"]
+  readonly health: HealthChecker["Service"]
+  readonly stats: StatsReporter["Service"]
+  readonly log: RequestLog["Service"]
+  readonly acls: Acls["Service"]
+  readonly slots: Slots
+}
+
+/**
+ * The services, and a connection table numbered as pen numbers its connections: the first free slot after the last
+ * one taken, wrapping at `-x`.
+ */
+export const services = Effect.gen(function*() {
+  return {
+    pool: yield* ServerPool,
+    clients: yield* ClientTable,
+    health: yield* HealthChecker,
+    stats: yield* StatsReporter,
+    log: yield* RequestLog,
+    acls: yield* Acls,
+    slots: new Slots((yield* LbConfig).connectionsMax)
+  } satisfies Services
+})
+
+/** The live connections of `slots` (pen's connection table), and `close N`. */
+export const table = (slots: Slots): {
+  readonly connections: Effect.Effect<ReadonlyArray<ConnectionInfo>>
+  readonly close: (slot: number) => Effect.Effect<boolean>
+} => ({
+  connections: Effect.sync(() => slots.list()),
+  close: (slot) => Effect.sync(() => slots.close(slot))
+})
+
+/** A session, started once and ended (idempotently) by `abort`. */
+export interface Startable {
+  readonly start: () => void
+  readonly abort: () => void
+}
+
+/**
+ * A session's lifetime: `make` builds it with the callback that ends the fiber, it starts at once, and interruption
+ * (shutdown, the listener's scope closing) aborts it.
+ */
+export const run = (make: (resume: (effect: Effect.Effect<void>) => void) => Startable): Effect.Effect<void> =>
+  Effect.callback<void>((resume) => {
+    const session = make(resume)
+    session.start()
+    return Effect.sync(() => session.abort())
+  })
