@@ -13,6 +13,7 @@ import * as Net from "node:net"
 import * as Path from "node:path"
 import * as Backend from "../utils/Backend.ts"
 import * as Nib from "../utils/Nib.ts"
+import { isExecutable } from "../utils/Pen.ts"
 import * as Poll from "../utils/Poll.ts"
 
 /** The built programs. */
@@ -31,15 +32,6 @@ export const nib = (name: "niblogd" | "niblog" | "nibmergelogs"): Command => ({
   file: Nib.NODE,
   args: [name === "niblogd" ? NIBLOGD : name === "niblog" ? NIBLOG : NIBMERGELOGS]
 })
-
-const isExecutable = (path: string): boolean => {
-  try {
-    Fs.accessSync(path, Fs.constants.X_OK)
-    return Fs.statSync(path).isFile()
-  } catch {
-    return false
-  }
-}
 
 /** pen's companion `name` (on $PATH, or in /usr/bin or /usr/sbin where Debian's `pen` package puts it), or why not. */
 export const findPen = (

@@ -8,7 +8,8 @@ import * as Path from "node:path"
 import { acceptQueue, listenFreePort } from "./Backend.ts"
 import * as Nib from "./Nib.ts"
 
-const isExecutable = (path: string): boolean => {
+/** Whether `path` is an executable file. */
+export const isExecutable = (path: string): boolean => {
   try {
     Fs.accessSync(path, Fs.constants.X_OK)
     return Fs.statSync(path).isFile()
