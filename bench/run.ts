@@ -543,7 +543,9 @@ const startBalancer = async (name: string, udp: boolean, argv: (port: number) =>
       return { child, port }
     } catch (error) {
       await stop(child)
-      if (attempt === 3) throw new Error(`${name} did not start: ${(error as Error).message}\n${stderr}`)
+      if (attempt === 3) {
+        throw new Error(`${name} did not start: ${(error as Error).message}\n${stderr}`, { cause: error })
+      }
       process.stderr.write(
         `  (${name} did not start on port ${port}, trying another: ${stderr.trim().split("\n").at(-1)})\n`
       )

@@ -213,6 +213,8 @@ export const sections: ReadonlyArray<{ readonly title: string; readonly options:
     options: [
       { name: "demo", text: "run a demo: two HTTP backends and nib on 127.0.0.1:8080 (or the listen address given)" },
       { name: "udp-idle-timeout", value: "SEC", setting: "udpIdleSeconds" },
+      { name: "send-proxy", value: "v1|v2", setting: "sendProxy" },
+      { name: "accept-proxy", setting: "acceptProxy" },
       { name: "help", text: "show this help" },
       { name: "version", text: "show nib's version" }
     ]
@@ -369,6 +371,10 @@ const cliErrorMessage = (error: CliError.CliError): { readonly message: string; 
         ? `'${error.value}' is not a whole number`
         : /number/.test(error.expected)
         ? `'${error.value}' is not a number`
+        : /^(?:Expected:? )?"[^"]*"(?: \| "[^"]*")+$/.test(error.expected)
+        ? `'${error.value}' is not one of ${
+          error.expected.replace(/^Expected:? /, "").replaceAll("\"", "").split(" | ").join(", ")
+        }`
         : `'${error.value}': ${error.expected.replace(/^Expected:? /, "expected ")}`
       return { message: `${labelOf(error.option)}: ${problem}`, synopsis: false }
     }
@@ -424,6 +430,14 @@ const flags = {
     Flag.withDescription(describe("udpIdleSeconds")),
     Flag.withDefault(Config.defaults.udpIdleSeconds)
   ),
+  sendProxy: Flag.Literals("send-proxy", ["v1", "v2"]).pipe(
+    Flag.withDescription(describe("sendProxy")),
+    Flag.optional
+  ),
+  acceptProxy: Flag.Boolean("accept-proxy").pipe(
+    Flag.withDescription(describe("acceptProxy")),
+    Flag.withDefault(false)
+  ),
   foreground: Flag.Boolean("f").pipe(Flag.withDescription(describe("foreground")), Flag.withDefault(false)),
   hash: Flag.Boolean("h").pipe(Flag.withDescription(describe("hash")), Flag.withDefault(false)),
   roundrobin: Flag.Boolean("r").pipe(Flag.withDescription(describe("roundrobin")), Flag.withDefault(false)),
@@ -475,6 +489,9 @@ export const toSettings = (parsed: Parsed, services: Address.ServiceNames) =>
     if (parsed.servers.length === 0 && Option.isNone(parsed.configFile)) {
       return yield* usageError("no server given", { synopsis: true })
     }
+    if (parsed.udp && (Option.isSome(parsed.sendProxy) || parsed.acceptProxy)) {
+      return yield* usageError(`${parsed.acceptProxy ? "--accept-proxy" : "--send-proxy"} is for TCP: not with -U`)
+    }
     if (parsed.udp && listen.success._tag === "Unix") {
       return yield* usageError(`listen address '${parsed.listen.value}': UDP mode (-U) listens on a [host:]port`)
     }
@@ -522,6 +539,8 @@ export const toSettings = (parsed: Parsed, services: Address.ServiceNames) =>
       abuse,
       udp: parsed.udp,
       udpIdleSeconds: parsed.udpIdle,
+      sendProxy: Option.getOrUndefined(parsed.sendProxy),
+      acceptProxy: parsed.acceptProxy,
       blacklistSeconds: parsed.blacklist,
       clientsMax: parsed.clients,
       connectTimeoutSeconds: parsed.timeout,

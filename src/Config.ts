@@ -20,6 +20,9 @@ export const Endpoint = endpoint(Port)
 /** The listen endpoint: port 0 asks the system for a free port (nib prints the one it got). @category schemas */
 export const ListenEndpoint = endpoint(Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 65535 })))
 
+/** A PROXY protocol version nib sends to servers. @category schemas */
+export const ProxyVersion = Schema.Literals(["v1", "v2"])
+
 /** A server with its limits, as `h:p:maxc:hard:weight:prio` gives it. @category schemas */
 export const ServerSpec = Schema.Struct({
   endpoint: Endpoint,
@@ -37,6 +40,8 @@ export const descriptions = {
   abuse: "-B: abuse server, for clients that client_acl denies",
   udp: "-U: UDP mode (each client address:port is a session)",
   udpIdleSeconds: "--udp-idle-timeout: seconds an idle UDP session is kept (idle_timeout overrides)",
+  sendProxy: "--send-proxy: send each server a PROXY protocol header (v1 or v2) with the client's address",
+  acceptProxy: "--accept-proxy: read a PROXY protocol header (v1 or v2) from each client first",
   blacklistSeconds: "-b: seconds a failed server is blacklisted",
   clientsMax: "-c: slots of the sticky client table",
   connectTimeoutSeconds: "-t: seconds to wait for a server to accept",
@@ -71,6 +76,8 @@ export const Settings = Schema.Struct({
   abuse: Schema.UndefinedOr(ServerSpec).annotate({ description: descriptions.abuse }),
   udp: Schema.Boolean.annotate({ description: descriptions.udp }),
   udpIdleSeconds: Schema.Finite.check(Schema.isGreaterThan(0)).annotate({ description: descriptions.udpIdleSeconds }),
+  sendProxy: Schema.UndefinedOr(ProxyVersion).annotate({ description: descriptions.sendProxy }),
+  acceptProxy: Schema.Boolean.annotate({ description: descriptions.acceptProxy }),
   blacklistSeconds: Count.annotate({ description: descriptions.blacklistSeconds }),
   clientsMax: AtLeastOne.annotate({ description: descriptions.clientsMax }),
   connectTimeoutSeconds: Schema.Finite.check(Schema.isGreaterThan(0)).annotate({
@@ -108,6 +115,8 @@ export const defaults = {
   abuse: undefined,
   udp: false,
   udpIdleSeconds: 60,
+  sendProxy: undefined,
+  acceptProxy: false,
   blacklistSeconds: 30,
   clientsMax: 2048,
   connectTimeoutSeconds: 3,

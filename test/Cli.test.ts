@@ -146,6 +146,8 @@ const parsed = (overrides: Partial<Parsed> = {}): Parsed => ({
   abuse: Option.none(),
   udp: false,
   udpIdle: 60,
+  sendProxy: Option.none(),
+  acceptProxy: false,
   foreground: false,
   hash: false,
   roundrobin: false,
@@ -508,7 +510,9 @@ describe("Cli.run: the command line's errors", () => {
           if (option.refused !== undefined || option.notice !== undefined || option.ignored === true) continue
           if (["demo", "help", "version"].includes(option.name)) continue
           const flag = option.name.length > 1 ? `--${option.name}` : `-${option.name}`
-          const lines = yield* reported("-f", flag, ...(option.value === undefined ? [] : ["1"]))
+          // A value the option takes: a number for most, a version for --send-proxy.
+          const value = option.name === "send-proxy" ? "v1" : "1"
+          const lines = yield* reported("-f", flag, ...(option.value === undefined ? [] : [value]))
           assert.deepStrictEqual(lines, ["nib: no listen address given", Cli.SYNOPSIS, pointer], flag)
         }
       }

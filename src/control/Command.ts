@@ -104,7 +104,7 @@ const isIgnored = oneOf(IGNORED)
 /** pen features nib does not have (yet), with what to say when asked for them. */
 const UNSUPPORTED: Readonly<Record<string, string>> = {
   http: "X-Forwarded-For (-H) is not supported yet",
-  transparent: "transparent proxying is not available on Node",
+  transparent: "transparent proxying is not available on Node: --send-proxy v1|v2 passes client addresses to servers",
   source: "binding to a source address is not supported yet",
   dummy: "the built-in test server is not supported",
   peek: "pen's unfinished peek feature is not supported",
@@ -124,7 +124,8 @@ const SERVER_KEYS: ReadonlySet<string> = new Set([
   "weight",
   "prio",
   "blacklist",
-  "acl"
+  "acl",
+  "proxy"
 ])
 
 const invalid = (reply: string): Invalid => ({ _tag: "Invalid", reply: reply.endsWith("\n") ? reply : reply + "\n" })
@@ -248,10 +249,18 @@ const parseServer = (args: ReadonlyArray<string>): Command | Invalid => {
       changes.push({ key, value })
       continue
     }
+    // nib's own: the PROXY protocol header this server gets.
+    if (key === "proxy") {
+      if (value !== "v1" && value !== "v2" && value !== "none") {
+        return invalid(`server ${index}: proxy '${value}' is not v1, v2 or none`)
+      }
+      changes.push({ key, value })
+      continue
+    }
     const n = needInteger(`server ${index}`, key, value)
     if (typeof n !== "number") return n
     if (key === "port" && (n < 1 || n > 65535)) return invalid(`server ${index}: port '${value}' is not 1-65535`)
-    changes.push({ key: key as Exclude<ServerChange["key"], "address">, value: n })
+    changes.push({ key: key as Exclude<ServerChange["key"], "address" | "proxy">, value: n })
   }
   return { _tag: "Server", index, changes }
 }

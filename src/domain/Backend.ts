@@ -4,6 +4,9 @@
  */
 import type { ServerSpec } from "./ServerSpec.ts"
 
+/** Which PROXY protocol header a server gets: none, or version 1 or 2. @category models */
+export type ProxyHeader = "none" | "v1" | "v2"
+
 /** One server of the pool, mutable on purpose: it is updated on every connection. @category models */
 export interface Backend {
   readonly index: number
@@ -13,6 +16,8 @@ export interface Backend {
   configured: boolean
   /** The ACL list a client must pass to use this server (`server N acl A`; list 0, empty, lets everyone in). */
   acl: number
+  /** The PROXY protocol header sent first on each connection (`--send-proxy`, `server N proxy`). */
+  proxy: ProxyHeader
   /** Connections to this server being set up or relayed. */
   connections: number
   /** Milliseconds until which the server is blacklisted; 0 when it is not. */
@@ -23,11 +28,12 @@ export interface Backend {
 }
 
 /** A fresh backend for `spec`. @category constructors */
-export const make = (index: number, spec: ServerSpec): Backend => ({
+export const make = (index: number, spec: ServerSpec, proxy: ProxyHeader = "none"): Backend => ({
   index,
   spec,
   configured: true,
   acl: 0,
+  proxy,
   connections: 0,
   blacklistedUntil: 0,
   bytesSent: 0,

@@ -64,3 +64,25 @@ export const run = (make: (resume: (effect: Effect.Effect<void>) => void) => Sta
     session.start()
     return Effect.sync(() => session.abort())
   })
+
+/**
+ * A warning for the per-connection path: at most one line a second; the ones in between are counted and said with
+ * the next. `fork` runs the logging Effect (`Effect.runForkWith` of the layer's context).
+ */
+export const rateLimited = (
+  fork: (effect: Effect.Effect<void>) => unknown,
+  log: (message: string) => Effect.Effect<void>
+): (message: string) => void => {
+  let last = -Infinity
+  let dropped = 0
+  return (message) => {
+    const now = performance.now()
+    if (now - last < 1000) {
+      dropped++
+      return
+    }
+    last = now
+    fork(log(dropped > 0 ? `${message} (and ${dropped} more since the last such warning)` : message))
+    dropped = 0
+  }
+}

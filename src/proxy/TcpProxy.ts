@@ -9,6 +9,7 @@
 import { Context, Effect, Layer } from "effect"
 import { LbConfig } from "../Config.ts"
 import type { Backend } from "../domain/Backend.ts"
+import * as ProxyProtocol from "../domain/ProxyProtocol.ts"
 import * as Selection from "../domain/Selection.ts"
 import type { ClientEntry } from "../domain/StickyTable.ts"
 import type { BufferPool } from "../net/BufferPool.ts"
@@ -52,7 +53,12 @@ export class TcpProxy extends Context.Service<TcpProxy, {
         ...(yield* Common.services),
         buffers: (yield* RelayBuffers).pool,
         deadlines,
-        unixListener: config.listen._tag === "Unix"
+        unixListener: config.listen._tag === "Unix",
+        acceptProxy: config.acceptProxy,
+        warnUnsafe: Common.rateLimited(
+          Effect.runForkWith(yield* Effect.context<never>()),
+          (message) => Effect.logWarning(message).pipe(Effect.annotateLogs({ service: "TcpProxy" }))
+        )
       }
       return TcpProxy.of({
         connectTimeoutSeconds: Effect.sync(() => deadlines.timeoutMillis / 1000),
@@ -71,6 +77,10 @@ interface Env extends Common.Services {
   readonly buffers: BufferPool
   readonly deadlines: Socket.DeadlineQueue
   readonly unixListener: boolean
+  /** --accept-proxy: each client starts with a PROXY header. */
+  readonly acceptProxy: boolean
+  /** Logs a warning, at most one line a second (the ones in between are counted into the next). */
+  readonly warnUnsafe: (message: string) => void
 }
 
 export type { ConnectionInfo }
@@ -89,6 +99,16 @@ const ignore = () => {}
 const kSession = Symbol("nib/Session")
 type Owned = Socket.Socket & { [kSession]: Session }
 const sessionOf = (socket: Socket.Socket) => (socket as Owned)[kSession]
+
+function onClientHeaderData(this: Socket.Socket, chunk: Buffer) {
+  sessionOf(this).headerData(chunk)
+}
+function onProxyHeaderTimeout(session: Session) {
+  session.proxyHeaderTimedOut()
+}
+
+/** How long an --accept-proxy client has to send its PROXY header. @category constants */
+export const PROXY_HEADER_MILLIS = 5_000
 
 function onClientError(this: Socket.Socket) {
   sessionOf(this).clientError()
@@ -129,6 +149,13 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
   /** This connection's slot in the connection table (-1 once released). */
   private slot = -1
   private peer = ""
+  /** The client's address (the PROXY header's source with --accept-proxy); undefined for a Unix socket client. */
+  private peerAddress: string | undefined
+  /** --accept-proxy: the bytes read so far while the header is incomplete, then what followed it (sent first). */
+  private early: Buffer | undefined
+  private headerTimer: ReturnType<typeof setTimeout> | undefined
+  /** --accept-proxy: the header the client sent, passed on as it is with --send-proxy. */
+  private accepted: ProxyProtocol.Header | undefined
   /** The DeadlineQueue ticket of the pending dial. */
   private ticket = 0
   /** Servers this connection has tried, made on its first failover only. */
@@ -152,7 +179,19 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
     const peer = client.remoteAddress
     // A TCP client with no peer address reset its connection while it waited (-x): nothing to serve.
     if (peer === undefined && !env.unixListener) return this.finish()
+    // --accept-proxy: the client is another balancer, whose PROXY header says who the real client is.
+    if (env.acceptProxy) return this.readProxyHeader()
+    this.choose(peer, client.remotePort ?? 0)
+  }
+
+  /**
+   * Chooses the server for client `peer` (undefined for a Unix socket client): client_acl, the sticky table, pen's
+   * selection, then the dial.
+   */
+  private choose(peer: string | undefined, port: number): void {
+    const { env } = this
     const ip = (this.peer = peer ?? UNIX_CLIENT)
+    this.peerAddress = peer
     // client_acl: a denied client goes to the -B abuse server, with no failover; without one it is closed unread.
     // (pen, by a bug, sends it to the emergency server when there is no abuse server.)
     if (!env.acls.admitsClientUnsafe(peer)) {
@@ -165,9 +204,56 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
       return this.finish()
     }
     const entry = (this.entry = env.clients.visitUnsafe(ip))
-    const first = env.pool.chooseUnsafe(entry.server, ip, client.remotePort ?? 0)
+    const first = env.pool.chooseUnsafe(entry.server, ip, port)
     this.initial = first
     if (!this.tryServer(first)) this.failover(first)
+  }
+
+  /**
+   * --accept-proxy: reads the client until its PROXY header (v1 or v2) is whole, at most {@link PROXY_HEADER_MILLIS}.
+   * A `Proxied` header's source is the client from then on (sticky table, ACLs, logs); a `Local` one keeps the real
+   * peer. A missing, late or malformed header closes the client. Bytes after the header go to the server first.
+   */
+  private readProxyHeader(): void {
+    const { client } = this
+    client.on("data", onClientHeaderData)
+    this.headerTimer = setTimeout(onProxyHeaderTimeout, PROXY_HEADER_MILLIS, this)
+    client.resume()
+  }
+
+  headerData(chunk: Buffer): void {
+    const bytes = this.early === undefined ? chunk : Buffer.concat([this.early, chunk])
+    const decoded = ProxyProtocol.decode(bytes)
+    if (decoded._tag === "NeedMore") {
+      this.early = bytes
+      return
+    }
+    this.endHeaderRead()
+    if (decoded._tag === "Invalid") return this.refuseHeader(`a malformed PROXY header (${decoded.reason})`)
+    this.early = decoded.length < bytes.length ? bytes.subarray(decoded.length) : undefined
+    const header = (this.accepted = decoded.header)
+    if (header._tag === "Proxied") this.choose(header.source.address, header.source.port)
+    else this.choose(this.client.remoteAddress, this.client.remotePort ?? 0)
+  }
+
+  proxyHeaderTimedOut(): void {
+    this.headerTimer = undefined
+    if (this.finished || this.peer !== "") return
+    this.endHeaderRead()
+    this.refuseHeader(`no PROXY header within ${PROXY_HEADER_MILLIS / 1000} s`)
+  }
+
+  private endHeaderRead(): void {
+    if (this.headerTimer !== undefined) clearTimeout(this.headerTimer)
+    this.headerTimer = undefined
+    this.client.off("data", onClientHeaderData)
+    this.client.pause()
+  }
+
+  private refuseHeader(why: string): void {
+    this.env.stats.addUnsafe("refused", 1)
+    this.env.warnUnsafe(`--accept-proxy: closed ${this.client.remoteAddress ?? "a client"}: ${why}`)
+    this.finish()
   }
 
   /** pen's try_server: admission (blacklist, limits), then an asynchronous connect with the `-t` deadline. */
@@ -176,7 +262,7 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
     if (index === Selection.NO_SERVER || !env.pool.admitsUnsafe(index, entry!.server === index)) return false
     // `server N acl A`: the server takes only clients its list lets in (the abuse server takes the denied ones).
     if (
-      index !== ABUSE_SERVER && !env.acls.admitsUnsafe(env.pool.backendUnsafe(index)!.acl, this.client.remoteAddress)
+      index !== ABUSE_SERVER && !env.acls.admitsUnsafe(env.pool.backendUnsafe(index)!.acl, this.peerAddress)
     ) {
       return false
     }
@@ -206,12 +292,29 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
     this.relaying = true
     this.env.deadlines.settle(this.ticket)
     upstream.on("close", onUpstreamClose)
-    this.backend = this.env.pool.backendUnsafe(this.server)
+    const backend = (this.backend = this.env.pool.backendUnsafe(this.server)!)
+    // --send-proxy / `server N proxy`: the PROXY protocol header goes first, before any byte of the client's.
+    if (backend.proxy !== "none") {
+      const header = this.accepted ?? ProxyProtocol.fromSocket(client)
+      upstream.write(backend.proxy === "v1" ? ProxyProtocol.encodeV1(header) : ProxyProtocol.encodeV2(header))
+    }
     // pen's -l: a line per chunk from the client. Only connections that start relaying while a log is open pay it.
     this.logging = this.env.log.enabledUnsafe()
+    // --accept-proxy: what the client sent after its header, and while the server was dialed, goes first.
+    if (this.env.acceptProxy) this.sendEarly(upstream)
     // Each side's EOF becomes a FIN to the other, while the other direction keeps flowing.
     const relay = (this.relay = new Relay(client, upstream, this.env.buffers, this))
     relay.start()
+  }
+
+  private sendEarly(upstream: Socket.Socket): void {
+    const chunks = this.early === undefined ? [] : [this.early]
+    this.early = undefined
+    for (let chunk: Buffer | null; (chunk = this.client.read() as Buffer | null) !== null;) chunks.push(chunk)
+    for (const chunk of chunks) {
+      this.fromClient(chunk, chunk.length)
+      upstream.write(chunk)
+    }
   }
 
   /** Bytes from the client, counted as they move (pen's copy_up): `servers`, `recent` and the page show them live. */
@@ -321,6 +424,7 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
   private finish(): void {
     if (this.finished) return
     this.finished = true
+    if (this.headerTimer !== undefined) clearTimeout(this.headerTimer)
     this.env.stats.addUnsafe("active", -1)
     if (this.slot >= 0) this.env.slots.release(this.slot)
     this.slot = -1

@@ -298,7 +298,9 @@ export class Control extends Context.Service<Control, {
             return `server ${b.index} acl ${b.acl} address ${
               ServerPool.addressText(b)
             }${port} max ${b.spec.softLimit} hard ${b.spec.hardLimit}` +
-              (p.weight ? ` weight ${b.spec.weight}` : "") + (p.prio ? ` prio ${b.spec.prio}` : "")
+              (p.weight ? ` weight ${b.spec.weight}` : "") + (p.prio ? ` prio ${b.spec.prio}` : "") +
+              // nib's own key, written only when set, so that pen's lines stay pen's.
+              (b.proxy === "none" ? "" : ` proxy ${b.proxy}`)
           })
           const logTarget = yield* log.target
           const webStats = yield* status.webStats

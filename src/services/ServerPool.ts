@@ -53,6 +53,8 @@ export interface PoolOptions {
   readonly servers: ReadonlyArray<ServerSpec.ServerSpec>
   readonly emergency?: ServerSpec.ServerSpec | undefined
   readonly abuse?: ServerSpec.ServerSpec | undefined
+  /** The PROXY protocol header every server gets (`--send-proxy`); `server N proxy` changes one server's. */
+  readonly sendProxy?: Backend.ProxyHeader | undefined
   readonly policy?: Partial<Selection.Policy> | undefined
 }
 
@@ -64,6 +66,7 @@ export type PolicyFlag = keyof Selection.Policy
 /** One change of a `server N ...` command, applied in order. @category models */
 export type ServerChange =
   | { readonly key: "address"; readonly value: string }
+  | { readonly key: "proxy"; readonly value: Backend.ProxyHeader }
   | { readonly key: "port" | "max" | "hard" | "weight" | "prio" | "blacklist" | "acl"; readonly value: number }
 
 /** The server pool service. @category services */
@@ -122,6 +125,7 @@ export class ServerPool extends Context.Service<ServerPool, {
         servers,
         emergency,
         abuse,
+        sendProxy: config.sendProxy,
         policy: {
           roundrobin: config.roundrobin,
           hash: config.hash,
@@ -187,11 +191,14 @@ export const portNumber = (b: Backend.Backend): number => b.spec.endpoint._tag =
 const UNCONFIGURED = ServerSpec.make(Address.tcp("0.0.0.0", 0))
 
 const makeWith = (options: PoolOptions, clock: Clock.Clock): ServerPool["Service"] => {
-  const backends = options.servers.map((spec, i) => Backend.make(i, spec))
-  const emergency = options.emergency === undefined ? undefined : Backend.make(EMERGENCY_SERVER, options.emergency)
+  const proxy = options.sendProxy ?? "none"
+  const backends = options.servers.map((spec, i) => Backend.make(i, spec, proxy))
+  const emergency = options.emergency === undefined
+    ? undefined
+    : Backend.make(EMERGENCY_SERVER, options.emergency, proxy)
   const targets = backends.map((b) => Socket.dialTarget(b.spec.endpoint))
   const emergencyTarget = emergency === undefined ? undefined : Socket.dialTarget(emergency.spec.endpoint)
-  const abuse = options.abuse === undefined ? undefined : Backend.make(ABUSE_SERVER, options.abuse)
+  const abuse = options.abuse === undefined ? undefined : Backend.make(ABUSE_SERVER, options.abuse, proxy)
   const abuseTarget = abuse === undefined ? undefined : Socket.dialTarget(abuse.spec.endpoint)
   const cursor = Selection.cursor()
   const policy: { -readonly [K in PolicyFlag]: boolean } = { ...defaultPolicy, ...options.policy }
@@ -212,7 +219,7 @@ const makeWith = (options: PoolOptions, clock: Clock.Clock): ServerPool["Service
 
   const grow = (index: number) => {
     while (backends.length <= index) {
-      const b = Backend.make(backends.length, UNCONFIGURED)
+      const b = Backend.make(backends.length, UNCONFIGURED, proxy)
       b.configured = false
       backends.push(b)
       targets.push(Socket.dialTarget(UNCONFIGURED.endpoint))
@@ -257,6 +264,10 @@ const makeWith = (options: PoolOptions, clock: Clock.Clock): ServerPool["Service
       case "acl":
         return Effect.sync(() => {
           b.acl = c.value
+        })
+      case "proxy":
+        return Effect.sync(() => {
+          b.proxy = c.value
         })
     }
   }

@@ -1,0 +1,212 @@
+/**
+ * The PROXY protocol through the real process, with real peers: nginx behind nib's `--send-proxy` (`listen ...
+ * proxy_protocol`, answering and logging `$proxy_protocol_addr`), curl as the client from a chosen loopback address,
+ * and `server N proxy v1|v2|none` on the control port.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Net from "node:net"
+import * as Path from "node:path"
+import { acceptQueue, listenFreePort } from "../utils/Backend.ts"
+import * as Nginx from "../utils/Nginx.ts"
+import * as Nib from "../utils/Nib.ts"
+import * as Nibctl from "../utils/Nibctl.ts"
+
+const AS_USER: ReadonlyArray<string> = process.getuid?.() === 0 ? ["-u", "root"] : []
+
+if (Nginx.path === undefined) console.warn("test/e2e/proxy-protocol.test.ts: nginx not found: its tests are SKIPPED")
+
+/** `curl -s --interface FROM http://127.0.0.1:PORT/`: the body, or "" when the request failed. */
+const curl = (port: number, from: string, extra: ReadonlyArray<string> = []) =>
+  Effect.promise(() =>
+    new Promise<string>((resolve) => {
+      ChildProcess.execFile(
+        "curl",
+        ["-s", "--max-time", "5", "--interface", from, ...extra, `http://127.0.0.1:${port}/`],
+        { timeout: 10_000 },
+        (_error, stdout) => resolve(stdout)
+      )
+    })
+  )
+
+/** nginx taking the PROXY protocol on its listener: it answers with the client address the header gave. */
+const NGINX = [
+  "  log_format pp '$proxy_protocol_addr $remote_addr';",
+  "  access_log DIR/access.log pp;",
+  "  server {",
+  "    listen 127.0.0.1:PORT proxy_protocol;",
+  "    location / { return 200 \"$proxy_protocol_addr\\n\"; }",
+  "  }"
+].join("\n")
+
+describe.skipIf(Nginx.path === undefined)("--send-proxy: nginx behind nib sees the real client", () => {
+  for (const version of ["v1", "v2"] as const) {
+    it.live(`--send-proxy ${version}: nginx's $proxy_protocol_addr is the client's address`, () =>
+      Effect.gen(function*() {
+        const nginx = yield* Nginx.start(NGINX)
+        const lb = yield* Nib.start(["--send-proxy", version, "127.0.0.1:0", `127.0.0.1:${nginx.port}`])
+        assert.strictEqual(yield* curl(lb.port, "127.0.0.7"), "127.0.0.7\n")
+        assert.strictEqual(yield* curl(lb.port, "127.0.0.8"), "127.0.0.8\n")
+        // nginx logged the header's address; the connection itself came from nib (127.0.0.1).
+        assert.deepStrictEqual(nginx.accessLog(), ["127.0.0.7 127.0.0.1", "127.0.0.8 127.0.0.1"])
+      }))
+  }
+
+  it.live("server N proxy: switched per server on the control port; without a header nginx refuses", () =>
+    Effect.gen(function*() {
+      const nginx = yield* Nginx.start(NGINX)
+      const lb = yield* Nib.start([...AS_USER, "-C", "127.0.0.1:0", "127.0.0.1:0", `127.0.0.1:${nginx.port}`])
+      const target = Nibctl.targetOf(lb)
+      // No header: nginx's proxy_protocol listener closes the connection (a broken header), curl gets nothing.
+      assert.strictEqual(yield* curl(lb.port, "127.0.0.9"), "")
+      assert.strictEqual(yield* Nibctl.ask(target, "server 0 proxy v2"), "")
+      assert.strictEqual(yield* curl(lb.port, "127.0.0.9"), "127.0.0.9\n")
+      assert.strictEqual(yield* Nibctl.ask(target, "server 0 proxy v1"), "")
+      assert.strictEqual(yield* curl(lb.port, "127.0.0.10"), "127.0.0.10\n")
+      assert.strictEqual(yield* Nibctl.ask(target, "server 0 proxy none"), "")
+      assert.strictEqual(yield* curl(lb.port, "127.0.0.11"), "")
+      assert.strictEqual(yield* Nibctl.ask(target, "server 0 proxy v3"), "server 0: proxy 'v3' is not v1, v2 or none\n")
+    }))
+})
+
+describe("--send-proxy: bad input", () => {
+  it.live("--send-proxy or --accept-proxy with -U is a one-line usage error", () =>
+    Effect.gen(function*() {
+      const result = yield* Nib.run(["-f", "-U", "--accept-proxy", "127.0.0.1:0", "127.0.0.1:53"])
+      assert.strictEqual(result.code, 1)
+      assert.match(result.stderr, /^nib: --accept-proxy is for TCP: not with -U\n/)
+    }))
+
+  it.live("--send-proxy v3 is a one-line usage error", () =>
+    Effect.gen(function*() {
+      const result = yield* Nib.run(["-f", "--send-proxy", "v3", "127.0.0.1:0", "127.0.0.1:80"])
+      assert.strictEqual(result.code, 1)
+      assert.match(result.stderr, /^nib: --send-proxy \(.*\): 'v3' is not one of v1, v2\n/)
+    }))
+})
+
+const haproxyPath = ["/usr/sbin/haproxy", "/usr/bin/haproxy"].find((candidate) => Fs.existsSync(candidate))
+if (haproxyPath === undefined) console.warn("test/e2e/proxy-protocol.test.ts: haproxy not found: its test is SKIPPED")
+
+/** haproxy in TCP mode on a free port, forwarding to 127.0.0.1:`target` with `send-proxy-v2`; stopped by PID. */
+const haproxy = (target: number) =>
+  Effect.gen(function*() {
+    const dir = yield* Nib.tempDir
+    const port = yield* Effect.promise(listenFreePort)
+    const config = Path.join(dir, "haproxy.cfg")
+    Fs.writeFileSync(
+      config,
+      [
+        "global",
+        "  maxconn 100",
+        "defaults",
+        "  mode tcp",
+        "  timeout connect 5s",
+        "  timeout client 10s",
+        "  timeout server 10s",
+        "frontend in",
+        `  bind 127.0.0.1:${port}`,
+        "  default_backend out",
+        "backend out",
+        `  server nib 127.0.0.1:${target} send-proxy-v2`,
+        ""
+      ].join("\n")
+    )
+    const proc = yield* Effect.acquireRelease(
+      Effect.sync(() => ChildProcess.spawn(haproxyPath!, ["-db", "-f", config], { stdio: "ignore" })),
+      (child) =>
+        Effect.promise(() =>
+          Nib.stop({
+            child,
+            exited: new Promise((resolve) => {
+              if (child.exitCode !== null || child.signalCode !== null) {
+                resolve({ code: child.exitCode, signal: child.signalCode })
+              } else child.once("exit", (code, signal) => resolve({ code, signal }))
+            })
+          })
+        )
+    )
+    for (let i = 0; i < 500 && acceptQueue(port) === undefined; i++) {
+      if (proc.exitCode !== null) break
+      yield* Effect.sleep("20 millis")
+    }
+    assert.isDefined(acceptQueue(port), "haproxy never listened")
+    return port
+  })
+
+/** A raw client: sends `bytes`, then reads until the connection ends (at most 8 s); what it got and how it ended. */
+const raw = (port: number, bytes: string | Buffer) =>
+  Effect.promise(() =>
+    new Promise<{ readonly received: string; readonly ended: boolean }>((resolve) => {
+      const socket = Net.connect({ port, host: "127.0.0.1" })
+      let received = ""
+      const timer = setTimeout(() => {
+        socket.destroy()
+        resolve({ received, ended: false })
+      }, 8_000)
+      socket.on("connect", () => {
+        if (bytes.length > 0) socket.write(bytes)
+      })
+      socket.on("data", (chunk) => (received += chunk.toString("latin1")))
+      socket.on("error", () => {})
+      socket.on("close", () => {
+        clearTimeout(timer)
+        resolve({ received, ended: true })
+      })
+    })
+  )
+
+describe.skipIf(Nginx.path === undefined)("--accept-proxy: nib behind another balancer keeps the real client", () => {
+  it.live.skipIf(haproxyPath === undefined)(
+    "curl -> haproxy (send-proxy-v2) -> nib --accept-proxy --send-proxy v1 -> nginx: nginx sees curl's address",
+    () =>
+      Effect.gen(function*() {
+        const nginx = yield* Nginx.start(NGINX)
+        const lb = yield* Nib.start([
+          ...AS_USER,
+          "-C",
+          "127.0.0.1:0",
+          "--accept-proxy",
+          "--send-proxy",
+          "v1",
+          "127.0.0.1:0",
+          `127.0.0.1:${nginx.port}`
+        ])
+        const front = yield* haproxy(lb.port)
+        assert.strictEqual(yield* curl(front, "127.0.0.12"), "127.0.0.12\n")
+        assert.strictEqual(yield* curl(front, "127.0.0.13"), "127.0.0.13\n")
+        // nib's sticky table knows the real clients, not haproxy's address.
+        const recent = yield* Nibctl.ask(Nibctl.targetOf(lb), "recent")
+        assert.match(recent, /^127\.0\.0\.12 connects 1 /m)
+        assert.match(recent, /^127\.0\.0\.13 connects 1 /m)
+        assert.notMatch(recent, /^127\.0\.0\.1 /m)
+      })
+  )
+
+  it.live("curl --haproxy-protocol (v1, the request in the same packet); a header-less or malformed client is closed", () =>
+    Effect.gen(function*() {
+      const nginx = yield* Nginx.start(NGINX)
+      const lb = yield* Nib.start(["--accept-proxy", "--send-proxy", "v2", "127.0.0.1:0", `127.0.0.1:${nginx.port}`])
+      assert.strictEqual(yield* curl(lb.port, "127.0.0.14", ["--haproxy-protocol"]), "127.0.0.14\n")
+      // A v1 header naming another client: that client is the one nginx sees.
+      const forged = yield* raw(
+        lb.port,
+        "PROXY TCP4 10.9.8.7 127.0.0.1 5555 80\r\nGET / HTTP/1.0\r\nHost: x\r\n\r\n"
+      )
+      assert.match(forged.received, /\r\n\r\n10\.9\.8\.7\n$/)
+      // No header: a plain HTTP request is not a PROXY header, and is closed unanswered.
+      assert.deepStrictEqual(yield* raw(lb.port, "GET / HTTP/1.0\r\n\r\n"), { received: "", ended: true })
+      // A malformed v1 header.
+      assert.deepStrictEqual(yield* raw(lb.port, "PROXY TCP4 1.2.3 4.5.6.7 1 2\r\n"), { received: "", ended: true })
+      assert.include(lb.stderr(), "--accept-proxy: closed")
+    }))
+
+  it.live("a client that sends no header is closed after 5 s", () =>
+    Effect.gen(function*() {
+      const lb = yield* Nib.start(["--accept-proxy", "127.0.0.1:0", "127.0.0.1:9"])
+      assert.deepStrictEqual(yield* raw(lb.port, ""), { received: "", ended: true })
+      assert.include(lb.stderr(), "no PROXY header within 5 s")
+    }), { timeout: 20_000 })
+})
