@@ -7,7 +7,8 @@
 // reported with its spread, as ratios to the plain Node proxy and to pen measured in the same run. See
 // bench/README.md.
 //
-// Scenarios: "keep-alive", "new connection", "bulk download", "bulk upload", "idle N", "udp" (-U: request/response
+// Scenarios: "keep-alive", "keep-alive -H" (nib and pen adding X-Forwarded-For), "new connection", "bulk download",
+// "bulk upload", "idle N", "udp" (-U: request/response
 // datagrams of 100 bytes from 50 client sockets through the balancer to two UDP echo servers; the plain reference is
 // then bench/plain-udp-proxy.ts, and only balancers with a UDP mode take part: plain, nib, pen).
 // Environment: BENCH_REPS (3), BENCH_SECONDS (5, per wrk or upload run), BENCH_IDLE ("2000,10000"), BENCH_ONLY (a
@@ -256,6 +257,8 @@ interface Balancer {
   readonly argv: (port: number, servers: Array<string>) => Array<string>
   /** How it runs in UDP mode, if it has one. */
   readonly udp?: (port: number, servers: Array<string>) => Array<string>
+  /** How it runs adding X-Forwarded-For (`-H`), if it can. */
+  readonly http?: (port: number, servers: Array<string>) => Array<string>
 }
 
 const haproxyConfig = (port: number, servers: Array<string>) => {
@@ -304,7 +307,7 @@ const BALANCERS: Array<Balancer> = [
       ...servers
     ]
   },
-  { name: "nib", tool: "node", argv: nibArgv(ROOT), udp: nibArgv(ROOT, "-U") },
+  { name: "nib", tool: "node", argv: nibArgv(ROOT), udp: nibArgv(ROOT, "-U"), http: nibArgv(ROOT, "-H") },
   ...(process.env.BENCH_NIB_BASE === undefined ? [] : [{
     name: "nib-base",
     tool: "node",
@@ -318,7 +321,8 @@ const BALANCERS: Array<Balancer> = [
     name: "pen",
     tool: "pen",
     argv: (port, servers) => ["pen", "-f", "-r", "-x", "30000", `127.0.0.1:${port}`, ...servers],
-    udp: (port, servers) => ["pen", "-f", "-U", "-r", "-x", "30000", `127.0.0.1:${port}`, ...servers]
+    udp: (port, servers) => ["pen", "-f", "-U", "-r", "-x", "30000", `127.0.0.1:${port}`, ...servers],
+    http: (port, servers) => ["pen", "-f", "-H", "-r", "-x", "30000", `127.0.0.1:${port}`, ...servers]
   },
   { name: "haproxy", tool: "haproxy", argv: (port, servers) => ["haproxy", "-db", "-f", haproxyConfig(port, servers)] }
 ]
@@ -337,6 +341,8 @@ interface Scenario {
   readonly name: string
   /** A UDP scenario: balancers run in UDP mode (those without one sit it out). */
   readonly udp?: boolean
+  /** Balancers run with `-H` (those without it sit it out). */
+  readonly http?: boolean
   /** The backends the balancer is pointed at, started fresh for each measurement (default: two nginx). */
   readonly backends?: () => Promise<Backends>
   readonly measure: (port: number, pid: number) => Promise<Figures>
@@ -509,6 +515,7 @@ const udpScenario: Scenario = {
 
 const ALL_SCENARIOS: Array<Scenario> = [
   wrkScenario("keep-alive", "/small", 50, []),
+  { ...wrkScenario("keep-alive -H", "/small", 50, []), http: true },
   wrkScenario("new connection", "/small", 50, ["-H", "Connection: close"]),
   bulkScenario("bulk download", "source.ts", "download.ts"),
   bulkScenario("bulk upload", "sink.ts", "upload.ts"),
@@ -562,13 +569,15 @@ const BULK: Array<[string, string, number, "low" | "high"]> = [
   ["peakRssMiB", "peak RSS MiB", 1, "low"]
 ]
 /** The figures shown per scenario: [key, label, digits, better ("low" | "high")]. */
+const KEEP_ALIVE: Array<[string, string, number, "low" | "high"]> = [
+  ["cpuMicrosPerRequest", "CPU µs/request", 2, "low"],
+  ["rps", "requests/s", 0, "high"],
+  ["p99Ms", "p99 ms", 2, "low"],
+  ["peakRssMiB", "peak RSS MiB", 1, "low"]
+]
 const SHOWN: Record<string, Array<[string, string, number, "low" | "high"]>> = {
-  "keep-alive": [["cpuMicrosPerRequest", "CPU µs/request", 2, "low"], ["rps", "requests/s", 0, "high"], [
-    "p99Ms",
-    "p99 ms",
-    2,
-    "low"
-  ], ["peakRssMiB", "peak RSS MiB", 1, "low"]],
+  "keep-alive": KEEP_ALIVE,
+  "keep-alive -H": KEEP_ALIVE,
   "new connection": [["cpuMicrosPerRequest", "CPU µs/connection", 1, "low"], ["rps", "connections/s", 0, "high"], [
     "p99Ms",
     "p99 ms",
@@ -618,7 +627,7 @@ const main = async () => {
       // The order rotates with each repetition (A B C D, B C D A, ...), so no balancer always goes first.
       const order = balancers.map((_, i) => balancers[(i + rep - 1) % balancers.length]!)
       for (const b of order) {
-        const argv = scenario.udp ? b.udp : b.argv
+        const argv = scenario.udp ? b.udp : scenario.http ? b.http : b.argv
         if (argv === undefined) continue
         if (!(await waitQuiet())) disturbed++
         const backend = await (scenario.backends ?? backends)()

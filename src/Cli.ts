@@ -80,7 +80,6 @@ export interface OptionSpec {
   readonly hidden?: true
 }
 
-const NOT_YET = "(not supported yet)"
 const NO_EFFECT = "(accepted; no effect in nib)"
 const notYet = (flag: string, what: string) => `-${flag} (${what}) is not supported yet`
 
@@ -97,12 +96,7 @@ export const sections: ReadonlyArray<{ readonly title: string; readonly options:
       { name: "B", value: "host:port", setting: "abuse" },
       { name: "C", value: "[host:]port", setting: "control" },
       { name: "T", value: "sec", setting: "trackingSeconds" },
-      {
-        name: "H",
-        text: "add X-Forwarded-For header in http requests",
-        refused: notYet("H", "X-Forwarded-For"),
-        mark: NOT_YET
-      },
+      { name: "H", setting: "http" },
       { name: "U", setting: "udp" },
       {
         name: "N",
@@ -434,6 +428,7 @@ const flags = {
     Flag.withDescription(describe("sendProxy")),
     Flag.optional
   ),
+  http: Flag.Boolean("H").pipe(Flag.withDescription(describe("http")), Flag.withDefault(false)),
   acceptProxy: Flag.Boolean("accept-proxy").pipe(
     Flag.withDescription(describe("acceptProxy")),
     Flag.withDefault(false)
@@ -489,8 +484,9 @@ export const toSettings = (parsed: Parsed, services: Address.ServiceNames) =>
     if (parsed.servers.length === 0 && Option.isNone(parsed.configFile)) {
       return yield* usageError("no server given", { synopsis: true })
     }
-    if (parsed.udp && (Option.isSome(parsed.sendProxy) || parsed.acceptProxy)) {
-      return yield* usageError(`${parsed.acceptProxy ? "--accept-proxy" : "--send-proxy"} is for TCP: not with -U`)
+    if (parsed.udp && (Option.isSome(parsed.sendProxy) || parsed.acceptProxy || parsed.http)) {
+      const flag = parsed.http ? "-H" : parsed.acceptProxy ? "--accept-proxy" : "--send-proxy"
+      return yield* usageError(`${flag} is for TCP: not with -U`)
     }
     if (parsed.udp && listen.success._tag === "Unix") {
       return yield* usageError(`listen address '${parsed.listen.value}': UDP mode (-U) listens on a [host:]port`)
@@ -541,6 +537,7 @@ export const toSettings = (parsed: Parsed, services: Address.ServiceNames) =>
       udpIdleSeconds: parsed.udpIdle,
       sendProxy: Option.getOrUndefined(parsed.sendProxy),
       acceptProxy: parsed.acceptProxy,
+      http: parsed.http,
       blacklistSeconds: parsed.blacklist,
       clientsMax: parsed.clients,
       connectTimeoutSeconds: parsed.timeout,

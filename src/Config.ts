@@ -42,6 +42,7 @@ export const descriptions = {
   udpIdleSeconds: "--udp-idle-timeout: seconds an idle UDP session is kept (idle_timeout overrides)",
   sendProxy: "--send-proxy: send each server a PROXY protocol header (v1 or v2) with the client's address",
   acceptProxy: "--accept-proxy: read a PROXY protocol header (v1 or v2) from each client first",
+  http: "-H: add X-Forwarded-For and X-Forwarded-Proto to each HTTP request",
   blacklistSeconds: "-b: seconds a failed server is blacklisted",
   clientsMax: "-c: slots of the sticky client table",
   connectTimeoutSeconds: "-t: seconds to wait for a server to accept",
@@ -78,6 +79,7 @@ export const Settings = Schema.Struct({
   udpIdleSeconds: Schema.Finite.check(Schema.isGreaterThan(0)).annotate({ description: descriptions.udpIdleSeconds }),
   sendProxy: Schema.UndefinedOr(ProxyVersion).annotate({ description: descriptions.sendProxy }),
   acceptProxy: Schema.Boolean.annotate({ description: descriptions.acceptProxy }),
+  http: Schema.Boolean.annotate({ description: descriptions.http }),
   blacklistSeconds: Count.annotate({ description: descriptions.blacklistSeconds }),
   clientsMax: AtLeastOne.annotate({ description: descriptions.clientsMax }),
   connectTimeoutSeconds: Schema.Finite.check(Schema.isGreaterThan(0)).annotate({
@@ -117,6 +119,7 @@ export const defaults = {
   udpIdleSeconds: 60,
   sendProxy: undefined,
   acceptProxy: false,
+  http: false,
   blacklistSeconds: 30,
   clientsMax: 2048,
   connectTimeoutSeconds: 3,

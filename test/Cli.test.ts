@@ -93,9 +93,8 @@ describe("Cli.normalizeArgv", () => {
 
   it("flags nib does not implement yet are refused by name", () => {
     const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
-      [["-H"], "-H"],
-      [["-rH"], "-H"],
-      [["-E", "cert.pem"], "-E"]
+      [["-E", "cert.pem"], "-E"],
+      [["-rK", "key.pem"], "-K"]
     ]
     for (const [args, flag] of cases) {
       const message = refused(...args, "8080", "h1")
@@ -148,6 +147,7 @@ const parsed = (overrides: Partial<Parsed> = {}): Parsed => ({
   udpIdle: 60,
   sendProxy: Option.none(),
   acceptProxy: false,
+  http: false,
   foreground: false,
   hash: false,
   roundrobin: false,
@@ -341,7 +341,8 @@ describe("Cli.helpText", () => {
   })
 
   it("marks the flags nib refuses; the TLS ones by their section", () => {
-    assert.match(Cli.helpText, /\n {2}-H {2,}add X-Forwarded-For header in http requests\n {18}\(not supported yet\)\n/)
+    assert.match(Cli.helpText, /\n {2}-H {2,}add X-Forwarded-For and X-Forwarded-Proto to each HTTP request\n/)
+    assert.notMatch(Cli.helpText, /-H[^\n]*\n[^\n]*not supported yet/)
     assert.match(Cli.helpText, /\n {2}-j dir {2,}run in chroot \(not available: Node cannot chroot\)\n/)
     const tls = Cli.helpText.slice(Cli.helpText.indexOf("pen's TLS options, not supported yet:"))
     for (const entry of ["-E certfile", "-K keyfile", "-G cacertfile", "-A cacertdir", "-Z", "-R", "-L protocol"]) {

@@ -64,6 +64,8 @@ export type Command =
   | { readonly _tag: "Get"; readonly knob: Knob }
   | { readonly _tag: "Set"; readonly knob: Knob; readonly value: number }
   | { readonly _tag: "Flag"; readonly flag: Flag; readonly on: boolean }
+  /** pen's `http` / `no http`: X-Forwarded-For and X-Forwarded-Proto on the connections that start from now on. */
+  | { readonly _tag: "Http"; readonly on: boolean }
   | { readonly _tag: "Ignored"; readonly name: Ignored }
   | { readonly _tag: "Unsupported"; readonly name: string; readonly why: string }
   | { readonly _tag: "Acl"; readonly list: number; readonly entry: Acl.Entry }
@@ -103,7 +105,6 @@ const isFlag = oneOf(FLAGS)
 const isIgnored = oneOf(IGNORED)
 /** pen features nib does not have (yet), with what to say when asked for them. */
 const UNSUPPORTED: Readonly<Record<string, string>> = {
-  http: "X-Forwarded-For (-H) is not supported yet",
   transparent: "transparent proxying is not available on Node: --send-proxy v1|v2 passes client addresses to servers",
   source: "binding to a source address is not supported yet",
   dummy: "the built-in test server is not supported",
@@ -166,6 +167,7 @@ export const parse = (line: string): Command | Invalid => {
     return typeof value === "number" ? { _tag: "Set", knob, value } : value
   }
   if (isFlag(head)) return { _tag: "Flag", flag: head, on: true }
+  if (head === "http") return { _tag: "Http", on: true }
   if (isIgnored(head)) return { _tag: "Ignored", name: head }
   if (head in UNSUPPORTED) return { _tag: "Unsupported", name: head, why: UNSUPPORTED[head]! }
   switch (head) {
@@ -220,6 +222,7 @@ const parseNo = (args: ReadonlyArray<string>): Command | Invalid => {
   const [what, ...rest] = args
   if (what === undefined) return { _tag: "Nothing" }
   if (isFlag(what)) return { _tag: "Flag", flag: what, on: false }
+  if (what === "http") return { _tag: "Http", on: false }
   if (isIgnored(what) || what in UNSUPPORTED) return { _tag: "Nothing" }
   switch (what) {
     case "acl": {

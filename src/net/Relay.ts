@@ -23,6 +23,7 @@
  * `write` needs.
  */
 import * as Net from "node:net"
+import * as HttpRewrite from "../domain/HttpRewrite.ts"
 import { BUFFER_SIZE, type BufferPool } from "./BufferPool.ts"
 
 /** Where a relay reports the bytes it moves (live byte counters, pen's `-l` log). @category models */
@@ -31,6 +32,8 @@ export interface Tap {
   readonly fromClient: (chunk: Buffer, length: number) => void
   /** `length` bytes were read from the server. */
   readonly fromServer: (length: number) => void
+  /** -H: a request head was refused with `status` (the client got it, and a close). */
+  readonly httpError?: (status: 400 | 431, reason: string) => void
 }
 
 /** The buffer every relayed socket reads into; a chunk is copied out before the next read. */
@@ -116,6 +119,8 @@ export const sharedReadsAvailable = (): boolean => readFields() !== null
 class Pipe {
   private buffer: Buffer | undefined
   private fill = 0
+  /** Where the bytes not yet written start in `buffer` (they end at `fill`). */
+  private flushed = 0
   /** Writes not yet completed from `buffer`. */
   private writes = 0
   /** Earlier buffers with writes not yet completed, oldest first, and how many each has (made when first needed). */
@@ -131,7 +136,9 @@ class Pipe {
     private readonly dst: Net.Socket,
     private readonly pool: BufferPool,
     private readonly tap: Tap,
-    private readonly fromClient: boolean
+    private readonly fromClient: boolean,
+    /** -H: rewrites the request heads (client to server only), until the connection leaves HTTP. */
+    private rewriter?: HttpRewrite.Rewriter | undefined
   ) {}
 
   /** `length` bytes read from `src` are in `chunk` from index 0; false stops reading until `dst` drains. */
@@ -141,11 +148,60 @@ class Pipe {
     if (this.disposed || dst.destroyed) return false
     if (this.fromClient) this.tap.fromClient(chunk, length)
     else this.tap.fromServer(length)
-    let buffer = this.buffer
-    if (buffer === undefined || this.fill + length > buffer.length) buffer = this.fresh()
-    const start = this.fill
-    chunk.copy(buffer, start, 0, length)
-    const view = buffer.subarray(start, this.fill = start + length)
+    const rewriter = this.rewriter
+    if (rewriter === undefined) {
+      this.append(chunk, 0, length)
+      return this.flush()
+    }
+    // -H: the rewriter hands over slices of the chunk and the lines it inserts, in order (`append`).
+    rewriter.feed(chunk, this, length)
+    if (rewriter.mode !== "http") this.rewriter = undefined
+    return this.flush()
+  }
+
+  /** Rewriter sink: `buffer[start, end)` goes to `dst`, after what is already appended. */
+  bytes(buffer: Uint8Array, start: number, end: number): void {
+    this.append(buffer, start, end)
+  }
+
+  /** Rewriter sink: a bad request head. The client gets the status and a close; the server gets an EOF. */
+  error(status: 400 | 431, reason: string): void {
+    this.flush()
+    this.tap.httpError?.(status, reason)
+    const src = this.src
+    if (!src.destroyed) src.end(HttpRewrite.errorResponse(status))
+    if (!this.dst.destroyed) this.dst.end()
+  }
+
+  /** Rewriter sink: the connection switched to plain relaying (Upgrade, CONNECT). */
+  passthrough(): void {}
+
+  /**
+   * Copies `source[start, end)` after the bytes not yet written. A slice that does not fit in the current pooled
+   * buffer's room goes whole into a fresh one (slices are at most a read's size), after writing what is pending.
+   */
+  private append(source: Uint8Array, start: number, end: number): void {
+    while (start < end) {
+      let buffer = this.buffer
+      if (buffer === undefined || this.fill + Math.min(end - start, BUFFER_SIZE) > buffer.length) {
+        this.flush()
+        buffer = this.fresh()
+      }
+      const n = Math.min(end - start, buffer.length - this.fill)
+      // (Buffer's copy takes any Uint8Array as its source, and makes no view)
+      Buffer.prototype.copy.call(source, buffer, this.fill, start, start + n)
+      this.fill += n
+      start += n
+    }
+  }
+
+  /** Writes the bytes appended since the last write; false when `dst` is over its high-water mark. */
+  private flush(): boolean {
+    const dst = this.dst
+    const buffer = this.buffer
+    const start = this.flushed
+    if (buffer === undefined || start === this.fill) return true
+    const view = buffer.subarray(start, this.flushed = this.fill)
     let ok: boolean
     if (dst.writableLength === 0) {
       // Nothing is queued, so the write usually completes at once: its bytes are then in the kernel, the buffer is
@@ -174,6 +230,7 @@ class Pipe {
     if (this.buffer !== undefined) this.pool.giveBack(this.buffer)
     this.buffer = undefined
     this.fill = 0
+    this.flushed = 0
   }
 
   /** A buffer with room: the current one, if still being written, joins the retired ones. */
@@ -185,6 +242,7 @@ class Pipe {
       ;(this.retiredWrites ??= []).push(this.writes)
     }
     this.fill = 0
+    this.flushed = 0
     this.writes = 0
     return (this.buffer = this.pool.borrow())
   }
@@ -236,9 +294,10 @@ export class Relay {
     private readonly client: Net.Socket,
     private readonly server: Net.Socket,
     pool: BufferPool,
-    tap: Tap
+    tap: Tap,
+    rewriter?: HttpRewrite.Rewriter
   ) {
-    this.up = new Pipe(client, server, pool, tap, true)
+    this.up = new Pipe(client, server, pool, tap, true, rewriter)
     this.down = new Pipe(server, client, pool, tap, false)
   }
 

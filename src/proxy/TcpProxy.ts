@@ -9,6 +9,7 @@
 import { Context, Effect, Layer } from "effect"
 import { LbConfig } from "../Config.ts"
 import type { Backend } from "../domain/Backend.ts"
+import * as HttpRewrite from "../domain/HttpRewrite.ts"
 import * as ProxyProtocol from "../domain/ProxyProtocol.ts"
 import * as Selection from "../domain/Selection.ts"
 import type { ClientEntry } from "../domain/StickyTable.ts"
@@ -34,6 +35,9 @@ export class TcpProxy extends Context.Service<TcpProxy, {
   /** Seconds to wait for a server to accept (`-t`, the `timeout` command); a change applies to later dials. */
   readonly connectTimeoutSeconds: Effect.Effect<number>
   readonly setConnectTimeoutSeconds: (seconds: number) => Effect.Effect<void>
+  /** -H, the `http` command: whether connections that start relaying from now on get X-Forwarded-For. */
+  readonly http: Effect.Effect<boolean>
+  readonly setHttp: (on: boolean) => Effect.Effect<void>
   /** The live connections, by slot number (pen's connection table). */
   readonly connections: Effect.Effect<ReadonlyArray<ConnectionInfo>>
   /** Closes connection `slot` (pen's `close N`); false when no connection has that slot. */
@@ -55,6 +59,7 @@ export class TcpProxy extends Context.Service<TcpProxy, {
         deadlines,
         unixListener: config.listen._tag === "Unix",
         acceptProxy: config.acceptProxy,
+        http: { on: config.http },
         warnUnsafe: Common.rateLimited(
           Effect.runForkWith(yield* Effect.context<never>()),
           (message) => Effect.logWarning(message).pipe(Effect.annotateLogs({ service: "TcpProxy" }))
@@ -65,6 +70,11 @@ export class TcpProxy extends Context.Service<TcpProxy, {
         setConnectTimeoutSeconds: (seconds) =>
           Effect.sync(() => {
             deadlines.timeoutMillis = seconds * 1000
+          }),
+        http: Effect.sync(() => env.http.on),
+        setHttp: (on) =>
+          Effect.sync(() => {
+            env.http.on = on
           }),
         ...Common.table(env.slots),
         handle: (client) => Common.run((resume) => new Session(env, client, resume))
@@ -79,6 +89,8 @@ interface Env extends Common.Services {
   readonly unixListener: boolean
   /** --accept-proxy: each client starts with a PROXY header. */
   readonly acceptProxy: boolean
+  /** -H and the `http` command (read when a connection starts relaying). */
+  readonly http: { on: boolean }
   /** Logs a warning, at most one line a second (the ones in between are counted into the next). */
   readonly warnUnsafe: (message: string) => void
 }
@@ -303,7 +315,9 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
     // --accept-proxy: what the client sent after its header, and while the server was dialed, goes first.
     if (this.env.acceptProxy) this.sendEarly(upstream)
     // Each side's EOF becomes a FIN to the other, while the other direction keeps flowing.
-    const relay = (this.relay = new Relay(client, upstream, this.env.buffers, this))
+    // -H: each request head gets X-Forwarded-Proto and X-Forwarded-For (pen's rewrite_request, done right).
+    const rewriter = this.env.http.on ? HttpRewrite.make({ proto: "http", clientIp: this.peer }) : undefined
+    const relay = (this.relay = new Relay(client, upstream, this.env.buffers, this, rewriter))
     relay.start()
   }
 
@@ -323,6 +337,11 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
     backend.bytesSent += length
     this.entry!.bytesFromClient += length
     if (this.logging) this.env.log.chunkUnsafe(this.peer, addressText(backend), chunk.subarray(0, length))
+  }
+
+  /** -H: a bad request head was answered with `status` and a close. */
+  httpError(status: 400 | 431, reason: string): void {
+    this.env.warnUnsafe(`-H: ${this.peer}: answered ${status} and closed: ${reason}`)
   }
 
   /** Bytes from the server (pen's copy_down). */

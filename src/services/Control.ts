@@ -155,6 +155,8 @@ export class Control extends Context.Service<Control, {
             return setKnob(command.knob, command.value)
           case "Flag":
             return Effect.as(pool.setFlag(command.flag, command.on), "")
+          case "Http":
+            return Effect.as(proxy.setHttp(command.on), "")
           case "Unsupported":
             return Effect.succeed(line(`${command.name}: ${command.why}`))
           case "Acl":

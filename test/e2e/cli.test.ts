@@ -28,9 +28,9 @@ describe("command line", () => {
       message: /-E.*is not supported yet/
     },
     {
-      name: "-H (another one)",
-      argv: (free) => Effect.succeed(["-f", "-H", "127.0.0.1:0", free]),
-      message: /-H.*is not supported yet/
+      name: "-R (another one)",
+      argv: (free) => Effect.succeed(["-f", "-R", "127.0.0.1:0", free]),
+      message: /-R.*is not supported yet/
     },
     {
       name: "an unknown flag",
