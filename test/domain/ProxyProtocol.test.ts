@@ -657,17 +657,7 @@ const startHaproxy = (frontends: ReadonlyArray<Frontend>, backendPort: number) =
       Fs.writeFileSync(file, `${config}\n`)
       const child = yield* Effect.acquireRelease(
         Effect.sync(() => ChildProcess.spawn(HAPROXY!, ["-db", "-f", file], { stdio: ["ignore", "ignore", "pipe"] })),
-        (spawned) =>
-          Effect.promise(() =>
-            Nib.stop({
-              child: spawned,
-              exited: new Promise((resolve) => {
-                if (spawned.exitCode !== null || spawned.signalCode !== null) {
-                  resolve({ code: spawned.exitCode, signal: spawned.signalCode })
-                } else spawned.once("exit", (code, signal) => resolve({ code, signal }))
-              })
-            })
-          )
+        (spawned) => Effect.promise(() => Nib.stopChild(spawned))
       )
       let stderr = ""
       child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk))

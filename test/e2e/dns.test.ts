@@ -61,7 +61,7 @@ const dnsServer = (address: string) =>
             ...(process.getuid?.() === 0 ? ["--user=root"] : [])
           ], { stdio: ["ignore", "ignore", "pipe"] })
         ),
-        (spawned) => Effect.promise(() => Nib.stop({ child: spawned, exited: exitOf(spawned) }))
+        (spawned) => Effect.promise(() => Nib.stopChild(spawned))
       )
       let stderr = ""
       child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk))
@@ -76,13 +76,6 @@ const dnsServer = (address: string) =>
     return yield* Effect.die(new Error("unreachable"))
   })
 
-const exitOf = (child: ChildProcess.ChildProcess) =>
-  new Promise<Nib.ExitStatus>((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      resolve({ code: child.exitCode, signal: child.signalCode })
-    } else child.once("exit", (code, signal) => resolve({ code, signal }))
-  })
-
 describe.skipIf(missing.length > 0)("DNS through nib -U (dnsmasq servers, dig client)", () => {
   it.live("dig gets its answer through nib, and a server taken down fails over without dig retrying", () =>
     Effect.gen(function*() {
@@ -93,7 +86,7 @@ describe.skipIf(missing.length > 0)("DNS through nib -U (dnsmasq servers, dig cl
       assert.deepStrictEqual(yield* query(lb.port), { answer: "10.0.0.2", code: 0 })
       assert.deepStrictEqual(yield* query(lb.port), { answer: "10.0.0.2", code: 0 })
       // Server 1 goes down: its ICMP port-unreachable blacklists it, and the query goes to server 0 at once (one try).
-      yield* Effect.promise(() => Nib.stop({ child: two.child, exited: exitOf(two.child) }))
+      yield* Effect.promise(() => Nib.stopChild(two.child))
       assert.deepStrictEqual(yield* query(lb.port), { answer: "10.0.0.1", code: 0 })
       assert.include(lb.stderr(), "blacklisting server 1")
       assert.deepStrictEqual(yield* query(lb.port), { answer: "10.0.0.1", code: 0 })
@@ -104,7 +97,7 @@ describe.skipIf(missing.length > 0)("DNS through nib -U (dnsmasq servers, dig cl
       const one = yield* dnsServer("10.0.0.1")
       const lb = yield* Nib.start(["-U", "127.0.0.1:0", one.spec])
       assert.deepStrictEqual(yield* query(lb.port), { answer: "10.0.0.1", code: 0 })
-      yield* Effect.promise(() => Nib.stop({ child: one.child, exited: exitOf(one.child) }))
+      yield* Effect.promise(() => Nib.stopChild(one.child))
       const down = yield* query(lb.port, 1)
       assert.strictEqual(down.code, 9)
       assert.include(down.answer, "no servers could be reached")

@@ -116,17 +116,7 @@ const haproxy = (target: number) =>
     )
     const proc = yield* Effect.acquireRelease(
       Effect.sync(() => ChildProcess.spawn(haproxyPath!, ["-db", "-f", config], { stdio: "ignore" })),
-      (child) =>
-        Effect.promise(() =>
-          Nib.stop({
-            child,
-            exited: new Promise((resolve) => {
-              if (child.exitCode !== null || child.signalCode !== null) {
-                resolve({ code: child.exitCode, signal: child.signalCode })
-              } else child.once("exit", (code, signal) => resolve({ code, signal }))
-            })
-          })
-        )
+      (child) => Effect.promise(() => Nib.stopChild(child))
     )
     for (let i = 0; i < 500 && acceptQueue(port) === undefined; i++) {
       if (proc.exitCode !== null) break

@@ -54,17 +54,7 @@ export const start = (http: string) =>
       Effect.sync(() =>
         ChildProcess.spawn(path!, ["-c", Path.join(dir, "nginx.conf"), "-p", dir], { stdio: "ignore" })
       ),
-      (spawned) =>
-        Effect.promise(() =>
-          Nib.stop({
-            child: spawned,
-            exited: new Promise((resolve) => {
-              if (spawned.exitCode !== null || spawned.signalCode !== null) {
-                resolve({ code: spawned.exitCode, signal: spawned.signalCode })
-              } else spawned.once("exit", (code, signal) => resolve({ code, signal }))
-            })
-          })
-        )
+      (spawned) => Effect.promise(() => Nib.stopChild(spawned))
     )
     // Listening when the kernel shows its socket (bounded: 10 s).
     const deadline = Date.now() + 10_000

@@ -60,7 +60,8 @@ const env = (): NodeJS.ProcessEnv => {
   return copy
 }
 
-const exitOf = (child: ChildProcess.ChildProcess): Promise<ExitStatus> =>
+/** Resolves when `child` has exited (at once if it already has). */
+export const exitOf = (child: ChildProcess.ChildProcess): Promise<ExitStatus> =>
   new Promise((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) {
       resolve({ code: child.exitCode, signal: child.signalCode })
@@ -162,6 +163,10 @@ export const stop = async (proc: Pick<Proc, "child" | "exited">, timeoutMs = 5_0
   child.kill("SIGKILL")
   return proc.exited
 }
+
+/** {@link stop} for a child process spawned without {@link spawnReady}. */
+export const stopChild = (child: ChildProcess.ChildProcess, timeoutMs?: number): Promise<ExitStatus> =>
+  stop({ child, exited: exitOf(child) }, timeoutMs)
 
 /** Whether process `pid` exists and is not a zombie. */
 export const isAlive = (pid: number): boolean => {
