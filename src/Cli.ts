@@ -80,6 +80,7 @@ export interface OptionSpec {
   readonly hidden?: true
 }
 
+const NOT_YET = "(not supported yet)"
 const NO_EFFECT = "(accepted; no effect in nib)"
 const notYet = (flag: string, what: string) => `-${flag} (${what}) is not supported yet`
 
@@ -166,39 +167,37 @@ export const sections: ReadonlyArray<{ readonly title: string; readonly options:
     ]
   },
   {
-    title: "pen's TLS options, not supported yet:",
+    title: "pen's TLS options:",
     options: [
-      {
-        name: "E",
-        value: "certfile",
-        text: "use the given certificate in PEM format",
-        refused: notYet("E", "TLS termination")
-      },
-      {
-        name: "K",
-        value: "keyfile",
-        text: "use the given key in PEM format (may be contained in cert)",
-        refused: notYet("K", "TLS key")
-      },
+      { name: "E", value: "certfile", setting: "tlsCert" },
+      { name: "K", value: "keyfile", setting: "tlsKey" },
       {
         name: "G",
         value: "cacertfile",
         text: "file containing the CA's certificate",
-        refused: notYet("G", "TLS CA file")
+        refused: notYet("G", "TLS CA file"),
+        mark: NOT_YET
       },
       {
         name: "A",
         value: "cacertdir",
         text: "directory containing CA certificates in hashed format",
-        refused: notYet("A", "TLS CA directory")
+        refused: notYet("A", "TLS CA directory"),
+        mark: NOT_YET
       },
-      { name: "Z", text: "use SSL compatibility mode", refused: notYet("Z", "TLS compatibility mode") },
-      { name: "R", text: "require valid peer certificate", refused: notYet("R", "TLS client certificates") },
+      { name: "Z", text: "use SSL compatibility mode", refused: notYet("Z", "TLS compatibility mode"), mark: NOT_YET },
+      {
+        name: "R",
+        text: "require valid peer certificate",
+        refused: notYet("R", "TLS client certificates"),
+        mark: NOT_YET
+      },
       {
         name: "L",
         value: "protocol",
         text: "ssl23 (default), ssl2, ssl3 or tls1",
-        refused: notYet("L", "TLS protocol")
+        refused: notYet("L", "TLS protocol"),
+        mark: NOT_YET
       }
     ]
   },
@@ -429,6 +428,8 @@ const flags = {
     Flag.optional
   ),
   http: Flag.Boolean("H").pipe(Flag.withDescription(describe("http")), Flag.withDefault(false)),
+  tlsCert: Flag.String("E").pipe(Flag.withDescription(describe("tlsCert")), Flag.optional),
+  tlsKey: Flag.String("K").pipe(Flag.withDescription(describe("tlsKey")), Flag.optional),
   acceptProxy: Flag.Boolean("accept-proxy").pipe(
     Flag.withDescription(describe("acceptProxy")),
     Flag.withDefault(false)
@@ -488,6 +489,13 @@ export const toSettings = (parsed: Parsed, services: Address.ServiceNames) =>
       const flag = parsed.http ? "-H" : parsed.acceptProxy ? "--accept-proxy" : "--send-proxy"
       return yield* usageError(`${flag} is for TCP: not with -U`)
     }
+    if (Option.isSome(parsed.tlsKey) && Option.isNone(parsed.tlsCert)) {
+      return yield* usageError("-K needs -E (the certificate the key belongs to)")
+    }
+    if (parsed.udp && Option.isSome(parsed.tlsCert)) return yield* usageError("-E is for TCP: not with -U")
+    if (parsed.acceptProxy && Option.isSome(parsed.tlsCert)) {
+      return yield* usageError("--accept-proxy with -E is not supported yet (the header comes before the handshake)")
+    }
     if (parsed.udp && listen.success._tag === "Unix") {
       return yield* usageError(`listen address '${parsed.listen.value}': UDP mode (-U) listens on a [host:]port`)
     }
@@ -538,6 +546,8 @@ export const toSettings = (parsed: Parsed, services: Address.ServiceNames) =>
       sendProxy: Option.getOrUndefined(parsed.sendProxy),
       acceptProxy: parsed.acceptProxy,
       http: parsed.http,
+      tlsCert: Option.getOrUndefined(parsed.tlsCert),
+      tlsKey: Option.getOrUndefined(parsed.tlsKey),
       blacklistSeconds: parsed.blacklist,
       clientsMax: parsed.clients,
       connectTimeoutSeconds: parsed.timeout,

@@ -93,8 +93,8 @@ describe("Cli.normalizeArgv", () => {
 
   it("flags nib does not implement yet are refused by name", () => {
     const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
-      [["-E", "cert.pem"], "-E"],
-      [["-rK", "key.pem"], "-K"]
+      [["-G", "ca.pem"], "-G"],
+      [["-rA", "certs"], "-A"]
     ]
     for (const [args, flag] of cases) {
       const message = refused(...args, "8080", "h1")
@@ -148,6 +148,8 @@ const parsed = (overrides: Partial<Parsed> = {}): Parsed => ({
   sendProxy: Option.none(),
   acceptProxy: false,
   http: false,
+  tlsCert: Option.none(),
+  tlsKey: Option.none(),
   foreground: false,
   hash: false,
   roundrobin: false,
@@ -344,9 +346,11 @@ describe("Cli.helpText", () => {
     assert.match(Cli.helpText, /\n {2}-H {2,}add X-Forwarded-For and X-Forwarded-Proto to each HTTP request\n/)
     assert.notMatch(Cli.helpText, /-H[^\n]*\n[^\n]*not supported yet/)
     assert.match(Cli.helpText, /\n {2}-j dir {2,}run in chroot \(not available: Node cannot chroot\)\n/)
-    const tls = Cli.helpText.slice(Cli.helpText.indexOf("pen's TLS options, not supported yet:"))
-    for (const entry of ["-E certfile", "-K keyfile", "-G cacertfile", "-A cacertdir", "-Z", "-R", "-L protocol"]) {
-      assert.include(tls, `  ${entry} `)
+    const tls = Cli.helpText.slice(Cli.helpText.indexOf("pen's TLS options:"))
+    assert.match(tls, /\n {2}-E certfile {2,}terminate TLS with this certificate \(PEM\)\n/)
+    assert.match(tls, /\n {2}-K keyfile {2,}the certificate's key/)
+    for (const entry of ["-G cacertfile", "-A cacertdir", "-Z", "-R", "-L protocol"]) {
+      assert.match(tls, new RegExp(`\\n {2}${entry} [^\\n]*\\n?[^\\n]*\\(not supported yet\\)`), entry)
     }
   })
 

@@ -16,6 +16,7 @@ import type { ClientEntry } from "../domain/StickyTable.ts"
 import type { BufferPool } from "../net/BufferPool.ts"
 import { Relay, type Tap } from "../net/Relay.ts"
 import * as Socket from "../net/Socket.ts"
+import * as Tls from "../net/Tls.ts"
 import type { Acls } from "../services/Acls.ts"
 import type { ClientTable } from "../services/ClientTable.ts"
 import { UNIX_CLIENT } from "../services/ClientTable.ts"
@@ -45,7 +46,7 @@ export class TcpProxy extends Context.Service<TcpProxy, {
 }>()("nib/proxy/TcpProxy") {
   static readonly layer: Layer.Layer<
     TcpProxy,
-    never,
+    Tls.TlsError,
     LbConfig | ServerPool | ClientTable | HealthChecker | StatsReporter | RequestLog | Acls | RelayBuffers
   > = Layer.effect(
     TcpProxy,
@@ -60,6 +61,7 @@ export class TcpProxy extends Context.Service<TcpProxy, {
         unixListener: config.listen._tag === "Unix",
         acceptProxy: config.acceptProxy,
         http: { on: config.http },
+        tls: config.tlsCert === undefined ? undefined : yield* Tls.context(config.tlsCert, config.tlsKey),
         warnUnsafe: Common.rateLimited(
           Effect.runForkWith(yield* Effect.context<never>()),
           (message) => Effect.logWarning(message).pipe(Effect.annotateLogs({ service: "TcpProxy" }))
@@ -91,6 +93,8 @@ interface Env extends Common.Services {
   readonly acceptProxy: boolean
   /** -H and the `http` command (read when a connection starts relaying). */
   readonly http: { on: boolean }
+  /** -E: the clients speak TLS, terminated here with this context. */
+  readonly tls: Tls.Context | undefined
   /** Logs a warning, at most one line a second (the ones in between are counted into the next). */
   readonly warnUnsafe: (message: string) => void
 }
@@ -118,6 +122,15 @@ function onClientHeaderData(this: Socket.Socket, chunk: Buffer) {
 function onProxyHeaderTimeout(session: Session) {
   session.proxyHeaderTimedOut()
 }
+function onClientSecure(this: Socket.Socket) {
+  sessionOf(this).secured()
+}
+function onHandshakeTimeout(session: Session) {
+  session.handshakeTimedOut()
+}
+
+/** How long a client has to finish its TLS handshake (`-E`). @category constants */
+export const TLS_HANDSHAKE_MILLIS = 10_000
 
 /** How long an --accept-proxy client has to send its PROXY header. @category constants */
 export const PROXY_HEADER_MILLIS = 5_000
@@ -175,12 +188,14 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
 
   constructor(
     private readonly env: Env,
-    private readonly client: Socket.Socket,
+    private client: Socket.Socket,
     private readonly resume: (effect: Effect.Effect<void>) => void
   ) {}
 
   start(): void {
-    const { client, env } = this
+    const { env } = this
+    // -E: the client speaks TLS; the session works on the decrypted socket from now on.
+    const client = env.tls === undefined ? this.client : (this.client = Tls.accept(this.client, env.tls))
     env.stats.addUnsafe("accepted", 1)
     env.stats.addUnsafe("active", 1)
     ;(client as Owned)[kSession] = this
@@ -191,9 +206,38 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
     const peer = client.remoteAddress
     // A TCP client with no peer address reset its connection while it waited (-x): nothing to serve.
     if (peer === undefined && !env.unixListener) return this.finish()
+    if (env.tls !== undefined) {
+      // The server is chosen once the handshake is done; a client that never finishes it is closed.
+      client.on("secure", onClientSecure)
+      this.headerTimer = setTimeout(onHandshakeTimeout, TLS_HANDSHAKE_MILLIS, this)
+      return
+    }
+    this.greeted()
+  }
+
+  /** The client may be served: the TLS handshake is done, if any. */
+  private greeted(): void {
+    const { client, env } = this
     // --accept-proxy: the client is another balancer, whose PROXY header says who the real client is.
     if (env.acceptProxy) return this.readProxyHeader()
-    this.choose(peer, client.remotePort ?? 0)
+    this.choose(client.remoteAddress, client.remotePort ?? 0)
+  }
+
+  secured(): void {
+    if (this.finished) return
+    if (this.headerTimer !== undefined) clearTimeout(this.headerTimer)
+    this.headerTimer = undefined
+    this.greeted()
+  }
+
+  handshakeTimedOut(): void {
+    this.headerTimer = undefined
+    if (this.finished || this.peer !== "") return
+    this.env.stats.addUnsafe("refused", 1)
+    this.env.warnUnsafe(
+      `-E: closed ${this.client.remoteAddress ?? "a client"}: no TLS handshake within ${TLS_HANDSHAKE_MILLIS / 1000} s`
+    )
+    this.finish()
   }
 
   /**
@@ -316,7 +360,9 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
     if (this.env.acceptProxy) this.sendEarly(upstream)
     // Each side's EOF becomes a FIN to the other, while the other direction keeps flowing.
     // -H: each request head gets X-Forwarded-Proto and X-Forwarded-For (pen's rewrite_request, done right).
-    const rewriter = this.env.http.on ? HttpRewrite.make({ proto: "http", clientIp: this.peer }) : undefined
+    const rewriter = this.env.http.on
+      ? HttpRewrite.make({ proto: this.env.tls === undefined ? "http" : "https", clientIp: this.peer })
+      : undefined
     const relay = (this.relay = new Relay(client, upstream, this.env.buffers, this, rewriter))
     relay.start()
   }

@@ -23,9 +23,9 @@ describe("command line", () => {
     readonly message: RegExp
   }> = [
     {
-      name: "-E (a pen flag nib does not support yet)",
-      argv: (free) => Effect.succeed(["-f", "-E", "cert.pem", "127.0.0.1:0", free]),
-      message: /-E.*is not supported yet/
+      name: "-G (a pen flag nib does not support yet)",
+      argv: (free) => Effect.succeed(["-f", "-G", "ca.pem", "127.0.0.1:0", free]),
+      message: /-G.*is not supported yet/
     },
     {
       name: "-R (another one)",
