@@ -36,6 +36,11 @@ export class TcpProxy extends Context.Service<TcpProxy, {
   /** Seconds to wait for a server to accept (`-t`, the `timeout` command); a change applies to later dials. */
   readonly connectTimeoutSeconds: Effect.Effect<number>
   readonly setConnectTimeoutSeconds: (seconds: number) => Effect.Effect<void>
+  /**
+   * -E: reads the certificate and key again (SIGHUP), for the connections accepted from then on; live ones keep
+   * theirs. A failure keeps the old ones. Nothing to do without -E.
+   */
+  readonly reloadTls: Effect.Effect<void, Tls.TlsError>
   /** -H, the `http` command: whether connections that start relaying from now on get X-Forwarded-For. */
   readonly http: Effect.Effect<boolean>
   readonly setHttp: (on: boolean) => Effect.Effect<void>
@@ -73,6 +78,11 @@ export class TcpProxy extends Context.Service<TcpProxy, {
           Effect.sync(() => {
             deadlines.timeoutMillis = seconds * 1000
           }),
+        reloadTls: config.tlsCert === undefined
+          ? Effect.void
+          : Effect.map(Tls.context(config.tlsCert, config.tlsKey), (context) => {
+            env.tls = context
+          }),
         http: Effect.sync(() => env.http.on),
         setHttp: (on) =>
           Effect.sync(() => {
@@ -93,8 +103,8 @@ interface Env extends Common.Services {
   readonly acceptProxy: boolean
   /** -H and the `http` command (read when a connection starts relaying). */
   readonly http: { on: boolean }
-  /** -E: the clients speak TLS, terminated here with this context. */
-  readonly tls: Tls.Context | undefined
+  /** -E: the clients speak TLS, terminated here with this context (SIGHUP replaces it). */
+  tls: Tls.Context | undefined
   /** Logs a warning, at most one line a second (the ones in between are counted into the next). */
   readonly warnUnsafe: (message: string) => void
 }

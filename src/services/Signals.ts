@@ -1,5 +1,6 @@
 /**
- * pen's signals, for the layer's lifetime: SIGHUP reopens the request log file (rotation) and re-reads the `-F` file;
+ * pen's signals, for the layer's lifetime: SIGHUP reopens the request log file (rotation), re-reads the `-E`/`-K`
+ * certificate and key (nib's addition: a renewed certificate without a restart) and re-reads the `-F` file;
  * SIGUSR1 writes the status page to the `-w` file, or, without one, the same figures as text on stderr (pen's
  * textstats, with its garbled client lines printed properly). SIGTERM and SIGINT are the runtime's: they interrupt
  * the program, which closes everything and exits 0.
@@ -10,6 +11,7 @@
 import { Effect, Layer } from "effect"
 import { LbConfig } from "../Config.ts"
 import * as StatusPage from "../domain/StatusPage.ts"
+import { TcpProxy } from "../proxy/TcpProxy.ts"
 import { Control } from "./Control.ts"
 import { RequestLog } from "./RequestLog.ts"
 import { Status } from "./Status.ts"
@@ -18,50 +20,59 @@ import { Status } from "./Status.ts"
 const debugLine = (message: string) => `${StatusPage.formatLocalTime(new Date())}: ${message}`
 
 /** Installs the HUP and USR1 handlers until the scope closes. @category layers */
-export const layer: Layer.Layer<never, never, LbConfig | Control | RequestLog | Status> = Layer.effectDiscard(
-  Effect.gen(function*() {
-    const config = yield* LbConfig
-    const control = yield* Control
-    const log = yield* RequestLog
-    const status = yield* Status
-    const context = yield* Effect.context<never>()
-    const run = Effect.runForkWith(context)
-    const annotate = Effect.annotateLogs({ service: "Signals" })
+export const layer: Layer.Layer<never, never, LbConfig | Control | RequestLog | Status | TcpProxy> = Layer
+  .effectDiscard(
+    Effect.gen(function*() {
+      const config = yield* LbConfig
+      const control = yield* Control
+      const log = yield* RequestLog
+      const status = yield* Status
+      const proxy = yield* TcpProxy
+      const context = yield* Effect.context<never>()
+      const run = Effect.runForkWith(context)
+      const annotate = Effect.annotateLogs({ service: "Signals" })
 
-    const hangup = Effect.gen(function*() {
-      yield* log.reopen.pipe(Effect.catch((error) => Effect.logError(error.message)))
-      if (config.configFile !== undefined) {
-        yield* control.loadFile(config.configFile).pipe(
-          Effect.flatMap((
-            replies
-          ) => (replies === "" ? Effect.void : Effect.sync(() => process.stdout.write(replies)))),
-          Effect.catch((error) => Effect.logError(`SIGHUP: ${error.message}; the running configuration is kept`))
+      const hangup = Effect.gen(function*() {
+        yield* log.reopen.pipe(Effect.catch((error) => Effect.logError(error.message)))
+        // -E: the certificate and key again (after a renewal); a bad pair is logged and the old one kept.
+        yield* proxy.reloadTls.pipe(
+          Effect.catch((error) => Effect.logError(`SIGHUP: ${error.message}; the certificate in use is kept`))
         )
-      }
-    }).pipe(annotate)
+        if (config.configFile !== undefined) {
+          yield* control.loadFile(config.configFile).pipe(
+            Effect.flatMap((
+              replies
+            ) => (replies === "" ? Effect.void : Effect.sync(() => process.stdout.write(replies)))),
+            Effect.catch((error) => Effect.logError(`SIGHUP: ${error.message}; the running configuration is kept`))
+          )
+        }
+      }).pipe(annotate)
 
-    const usr1 = Effect.gen(function*() {
-      if ((yield* status.webStats) !== undefined) {
-        return yield* status.writeWebStats.pipe(Effect.asVoid, Effect.catch((error) => Effect.logError(error.message)))
-      }
-      const lines = StatusPage.renderText(yield* status.page)
-      // pen's debug() adds a line end to each message, so a block that ends in one is followed by an empty line.
-      const text = lines.map((l) => debugLine(l) + "\n").join("")
-      yield* Effect.sync(() => process.stderr.write(text))
-    }).pipe(annotate)
+      const usr1 = Effect.gen(function*() {
+        if ((yield* status.webStats) !== undefined) {
+          return yield* status.writeWebStats.pipe(
+            Effect.asVoid,
+            Effect.catch((error) => Effect.logError(error.message))
+          )
+        }
+        const lines = StatusPage.renderText(yield* status.page)
+        // pen's debug() adds a line end to each message, so a block that ends in one is followed by an empty line.
+        const text = lines.map((l) => debugLine(l) + "\n").join("")
+        yield* Effect.sync(() => process.stderr.write(text))
+      }).pipe(annotate)
 
-    const onHup = () => void run(hangup)
-    const onUsr1 = () => void run(usr1)
-    yield* Effect.acquireRelease(
-      Effect.sync(() => {
-        process.on("SIGHUP", onHup)
-        process.on("SIGUSR1", onUsr1)
-      }),
-      () =>
+      const onHup = () => void run(hangup)
+      const onUsr1 = () => void run(usr1)
+      yield* Effect.acquireRelease(
         Effect.sync(() => {
-          process.off("SIGHUP", onHup)
-          process.off("SIGUSR1", onUsr1)
-        })
-    )
-  })
-)
+          process.on("SIGHUP", onHup)
+          process.on("SIGUSR1", onUsr1)
+        }),
+        () =>
+          Effect.sync(() => {
+            process.off("SIGHUP", onHup)
+            process.off("SIGUSR1", onUsr1)
+          })
+      )
+    })
+  )

@@ -16,8 +16,8 @@ import * as Nib from "../utils/Nib.ts"
 const openssl = ["/usr/bin/openssl", "/bin/openssl"].find((path) => Fs.existsSync(path))
 if (openssl === undefined) console.warn("test/e2e/tls.test.ts: openssl not found: the TLS tests are SKIPPED")
 
-/** A self-signed certificate for 127.0.0.1 and localhost, and its key, in `dir`; also both in one file. */
-const certificate = (dir: string) =>
+/** A self-signed certificate for 127.0.0.1 and `name`, and its key, in `dir`; also both in one file. */
+const certificate = (dir: string, name = "localhost") =>
   Effect.sync(() => {
     const cert = Path.join(dir, "cert.pem")
     const key = Path.join(dir, "key.pem")
@@ -34,9 +34,9 @@ const certificate = (dir: string) =>
       "-days",
       "1",
       "-subj",
-      "/CN=localhost",
+      `/CN=${name}`,
       "-addext",
-      "subjectAltName=DNS:localhost,IP:127.0.0.1"
+      `subjectAltName=DNS:${name},IP:127.0.0.1`
     ], { stdio: "ignore" })
     const both = Path.join(dir, "both.pem")
     Fs.writeFileSync(both, Fs.readFileSync(cert, "utf8") + Fs.readFileSync(key, "utf8"))
@@ -107,6 +107,39 @@ describe.skipIf(openssl === undefined)("TLS termination (-E, -K)", () => {
       )
       assert.match(result.stdout, /^HTTP\/1\.1 200 OK\r\n/)
       assert.match(result.stdout, /\r\n\r\nundefined undefined\n$/)
+    }))
+
+  it.live("SIGHUP reads the certificate again: new clients get the new one; a broken file is logged and the old one kept", () =>
+    Effect.gen(function*() {
+      const dir = yield* Nib.tempDir
+      const first = yield* certificate(Path.join(dir))
+      const server = yield* backend
+      const lb = yield* Nib.start(["-E", first.both, "127.0.0.1:0", `127.0.0.1:${server.port}`])
+      /** The subject's CN of the certificate nib presents now. */
+      const subject = Effect.map(
+        run(openssl!, ["s_client", "-connect", `127.0.0.1:${lb.port}`, "-servername", "localhost"], ""),
+        (result) => /subject=\/?CN ?= ?([\w.-]+)/.exec(result.stdout)?.[1]
+      )
+      assert.strictEqual(yield* subject, "localhost")
+      // A renewed certificate (another CN) in the same file.
+      const renewed = Path.join(dir, "renewed")
+      Fs.mkdirSync(renewed)
+      const next = yield* certificate(renewed, "renewed.test")
+      Fs.copyFileSync(next.both, first.both)
+      process.kill(lb.pid, "SIGHUP")
+      let seen: string | undefined
+      for (let i = 0; i < 50 && seen !== "renewed.test"; i++) seen = yield* subject
+      assert.strictEqual(seen, "renewed.test")
+      // A broken file at SIGHUP: logged, and the renewed certificate stays in use.
+      Fs.writeFileSync(first.both, "not a certificate\n")
+      process.kill(lb.pid, "SIGHUP")
+      let logged = false
+      for (let i = 0; i < 100 && !logged; i++) {
+        logged = lb.stderr().includes("the certificate in use is kept")
+        if (!logged) yield* Effect.sleep("50 millis")
+      }
+      assert.isTrue(logged, lb.stderr())
+      assert.strictEqual(yield* subject, "renewed.test")
     }))
 
   it.live("a certificate or key that cannot be used is a one-line error naming the file, exit 1", () =>
