@@ -171,27 +171,10 @@ export const sections: ReadonlyArray<{ readonly title: string; readonly options:
     options: [
       { name: "E", value: "certfile", setting: "tlsCert" },
       { name: "K", value: "keyfile", setting: "tlsKey" },
-      {
-        name: "G",
-        value: "cacertfile",
-        text: "file containing the CA's certificate",
-        refused: notYet("G", "TLS CA file"),
-        mark: NOT_YET
-      },
-      {
-        name: "A",
-        value: "cacertdir",
-        text: "directory containing CA certificates in hashed format",
-        refused: notYet("A", "TLS CA directory"),
-        mark: NOT_YET
-      },
+      { name: "G", value: "cacertfile", setting: "tlsCaFile" },
+      { name: "A", value: "cacertdir", setting: "tlsCaDir" },
       { name: "Z", text: "use SSL compatibility mode", refused: notYet("Z", "TLS compatibility mode"), mark: NOT_YET },
-      {
-        name: "R",
-        text: "require valid peer certificate",
-        refused: notYet("R", "TLS client certificates"),
-        mark: NOT_YET
-      },
+      { name: "R", setting: "tlsRequireClientCert" },
       {
         name: "L",
         value: "protocol",
@@ -430,6 +413,9 @@ const flags = {
   http: Flag.Boolean("H").pipe(Flag.withDescription(describe("http")), Flag.withDefault(false)),
   tlsCert: Flag.String("E").pipe(Flag.withDescription(describe("tlsCert")), Flag.optional),
   tlsKey: Flag.String("K").pipe(Flag.withDescription(describe("tlsKey")), Flag.optional),
+  tlsCaFile: Flag.String("G").pipe(Flag.withDescription(describe("tlsCaFile")), Flag.optional),
+  tlsCaDir: Flag.String("A").pipe(Flag.withDescription(describe("tlsCaDir")), Flag.optional),
+  tlsRequire: Flag.Boolean("R").pipe(Flag.withDescription(describe("tlsRequireClientCert")), Flag.withDefault(false)),
   acceptProxy: Flag.Boolean("accept-proxy").pipe(
     Flag.withDescription(describe("acceptProxy")),
     Flag.withDefault(false)
@@ -493,6 +479,15 @@ export const toSettings = (parsed: Parsed, services: Address.ServiceNames) =>
       return yield* usageError("-K needs -E (the certificate the key belongs to)")
     }
     if (parsed.udp && Option.isSome(parsed.tlsCert)) return yield* usageError("-E is for TCP: not with -U")
+    if (
+      Option.isNone(parsed.tlsCert) &&
+      (parsed.tlsRequire || Option.isSome(parsed.tlsCaFile) || Option.isSome(parsed.tlsCaDir))
+    ) {
+      return yield* usageError(`${parsed.tlsRequire ? "-R" : Option.isSome(parsed.tlsCaFile) ? "-G" : "-A"} needs -E`)
+    }
+    if (parsed.tlsRequire && Option.isNone(parsed.tlsCaFile) && Option.isNone(parsed.tlsCaDir)) {
+      return yield* usageError("-R needs -G or -A: the CA that client certificates must come from")
+    }
     if (parsed.acceptProxy && Option.isSome(parsed.tlsCert)) {
       return yield* usageError("--accept-proxy with -E is not supported yet (the header comes before the handshake)")
     }
@@ -548,6 +543,9 @@ export const toSettings = (parsed: Parsed, services: Address.ServiceNames) =>
       http: parsed.http,
       tlsCert: Option.getOrUndefined(parsed.tlsCert),
       tlsKey: Option.getOrUndefined(parsed.tlsKey),
+      tlsCaFile: Option.getOrUndefined(parsed.tlsCaFile),
+      tlsCaDir: Option.getOrUndefined(parsed.tlsCaDir),
+      tlsRequireClientCert: parsed.tlsRequire,
       blacklistSeconds: parsed.blacklist,
       clientsMax: parsed.clients,
       connectTimeoutSeconds: parsed.timeout,

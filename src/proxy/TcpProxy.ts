@@ -7,6 +7,7 @@
  * on the data path; bench/README.md has what a connection costs against a hand-written Node proxy.
  */
 import { Context, Effect, Layer } from "effect"
+import type { TLSSocket } from "node:tls"
 import { LbConfig } from "../Config.ts"
 import type { Backend } from "../domain/Backend.ts"
 import * as HttpRewrite from "../domain/HttpRewrite.ts"
@@ -58,6 +59,13 @@ export class TcpProxy extends Context.Service<TcpProxy, {
     Effect.gen(function*() {
       const config = yield* LbConfig
       const deadlines = new Socket.DeadlineQueue(config.connectTimeoutSeconds * 1000)
+      const tlsFiles: Tls.Files | undefined = config.tlsCert === undefined ? undefined : {
+        cert: config.tlsCert,
+        key: config.tlsKey,
+        caFile: config.tlsCaFile,
+        caDir: config.tlsCaDir,
+        requireClientCert: config.tlsRequireClientCert
+      }
       yield* Effect.addFinalizer(() => Effect.sync(() => deadlines.close()))
       const env: Env = {
         ...(yield* Common.services),
@@ -66,7 +74,7 @@ export class TcpProxy extends Context.Service<TcpProxy, {
         unixListener: config.listen._tag === "Unix",
         acceptProxy: config.acceptProxy,
         http: { on: config.http },
-        tls: config.tlsCert === undefined ? undefined : yield* Tls.context(config.tlsCert, config.tlsKey),
+        tls: tlsFiles === undefined ? undefined : yield* Tls.context(tlsFiles),
         warnUnsafe: Common.rateLimited(
           Effect.runForkWith(yield* Effect.context<never>()),
           (message) => Effect.logWarning(message).pipe(Effect.annotateLogs({ service: "TcpProxy" }))
@@ -78,9 +86,9 @@ export class TcpProxy extends Context.Service<TcpProxy, {
           Effect.sync(() => {
             deadlines.timeoutMillis = seconds * 1000
           }),
-        reloadTls: config.tlsCert === undefined
+        reloadTls: tlsFiles === undefined
           ? Effect.void
-          : Effect.map(Tls.context(config.tlsCert, config.tlsKey), (context) => {
+          : Effect.map(Tls.context(tlsFiles), (context) => {
             env.tls = context
           }),
         http: Effect.sync(() => env.http.on),
@@ -189,6 +197,8 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
   /** --accept-proxy: the bytes read so far while the header is incomplete, then what followed it (sent first). */
   private early: Buffer | undefined
   private headerTimer: ReturnType<typeof setTimeout> | undefined
+  /** -E: the TLS context this client was accepted with (SIGHUP may replace the service's since). */
+  private tlsContext: Tls.Context | undefined
   /** --accept-proxy: the header the client sent, passed on as it is with --send-proxy. */
   private accepted: ProxyProtocol.Header | undefined
   /** The DeadlineQueue ticket of the pending dial. */
@@ -205,7 +215,8 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
   start(): void {
     const { env } = this
     // -E: the client speaks TLS; the session works on the decrypted socket from now on.
-    const client = env.tls === undefined ? this.client : (this.client = Tls.accept(this.client, env.tls))
+    const tls = (this.tlsContext = env.tls)
+    const client = tls === undefined ? this.client : (this.client = Tls.accept(this.client, tls))
     env.stats.addUnsafe("accepted", 1)
     env.stats.addUnsafe("active", 1)
     ;(client as Owned)[kSession] = this
@@ -237,6 +248,12 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
     if (this.finished) return
     if (this.headerTimer !== undefined) clearTimeout(this.headerTimer)
     this.headerTimer = undefined
+    // -R: a client whose certificate did not verify against the -G/-A CA is closed.
+    if (!Tls.clientAuthorized(this.client as TLSSocket, this.tlsContext!)) {
+      this.env.stats.addUnsafe("refused", 1)
+      this.env.warnUnsafe(`-R: closed ${this.client.remoteAddress ?? "a client"}: no valid client certificate`)
+      return this.finish()
+    }
     this.greeted()
   }
 

@@ -64,6 +64,8 @@ const backend = Effect.acquireRelease(
     )
 )
 
+const ssl = (...args: ReadonlyArray<string>) => ChildProcess.execFileSync(openssl!, args, { stdio: "ignore" })
+
 const run = (command: string, args: ReadonlyArray<string>, input?: string) =>
   Effect.promise(() =>
     new Promise<{ readonly stdout: string; readonly code: number | null }>((resolve) => {
@@ -140,6 +142,85 @@ describe.skipIf(openssl === undefined)("TLS termination (-E, -K)", () => {
       }
       assert.isTrue(logged, lb.stderr())
       assert.strictEqual(yield* subject, "renewed.test")
+    }))
+
+  it.live("-G/-A with -R: a client certificate from the CA is accepted, none or another one refused", () =>
+    Effect.gen(function*() {
+      const dir = yield* Nib.tempDir
+      const server = yield* certificate(dir)
+      const file = (name: string) => Path.join(dir, name)
+      // A CA, a client certificate it signs, and a rogue self-signed one.
+      ssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        file("ca.key"),
+        "-out",
+        file("ca.pem"),
+        "-days",
+        "1",
+        "-subj",
+        "/CN=nib test CA"
+      )
+      ssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        file("client.key"),
+        "-out",
+        file("client.csr"),
+        "-subj",
+        "/CN=client"
+      )
+      ssl(
+        "x509",
+        "-req",
+        "-in",
+        file("client.csr"),
+        "-CA",
+        file("ca.pem"),
+        "-CAkey",
+        file("ca.key"),
+        "-CAcreateserial",
+        "-out",
+        file("client.pem"),
+        "-days",
+        "1"
+      )
+      const rogueDir = file("rogue")
+      Fs.mkdirSync(rogueDir)
+      const rogue = yield* certificate(rogueDir, "rogue")
+      const caDir = file("cas")
+      Fs.mkdirSync(caDir)
+      Fs.copyFileSync(file("ca.pem"), Path.join(caDir, "ca.pem"))
+      const backendServer = yield* backend
+      for (const ca of [["-G", file("ca.pem")], ["-A", caDir]]) {
+        const lb = yield* Nib.start([
+          "-E",
+          server.cert,
+          "-K",
+          server.key,
+          ...ca,
+          "-R",
+          "127.0.0.1:0",
+          `127.0.0.1:${backendServer.port}`
+        ])
+        const url = `https://127.0.0.1:${lb.port}/`
+        const curl = (...extra: ReadonlyArray<string>) =>
+          run("curl", ["-s", "--max-time", "5", "--cacert", server.cert, ...extra, url])
+        const accepted = yield* curl("--cert", file("client.pem"), "--key", file("client.key"))
+        assert.deepStrictEqual(accepted, { stdout: "undefined undefined\n", code: 0 }, ca.join(" "))
+        assert.notStrictEqual((yield* curl()).code, 0, `${ca.join(" ")}: no client certificate`)
+        assert.notStrictEqual((yield* curl("--cert", rogue.cert, "--key", rogue.key)).code, 0, `${ca.join(" ")}: rogue`)
+      }
+      const noCa = yield* Nib.run(["-f", "-E", server.both, "-R", "127.0.0.1:0", "127.0.0.1:80"])
+      assert.strictEqual(noCa.code, 1)
+      assert.match(noCa.stderr, /^nib: -R needs -G or -A/)
     }))
 
   it.live("a certificate or key that cannot be used is a one-line error naming the file, exit 1", () =>
