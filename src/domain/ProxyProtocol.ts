@@ -8,6 +8,7 @@
  * compare equal to what Node's sockets report. Pure: no sockets, no clock; bytes in and out are `Uint8Array`s.
  */
 import { Schema } from "effect"
+import * as Acl from "./Acl.ts"
 
 // ---------------------------------------------------------------------------------------------------------------
 // Addresses: parsing and printing, as Node (libuv's inet_pton / inet_ntop) does
@@ -76,33 +77,13 @@ const parseIPv6 = (text: string): Uint8Array | undefined => {
 }
 
 /**
- * IPv6 text as Node prints it (libuv's inet_ntop): lowercase groups without leading zeros, the first longest run of
- * two or more zero groups written `::`, and a dotted quad for `::a.b.c.d` and the IPv4-mapped `::ffff:a.b.c.d`.
+ * IPv6 text as Node prints it (libuv's inet_ntop, as glibc's: `Acl.formatIpv6` writes it), from 16 bytes at
+ * `offset`.
  */
 const formatIPv6 = (bytes: Uint8Array, offset: number): string => {
-  const words: Array<number> = []
-  for (let i = 0; i < 8; i++) words.push((bytes[offset + 2 * i]! << 8) | bytes[offset + 2 * i + 1]!)
-  let bestBase = -1
-  let bestLength = 0
-  for (let i = 0; i < 8;) {
-    if (words[i] !== 0) {
-      i++
-      continue
-    }
-    let end = i
-    while (end < 8 && words[end] === 0) end++
-    if (end - i > bestLength) {
-      bestBase = i
-      bestLength = end - i
-    }
-    i = end
-  }
-  if (bestLength < 2) return words.map((word) => word.toString(16)).join(":")
-  if (bestBase === 0 && (bestLength === 6 || (bestLength === 5 && words[5] === 0xffff))) {
-    return `::${bestLength === 5 ? "ffff:" : ""}${formatIPv4(bytes, offset + 12)}`
-  }
-  const hex = (from: number, to: number) => words.slice(from, to).map((word) => word.toString(16)).join(":")
-  return `${hex(0, bestBase)}::${hex(bestBase + bestLength, 8)}`
+  let address = 0n
+  for (let i = 0; i < 16; i++) address = (address << 8n) | BigInt(bytes[offset + i]!)
+  return Acl.formatIpv6(address)
 }
 
 /**

@@ -196,7 +196,8 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
   private peerAddress: string | undefined
   /** --accept-proxy: the bytes read so far while the header is incomplete, then what followed it (sent first). */
   private early: Buffer | undefined
-  private headerTimer: ReturnType<typeof setTimeout> | undefined
+  /** The deadline of the TLS handshake (-E) or of the PROXY header (--accept-proxy), one at a time. */
+  private greetingTimer: ReturnType<typeof setTimeout> | undefined
   /** -E: the TLS context this client was accepted with (SIGHUP may replace the service's since). */
   private tlsContext: Tls.Context | undefined
   /** --accept-proxy: the header the client sent, passed on as it is with --send-proxy. */
@@ -230,7 +231,7 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
     if (env.tls !== undefined) {
       // The server is chosen once the handshake is done; a client that never finishes it is closed.
       client.on("secure", onClientSecure)
-      this.headerTimer = setTimeout(onHandshakeTimeout, TLS_HANDSHAKE_MILLIS, this)
+      this.greetingTimer = setTimeout(onHandshakeTimeout, TLS_HANDSHAKE_MILLIS, this)
       return
     }
     this.greeted()
@@ -246,25 +247,18 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
 
   secured(): void {
     if (this.finished) return
-    if (this.headerTimer !== undefined) clearTimeout(this.headerTimer)
-    this.headerTimer = undefined
+    this.stopGreetingTimer()
     // -R: a client whose certificate did not verify against the -G/-A CA is closed.
     if (!Tls.clientAuthorized(this.client as TLSSocket, this.tlsContext!)) {
-      this.env.stats.addUnsafe("refused", 1)
-      this.env.warnUnsafe(`-R: closed ${this.client.remoteAddress ?? "a client"}: no valid client certificate`)
-      return this.finish()
+      return this.refuseGreeting("-R", "no valid client certificate")
     }
     this.greeted()
   }
 
   handshakeTimedOut(): void {
-    this.headerTimer = undefined
+    this.greetingTimer = undefined
     if (this.finished || this.peer !== "") return
-    this.env.stats.addUnsafe("refused", 1)
-    this.env.warnUnsafe(
-      `-E: closed ${this.client.remoteAddress ?? "a client"}: no TLS handshake within ${TLS_HANDSHAKE_MILLIS / 1000} s`
-    )
-    this.finish()
+    this.refuseGreeting("-E", `no TLS handshake within ${TLS_HANDSHAKE_MILLIS / 1000} s`)
   }
 
   /**
@@ -300,7 +294,7 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
   private readProxyHeader(): void {
     const { client } = this
     client.on("data", onClientHeaderData)
-    this.headerTimer = setTimeout(onProxyHeaderTimeout, PROXY_HEADER_MILLIS, this)
+    this.greetingTimer = setTimeout(onProxyHeaderTimeout, PROXY_HEADER_MILLIS, this)
     client.resume()
   }
 
@@ -312,7 +306,9 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
       return
     }
     this.endHeaderRead()
-    if (decoded._tag === "Invalid") return this.refuseHeader(`a malformed PROXY header (${decoded.reason})`)
+    if (decoded._tag === "Invalid") {
+      return this.refuseGreeting("--accept-proxy", `a malformed PROXY header (${decoded.reason})`)
+    }
     this.early = decoded.length < bytes.length ? bytes.subarray(decoded.length) : undefined
     const header = (this.accepted = decoded.header)
     if (header._tag === "Proxied") this.choose(header.source.address, header.source.port)
@@ -320,22 +316,27 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
   }
 
   proxyHeaderTimedOut(): void {
-    this.headerTimer = undefined
+    this.greetingTimer = undefined
     if (this.finished || this.peer !== "") return
     this.endHeaderRead()
-    this.refuseHeader(`no PROXY header within ${PROXY_HEADER_MILLIS / 1000} s`)
+    this.refuseGreeting("--accept-proxy", `no PROXY header within ${PROXY_HEADER_MILLIS / 1000} s`)
   }
 
   private endHeaderRead(): void {
-    if (this.headerTimer !== undefined) clearTimeout(this.headerTimer)
-    this.headerTimer = undefined
+    this.stopGreetingTimer()
     this.client.off("data", onClientHeaderData)
     this.client.pause()
   }
 
-  private refuseHeader(why: string): void {
+  private stopGreetingTimer(): void {
+    if (this.greetingTimer !== undefined) clearTimeout(this.greetingTimer)
+    this.greetingTimer = undefined
+  }
+
+  /** A client that did not greet as `flag` asks (TLS handshake, client certificate, PROXY header): refused, closed. */
+  private refuseGreeting(flag: string, why: string): void {
     this.env.stats.addUnsafe("refused", 1)
-    this.env.warnUnsafe(`--accept-proxy: closed ${this.client.remoteAddress ?? "a client"}: ${why}`)
+    this.env.warnUnsafe(`${flag}: closed ${this.client.remoteAddress ?? "a client"}: ${why}`)
     this.finish()
   }
 
@@ -516,7 +517,7 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
   private finish(): void {
     if (this.finished) return
     this.finished = true
-    if (this.headerTimer !== undefined) clearTimeout(this.headerTimer)
+    this.stopGreetingTimer()
     this.env.stats.addUnsafe("active", -1)
     if (this.slot >= 0) this.env.slots.release(this.slot)
     this.slot = -1

@@ -9,8 +9,8 @@ import { Effect } from "effect"
 import * as ChildProcess from "node:child_process"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
-import * as Http from "node:http"
 import * as Net from "node:net"
+import * as HttpServer from "../utils/HttpServer.ts"
 import * as Nib from "../utils/Nib.ts"
 import * as Nibctl from "../utils/Nibctl.ts"
 import * as Pen from "../utils/Pen.ts"
@@ -27,38 +27,25 @@ interface Seen {
 }
 
 /** A Node HTTP server answering each request with what it saw, as one JSON line; closed with the scope. */
-const echoServer = Effect.acquireRelease(
-  Effect.promise(() =>
-    new Promise<{ readonly server: Http.Server; readonly port: number }>((resolve) => {
-      let connections = 0
-      const ids = new WeakMap<Net.Socket, number>()
-      const server = Http.createServer((request, response) => {
-        const hash = Crypto.createHash("sha256")
-        request.on("data", (chunk: Buffer) => hash.update(chunk))
-        request.on("end", () => {
-          const seen: Seen = {
-            method: request.method ?? "",
-            xff: request.headers["x-forwarded-for"] as string | undefined ?? null,
-            proto: request.headers["x-forwarded-proto"] as string | undefined ?? null,
-            bodySha256: hash.digest("hex"),
-            connection: ids.get(request.socket) ?? -1
-          }
-          response.setHeader("content-type", "application/json")
-          response.end(JSON.stringify(seen) + "\n")
-        })
-      })
-      server.on("connection", (socket) => ids.set(socket, ++connections))
-      server.listen(0, "127.0.0.1", () => resolve({ server, port: (server.address() as Net.AddressInfo).port }))
+const echoServer = Effect.suspend(() => {
+  let connections = 0
+  const ids = new WeakMap<Net.Socket, number>()
+  return HttpServer.serve((request, response) => {
+    const hash = Crypto.createHash("sha256")
+    request.on("data", (chunk: Buffer) => hash.update(chunk))
+    request.on("end", () => {
+      const seen: Seen = {
+        method: request.method ?? "",
+        xff: request.headers["x-forwarded-for"] as string | undefined ?? null,
+        proto: request.headers["x-forwarded-proto"] as string | undefined ?? null,
+        bodySha256: hash.digest("hex"),
+        connection: ids.get(request.socket) ?? -1
+      }
+      response.setHeader("content-type", "application/json")
+      response.end(JSON.stringify(seen) + "\n")
     })
-  ),
-  ({ server }) =>
-    Effect.promise(() =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections()
-        server.close(() => resolve())
-      })
-    )
-)
+  }, (server) => server.on("connection", (socket: Net.Socket) => ids.set(socket, ++connections)))
+})
 
 /** curl from `from` with `args` (URLs included): every response body line, parsed. */
 const curl = (from: string, args: ReadonlyArray<string>) =>

@@ -8,9 +8,8 @@ import { Effect } from "effect"
 import * as ChildProcess from "node:child_process"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
-import * as Http from "node:http"
-import type * as Net from "node:net"
 import * as Path from "node:path"
+import * as HttpServer from "../utils/HttpServer.ts"
 import * as Nib from "../utils/Nib.ts"
 
 const openssl = ["/usr/bin/openssl", "/bin/openssl"].find((path) => Fs.existsSync(path))
@@ -44,25 +43,11 @@ const certificate = (dir: string, name = "localhost") =>
   })
 
 /** A plain HTTP server answering with the X-Forwarded-* headers it got; closed with the scope. */
-const backend = Effect.acquireRelease(
-  Effect.promise(() =>
-    new Promise<{ readonly server: Http.Server; readonly port: number }>((resolve) => {
-      const big = Buffer.alloc(4 << 20, "0123456789abcdef")
-      const server = Http.createServer((request, response) => {
-        if (request.url === "/big") return void response.end(big)
-        response.end(`${request.headers["x-forwarded-proto"]} ${request.headers["x-forwarded-for"]}\n`)
-      })
-      server.listen(0, "127.0.0.1", () => resolve({ server, port: (server.address() as Net.AddressInfo).port }))
-    })
-  ),
-  ({ server }) =>
-    Effect.promise(() =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections()
-        server.close(() => resolve())
-      })
-    )
-)
+const BIG = Buffer.alloc(4 << 20, "0123456789abcdef")
+const backend = HttpServer.serve((request, response) => {
+  if (request.url === "/big") return void response.end(BIG)
+  response.end(`${request.headers["x-forwarded-proto"]} ${request.headers["x-forwarded-for"]}\n`)
+})
 
 const ssl = (...args: ReadonlyArray<string>) => ChildProcess.execFileSync(openssl!, args, { stdio: "ignore" })
 
@@ -89,7 +74,7 @@ describe.skipIf(openssl === undefined)("TLS termination (-E, -K)", () => {
       assert.deepStrictEqual(result, { stdout: "https 127.0.0.41\n", code: 0 })
       // 4 MiB through the TLS relay, whole.
       const big = yield* run("sh", ["-c", `curl -s --max-time 10 --cacert ${cert} ${url}big | sha256sum`])
-      const expected = Crypto.createHash("sha256").update(Buffer.alloc(4 << 20, "0123456789abcdef")).digest("hex")
+      const expected = Crypto.createHash("sha256").update(BIG).digest("hex")
       assert.strictEqual(big.stdout.split(" ")[0], expected)
       // Plain HTTP to the TLS port is not served.
       const plain = yield* run("curl", ["-s", "--max-time", "5", `http://127.0.0.1:${lb.port}/`])
