@@ -1,14 +1,29 @@
 // What bench/download.ts and bench/upload.ts share: their arguments (PORT SECONDS CONNECTIONS BODY), the deadline,
 // the counts, and the JSON line they end with: {"bytes","seconds","bodies","errors","cpuBusy"}, cpuBusy being each
-// CPU's busy percentage over the run (from /proc/stat; the process's start-up excluded).
+// CPU's busy percentage over the run (from /proc/stat; the process's start-up excluded), and "tls" (the protocol,
+// cipher and key exchange negotiated) when the load spoke TLS. bench/tls-connect.ts reads the CPUs the same way.
 import * as Fs from "node:fs"
+import type { TLSSocket } from "node:tls"
 
 /** Each CPU's idle and total time so far. */
-const cpuTimes = () =>
+export const cpuTimes = () =>
   Fs.readFileSync("/proc/stat", "utf8").split("\n").filter((l) => /^cpu\d+ /.test(l)).map((l) => {
     const v = l.trim().split(/\s+/).slice(1).map(Number)
     return { idle: v[3]! + v[4]!, total: v.reduce((a, b) => a + b, 0) }
   })
+
+/** Each CPU's busy percentage since `before` (a reading of `cpuTimes`). */
+export const cpuBusySince = (before: ReturnType<typeof cpuTimes>): Array<number> =>
+  cpuTimes().map((b, i) => {
+    const a = before[i]!
+    return 100 * (1 - (b.idle - a.idle) / Math.max(1, b.total - a.total))
+  })
+
+/** What a TLS connection negotiated: "PROTOCOL CIPHER KEY-EXCHANGE" ("TLSv1.3 TLS_AES_256_GCM_SHA384 prime256v1"). */
+export const negotiated = (socket: TLSSocket): string => {
+  const exchange = socket.getEphemeralKeyInfo() as { name?: string } | null
+  return `${socket.getProtocol()} ${socket.getCipher().name} ${exchange?.name ?? "?"}`
+}
 
 /** One bulk run: its arguments, its deadline and what it has counted. */
 export interface Run {
@@ -20,6 +35,8 @@ export interface Run {
   readonly over: () => boolean
   bodies: number
   errors: number
+  /** What a TLS load negotiated: "PROTOCOL CIPHER KEY-EXCHANGE" (the last connection's). */
+  tls?: string
 }
 
 /** Starts a run from the command line, runs `connection` CONNECTIONS times at once, then prints the JSON line. */
@@ -38,10 +55,7 @@ export const main = async (connection: (run: Run) => Promise<void>): Promise<voi
   }
   await Promise.all(Array.from({ length: run.connections }, () => connection(run)))
   const elapsed = (performance.now() - started) / 1000
-  const cpuBusy = cpuTimes().map((b, i) => {
-    const a = cpuBefore[i]!
-    return 100 * (1 - (b.idle - a.idle) / Math.max(1, b.total - a.total))
-  })
-  const { bodies, errors, size } = run
-  process.stdout.write(JSON.stringify({ bytes: bodies * size, seconds: elapsed, bodies, errors, cpuBusy }) + "\n")
+  const cpuBusy = cpuBusySince(cpuBefore)
+  const { bodies, errors, size, tls } = run
+  process.stdout.write(JSON.stringify({ bytes: bodies * size, seconds: elapsed, bodies, errors, cpuBusy, tls }) + "\n")
 }

@@ -10,12 +10,17 @@
 // Scenarios: "keep-alive", "keep-alive -H" (nib and pen adding X-Forwarded-For), "new connection", "bulk download",
 // "bulk upload", "idle N", "udp" (-U: request/response
 // datagrams of 100 bytes from 50 client sockets through the balancer to two UDP echo servers; the plain reference is
-// then bench/plain-udp-proxy.ts, and only balancers with a UDP mode take part: plain, nib, pen).
+// then bench/plain-udp-proxy.ts, and only balancers with a UDP mode take part: plain, nib, pen), "tls new connection"
+// and "tls download" (the balancer terminates TLS with a certificate made for the run, -E/-K, in front of the same
+// plain backends; the load is bench/tls-connect.ts, one full handshake per connection, and bench/download.ts speaking
+// TLS; the plain reference is bench/plain-tls-proxy.ts, and only balancers that terminate TLS take part: plain, nib,
+// pen, haproxy).
 // Environment: BENCH_REPS (3), BENCH_SECONDS (5, per wrk or upload run), BENCH_IDLE ("2000,10000"), BENCH_ONLY (a
 // comma list of balancer names; default: all of them), BENCH_SCENARIOS (a comma list of scenario names),
 // BENCH_NIB_BASE (another nib checkout, built: measured as "nib-base" beside this one, to compare two versions),
 // BENCH_NODE_FLAGS (Node flags for the Node balancers, such as --cpu-prof), BENCH_OUT (a path prefix: each balancer's
-// stdout goes to PREFIX.NAME.TIME, for --trace-gc).
+// stdout goes to PREFIX.NAME.TIME, for --trace-gc), BENCH_TLS_GROUPS (the key exchange groups the TLS loads offer:
+// "P-256" by default, the one group pen offers).
 import * as ChildProcess from "node:child_process"
 import * as Dgram from "node:dgram"
 import * as Fs from "node:fs"
@@ -226,6 +231,19 @@ const waitQuiet = async () => {
 const work = Fs.mkdtempSync(Path.join(Os.tmpdir(), "nib-bench-"))
 process.on("exit", () => Fs.rmSync(work, { recursive: true, force: true }))
 
+// The TLS scenarios' certificate and key, made in `work` when a TLS scenario runs (and removed with it): RSA 2048,
+// self-signed, CN=localhost. haproxy takes both in one file.
+const TLS_CERT = Path.join(work, "tls-cert.pem")
+const TLS_KEY = Path.join(work, "tls-key.pem")
+const TLS_PEM = Path.join(work, "tls-cert-key.pem")
+
+const makeCertificate = () => {
+  const argv = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"]
+  const made = ChildProcess.spawnSync("openssl", [...argv, "-keyout", TLS_KEY, "-out", TLS_CERT])
+  if (made.status !== 0) throw new Error(`openssl req failed: ${made.stderr.toString()}`)
+  Fs.writeFileSync(TLS_PEM, Buffer.concat([Fs.readFileSync(TLS_CERT), Fs.readFileSync(TLS_KEY)]))
+}
+
 const startNginx = async (name: string, port: number) => {
   const dir = Path.join(work, `${name}-${port}`)
   Fs.mkdirSync(dir, { recursive: true })
@@ -259,9 +277,11 @@ interface Balancer {
   readonly udp?: (port: number, servers: Array<string>) => Array<string>
   /** How it runs adding X-Forwarded-For (`-H`), if it can. */
   readonly http?: (port: number, servers: Array<string>) => Array<string>
+  /** How it runs terminating TLS with TLS_CERT and TLS_KEY, if it can. */
+  readonly tls?: (port: number, servers: Array<string>) => Array<string>
 }
 
-const haproxyConfig = (port: number, servers: Array<string>) => {
+const haproxyConfig = (port: number, servers: Array<string>, tls = false) => {
   const file = Path.join(work, `haproxy-${port}.cfg`)
   Fs.writeFileSync(
     file,
@@ -275,7 +295,7 @@ const haproxyConfig = (port: number, servers: Array<string>) => {
       "  timeout client 10m",
       "  timeout server 10m",
       "frontend in",
-      `  bind 127.0.0.1:${port}`,
+      `  bind 127.0.0.1:${port}${tls ? ` ssl crt ${TLS_PEM}` : ""}`,
       `  maxconn ${Math.floor((FD_LIMIT - 200) / 2)}`,
       "  default_backend servers",
       "backend servers",
@@ -286,12 +306,35 @@ const haproxyConfig = (port: number, servers: Array<string>) => {
   return file
 }
 
+/** A script of bench/ run as a balancer on this Node: `node bench/SCRIPT ARGS... PORT SERVERS...`. */
+const benchScript = (script: string, ...args: Array<string>) => (port: number, servers: Array<string>) => [
+  NODE,
+  ...NODE_FLAGS,
+  Path.join(ROOT, "bench", script),
+  ...args,
+  String(port),
+  ...servers
+]
+
+/** pen as the benchmark runs it: `pen -f FLAGS -r -x 30000 127.0.0.1:PORT servers...`. */
+const penArgv = (...flags: Array<string>) => (port: number, servers: Array<string>) => [
+  "pen",
+  "-f",
+  ...flags,
+  "-r",
+  "-x",
+  "30000",
+  `127.0.0.1:${port}`,
+  ...servers
+]
+
 const BALANCERS: Array<Balancer> = [
   {
     name: "plain",
     tool: "node",
-    argv: (port, servers) => [NODE, ...NODE_FLAGS, Path.join(ROOT, "bench/plain-proxy.ts"), String(port), ...servers],
-    udp: (port, servers) => [NODE, ...NODE_FLAGS, Path.join(ROOT, "bench/plain-udp-proxy.ts"), String(port), ...servers]
+    argv: benchScript("plain-proxy.ts"),
+    udp: benchScript("plain-udp-proxy.ts"),
+    tls: benchScript("plain-tls-proxy.ts", TLS_CERT, TLS_KEY)
   },
   {
     // The plain proxy with every module nib loads imported (and not used): what the runtime alone costs.
@@ -307,7 +350,14 @@ const BALANCERS: Array<Balancer> = [
       ...servers
     ]
   },
-  { name: "nib", tool: "node", argv: nibArgv(ROOT), udp: nibArgv(ROOT, "-U"), http: nibArgv(ROOT, "-H") },
+  {
+    name: "nib",
+    tool: "node",
+    argv: nibArgv(ROOT),
+    udp: nibArgv(ROOT, "-U"),
+    http: nibArgv(ROOT, "-H"),
+    tls: nibArgv(ROOT, "-E", TLS_CERT, "-K", TLS_KEY)
+  },
   ...(process.env.BENCH_NIB_BASE === undefined ? [] : [{
     name: "nib-base",
     tool: "node",
@@ -315,16 +365,26 @@ const BALANCERS: Array<Balancer> = [
     // (a version older than UDP mode sits the UDP scenario out)
     ...(Fs.existsSync(Path.join(Path.resolve(process.env.BENCH_NIB_BASE), "dist/src/proxy/UdpProxy.js"))
       ? { udp: nibArgv(Path.resolve(process.env.BENCH_NIB_BASE), "-U") }
+      : {}),
+    // (and one older than TLS termination, -E, the TLS scenarios)
+    ...(Fs.existsSync(Path.join(Path.resolve(process.env.BENCH_NIB_BASE), "dist/src/net/Tls.js"))
+      ? { tls: nibArgv(Path.resolve(process.env.BENCH_NIB_BASE), "-E", TLS_CERT, "-K", TLS_KEY) }
       : {})
   }]),
   {
     name: "pen",
     tool: "pen",
-    argv: (port, servers) => ["pen", "-f", "-r", "-x", "30000", `127.0.0.1:${port}`, ...servers],
-    udp: (port, servers) => ["pen", "-f", "-U", "-r", "-x", "30000", `127.0.0.1:${port}`, ...servers],
-    http: (port, servers) => ["pen", "-f", "-H", "-r", "-x", "30000", `127.0.0.1:${port}`, ...servers]
+    argv: penArgv(),
+    udp: penArgv("-U"),
+    http: penArgv("-H"),
+    tls: penArgv("-E", TLS_CERT, "-K", TLS_KEY)
   },
-  { name: "haproxy", tool: "haproxy", argv: (port, servers) => ["haproxy", "-db", "-f", haproxyConfig(port, servers)] }
+  {
+    name: "haproxy",
+    tool: "haproxy",
+    argv: (port, servers) => ["haproxy", "-db", "-f", haproxyConfig(port, servers)],
+    tls: (port, servers) => ["haproxy", "-db", "-f", haproxyConfig(port, servers, true)]
+  }
 ]
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -343,9 +403,17 @@ interface Scenario {
   readonly udp?: boolean
   /** Balancers run with `-H` (those without it sit it out). */
   readonly http?: boolean
+  /** Balancers terminate TLS (those that cannot sit it out). */
+  readonly tls?: boolean
   /** The backends the balancer is pointed at, started fresh for each measurement (default: two nginx). */
   readonly backends?: () => Promise<Backends>
-  readonly measure: (port: number, pid: number) => Promise<Figures>
+  readonly measure: (port: number, pid: number, balancer: string) => Promise<Figures>
+}
+
+/** What each balancer's TLS clients negotiated, per scenario (protocol, cipher, key exchange): the report names it. */
+const negotiated: Record<string, Record<string, Set<string>>> = {}
+const noteTls = (scenario: string, balancer: string, tls: string | undefined) => {
+  if (tls !== undefined) ((negotiated[scenario] ??= {})[balancer] ??= new Set()).add(tls)
 }
 
 const parseWrk = (out: string) => {
@@ -452,18 +520,25 @@ const peers = (script: string) => async (): Promise<Backends> => {
   return { servers: ports.map((p) => `127.0.0.1:${p}`), stop: () => Promise.all(processes.map(stop)) }
 }
 
-const bulkScenario = (name: string, backend: string, load: string): Scenario => ({
+const bulkScenario = (name: string, backend: string, load: string, extra: Array<string> = []): Scenario => ({
   name,
   backends: peers(backend),
-  measure: async (port, pid) => {
-    const argv = [NODE, Path.join(ROOT, "bench", load), String(port), String(SECONDS), "4", String(BULK_BODY)]
+  measure: async (port, pid, balancer) => {
+    const argv = [NODE, Path.join(ROOT, "bench", load), String(port), String(SECONDS), "4", String(BULK_BODY), ...extra]
     const before = cpuTicks(pid)
     const out = await run(argv)
     const micros = (cpuTicks(pid) - before) * TICK_MICROS
     const line = out.split("\n").find((l) => l.startsWith("{"))
     if (line === undefined) throw new Error(`bench/${load} printed no result: ${out}`)
     // (the CPUs' load is the load side's own reading: Node's start-up would take a tenth of a 2-second run)
-    const u = JSON.parse(line) as { bytes: number; seconds: number; errors: number; cpuBusy: Array<number> }
+    const u = JSON.parse(line) as {
+      bytes: number
+      seconds: number
+      errors: number
+      cpuBusy: Array<number>
+      tls?: string
+    }
+    noteTls(name, balancer, u.tls)
     const mb = u.bytes / 1048576 // MiB, as wrk's "MB"
     return {
       mbps: mb / u.seconds,
@@ -513,6 +588,43 @@ const udpScenario: Scenario = {
   }
 }
 
+// TLS handshakes: bench/tls-connect.ts (not wrk, which resumes its sessions) opens one connection after another from
+// each of TLS_CLIENTS clients, each a full handshake, a `GET /small` with `Connection: close` and the response.
+const TLS_CLIENTS = 50
+
+const tlsConnectScenario: Scenario = {
+  name: "tls new connection",
+  tls: true,
+  measure: async (port, pid, balancer) => {
+    const argv = [NODE, Path.join(ROOT, "bench/tls-connect.ts"), String(port), String(SECONDS), String(TLS_CLIENTS)]
+    const before = cpuTicks(pid)
+    const out = await run(argv)
+    const micros = (cpuTicks(pid) - before) * TICK_MICROS
+    const line = out.split("\n").find((l) => l.startsWith("{"))
+    if (line === undefined) throw new Error(`bench/tls-connect.ts printed no result: ${out}`)
+    const u = JSON.parse(line) as {
+      connections: number
+      seconds: number
+      errors: number
+      resumed: number
+      p99Ms: number
+      cpuBusy: Array<number>
+      tls?: string
+    }
+    noteTls("tls new connection", balancer, u.tls)
+    return {
+      handshakesPerSecond: u.connections / u.seconds,
+      cpuMicrosPerHandshake: micros / u.connections,
+      p99Ms: u.p99Ms,
+      peakRssMiB: memoryKiB(pid, "VmHWM") / 1024,
+      errors: u.errors,
+      resumed: u.resumed,
+      cpu0Busy: u.cpuBusy[0] ?? NaN,
+      cpu1Busy: u.cpuBusy[1] ?? NaN
+    }
+  }
+}
+
 const ALL_SCENARIOS: Array<Scenario> = [
   wrkScenario("keep-alive", "/small", 50, []),
   { ...wrkScenario("keep-alive -H", "/small", 50, []), http: true },
@@ -520,7 +632,9 @@ const ALL_SCENARIOS: Array<Scenario> = [
   bulkScenario("bulk download", "source.ts", "download.ts"),
   bulkScenario("bulk upload", "sink.ts", "upload.ts"),
   ...IDLE.map(idleScenario),
-  udpScenario
+  udpScenario,
+  tlsConnectScenario,
+  { ...bulkScenario("tls download", "source.ts", "download.ts", ["tls"]), tls: true }
 ]
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -592,6 +706,13 @@ const SHOWN: Record<string, Array<[string, string, number, "low" | "high"]>> = {
   ], ["peakRssMiB", "peak RSS MiB", 1, "low"]],
   "bulk download": BULK,
   "bulk upload": BULK,
+  "tls new connection": [
+    ["cpuMicrosPerHandshake", "CPU µs/handshake", 1, "low"],
+    ["handshakesPerSecond", "handshakes/s", 0, "high"],
+    ["p99Ms", "p99 ms", 2, "low"],
+    ["errors", "failed", 0, "low"]
+  ],
+  "tls download": BULK,
   idle: [["kibPerConnection", "KiB/idle connection", 2, "low"], ["alive", "alive after idling", 0, "high"], [
     "peakRssMiB",
     "peak RSS MiB",
@@ -613,7 +734,12 @@ const main = async () => {
     if (!has(b.tool)) console.error(`${b.name} is not installed (apt-get install -y ${b.tool}): left out of this run`)
   }
   const scenarioNames = process.env.BENCH_SCENARIOS?.split(",")
-  const scenarios = ALL_SCENARIOS.filter((s) => scenarioNames === undefined || scenarioNames.includes(s.name))
+  const canTls = has("openssl")
+  if (!canTls) console.error("openssl is missing (apt-get install -y openssl): the TLS scenarios are left out")
+  const scenarios = ALL_SCENARIOS.filter((s) =>
+    (scenarioNames === undefined || scenarioNames.includes(s.name)) && (s.tls !== true || canTls)
+  )
+  if (scenarios.some((s) => s.tls === true)) makeCertificate()
   if (!PINNING) console.error("taskset is missing or the machine has one CPU: balancers are not pinned")
 
   Fs.mkdirSync(Path.join(work, "www"))
@@ -627,13 +753,13 @@ const main = async () => {
       // The order rotates with each repetition (A B C D, B C D A, ...), so no balancer always goes first.
       const order = balancers.map((_, i) => balancers[(i + rep - 1) % balancers.length]!)
       for (const b of order) {
-        const argv = scenario.udp ? b.udp : scenario.http ? b.http : b.argv
+        const argv = scenario.udp ? b.udp : scenario.http ? b.http : scenario.tls ? b.tls : b.argv
         if (argv === undefined) continue
         if (!(await waitQuiet())) disturbed++
         const backend = await (scenario.backends ?? backends)()
         const { child, port } = await startBalancer(b.name, scenario.udp === true, (p) => argv(p, backend.servers))
         await sleep(200)
-        const figures = await scenario.measure(port, child.pid!)
+        const figures = await scenario.measure(port, child.pid!, b.name)
         await stop(child)
         await backend.stop()
         const slot = ((samples[scenario.name] ??= {})[b.name] ??= {})
@@ -679,6 +805,8 @@ const main = async () => {
       })
       lines.push(`| ${b.name} | ${cells.join(" | ")} |`)
     }
+    const tls = Object.entries(negotiated[scenario.name] ?? {}).map(([b, seen]) => `${b}: ${[...seen].join(", ")}`)
+    if (tls.length > 0) lines.push("", `Negotiated (protocol, cipher, key exchange): ${tls.join("; ")}.`)
     lines.push("")
   }
   const markdown = lines.join("\n")
