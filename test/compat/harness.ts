@@ -1,8 +1,9 @@
 /**
  * Runs one scenario (test/compat/scenarios.ts) against pen or nib and returns what the clients observed: its record.
  *
- * Backends are started first (identity servers, dead ports, a server with a full accept queue, a late replier), then
- * the balancer under test in the foreground with the scenario's argv, then the steps, in order. Every process is
+ * Backends are started first (identity servers, dead ports, a server with a full accept queue, a late replier, HTTP
+ * servers), then the balancer under test in the foreground with the scenario's argv (and a control port, for a
+ * scenario that asks it something), then the steps, in order. Every process is
  * stopped by pid, and every socket closed, when the scope closes, whatever happened. Outcomes are classified with
  * generous margins: the harness never asserts a duration.
  */
@@ -14,7 +15,8 @@ import * as Client from "../utils/Client.ts"
 import * as Nib from "../utils/Nib.ts"
 import * as Pen from "../utils/Pen.ts"
 import * as Poll from "../utils/Poll.ts"
-import type { RunRecord, Scenario, ServerDef, Step } from "./scenarios.ts"
+import * as Control from "./control-harness.ts"
+import { httpEntry, httpResponse, type RunRecord, type Scenario, type ServerDef, type Step } from "./scenarios.ts"
 
 /** Which balancer runs the scenario. */
 export type Which = "pen" | "nib"
@@ -97,6 +99,61 @@ const lateReplier = (name: string, port = 0): Promise<LateReplier> => {
   }))
 }
 
+// --- the HTTP backend -------------------------------------------------------------------------------------------
+
+/** One connection to an "http" server. */
+interface HttpConnection {
+  /** Every byte received, one character per byte (latin1). */
+  received: string
+  /** Requests answered, and the bytes of their responses. */
+  answered: number
+  sent: number
+  closed: boolean
+}
+
+/** An "http" server (see scenarios.ts) and its connections, in the order it accepted them. */
+interface HttpRecorder {
+  readonly backend: Backend.Backend
+  readonly connections: ReadonlyArray<HttpConnection>
+}
+
+/** Where the first blank line of `text` ends (CRLF CRLF, or LF LF, whichever comes first), or -1. */
+const headEnd = (text: string): number => {
+  const crlf = text.indexOf("\r\n\r\n")
+  const lf = text.indexOf("\n\n")
+  if (crlf < 0) return lf < 0 ? -1 : lf + 2
+  return lf >= 0 && lf < crlf ? lf + 2 : crlf + 4
+}
+
+const httpRecorder = (name: string): Promise<HttpRecorder> => {
+  const connections: Array<HttpConnection> = []
+  return Backend.listen(name, (socket) => {
+    const connection: HttpConnection = { received: "", answered: 0, sent: 0, closed: false }
+    connections.push(connection)
+    let pending = ""
+    socket.on("data", (chunk: Buffer) => {
+      const text = chunk.toString("latin1")
+      connection.received += text
+      pending += text
+      for (let end = headEnd(pending); end >= 0; end = headEnd(pending)) {
+        const head = pending.slice(0, end)
+        const length = /(?:^|\n)content-length:[ \t]*(\d+)/i.exec(head)
+        const size = end + (length === null ? 0 : Number(length[1]))
+        if (pending.length < size) break
+        pending = pending.slice(size)
+        const response = Buffer.from(httpResponse(name, head), "latin1")
+        connection.answered++
+        connection.sent += response.length
+        socket.write(response)
+      }
+    })
+    socket.once("close", () => (connection.closed = true))
+  }).then((backend) => ({ backend, connections }))
+}
+
+/** As root, pen (and nib, which copies the rule) opens a control port only with -u; `-u root` keeps root. */
+const AS_ROOT: ReadonlyArray<string> = process.getuid?.() === 0 ? ["-u", "root"] : []
+
 // --- one connection ----------------------------------------------------------------------------------------------
 
 /** A client connection the harness started, and what became of it. */
@@ -129,13 +186,31 @@ const base = (first: Client.FirstLine): string => {
 
 // --- the balancer ------------------------------------------------------------------------------------------------
 
-/** Starts the balancer for the length of the scope; stopped by pid (thawed first if frozen) when the scope closes. */
-const startBalancer = (which: Which, pen: string | undefined, flags: ReadonlyArray<string>, specs: Array<string>) =>
+/**
+ * Starts the balancer for the length of the scope; stopped by pid (thawed first if frozen) when the scope closes.
+ * With a `control` port among the flags, pen is also waited for until it listens there.
+ */
+const startBalancer = (
+  which: Which,
+  pen: string | undefined,
+  flags: ReadonlyArray<string>,
+  specs: Array<string>,
+  control: number | undefined
+) =>
   Effect.acquireRelease(
-    Effect.promise((): Promise<Nib.Balancer> => {
+    Effect.promise(async (): Promise<Nib.Balancer> => {
       if (which === "nib") return Nib.spawnNib([...flags, "127.0.0.1:0", ...specs])
-      if (pen === undefined) return Promise.reject(new Error("pen is not installed"))
-      return Pen.spawnPen(pen, flags, specs)
+      if (pen === undefined) throw new Error("pen is not installed")
+      const balancer = await Pen.spawnPen(pen, flags, specs)
+      if (control !== undefined) {
+        try {
+          await Pen.waitForListen(control)
+        } catch (error) {
+          await Nib.stop(balancer)
+          throw error
+        }
+      }
+      return balancer
     }),
     (balancer) =>
       Effect.promise(() => {
@@ -157,6 +232,7 @@ export const run = (scenario: Scenario, which: Which, pen?: string) =>
     const ports = new Map<string, number>()
     const live = new Map<string, Backend.Backend>()
     const late = new Map<string, LateReplier>()
+    const httpServers = new Map<string, HttpRecorder>()
     const defs: Array<ServerDef> = [
       ...scenario.servers,
       ...(scenario.emergency ? [scenario.emergency] : []),
@@ -198,18 +274,30 @@ export const run = (scenario: Scenario, which: Which, pen?: string) =>
           late.set(def.name, replier)
           break
         }
+        case "http": {
+          const recorder = yield* Effect.acquireRelease(
+            Effect.promise(() => httpRecorder(def.name)),
+            (r) => Effect.promise(r.backend.close)
+          )
+          ports.set(def.name, recorder.backend.port)
+          httpServers.set(def.name, recorder)
+          break
+        }
       }
     }
     const spec = (def: ServerDef) => `127.0.0.1:${ports.get(def.name)!}${def.limits ?? ""}`
 
+    // A control port for `control` steps, on a port picked now (pen cannot be given port 0).
+    const control = scenario.steps.some((step) => step.do === "control") ? yield* Backend.freePort : undefined
     const flags = [
+      ...(control === undefined ? [] : [...AS_ROOT, "-C", `127.0.0.1:${control}`]),
       ...(which === "pen" ? scenario.penOnlyArgs ?? [] : []),
       ...scenario.args,
       ...(scenario.emergency ? ["-e", spec(scenario.emergency)] : []),
       ...(scenario.abuse ? ["-B", spec(scenario.abuse)] : [])
     ]
     const specs = scenario.servers.map(spec)
-    const balancer = yield* startBalancer(which, pen, flags, specs)
+    const balancer = yield* startBalancer(which, pen, flags, specs, control)
     const command = `${which} -f ${flags.join(" ")} 127.0.0.1:${which === "pen" ? balancer.port : 0} ${specs.join(" ")}`
 
     const timeoutMs = connectTimeoutMs(scenario.args)
@@ -330,6 +418,70 @@ export const run = (scenario: Scenario, which: Which, pen?: string) =>
       conn.close()
     }
 
+    const http = async (step: Extract<Step, { do: "http" }>) => {
+      const slot = record.length
+      record.push(undefined)
+      const before = new Map([...httpServers].map(([name, r]) => [name, r.connections.length]))
+      const conn = Client.dial(balancer.port, { from: Client.ip(step.from) })
+      opened.push(conn)
+      /** The connection the balancer opened to an "http" server for this client, once there is one. */
+      const upstream = () => {
+        for (const [name, r] of httpServers) {
+          const connection = r.connections[before.get(name)!]
+          if (connection !== undefined) return { name, connection }
+        }
+        return undefined
+      }
+      /** Waits (at most 2 s) until the server has answered `n` requests and the client has every byte of them. */
+      const answered = (n: number) =>
+        Poll.until(() => {
+          const up = upstream()
+          return conn.ending !== undefined ||
+            (up !== undefined && up.connection.answered >= n && conn.received >= up.connection.sent)
+        }, 2_000)
+      const write = (text: string) => conn.socket.write(Buffer.from(text, "latin1"))
+      if (step.pipelined) {
+        write(step.requests.join(""))
+        await answered(step.requests.length)
+      } else {
+        for (const [i, request] of step.requests.entries()) {
+          if (conn.ending !== undefined) break
+          write(request)
+          await answered(i + 1)
+        }
+      }
+      if (conn.ending === undefined) conn.socket.end()
+      await conn.ended(2_000)
+      // The server's side closes after the client's: then it has received all it will.
+      await Poll.until(() => upstream()?.connection.closed === true, 2_000)
+      const up = upstream()
+      record[slot] = httpEntry(
+        up?.name ?? "no server",
+        up?.connection.received ?? "",
+        conn.data().toString("latin1"),
+        conn.ending ?? "open"
+      )
+      conn.close()
+    }
+
+    const ask = async (step: Extract<Step, { do: "control" }>) => {
+      if (control === undefined) throw new Error(`${scenario.name}: no control port`)
+      const slot = record.length
+      record.push(undefined)
+      // Counters settle once the balancer has seen every connection close.
+      const deadline = Date.now() + 5_000
+      for (;;) {
+        const servers = await Control.send(control, "servers\n")
+        const lines = servers.text.split("\n").filter((line) => line !== "")
+        if (lines.length > 0 && lines.every((line) => / conn 0 /.test(line))) break
+        if (Date.now() > deadline) break
+        await sleep(50)
+      }
+      let text = (await Control.send(control, `${step.command}\n`)).text
+      for (const [name, port] of ports) text = text.replaceAll(`port ${port} `, `port {${name}} `)
+      record[slot] = text
+    }
+
     for (const step of scenario.steps) {
       switch (step.do) {
         case "connect": {
@@ -391,6 +543,12 @@ export const run = (scenario: Scenario, which: Which, pen?: string) =>
         }
         case "halfClose":
           yield* Effect.promise(() => halfClose(step))
+          break
+        case "http":
+          yield* Effect.promise(() => http(step))
+          break
+        case "control":
+          yield* Effect.promise(() => ask(step))
           break
       }
     }

@@ -8,7 +8,9 @@
  * - "timeout:a": no answer for most of the connect timeout (`-t`), then `a` answered, with no release in between;
  * - "partial:a": (half-close) part of `a`'s reply arrived, not all of it; "silent": nothing, and no end, at all;
  * - "a/eof", "a/reset", "a/open" (`exchange` steps): `a` answered, and after the client's next request the
- *   connection ended with an EOF, with a reset, or stayed open.
+ *   connection ended with an EOF, with a reset, or stayed open;
+ * - `http` steps (-H): what the HTTP server received on the connection, what the client received, how it ended
+ *   ({@link httpEntry}); `control` steps: the control port's reply, each backend's port written `{name}`.
  *
  * Servers are named by index: the first server is "a" (pen's server 0), the second "b" (server 1), and so on. pen's
  * timers have 1-second resolution and its loop wakes every `-t` seconds (3 by default): scenarios use whole-second
@@ -30,6 +32,11 @@ export type ServerKind =
   | "late-reply"
   /** Answers each connection with its name and a newline, then resets it when the client sends anything. */
   | "resetter"
+  /**
+   * HTTP/1.1 with keep-alive: answers each request (a head up to its first blank line, CRLF or LF, then as many bytes
+   * of body as its Content-Length says) with {@link httpResponse}, and keeps every byte each connection sent.
+   */
+  | "http"
 
 /** A backend of a scenario, and how it appears on the command line. */
 export interface ServerDef {
@@ -86,8 +93,26 @@ export type Step =
    * FIN reach the balancer together (what happens by chance under load), then thawed.
    */
   | { readonly do: "halfClose"; readonly from: number; readonly pause?: boolean }
+  /**
+   * HTTP on one connection from 127.0.0.`from` to an "http" server: each of `requests` in one write, sent once the
+   * responses to those before it have arrived (keep-alive ping-pong: each one a chunk of its own for the balancer),
+   * or, with `pipelined`, all of them in a single write. Then the client ends its side and waits (at most 2 s) for the
+   * end, and for the server's side of the connection to close. Recorded with {@link httpEntry}.
+   */
+  | {
+    readonly do: "http"
+    readonly from: number
+    readonly requests: ReadonlyArray<string>
+    readonly pipelined?: boolean
+  }
+  /**
+   * Once no server shows an open connection (`conn 0` on every line of `servers`; at most 5 s), sends `command` and a
+   * line end to the control port (`-C 127.0.0.1:PORT`, which the harness adds, with `-u root` when running as root,
+   * to a scenario with such a step). Recorded: the reply, with each backend's port written `{name}`.
+   */
+  | { readonly do: "control"; readonly command: string }
 
-/** What the clients observed, one entry per client connection. */
+/** What the clients observed, one entry per client connection (and per `control` step). */
 export type RunRecord = ReadonlyArray<string>
 
 /** A scenario where nib deliberately differs from pen: what each one does, and why nib is right. */
@@ -100,7 +125,18 @@ export interface PenBug {
   readonly why: string
 }
 
-/** One side-by-side scenario. Exactly one of `expect` and `penBug`. */
+/**
+ * A scenario where nib differs from pen, pen is right, and nib is not fixed yet: `expect` is pen's record, and nib's
+ * own is asserted too, so that a fix shows (then drop `nibBug`: nib must give `expect`).
+ */
+export interface NibBug {
+  /** nib's record today. */
+  readonly nib: RunRecord
+  /** What differs and why pen's is right, with the reference section. */
+  readonly why: string
+}
+
+/** One side-by-side scenario. Exactly one of `expect` and `penBug`; `nibBug` only with `expect`. */
 export interface Scenario {
   readonly name: string
   /** The reference sections this scenario checks. */
@@ -119,7 +155,33 @@ export interface Scenario {
   readonly expect?: RunRecord
   /** Or: a pen bug nib fixes (or another deliberate difference), with each one's record. */
   readonly penBug?: PenBug
+  /** With `expect`: nib does not give it yet (a nib bug), and gives this instead. */
+  readonly nibBug?: NibBug
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// -H (reference 10): what the "http" server answers, and how an `http` step is recorded.
+
+/**
+ * What an "http" server named `name` answers to `request` (its head, or at least its request line): 200 with a body
+ * naming the server and the request line; to a HEAD, the same head without the body.
+ */
+export const httpResponse = (name: string, request: string): string => {
+  const line = request.split(/[\r\n]/, 1)[0]!
+  const body = `${name}: ${line}\n`
+  const head = `HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n`
+  return /^HEAD /i.test(line) ? head : head + body
+}
+
+/** `text` (one character per byte) as in a JSON string, without the quotes: CR and LF show as `\r` and `\n`. */
+const escaped = (text: string): string => JSON.stringify(text).slice(1, -1)
+
+/**
+ * The record entry of an `http` step: the server that got the connection ("no server" if none did) and the bytes it
+ * received, the bytes the client received, and how the connection ended from the client's side.
+ */
+export const httpEntry = (server: string, received: string, answered: string, ending: string): string =>
+  `${server} received "${escaped(received)}" | client received "${escaped(answered)}" | ${ending}`
 
 // ---------------------------------------------------------------------------------------------------------------
 // pen's hash (reference 4.5), written from the reference, not from nib's code: on x86 the IPv4 address is read as a
@@ -142,6 +204,45 @@ const connect = (from: number, hold?: string): Step =>
   hold === undefined ? { do: "connect", from } : { do: "connect", from, hold }
 const connects = (froms: ReadonlyArray<number>): Array<Step> => froms.map((from) => connect(from))
 const wait = (ms: number): Step => ({ do: "wait", ms })
+const httpServer = (name: string): ServerDef => ({ name, kind: "http" })
+
+// -H requests (reference 10), each sent in one write.
+const GET = "GET /index.html HTTP/1.1\r\nHost: example.test\r\nUser-Agent: compat\r\n\r\n"
+const HEAD = "HEAD /index.html HTTP/1.1\r\nHost: example.test\r\n\r\n"
+const POST = "POST /form HTTP/1.1\r\nHost: example.test\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\n" +
+  "hello world"
+const PUT = "PUT /file HTTP/1.1\r\nHost: example.test\r\nContent-Length: 5\r\n\r\nhello"
+/** Requests that bring their own X-Forwarded-For, their own X-Forwarded-Proto, bare LF line ends. */
+const OWN_XFF = "GET / HTTP/1.1\r\nHost: example.test\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n"
+const OWN_XFP = "GET / HTTP/1.1\r\nHost: example.test\r\nX-Forwarded-Proto: https\r\n\r\n"
+const BARE_LF = "GET / HTTP/1.1\nHost: example.test\n\n"
+/** A GET for `path` on a keep-alive connection. */
+const get = (path: string) => `GET ${path} HTTP/1.1\r\nHost: example.test\r\n\r\n`
+
+/**
+ * pen's rewrite of a request from 127.0.0.`from` (reference 10, written from the reference, not from nib's code): no
+ * TLS, so `X-Forwarded-Proto: http`, then `X-Forwarded-For: <client>`, inserted before the first blank line.
+ */
+const forwarded = (request: string, from: number): string =>
+  request.replace("\r\n\r\n", `\r\nX-Forwarded-Proto: http\r\nX-Forwarded-For: 127.0.0.${from}\r\n\r\n`)
+
+/**
+ * The `http` entry of `requests` answered by the "http" server "a", which received `received`; the client got each
+ * response, ended its side, and the balancer ended the client's connection after the server's (EOF).
+ */
+const servedByA = (requests: ReadonlyArray<string>, received: ReadonlyArray<string>): string =>
+  httpEntry("a", received.join(""), requests.map((request) => httpResponse("a", request)).join(""), "eof")
+
+/** An `http` step: `requests` from 127.0.0.`from`, ping-pong. */
+const http = (from: number, ...requests: ReadonlyArray<string>): Step => ({ do: "http", from, requests })
+
+/** The requests of the keep-alive scenarios: a GET, a POST with its body, a HEAD, a GET. */
+const KEEP_ALIVE = [get("/a"), POST.replace("/form", "/b"), HEAD.replace("/index.html", "/c"), get("/d")]
+/** The requests of the byte-count scenario, and the bytes pen counts for each direction (reference 5.6, 10). */
+const COUNTED = [get("/one"), get("/two")]
+const COUNTED_SX = COUNTED.reduce((n, request) => n + forwarded(request, 9).length, 0)
+const COUNTED_SX_CLIENT = COUNTED.reduce((n, request) => n + request.length, 0)
+const COUNTED_RX = COUNTED.reduce((n, request) => n + httpResponse("a", request).length, 0)
 
 /** Client addresses 127.0.0.2 ... 127.0.0.25 for the hash scenarios. */
 const HASH_CLIENTS = Array.from({ length: 24 }, (_, i) => i + 2)
@@ -407,6 +508,60 @@ export const scenarios: ReadonlyArray<Scenario> = [
     steps: [{ do: "halfClose", from: 2, pause: true }, { do: "halfClose", from: 3 }],
     expect: ["a", "a"]
   },
+  {
+    name: "-H: a GET gets X-Forwarded-Proto: http (no TLS), then X-Forwarded-For, before its blank line",
+    ref: "10",
+    servers: [httpServer("a")],
+    args: ["-H"],
+    steps: [http(2, GET)],
+    expect: [servedByA([GET], [forwarded(GET, 2)])]
+  },
+  {
+    name: "-H: a HEAD gets the headers; its response (no body) reaches the client as the server sent it",
+    ref: "10",
+    servers: [httpServer("a")],
+    args: ["-H"],
+    steps: [http(3, HEAD)],
+    expect: [servedByA([HEAD], [forwarded(HEAD, 3)])]
+  },
+  {
+    name: "-H: a POST whose small body is in the same chunk: the headers before the blank line, the body untouched",
+    ref: "10",
+    servers: [httpServer("a")],
+    args: ["-H"],
+    steps: [http(4, POST)],
+    expect: [servedByA([POST], [forwarded(POST, 4)])]
+  },
+  {
+    name:
+      "-H: keep-alive ping-pong, each request sent after the previous response is a chunk of its own: all rewritten",
+    ref: "10",
+    servers: [httpServer("a")],
+    args: ["-H"],
+    steps: [http(5, ...KEEP_ALIVE)],
+    expect: [servedByA(KEEP_ALIVE, KEEP_ALIVE.map((request) => forwarded(request, 5)))]
+  },
+  {
+    name: "-H: servers counts the bytes sent to the server after the rewrite",
+    ref: "5.6, 10, 6.2",
+    servers: [httpServer("a")],
+    args: ["-H"],
+    steps: [http(9, ...COUNTED), { do: "control", command: "servers" }],
+    expect: [
+      servedByA(COUNTED, COUNTED.map((request) => forwarded(request, 9))),
+      `0 addr 127.0.0.1 port {a} conn 0 max 0 hard 0 weight 0 prio 0 sx ${COUNTED_SX} rx ${COUNTED_RX}\n`
+    ],
+    nibBug: {
+      nib: [
+        servedByA(COUNTED, COUNTED.map((request) => forwarded(request, 9))),
+        `0 addr 127.0.0.1 port {a} conn 0 max 0 hard 0 weight 0 prio 0 sx ${COUNTED_SX_CLIENT} rx ${COUNTED_RX}\n`
+      ],
+      why: "pen adds what it sends to the server after the rewrite to the server's sx (reference 5.6: copy_up counts " +
+        "rc, the rewritten length): the bytes the server really got. nib counts the chunk as the client sent it " +
+        "(TcpProxy.fromClient is called before the rewriter, with the read's length), so the inserted headers are " +
+        "missing from sx (and from the client's rx in `recent` and the status page)."
+    }
+  },
   // --- pen bugs nib fixes, and other deliberate differences ---------------------------------------------------
   {
     name: "pen bug: half-close, the reply and the server's FIN arrive together (epoll)",
@@ -521,6 +676,96 @@ export const scenarios: ReadonlyArray<Scenario> = [
       why: "pen counts a server's connections only once they are established, so connects started in the same " +
         "instant all pass a soft limit (c = 0 for each). nib counts a connection from the moment its connect " +
         "starts, so the limit holds during a burst (README, How nib differs from pen)."
+    }
+  },
+  {
+    name: "deliberate difference: -H, a client's own X-Forwarded-For",
+    ref: "10",
+    servers: [httpServer("a")],
+    args: ["-H"],
+    steps: [http(10, OWN_XFF)],
+    penBug: {
+      pen: [
+        servedByA([OWN_XFF], [
+          "GET / HTTP/1.1\r\nHost: example.test\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: http\r\n\r\n"
+        ])
+      ],
+      nib: [
+        servedByA([OWN_XFF], [
+          "GET / HTTP/1.1\r\nHost: example.test\r\nX-Forwarded-For: 10.0.0.1, 127.0.0.10\r\nX-Forwarded-Proto: http\r\n\r\n"
+        ])
+      ],
+      why:
+        "pen adds no X-Forwarded-For to a chunk that has one and passes the client's through untouched, so a client " +
+        "can make a server that reads it believe any address (reference 10, step 3). nib appends the address it saw, " +
+        "as HAProxy and nginx do (README, How nib differs from pen). X-Forwarded-Proto is added by both."
+    }
+  },
+  {
+    name: "deliberate difference: -H, pipelined requests in one chunk",
+    ref: "10",
+    servers: [httpServer("a")],
+    args: ["-H"],
+    steps: [{ do: "http", from: 11, requests: [get("/a"), HEAD, get("/c")], pipelined: true }],
+    penBug: {
+      pen: [servedByA([get("/a"), HEAD, get("/c")], [forwarded(get("/a"), 11), HEAD, get("/c")])],
+      nib: [servedByA([get("/a"), HEAD, get("/c")], [get("/a"), HEAD, get("/c")].map((r) => forwarded(r, 11)))],
+      why: "pen rewrites a chunk, not a request: only the head the chunk starts with gets the headers, the requests " +
+        "after it in the same read reach the server without them (reference 10). nib rewrites every request head."
+    }
+  },
+  {
+    name: "deliberate difference: -H, a PUT",
+    ref: "10",
+    servers: [httpServer("a")],
+    args: ["-H"],
+    steps: [http(12, PUT)],
+    penBug: {
+      pen: [servedByA([PUT], [PUT])],
+      nib: [servedByA([PUT], [forwarded(PUT, 12)])],
+      why: "pen rewrites only a chunk that starts with GET, POST or HEAD: a PUT (DELETE, OPTIONS...) reaches the " +
+        "server without the headers (reference 10, step 1). nib rewrites a request whatever its method."
+    }
+  },
+  {
+    name: "deliberate difference: -H, a client's own X-Forwarded-Proto",
+    ref: "10",
+    servers: [httpServer("a")],
+    args: ["-H"],
+    steps: [http(13, OWN_XFP)],
+    penBug: {
+      pen: [
+        servedByA([OWN_XFP], [
+          "GET / HTTP/1.1\r\nHost: example.test\r\nX-Forwarded-Proto: https\r\nX-Forwarded-For: 127.0.0.13\r\n\r\n"
+        ])
+      ],
+      nib: [
+        servedByA([OWN_XFP], [
+          "GET / HTTP/1.1\r\nHost: example.test\r\nX-Forwarded-Proto: http\r\nX-Forwarded-For: 127.0.0.13\r\n\r\n"
+        ])
+      ],
+      why: "pen adds no X-Forwarded-Proto to a chunk that has one, so the client's claim (https over plain http) " +
+        "reaches the server (reference 10, step 4). nib drops it and puts its own: only nib knows how the client " +
+        "came (README, X-Forwarded-For)."
+    }
+  },
+  {
+    name: "deliberate difference: -H, a head with bare LF line ends",
+    ref: "10",
+    servers: [httpServer("a")],
+    args: ["-H"],
+    steps: [http(14, BARE_LF)],
+    penBug: {
+      pen: [
+        servedByA([BARE_LF], [
+          "GET / HTTP/1.1\nHost: example.test\r\nX-Forwarded-Proto: http\r\nX-Forwarded-For: 127.0.0.14\n\n"
+        ])
+      ],
+      nib: [httpEntry("a", "", "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", "eof")],
+      why: "pen takes the first `\\n\\n` as the blank line when there is no CRLF one and inserts CRLF lines there, " +
+        "so the head the server gets mixes both line ends (reference 10, step 2). nib answers 400 and closes, and the " +
+        "server gets nothing: a proxy that frames requests differently from its server is how requests get smuggled " +
+        "(README, X-Forwarded-For)."
     }
   }
 ]

@@ -2,7 +2,7 @@
  * `-H` through the real process: X-Forwarded-Proto and X-Forwarded-For on every request of a keep-alive connection
  * (curl), an existing X-Forwarded-For appended to, a body passed byte for byte, pipelined requests in one write, a bad
  * head answered 400 and closed, and `http` / `no http` on the control port. The backend is a Node HTTP server that
- * answers with the headers it got.
+ * answers with the headers it got. Side by side with pen: the -H scenarios of test/compat/scenarios.ts.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
@@ -13,7 +13,6 @@ import * as Net from "node:net"
 import * as HttpServer from "../utils/HttpServer.ts"
 import * as Nib from "../utils/Nib.ts"
 import * as Nibctl from "../utils/Nibctl.ts"
-import * as Pen from "../utils/Pen.ts"
 
 const AS_USER: ReadonlyArray<string> = process.getuid?.() === 0 ? ["-u", "root"] : []
 
@@ -157,37 +156,4 @@ describe("-H: X-Forwarded-For and X-Forwarded-Proto", () => {
       assert.strictEqual(yield* Nibctl.ask(target, "no http"), "")
       assert.strictEqual((yield* curl("127.0.0.26", [url]))[0]!.xff, null)
     }))
-})
-
-const pen = Pen.find()
-if (pen.path === undefined) console.warn(`test/e2e/http.test.ts: pen not found (${pen.why}): pen's side is SKIPPED`)
-
-/** One GET from 127.0.0.31 through the balancer, and one with an X-Forwarded-For of its own: what the server saw. */
-const exchange = (port: number) =>
-  Effect.gen(function*() {
-    const plain = yield* curl("127.0.0.31", [`http://127.0.0.1:${port}/`])
-    const spoofed = yield* curl("127.0.0.31", ["-H", "X-Forwarded-For: 10.0.0.1", `http://127.0.0.1:${port}/`])
-    return [plain[0], spoofed[0]].map((s) => [s?.xff, s?.proto])
-  })
-
-describe("-H side by side with pen (reference 10)", () => {
-  it.live.skipIf(pen.path === undefined)(
-    "a GET gets the same two headers from both; an existing X-Forwarded-For differs on purpose",
-    () =>
-      Effect.gen(function*() {
-        const backend = yield* echoServer
-        const server = `127.0.0.1:${backend.port}`
-        const penLb = yield* Effect.acquireRelease(
-          Effect.promise(() => Pen.spawnPen(pen.path!, ["-H"], [server])),
-          (proc) => Effect.promise(() => Nib.stop(proc))
-        )
-        const nibLb = yield* Nib.start(["-H", "127.0.0.1:0", server])
-        const penSaw = yield* exchange(penLb.port)
-        const nibSaw = yield* exchange(nibLb.port)
-        // pen leaves a client's own X-Forwarded-For as it is and adds none: the server sees only the client's claim.
-        // nib appends the address it saw (the deliberate difference).
-        assert.deepStrictEqual(penSaw, [["127.0.0.31", "http"], ["10.0.0.1", "http"]])
-        assert.deepStrictEqual(nibSaw, [["127.0.0.31", "http"], ["10.0.0.1, 127.0.0.31", "http"]])
-      })
-  )
 })
