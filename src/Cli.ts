@@ -15,6 +15,7 @@ import * as Daemon from "./Daemon.ts"
 import * as Demo from "./Demo.ts"
 import * as Address from "./domain/Address.ts"
 import * as ServerSpec from "./domain/ServerSpec.ts"
+import * as TlsSettings from "./domain/TlsSettings.ts"
 import { Control } from "./services/Control.ts"
 import { ControlPort } from "./services/ControlPort.ts"
 import { Listener } from "./services/Listener.ts"
@@ -80,9 +81,7 @@ export interface OptionSpec {
   readonly hidden?: true
 }
 
-const NOT_YET = "(not supported yet)"
 const NO_EFFECT = "(accepted; no effect in nib)"
-const notYet = (flag: string, what: string) => `-${flag} (${what}) is not supported yet`
 
 /**
  * Every option, in the help's sections. pen's own options come in the order of pen's usage text (with `-m` and `-q`,
@@ -173,15 +172,9 @@ export const sections: ReadonlyArray<{ readonly title: string; readonly options:
       { name: "K", value: "keyfile", setting: "tlsKey" },
       { name: "G", value: "cacertfile", setting: "tlsCaFile" },
       { name: "A", value: "cacertdir", setting: "tlsCaDir" },
-      { name: "Z", text: "use SSL compatibility mode", refused: notYet("Z", "TLS compatibility mode"), mark: NOT_YET },
+      { name: "Z", setting: "tlsCompat" },
       { name: "R", setting: "tlsRequireClientCert" },
-      {
-        name: "L",
-        value: "protocol",
-        text: "ssl23 (default), ssl2, ssl3 or tls1",
-        refused: notYet("L", "TLS protocol"),
-        mark: NOT_YET
-      }
+      { name: "L", value: "protocol", setting: "tlsProtocol" }
     ]
   },
   {
@@ -416,6 +409,8 @@ const flags = {
   tlsCaFile: Flag.String("G").pipe(Flag.withDescription(describe("tlsCaFile")), Flag.optional),
   tlsCaDir: Flag.String("A").pipe(Flag.withDescription(describe("tlsCaDir")), Flag.optional),
   tlsRequire: Flag.Boolean("R").pipe(Flag.withDescription(describe("tlsRequireClientCert")), Flag.withDefault(false)),
+  tlsProtocol: Flag.String("L").pipe(Flag.withDescription(describe("tlsProtocol")), Flag.optional),
+  tlsCompat: Flag.Boolean("Z").pipe(Flag.withDescription(describe("tlsCompat")), Flag.withDefault(false)),
   acceptProxy: Flag.Boolean("accept-proxy").pipe(
     Flag.withDescription(describe("acceptProxy")),
     Flag.withDefault(false)
@@ -479,17 +474,28 @@ export const toSettings = (parsed: Parsed, services: Address.ServiceNames) =>
       return yield* usageError("-K needs -E (the certificate the key belongs to)")
     }
     if (parsed.udp && Option.isSome(parsed.tlsCert)) return yield* usageError("-E is for TCP: not with -U")
-    if (
-      Option.isNone(parsed.tlsCert) &&
-      (parsed.tlsRequire || Option.isSome(parsed.tlsCaFile) || Option.isSome(parsed.tlsCaDir))
-    ) {
-      return yield* usageError(`${parsed.tlsRequire ? "-R" : Option.isSome(parsed.tlsCaFile) ? "-G" : "-A"} needs -E`)
+    if (Option.isNone(parsed.tlsCert)) {
+      const needsE = parsed.tlsRequire
+        ? "-R"
+        : Option.isSome(parsed.tlsCaFile)
+        ? "-G"
+        : Option.isSome(parsed.tlsCaDir)
+        ? "-A"
+        : Option.isSome(parsed.tlsProtocol)
+        ? "-L"
+        : parsed.tlsCompat
+        ? "-Z"
+        : undefined
+      if (needsE !== undefined) return yield* usageError(`${needsE} needs -E`)
+    }
+    const tlsProtocol = Option.getOrElse(parsed.tlsProtocol, () => "ssl23")
+    if (!(TlsSettings.PROTOCOLS as ReadonlyArray<string>).includes(tlsProtocol)) {
+      return yield* usageError(
+        `-L '${tlsProtocol}': protocol version not known (${TlsSettings.PROTOCOLS.join(", ")})`
+      )
     }
     if (parsed.tlsRequire && Option.isNone(parsed.tlsCaFile) && Option.isNone(parsed.tlsCaDir)) {
       return yield* usageError("-R needs -G or -A: the CA that client certificates must come from")
-    }
-    if (parsed.acceptProxy && Option.isSome(parsed.tlsCert)) {
-      return yield* usageError("--accept-proxy with -E is not supported yet (the header comes before the handshake)")
     }
     if (parsed.udp && listen.success._tag === "Unix") {
       return yield* usageError(`listen address '${parsed.listen.value}': UDP mode (-U) listens on a [host:]port`)
@@ -546,6 +552,8 @@ export const toSettings = (parsed: Parsed, services: Address.ServiceNames) =>
       tlsCaFile: Option.getOrUndefined(parsed.tlsCaFile),
       tlsCaDir: Option.getOrUndefined(parsed.tlsCaDir),
       tlsRequireClientCert: parsed.tlsRequire,
+      tlsProtocol,
+      tlsCompat: parsed.tlsCompat,
       blacklistSeconds: parsed.blacklist,
       clientsMax: parsed.clients,
       connectTimeoutSeconds: parsed.timeout,

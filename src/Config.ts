@@ -4,6 +4,7 @@
  * here; tests build it with `LbConfig.layer({...})`.
  */
 import { Context, Effect, Layer, Schema, SchemaIssue } from "effect"
+import * as TlsSettings from "./domain/TlsSettings.ts"
 
 const Count = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 const Port = Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 65535 }))
@@ -48,6 +49,9 @@ export const descriptions = {
   tlsCaFile: "-G: CA certificates (PEM) that client certificates are checked against",
   tlsCaDir: "-A: directory of CA certificates (PEM files) that client certificates are checked against",
   tlsRequireClientCert: "-R: require a client certificate signed by the -G/-A CA",
+  tlsProtocol:
+    "-L: the lowest TLS version: ssl23, ssl2, ssl3 or tls1 (pen's; all mean TLS 1.2, as OpenSSL 3 has), tls1.2 or tls1.3",
+  tlsCompat: "-Z: OpenSSL's workarounds for broken TLS clients (SSL_OP_ALL)",
   blacklistSeconds: "-b: seconds a failed server is blacklisted",
   clientsMax: "-c: slots of the sticky client table",
   connectTimeoutSeconds: "-t: seconds to wait for a server to accept",
@@ -90,6 +94,8 @@ export const Settings = Schema.Struct({
   tlsCaFile: Schema.UndefinedOr(Schema.NonEmptyString).annotate({ description: descriptions.tlsCaFile }),
   tlsCaDir: Schema.UndefinedOr(Schema.NonEmptyString).annotate({ description: descriptions.tlsCaDir }),
   tlsRequireClientCert: Schema.Boolean.annotate({ description: descriptions.tlsRequireClientCert }),
+  tlsProtocol: Schema.Literals(TlsSettings.PROTOCOLS).annotate({ description: descriptions.tlsProtocol }),
+  tlsCompat: Schema.Boolean.annotate({ description: descriptions.tlsCompat }),
   blacklistSeconds: Count.annotate({ description: descriptions.blacklistSeconds }),
   clientsMax: AtLeastOne.annotate({ description: descriptions.clientsMax }),
   connectTimeoutSeconds: Schema.Finite.check(Schema.isGreaterThan(0)).annotate({
@@ -135,6 +141,8 @@ export const defaults = {
   tlsCaFile: undefined,
   tlsCaDir: undefined,
   tlsRequireClientCert: false,
+  tlsProtocol: "ssl23",
+  tlsCompat: false,
   blacklistSeconds: 30,
   clientsMax: 2048,
   connectTimeoutSeconds: 3,

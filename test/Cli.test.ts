@@ -91,17 +91,6 @@ describe("Cli.normalizeArgv", () => {
     assert.deepStrictEqual(normalized(["-Pam", "10", "8080"]), { argv: ["8080"], notices: [] })
   })
 
-  it("flags nib does not implement yet are refused by name", () => {
-    const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
-      [["-L", "tls1"], "-L"],
-      [["-rZ"], "-Z"]
-    ]
-    for (const [args, flag] of cases) {
-      const message = refused(...args, "8080", "h1")
-      assert.include(message, "is not supported yet")
-      assert.include(message, flag)
-    }
-  })
 
   it("an unknown flag is refused, with the synopsis", () => {
     assert.strictEqual(refused("-Y", "8080"), "unknown option -Y")
@@ -153,6 +142,8 @@ const parsed = (overrides: Partial<Parsed> = {}): Parsed => ({
   tlsCaFile: Option.none(),
   tlsCaDir: Option.none(),
   tlsRequire: false,
+  tlsProtocol: Option.none(),
+  tlsCompat: false,
   foreground: false,
   hash: false,
   roundrobin: false,
@@ -262,6 +253,23 @@ describe("Cli.toSettings", () => {
       assert.include(message, "10.0.0.9:nope")
     }))
 
+  it.effect("-L takes pen's values and nib's two floors, -Z is a switch; both need -E", () =>
+    Effect.gen(function*() {
+      const withCert = { tlsCert: Option.some("cert.pem") }
+      assert.strictEqual((yield* Cli.toSettings(parsed(withCert), services)).tlsProtocol, "ssl23")
+      for (const protocol of ["ssl23", "ssl2", "ssl3", "tls1", "tls1.2", "tls1.3"]) {
+        const settings = yield* Cli.toSettings(parsed({ ...withCert, tlsProtocol: Option.some(protocol) }), services)
+        assert.strictEqual(settings.tlsProtocol, protocol)
+      }
+      assert.isTrue((yield* Cli.toSettings(parsed({ ...withCert, tlsCompat: true }), services)).tlsCompat)
+      assert.strictEqual(
+        yield* usageError(parsed({ ...withCert, tlsProtocol: Option.some("tls1.1") })),
+        "-L 'tls1.1': protocol version not known (ssl23, ssl2, ssl3, tls1, tls1.2, tls1.3)"
+      )
+      assert.strictEqual(yield* usageError(parsed({ tlsProtocol: Option.some("tls1") })), "-L needs -E")
+      assert.strictEqual(yield* usageError(parsed({ tlsCompat: true })), "-Z needs -E")
+    }))
+
   it.effect("a backlog under 50 is raised to 50", () =>
     Effect.gen(function*() {
       assert.strictEqual((yield* Cli.toSettings(parsed({ backlog: 10 }), services)).backlog, 50)
@@ -352,9 +360,9 @@ describe("Cli.helpText", () => {
     const tls = Cli.helpText.slice(Cli.helpText.indexOf("pen's TLS options:"))
     assert.match(tls, /\n {2}-E certfile {2,}terminate TLS with this certificate \(PEM\)\n/)
     assert.match(tls, /\n {2}-K keyfile {2,}the certificate's key/)
-    for (const entry of ["-Z", "-L protocol"]) {
-      assert.match(tls, new RegExp(`\\n {2}${entry} [^\\n]*\\n?[^\\n]*\\(not supported yet\\)`), entry)
-    }
+    assert.match(tls, /\n {2}-Z {2,}OpenSSL's workarounds for broken TLS clients/)
+    assert.match(tls, /\n {2}-L protocol {2,}the lowest TLS version: ssl23, ssl2, ssl3 or tls1/)
+    assert.notInclude(tls, "not supported yet")
   })
 
   it("lists every option of the table but the hidden ones, in 80 columns", () => {

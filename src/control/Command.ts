@@ -8,6 +8,7 @@
  * `atoi`'s zero: it is refused with a message naming the argument.
  */
 import * as Acl from "../domain/Acl.ts"
+import * as TlsSettings from "../domain/TlsSettings.ts"
 import type { PolicyFlag, ServerChange } from "../services/ServerPool.ts"
 
 export type { ServerChange }
@@ -67,6 +68,10 @@ export type Command =
   /** pen's `http` / `no http`: X-Forwarded-For and X-Forwarded-Proto on the connections that start from now on. */
   | { readonly _tag: "Http"; readonly on: boolean }
   | { readonly _tag: "Ignored"; readonly name: Ignored }
+  /** An `ssl_*` command without its argument: the setting is shown. */
+  | { readonly _tag: "TlsGet"; readonly setting: TlsSettings.CommandName }
+  /** An `ssl_*` command: TLS clients that connect from now on get the changed settings. */
+  | { readonly _tag: "TlsSet"; readonly change: TlsSettings.Change }
   | { readonly _tag: "Unsupported"; readonly name: string; readonly why: string }
   | { readonly _tag: "Acl"; readonly list: number; readonly entry: Acl.Entry }
   | { readonly _tag: "NoAcl"; readonly list: number }
@@ -103,17 +108,14 @@ const oneOf = <T extends string>(words: ReadonlyArray<T>) => (word: string): wor
 const isKnob = oneOf(KNOBS)
 const isFlag = oneOf(FLAGS)
 const isIgnored = oneOf(IGNORED)
+const isTls = oneOf(TlsSettings.COMMANDS)
+const isTlsOption = oneOf(TlsSettings.OPTIONS)
 /** pen features nib does not have (yet), with what to say when asked for them. */
 const UNSUPPORTED: Readonly<Record<string, string>> = {
   transparent: "transparent proxying is not available on Node: --send-proxy v1|v2 passes client addresses to servers",
   source: "binding to a source address is not supported yet",
   dummy: "the built-in test server is not supported",
-  peek: "pen's unfinished peek feature is not supported",
-  ssl_ciphers: "TLS termination is not supported yet",
-  ssl_option: "TLS termination is not supported yet",
-  ssl_sni_path: "TLS termination is not supported yet",
-  ssl_ocsp_response: "TLS termination is not supported yet",
-  ssl_client_renegotiation_interval: "TLS termination is not supported yet"
+  peek: "pen's unfinished peek feature is not supported"
 }
 /** Knobs whose setting may be negative (pen clamps or maps those values itself). */
 const SIGNED: ReadonlySet<string> = new Set(["tarpit_acl", "idle_timeout", "pending_max", "client_acl", "control_acl"])
@@ -170,6 +172,7 @@ export const parse = (line: string): Command | Invalid => {
   if (head === "http") return { _tag: "Http", on: true }
   if (isIgnored(head)) return { _tag: "Ignored", name: head }
   if (head in UNSUPPORTED) return { _tag: "Unsupported", name: head, why: UNSUPPORTED[head]! }
+  if (isTls(head)) return parseTls(head, args[0])
   switch (head) {
     case "acl": {
       const result = Acl.parseCommand(args)
@@ -216,6 +219,22 @@ export const parse = (line: string): Command | Invalid => {
       return { _tag: "Write", file: args[0] }
   }
   return invalid(`do_cmd: ignoring command starting with '${head}'`)
+}
+
+const parseTls = (setting: TlsSettings.CommandName, value: string | undefined): Command | Invalid => {
+  if (value === undefined) return { _tag: "TlsGet", setting }
+  switch (setting) {
+    case "ssl_option":
+      return isTlsOption(value)
+        ? { _tag: "TlsSet", change: { setting, value } }
+        : invalid(`ssl_option: '${value}' is not one of ${TlsSettings.OPTIONS.join(", ")}`)
+    case "ssl_client_renegotiation_interval": {
+      const n = needInteger(setting, "the number of seconds", value)
+      return typeof n === "number" ? { _tag: "TlsSet", change: { setting, value: n } } : n
+    }
+    default:
+      return { _tag: "TlsSet", change: { setting, value } }
+  }
 }
 
 const parseNo = (args: ReadonlyArray<string>): Command | Invalid => {

@@ -28,8 +28,11 @@ import { BUFFER_SIZE, type BufferPool } from "./BufferPool.ts"
 
 /** Where a relay reports the bytes it moves (live byte counters, pen's `-l` log). @category models */
 export interface Tap {
-  /** `length` bytes were read from the client; `chunk` holds them from index 0, and only until this returns. */
-  readonly fromClient: (chunk: Buffer, length: number) => void
+  /**
+   * `length` bytes were read from the client; `chunk` holds them from index 0, and only until this returns. `sent` of
+   * them go to the server: as many, or with -H, what the rewrite made of them (pen counts that).
+   */
+  readonly fromClient: (chunk: Buffer, length: number, sent: number) => void
   /** `length` bytes were read from the server. */
   readonly fromServer: (length: number) => void
   /** -H: a request head was refused with `status` (the client got it, and a close). */
@@ -128,6 +131,8 @@ class Pipe {
   private retiredWrites: Array<number> | undefined
   private paused = false
   private disposed = false
+  /** Bytes appended since the pipe started (-H counts a rewritten chunk's bytes with it). */
+  private appended = 0
   /** The write callback, made once per pipe. */
   private readonly written = () => this.writeDone()
 
@@ -146,15 +151,17 @@ class Pipe {
     const dst = this.dst
     // The other side is gone (an error or reset, which ends the connection): nothing more to move.
     if (this.disposed || dst.destroyed) return false
-    if (this.fromClient) this.tap.fromClient(chunk, length)
-    else this.tap.fromServer(length)
     const rewriter = this.rewriter
     if (rewriter === undefined) {
+      if (this.fromClient) this.tap.fromClient(chunk, length, length)
+      else this.tap.fromServer(length)
       this.append(chunk, 0, length)
       return this.flush()
     }
     // -H: the rewriter hands over slices of the chunk and the lines it inserts, in order (`append`).
+    const before = this.appended
     rewriter.feed(chunk, this, length)
+    this.tap.fromClient(chunk, length, this.appended - before)
     if (rewriter.mode !== "http") this.rewriter = undefined
     return this.flush()
   }
@@ -181,6 +188,7 @@ class Pipe {
    * buffer's room goes whole into a fresh one (slices are at most a read's size), after writing what is pending.
    */
   private append(source: Uint8Array, start: number, end: number): void {
+    this.appended += end - start
     while (start < end) {
       let buffer = this.buffer
       if (buffer === undefined || this.fill + Math.min(end - start, BUFFER_SIZE) > buffer.length) {
@@ -301,13 +309,19 @@ export class Relay {
     this.down = new Pipe(server, client, pool, tap, false)
   }
 
-  /** Starts moving bytes: the server is connected, the client accepted and not read yet. */
-  start(): void {
+  /**
+   * Starts moving bytes: the server is connected, the client accepted and not read yet. `early` is what was read
+   * from the client before (after a PROXY header): it goes first, as chunks read now would.
+   */
+  start(early?: ReadonlyArray<Buffer>): void {
     const { client, server } = this
     wire(client, this.up, this.down)
     wire(server, this.down, this.up)
-    // The server was dialed with `readOptions` and reads already; the client starts now.
-    client.resume()
+    let flowing = true
+    if (early !== undefined) { for (const chunk of early) flowing = this.up.chunk(chunk, chunk.length) }
+    // The server was dialed with `readOptions` and reads already; the client starts now, unless the server's side
+    // is already full (its `drain` resumes the client then).
+    if (flowing) client.resume()
   }
 
   /** Gives back every borrowed buffer; call once both sockets have closed. Idempotent. */

@@ -14,6 +14,7 @@ import * as HttpRewrite from "../domain/HttpRewrite.ts"
 import * as ProxyProtocol from "../domain/ProxyProtocol.ts"
 import * as Selection from "../domain/Selection.ts"
 import type { ClientEntry } from "../domain/StickyTable.ts"
+import * as TlsSettings from "../domain/TlsSettings.ts"
 import type { BufferPool } from "../net/BufferPool.ts"
 import { Relay, type Tap } from "../net/Relay.ts"
 import * as Socket from "../net/Socket.ts"
@@ -42,6 +43,13 @@ export class TcpProxy extends Context.Service<TcpProxy, {
    * theirs. A failure keeps the old ones. Nothing to do without -E.
    */
   readonly reloadTls: Effect.Effect<void, Tls.TlsError>
+  /** -L, -Z and the `ssl_*` commands' settings. */
+  readonly tlsTuning: Effect.Effect<TlsSettings.Tuning>
+  /**
+   * Changes them: with -E, the clients that connect from then on get a context built with them; a setting that
+   * cannot be used fails and changes nothing. Without -E they are checked and kept (pen keeps them too).
+   */
+  readonly setTlsTuning: (tuning: TlsSettings.Tuning) => Effect.Effect<void, Tls.TlsError>
   /** -H, the `http` command: whether connections that start relaying from now on get X-Forwarded-For. */
   readonly http: Effect.Effect<boolean>
   readonly setHttp: (on: boolean) => Effect.Effect<void>
@@ -66,7 +74,21 @@ export class TcpProxy extends Context.Service<TcpProxy, {
         caDir: config.tlsCaDir,
         requireClientCert: config.tlsRequireClientCert
       }
+      // -L, -Z and the ssl_* commands (which may come before -E's context exists: -F, -O).
+      let tuning: TlsSettings.Tuning = {
+        ...TlsSettings.defaults,
+        protocol: config.tlsProtocol,
+        compat: config.tlsCompat
+      }
       yield* Effect.addFinalizer(() => Effect.sync(() => deadlines.close()))
+      const warnUnsafe = Common.rateLimited(
+        Effect.runForkWith(yield* Effect.context<never>()),
+        (message) => Effect.logWarning(message).pipe(Effect.annotateLogs({ service: "TcpProxy" }))
+      )
+      const tlsContext = (with_: TlsSettings.Tuning) =>
+        tlsFiles === undefined
+          ? Effect.as(Tls.check(with_), undefined)
+          : Tls.context({ ...tlsFiles, ...with_ }, warnUnsafe)
       const env: Env = {
         ...(yield* Common.services),
         buffers: (yield* RelayBuffers).pool,
@@ -74,11 +96,8 @@ export class TcpProxy extends Context.Service<TcpProxy, {
         unixListener: config.listen._tag === "Unix",
         acceptProxy: config.acceptProxy,
         http: { on: config.http },
-        tls: tlsFiles === undefined ? undefined : yield* Tls.context(tlsFiles),
-        warnUnsafe: Common.rateLimited(
-          Effect.runForkWith(yield* Effect.context<never>()),
-          (message) => Effect.logWarning(message).pipe(Effect.annotateLogs({ service: "TcpProxy" }))
-        )
+        tls: yield* tlsContext(tuning),
+        warnUnsafe
       }
       return TcpProxy.of({
         connectTimeoutSeconds: Effect.sync(() => deadlines.timeoutMillis / 1000),
@@ -86,9 +105,13 @@ export class TcpProxy extends Context.Service<TcpProxy, {
           Effect.sync(() => {
             deadlines.timeoutMillis = seconds * 1000
           }),
-        reloadTls: tlsFiles === undefined
-          ? Effect.void
-          : Effect.map(Tls.context(tlsFiles), (context) => {
+        reloadTls: tlsFiles === undefined ? Effect.void : Effect.map(tlsContext(tuning), (context) => {
+          env.tls = context
+        }),
+        tlsTuning: Effect.sync(() => tuning),
+        setTlsTuning: (next) =>
+          Effect.map(tlsContext(next), (context) => {
+            tuning = next
             env.tls = context
           }),
         http: Effect.sync(() => env.http.on),
@@ -215,41 +238,59 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
 
   start(): void {
     const { env } = this
-    // -E: the client speaks TLS; the session works on the decrypted socket from now on.
-    const tls = (this.tlsContext = env.tls)
-    const client = tls === undefined ? this.client : (this.client = Tls.accept(this.client, tls))
     env.stats.addUnsafe("accepted", 1)
     env.stats.addUnsafe("active", 1)
+    this.slot = env.slots.take(this)
+    this.own(this.client)
+    // A TCP client with no peer address reset its connection while it waited (-x): nothing to serve.
+    if (this.client.remoteAddress === undefined && !env.unixListener) return this.finish()
+    // --accept-proxy: the client is another balancer, whose PROXY header (sent in the clear, before any TLS) says who
+    // the real client is.
+    if (env.acceptProxy) return this.readProxyHeader()
+    this.startTls()
+  }
+
+  /** The session's listeners on `client`, its client socket from now on. */
+  private own(client: Socket.Socket): void {
+    this.client = client
     ;(client as Owned)[kSession] = this
     // "close" and "connect" fire once per socket: `on` spares the wrapper closure `once` allocates.
     client.on("error", onClientError)
     client.on("close", onClientClose)
-    this.slot = env.slots.take(this)
-    const peer = client.remoteAddress
-    // A TCP client with no peer address reset its connection while it waited (-x): nothing to serve.
-    if (peer === undefined && !env.unixListener) return this.finish()
-    if (env.tls !== undefined) {
-      // The server is chosen once the handshake is done; a client that never finishes it is closed.
-      client.on("secure", onClientSecure)
-      this.greetingTimer = setTimeout(onHandshakeTimeout, TLS_HANDSHAKE_MILLIS, this)
-      return
-    }
-    this.greeted()
   }
 
-  /** The client may be served: the TLS handshake is done, if any. */
+  /**
+   * -E: the client speaks TLS; the session works on the decrypted socket from then on, and the server is chosen once
+   * the handshake is done. A client that never finishes it is closed.
+   */
+  private startTls(): void {
+    const tls = (this.tlsContext = this.env.tls)
+    if (tls === undefined) return this.greeted()
+    const raw = this.client
+    raw.off("error", onClientError)
+    raw.off("close", onClientClose)
+    const client = Tls.accept(raw, tls)
+    this.own(client)
+    client.on("secure", onClientSecure)
+    this.greetingTimer = setTimeout(onHandshakeTimeout, TLS_HANDSHAKE_MILLIS, this)
+  }
+
+  /** The client may be served: its PROXY header read and its TLS handshake done, as asked. */
   private greeted(): void {
-    const { client, env } = this
-    // --accept-proxy: the client is another balancer, whose PROXY header says who the real client is.
-    if (env.acceptProxy) return this.readProxyHeader()
-    this.choose(client.remoteAddress, client.remotePort ?? 0)
+    const header = this.accepted
+    if (header?._tag === "Proxied") return this.choose(header.source.address, header.source.port)
+    this.choose(this.client.remoteAddress, this.client.remotePort ?? 0)
   }
 
   secured(): void {
+    const client = this.client as TLSSocket
+    // `secure` comes again after each renegotiation (TLS 1.2): the server is chosen once.
+    client.off("secure", onClientSecure)
     if (this.finished) return
     this.stopGreetingTimer()
+    Tls.established(client)
     // -R: a client whose certificate did not verify against the -G/-A CA is closed.
-    if (!Tls.clientAuthorized(this.client as TLSSocket, this.tlsContext!)) {
+    if (!Tls.clientAuthorized(client, this.tlsContext!)) {
       return this.refuseGreeting("-R", "no valid client certificate")
     }
     this.greeted()
@@ -309,10 +350,15 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
     if (decoded._tag === "Invalid") {
       return this.refuseGreeting("--accept-proxy", `a malformed PROXY header (${decoded.reason})`)
     }
-    this.early = decoded.length < bytes.length ? bytes.subarray(decoded.length) : undefined
-    const header = (this.accepted = decoded.header)
-    if (header._tag === "Proxied") this.choose(header.source.address, header.source.port)
-    else this.choose(this.client.remoteAddress, this.client.remotePort ?? 0)
+    this.accepted = decoded.header
+    const rest = decoded.length < bytes.length ? bytes.subarray(decoded.length) : undefined
+    if (this.env.tls === undefined) {
+      this.early = rest
+      return this.greeted()
+    }
+    // -E: what followed the header is the start of the handshake, which the TLS socket reads first.
+    if (rest !== undefined) this.client.unshift(rest)
+    this.startTls()
   }
 
   proxyHeaderTimedOut(): void {
@@ -384,32 +430,32 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
     }
     // pen's -l: a line per chunk from the client. Only connections that start relaying while a log is open pay it.
     this.logging = this.env.log.enabledUnsafe()
-    // --accept-proxy: what the client sent after its header, and while the server was dialed, goes first.
-    if (this.env.acceptProxy) this.sendEarly(upstream)
     // Each side's EOF becomes a FIN to the other, while the other direction keeps flowing.
     // -H: each request head gets X-Forwarded-Proto and X-Forwarded-For (pen's rewrite_request, done right).
     const rewriter = this.env.http.on
-      ? HttpRewrite.make({ proto: this.env.tls === undefined ? "http" : "https", clientIp: this.peer })
+      ? HttpRewrite.make({ proto: this.tlsContext === undefined ? "http" : "https", clientIp: this.peer })
       : undefined
     const relay = (this.relay = new Relay(client, upstream, this.env.buffers, this, rewriter))
-    relay.start()
+    // --accept-proxy: what the client sent after its header, and while the server was dialed, goes first (through
+    // the relay, so that -H rewrites it and it is counted and logged as any other chunk).
+    relay.start(this.env.acceptProxy ? this.takeEarly() : undefined)
   }
 
-  private sendEarly(upstream: Socket.Socket): void {
+  private takeEarly(): Array<Buffer> | undefined {
     const chunks = this.early === undefined ? [] : [this.early]
     this.early = undefined
     for (let chunk: Buffer | null; (chunk = this.client.read() as Buffer | null) !== null;) chunks.push(chunk)
-    for (const chunk of chunks) {
-      this.fromClient(chunk, chunk.length)
-      upstream.write(chunk)
-    }
+    return chunks.length === 0 ? undefined : chunks
   }
 
-  /** Bytes from the client, counted as they move (pen's copy_up): `servers`, `recent` and the page show them live. */
-  fromClient(chunk: Buffer, length: number): void {
+  /**
+   * Bytes from the client, counted as they move (pen's copy_up): `servers`, `recent` and the page show them live. With
+   * -H the count is what the server gets after the rewrite, as pen's; the log shows the client's bytes.
+   */
+  fromClient(chunk: Buffer, length: number, sent: number): void {
     const backend = this.backend!
-    backend.bytesSent += length
-    this.entry!.bytesFromClient += length
+    backend.bytesSent += sent
+    this.entry!.bytesFromClient += sent
     if (this.logging) this.env.log.chunkUnsafe(this.peer, addressText(backend), chunk.subarray(0, length))
   }
 
@@ -473,6 +519,8 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
     // Before relaying the close that follows does the work; while relaying, the server is reset too.
     const upstream = this.upstream
     if (this.relaying && upstream !== undefined && !upstream.destroyed) upstream.resetAndDestroy()
+    // A socket's own errors destroy it; a TLS socket's (a refused renegotiation, a broken record) only say so.
+    if (!this.client.destroyed) this.client.destroy()
   }
 
   clientClosed(): void {

@@ -17,6 +17,7 @@ import * as Acl from "../domain/Acl.ts"
 import * as Address from "../domain/Address.ts"
 import type { Backend } from "../domain/Backend.ts"
 import * as StatusPage from "../domain/StatusPage.ts"
+import * as TlsSettings from "../domain/TlsSettings.ts"
 import { TcpProxy } from "../proxy/TcpProxy.ts"
 import { Acls } from "./Acls.ts"
 import { ClientTable } from "./ClientTable.ts"
@@ -157,6 +158,14 @@ export class Control extends Context.Service<Control, {
             return Effect.as(pool.setFlag(command.flag, command.on), "")
           case "Http":
             return Effect.as(proxy.setHttp(command.on), "")
+          case "TlsGet":
+            return Effect.map(proxy.tlsTuning, (tuning) => TlsSettings.show(tuning, command.setting))
+          case "TlsSet":
+            return proxy.tlsTuning.pipe(
+              Effect.flatMap((tuning) => proxy.setTlsTuning(TlsSettings.apply(tuning, command.change))),
+              Effect.mapError((error) => new ControlError(error.message)),
+              Effect.as("")
+            )
           case "Unsupported":
             return Effect.succeed(line(`${command.name}: ${command.why}`))
           case "Acl":
@@ -316,7 +325,7 @@ export class Control extends Context.Service<Control, {
             `control_acl ${yield* access.controlAcl}`,
             `debug ${verbosity.debug}`,
             flag(p.hash, "hash"),
-            "no http",
+            flag(yield* proxy.http, "http"),
             logTarget === undefined ? "no log" : `log ${logTarget}`,
             flag(p.roundrobin, "roundrobin"),
             ...servers,
@@ -328,6 +337,8 @@ export class Control extends Context.Service<Control, {
             webStats === undefined ? "no web_stats" : `web_stats ${webStats}`,
             flag(p.weight, "weight"),
             flag(p.prio, "prio"),
+            // nib's TLS settings (pen's write leaves them out, so a rewritten file lost them), when not pen's defaults.
+            ...TlsSettings.commands(yield* proxy.tlsTuning),
             ""
           ].join("\n")
         })

@@ -23,14 +23,14 @@ describe("command line", () => {
     readonly message: RegExp
   }> = [
     {
-      name: "-L (a pen flag nib does not support yet)",
-      argv: (free) => Effect.succeed(["-f", "-L", "tls1", "127.0.0.1:0", free]),
-      message: /-L.*is not supported yet/
+      name: "-L with a version pen does not know",
+      argv: (free) => Effect.succeed(["-f", "-E", "cert.pem", "-L", "tls9", "127.0.0.1:0", free]),
+      message: /-L 'tls9': protocol version not known/
     },
     {
-      name: "-Z (another one)",
+      name: "-Z without -E",
       argv: (free) => Effect.succeed(["-f", "-Z", "127.0.0.1:0", free]),
-      message: /-Z.*is not supported yet/
+      message: /-Z needs -E/
     },
     {
       name: "an unknown flag",

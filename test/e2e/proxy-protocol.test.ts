@@ -9,7 +9,10 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
+import * as Stream from "node:stream"
+import * as Tls from "node:tls"
 import { acceptQueue, listenFreePort } from "../utils/Backend.ts"
+import * as HttpServer from "../utils/HttpServer.ts"
 import * as Nginx from "../utils/Nginx.ts"
 import * as Nib from "../utils/Nib.ts"
 import * as Nibctl from "../utils/Nibctl.ts"
@@ -90,8 +93,11 @@ describe("--send-proxy: bad input", () => {
 const haproxyPath = ["/usr/sbin/haproxy", "/usr/bin/haproxy"].find((candidate) => Fs.existsSync(candidate))
 if (haproxyPath === undefined) console.warn("test/e2e/proxy-protocol.test.ts: haproxy not found: its test is SKIPPED")
 
-/** haproxy in TCP mode on a free port, forwarding to 127.0.0.1:`target` with `send-proxy-v2`; stopped by PID. */
-const haproxy = (target: number) =>
+/**
+ * haproxy in TCP mode on a free port, forwarding to 127.0.0.1:`target` with `send-proxy-v2` (and `serverOptions` on
+ * its server line); stopped by PID.
+ */
+const haproxy = (target: number, serverOptions = "") =>
   Effect.gen(function*() {
     const dir = yield* Nib.tempDir
     const port = yield* Effect.promise(listenFreePort)
@@ -110,7 +116,7 @@ const haproxy = (target: number) =>
         `  bind 127.0.0.1:${port}`,
         "  default_backend out",
         "backend out",
-        `  server nib 127.0.0.1:${target} send-proxy-v2`,
+        `  server nib 127.0.0.1:${target} send-proxy-v2${serverOptions}`,
         ""
       ].join("\n")
     )
@@ -199,4 +205,144 @@ describe.skipIf(Nginx.path === undefined)("--accept-proxy: nib behind another ba
       assert.deepStrictEqual(yield* raw(lb.port, ""), { received: "", ended: true })
       assert.include(lb.stderr(), "no PROXY header within 5 s")
     }), { timeout: 20_000 })
+})
+
+/** A plain HTTP server answering with the X-Forwarded-* headers it got. */
+const forwarded = HttpServer.serve((request, response) =>
+  response.end(`${request.headers["x-forwarded-proto"]} ${request.headers["x-forwarded-for"]}\n`)
+)
+
+const openssl = ["/usr/bin/openssl", "/bin/openssl"].find((path) => Fs.existsSync(path))
+
+/** A self-signed certificate and key for 127.0.0.1, in one file in `dir`. */
+const certificate = (dir: string) =>
+  Effect.sync(() => {
+    const file = Path.join(dir, "both.pem")
+    const key = Path.join(dir, "key.pem")
+    ChildProcess.execFileSync(openssl!, [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      key,
+      "-out",
+      file,
+      "-days",
+      "1",
+      "-subj",
+      "/CN=localhost",
+      "-addext",
+      "subjectAltName=IP:127.0.0.1"
+    ], { stdio: "ignore" })
+    Fs.appendFileSync(file, Fs.readFileSync(key))
+    return file
+  })
+
+/**
+ * An HTTPS request over a connection that starts with `header`: the header and the TLS ClientHello leave in one
+ * write (one segment on loopback), as a balancer in front sends them. The response's body, or "" on failure.
+ */
+const httpsAfterHeader = (port: number, header: string) =>
+  Effect.promise(() =>
+    new Promise<string>((resolve) => {
+      const socket = Net.connect({ port, host: "127.0.0.1" })
+      let first = true
+      // TLS writes through this stream; the first write (the ClientHello) goes out with the header in front of it.
+      const carrier = new Stream.Duplex({
+        write(chunk: Buffer, _encoding, done) {
+          socket.write(first ? Buffer.concat([Buffer.from(header, "latin1"), chunk]) : chunk, done)
+          first = false
+        },
+        read() {}
+      })
+      socket.on("data", (chunk) => carrier.push(chunk))
+      socket.on("end", () => carrier.push(null))
+      socket.on("error", () => carrier.destroy())
+      let body = ""
+      const timer = setTimeout(() => finish(""), 8_000)
+      const finish = (result: string) => {
+        clearTimeout(timer)
+        socket.destroy()
+        resolve(result)
+      }
+      socket.on("connect", () => {
+        const secure = Tls.connect({ socket: carrier, rejectUnauthorized: false })
+        secure.on("error", () => finish(""))
+        secure.on("secureConnect", () => secure.write("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+        secure.on("data", (chunk: Buffer) => (body += chunk.toString("latin1")))
+        secure.on("end", () => finish(body.slice(body.indexOf("\r\n\r\n") + 4)))
+      })
+    })
+  )
+
+describe("--accept-proxy with -H and -E", () => {
+  it.live("-H: the request in the same write as the header gets the header's client in X-Forwarded-For", () =>
+    Effect.gen(function*() {
+      const server = yield* forwarded
+      const lb = yield* Nib.start(["--accept-proxy", "-H", "127.0.0.1:0", `127.0.0.1:${server.port}`])
+      const result = yield* raw(
+        lb.port,
+        "PROXY TCP4 10.9.8.7 127.0.0.1 5555 80\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+      )
+      assert.match(result.received, /\r\n\r\nhttp 10\.9\.8\.7\n$/)
+    }))
+
+  it.live.skipIf(openssl === undefined)(
+    "-E: the PROXY header comes in the clear, then the TLS handshake (in the same segment or not)",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* Nib.tempDir
+        const cert = yield* certificate(dir)
+        const server = yield* forwarded
+        const lb = yield* Nib.start([
+          "--accept-proxy",
+          "-E",
+          cert,
+          "-H",
+          "127.0.0.1:0",
+          `127.0.0.1:${server.port}`
+        ])
+        assert.strictEqual(
+          yield* httpsAfterHeader(lb.port, "PROXY TCP4 10.1.2.3 127.0.0.1 4444 443\r\n"),
+          "https 10.1.2.3\n"
+        )
+        // A header and nothing else, then TLS in a later segment: curl sends them apart.
+        const curled = yield* Effect.promise(() =>
+          new Promise<string>((resolve) => {
+            ChildProcess.execFile(
+              "curl",
+              [
+                "-sk",
+                "--max-time",
+                "5",
+                "--haproxy-protocol",
+                "--interface",
+                "127.0.0.16",
+                `https://127.0.0.1:${lb.port}/`
+              ],
+              { timeout: 10_000 },
+              (_error, stdout) => resolve(stdout)
+            )
+          })
+        )
+        assert.strictEqual(curled, "https 127.0.0.16\n")
+        // TLS without a header is not a PROXY header: closed unanswered.
+        assert.strictEqual(yield* httpsAfterHeader(lb.port, ""), "")
+      })
+  )
+
+  it.live.skipIf(openssl === undefined || haproxyPath === undefined)(
+    "curl -> haproxy (send-proxy-v2, ssl to the server) -> nib --accept-proxy -E -H: the server sees curl's address",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* Nib.tempDir
+        const cert = yield* certificate(dir)
+        const server = yield* forwarded
+        const lb = yield* Nib.start(["--accept-proxy", "-E", cert, "-H", "127.0.0.1:0", `127.0.0.1:${server.port}`])
+        const front = yield* haproxy(lb.port, " ssl verify none")
+        assert.strictEqual(yield* curl(front, "127.0.0.17"), "https 127.0.0.17\n")
+      })
+  )
 })

@@ -8,9 +8,12 @@ import { Effect } from "effect"
 import * as ChildProcess from "node:child_process"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
+import * as Net from "node:net"
 import * as Path from "node:path"
+import * as Tls from "node:tls"
 import * as HttpServer from "../utils/HttpServer.ts"
 import * as Nib from "../utils/Nib.ts"
+import * as Nibctl from "../utils/Nibctl.ts"
 
 const openssl = ["/usr/bin/openssl", "/bin/openssl"].find((path) => Fs.existsSync(path))
 if (openssl === undefined) console.warn("test/e2e/tls.test.ts: openssl not found: the TLS tests are SKIPPED")
@@ -221,5 +224,338 @@ describe.skipIf(openssl === undefined)("TLS termination (-E, -K)", () => {
       const keyOnly = yield* Nib.run(["-f", "-K", cert, "127.0.0.1:0", "127.0.0.1:80"])
       assert.strictEqual(keyOnly.code, 1)
       assert.match(keyOnly.stderr, /^nib: -K needs -E/)
+    }))
+})
+
+const AS_USER: ReadonlyArray<string> = process.getuid?.() === 0 ? ["-u", "root"] : []
+
+/** A CA in `dir` and `sign(name)`: a certificate for `name` (and 127.0.0.1) it signs, with its key and serial. */
+const authority = (dir: string) => {
+  const file = (name: string) => Path.join(dir, name)
+  return Effect.sync(() => {
+    ssl(
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      file("ca.key"),
+      "-out",
+      file("ca.pem"),
+      "-days",
+      "1",
+      "-subj",
+      "/CN=nib test CA"
+    )
+    const sign = (name: string) => {
+      ssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        file(`${name}.key`),
+        "-out",
+        file(`${name}.csr`),
+        "-subj",
+        `/CN=${name}`
+      )
+      Fs.writeFileSync(file(`${name}.ext`), `subjectAltName=DNS:${name},IP:127.0.0.1\n`)
+      ssl(
+        "x509",
+        "-req",
+        "-in",
+        file(`${name}.csr`),
+        "-CA",
+        file("ca.pem"),
+        "-CAkey",
+        file("ca.key"),
+        "-CAcreateserial",
+        "-out",
+        file(`${name}.crt`),
+        "-days",
+        "1",
+        "-extfile",
+        file(`${name}.ext`)
+      )
+      return { cert: file(`${name}.crt`), key: file(`${name}.key`) }
+    }
+    /** A DER OCSP response, signed by the CA, saying `name`'s certificate is good. */
+    const ocsp = (name: string) => {
+      const serial = ChildProcess.execFileSync(openssl!, ["x509", "-in", file(`${name}.crt`), "-noout", "-serial"])
+        .toString().trim().split("=")[1]!
+      const expires = new Date(Date.now() + 86_400_000).toISOString().replace(/[-:T]/g, "").slice(2, 14) + "Z"
+      Fs.writeFileSync(file("index.txt"), `V\t${expires}\t\t${serial}\tunknown\t/CN=${name}\n`)
+      ssl("ocsp", "-issuer", file("ca.pem"), "-cert", file(`${name}.crt`), "-no_nonce", "-reqout", file(`${name}.req`))
+      const out = file(`${name}.ocsp.der`)
+      ssl(
+        "ocsp",
+        "-index",
+        file("index.txt"),
+        "-rsigner",
+        file("ca.pem"),
+        "-rkey",
+        file("ca.key"),
+        "-CA",
+        file("ca.pem"),
+        "-reqin",
+        file(`${name}.req`),
+        "-respout",
+        out,
+        "-ndays",
+        "1"
+      )
+      return out
+    }
+    return { ca: file("ca.pem"), sign, ocsp }
+  })
+}
+
+/** `openssl s_client` to nib (stdin: `input`, or nothing): its whole output. */
+const sClient = (port: number, args: ReadonlyArray<string>, input = "") =>
+  Effect.map(run(openssl!, ["s_client", "-connect", `127.0.0.1:${port}`, ...args], input), (result) => result.stdout)
+
+const serialOf = (text: string) => /Serial Number: ([0-9A-F]+)/.exec(text)?.[1]
+
+const subjectOf = (output: string) => /subject=\/?CN ?= ?([\w.-]+)/.exec(output)?.[1]
+
+describe.skipIf(openssl === undefined)("TLS settings: -L, -Z and the ssl_* commands", () => {
+  it.live("-L tls1.3 refuses TLS 1.2; ssl_option and ssl_ciphers choose what new clients get; bad ones change nothing", () =>
+    Effect.gen(function*() {
+      const dir = yield* Nib.tempDir
+      const { both } = yield* certificate(dir)
+      const server = yield* backend
+      const floor = yield* Nib.start(["-E", both, "-L", "tls1.3", "-Z", "127.0.0.1:0", `127.0.0.1:${server.port}`])
+      assert.match(yield* sClient(floor.port, ["-tls1_3"]), /New, TLSv1\.3, Cipher is/)
+      assert.notMatch(yield* sClient(floor.port, ["-tls1_2"]), /New, TLSv1\.2, Cipher is/)
+
+      const lb = yield* Nib.start([
+        ...AS_USER,
+        "-C",
+        "127.0.0.1:0",
+        "-E",
+        both,
+        "127.0.0.1:0",
+        `127.0.0.1:${server.port}`
+      ])
+      const target = Nibctl.targetOf(lb)
+      assert.match(yield* sClient(lb.port, []), /New, TLSv1\.3, Cipher is/)
+      assert.strictEqual(yield* Nibctl.ask(target, "ssl_option no_tlsv1.3"), "")
+      assert.match(yield* sClient(lb.port, []), /New, TLSv1\.2, Cipher is/)
+      assert.strictEqual(yield* Nibctl.ask(target, "ssl_ciphers ECDHE-RSA-AES128-GCM-SHA256"), "")
+      assert.match(yield* sClient(lb.port, []), /Cipher is ECDHE-RSA-AES128-GCM-SHA256/)
+      assert.notMatch(yield* sClient(lb.port, ["-cipher", "ECDHE-RSA-AES256-GCM-SHA384"]), /Cipher is ECDHE/)
+      // Refused, naming what was wrong; the settings in use stay.
+      assert.strictEqual(yield* Nibctl.ask(target, "ssl_ciphers NOPE"), "ssl_ciphers 'NOPE': no cipher match\n")
+      assert.strictEqual(
+        yield* Nibctl.ask(target, "ssl_option no_tlsv1.2"),
+        "ssl_option: no TLS version is left (TLS 1.2 and 1.3 are both off)\n"
+      )
+      assert.match(yield* Nibctl.ask(target, "ssl_option no_tlsv9"), /^ssl_option: 'no_tlsv9' is not one of no_sslv2, /)
+      assert.match(yield* sClient(lb.port, []), /Cipher is ECDHE-RSA-AES128-GCM-SHA256/)
+      assert.strictEqual(yield* Nibctl.ask(target, "ssl_option"), "no_tlsv1.3\n")
+      assert.strictEqual(yield* Nibctl.ask(target, "ssl_ciphers"), "ECDHE-RSA-AES128-GCM-SHA256\n")
+      assert.strictEqual(yield* Nibctl.ask(target, "ssl_client_renegotiation_interval"), "3600\n")
+      // `write` keeps them (pen's leaves them out).
+      const file = Path.join(dir, "written.cfg")
+      assert.strictEqual(yield* Nibctl.ask(target, `write ${file}`), "")
+      const written = Fs.readFileSync(file, "utf8")
+      assert.include(written, "\nssl_ciphers ECDHE-RSA-AES128-GCM-SHA256\nssl_option no_tlsv1.3\n")
+    }))
+
+  it.live("ssl_sni_path: each of two names gets its own certificate (curl verifies it), any other the default", () =>
+    Effect.gen(function*() {
+      const dir = yield* Nib.tempDir
+      const ca = yield* authority(dir)
+      const main = ca.sign("localhost")
+      const sni = Path.join(dir, "sni")
+      Fs.mkdirSync(sni)
+      for (const name of ["a.example", "b.example"]) {
+        const { cert, key } = ca.sign(name)
+        Fs.copyFileSync(cert, Path.join(sni, `${name}.crt`))
+        Fs.copyFileSync(key, Path.join(sni, `${name}.key`))
+      }
+      const server = yield* backend
+      const lb = yield* Nib.start([
+        ...AS_USER,
+        "-C",
+        "127.0.0.1:0",
+        "-E",
+        main.cert,
+        "-K",
+        main.key,
+        "-H",
+        "127.0.0.1:0",
+        `127.0.0.1:${server.port}`
+      ])
+      const target = Nibctl.targetOf(lb)
+      const curlAs = (name: string) =>
+        run("curl", [
+          "-s",
+          "--max-time",
+          "5",
+          "--cacert",
+          ca.ca,
+          "--resolve",
+          `${name}:${lb.port}:127.0.0.1`,
+          `https://${name}:${lb.port}/`
+        ])
+      // Before the command, a.example gets localhost's certificate, which curl refuses for that name.
+      assert.notStrictEqual((yield* curlAs("a.example")).code, 0)
+      assert.strictEqual(yield* Nibctl.ask(target, `ssl_sni_path ${sni}`), "")
+      assert.deepStrictEqual(yield* curlAs("a.example"), { stdout: "https 127.0.0.1\n", code: 0 })
+      assert.deepStrictEqual(yield* curlAs("b.example"), { stdout: "https 127.0.0.1\n", code: 0 })
+      assert.strictEqual(subjectOf(yield* sClient(lb.port, ["-servername", "b.example"])), "b.example")
+      assert.strictEqual(subjectOf(yield* sClient(lb.port, ["-servername", "c.example"])), "localhost")
+      // A name that is not a host name never reaches the file system.
+      assert.strictEqual(subjectOf(yield* sClient(lb.port, ["-servername", "../sni/a.example"])), "localhost")
+      assert.strictEqual(
+        yield* Nibctl.ask(target, `ssl_sni_path ${Path.join(dir, "nope")}`),
+        `ssl_sni_path ${Path.join(dir, "nope")}: no such file or directory\n`
+      )
+      assert.deepStrictEqual(yield* curlAs("a.example"), { stdout: "https 127.0.0.1\n", code: 0 })
+    }))
+
+  it.live("ssl_ocsp_response and DIR/NAME.ocsp: the OCSP response is stapled for a client that asks", () =>
+    Effect.gen(function*() {
+      const dir = yield* Nib.tempDir
+      const ca = yield* authority(dir)
+      const main = ca.sign("localhost")
+      const response = ca.ocsp("localhost")
+      const sni = Path.join(dir, "sni")
+      Fs.mkdirSync(sni)
+      const other = ca.sign("a.example")
+      Fs.copyFileSync(other.cert, Path.join(sni, "a.example.crt"))
+      Fs.copyFileSync(other.key, Path.join(sni, "a.example.key"))
+      Fs.copyFileSync(ca.ocsp("a.example"), Path.join(sni, "a.example.ocsp"))
+      const server = yield* backend
+      const lb = yield* Nib.start([
+        ...AS_USER,
+        "-C",
+        "127.0.0.1:0",
+        "-E",
+        main.cert,
+        "-K",
+        main.key,
+        "127.0.0.1:0",
+        `127.0.0.1:${server.port}`
+      ])
+      const target = Nibctl.targetOf(lb)
+      const status = (...args: ReadonlyArray<string>) => sClient(lb.port, ["-status", "-CAfile", ca.ca, ...args])
+      assert.include(yield* status(), "OCSP response: no response sent")
+      assert.strictEqual(yield* Nibctl.ask(target, `ssl_ocsp_response ${response}`), "")
+      const stapled = yield* status()
+      assert.include(stapled, "OCSP Response Status: successful")
+      assert.include(stapled, "Cert Status: good")
+      assert.strictEqual(yield* Nibctl.ask(target, `ssl_sni_path ${sni}`), "")
+      const named = yield* status("-servername", "a.example")
+      assert.strictEqual(subjectOf(named), "a.example")
+      assert.include(named, "Cert Status: good")
+      assert.match(named, /Serial Number: [0-9A-F]+/)
+      // The response is a.example's, not localhost's.
+      assert.notStrictEqual(serialOf(named), serialOf(stapled))
+      const tooBig = Path.join(dir, "big.der")
+      Fs.writeFileSync(tooBig, Buffer.alloc(10_001))
+      assert.strictEqual(
+        yield* Nibctl.ask(target, `ssl_ocsp_response ${tooBig}`),
+        `ssl_ocsp_response ${tooBig}: 10001 bytes, over 10000\n`
+      )
+    }))
+
+  it.live("a client renegotiation is served; with ssl_client_renegotiation_interval 0 it closes the connection", () =>
+    Effect.gen(function*() {
+      const dir = yield* Nib.tempDir
+      const { both } = yield* certificate(dir)
+      const server = yield* backend
+      const lb = yield* Nib.start([
+        ...AS_USER,
+        "-C",
+        "127.0.0.1:0",
+        "-E",
+        both,
+        "127.0.0.1:0",
+        `127.0.0.1:${server.port}`
+      ])
+      const target = Nibctl.targetOf(lb)
+      // s_client renegotiates on a line "R" (TLS 1.2: 1.3 has no renegotiation), then sends a request.
+      const renegotiate = run("sh", [
+        "-c",
+        `(sleep 0.5; echo R; sleep 1; printf 'GET / HTTP/1.0\\r\\n\\r\\n'; sleep 1) | ${openssl} s_client -connect 127.0.0.1:${lb.port} -tls1_2 2>&1`
+      ])
+      const served = (yield* renegotiate).stdout
+      assert.include(served, "RENEGOTIATING")
+      assert.include(served, "HTTP/1.1 200 OK")
+      assert.strictEqual(yield* Nibctl.ask(target, "ssl_client_renegotiation_interval 0"), "")
+      const refused = (yield* renegotiate).stdout
+      assert.include(refused, "RENEGOTIATING")
+      assert.notInclude(refused, "HTTP/1.1 200 OK")
+      // Nothing is left open, and nib serves on.
+      let servers = ""
+      for (let i = 0; i < 100 && !/ conn 0 /.test(servers); i++) {
+        servers = yield* Nibctl.ask(target, "servers")
+        if (!/ conn 0 /.test(servers)) yield* Effect.sleep("50 millis")
+      }
+      assert.match(servers, / conn 0 /)
+      assert.include(yield* sClient(lb.port, ["-quiet"], "GET / HTTP/1.0\r\n\r\n"), "HTTP/1.1 200 OK")
+    }))
+
+  it.live("bytes that are not TLS after the handshake close the connection; nothing is left open", () =>
+    Effect.gen(function*() {
+      const dir = yield* Nib.tempDir
+      const { both } = yield* certificate(dir)
+      // A server that answers and never closes: only nib can end the connection.
+      const held: Array<Net.Socket> = []
+      const server = yield* Effect.acquireRelease(
+        Effect.promise(() =>
+          new Promise<Net.Server>((resolve) => {
+            const s = Net.createServer((socket) => {
+              held.push(socket)
+              socket.on("error", () => {})
+              socket.once("data", () => socket.write("hello\n"))
+            })
+            s.listen(0, "127.0.0.1", () => resolve(s))
+          })
+        ),
+        (s) => Effect.sync(() => (held.forEach((socket) => socket.destroy()), s.close()))
+      )
+      const serverPort = (server.address() as Net.AddressInfo).port
+      const lb = yield* Nib.start([
+        ...AS_USER,
+        "-C",
+        "127.0.0.1:0",
+        "-E",
+        both,
+        "127.0.0.1:0",
+        `127.0.0.1:${serverPort}`
+      ])
+      const target = Nibctl.targetOf(lb)
+      const ended = yield* Effect.promise(() =>
+        new Promise<boolean>((resolve) => {
+          const socket = Net.connect({ port: lb.port, host: "127.0.0.1" })
+          const secure = Tls.connect({ socket, rejectUnauthorized: false })
+          const timer = setTimeout(() => {
+            socket.destroy()
+            resolve(false)
+          }, 8_000)
+          secure.on("error", () => {})
+          secure.on("secureConnect", () => {
+            // Bytes, so that nib has chosen and dialed the server, then garbage under the TLS layer.
+            secure.write("hi\n")
+            secure.once("data", () => socket.write(Buffer.from("this is not a TLS record\r\n")))
+          })
+          socket.on("close", () => {
+            clearTimeout(timer)
+            resolve(true)
+          })
+        })
+      )
+      assert.isTrue(ended)
+      let servers = ""
+      for (let i = 0; i < 100 && !/ conn 0 /.test(servers); i++) {
+        servers = yield* Nibctl.ask(target, "servers")
+        if (!/ conn 0 /.test(servers)) yield* Effect.sleep("50 millis")
+      }
+      assert.match(servers, / conn 0 /)
     }))
 })
