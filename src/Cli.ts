@@ -14,6 +14,7 @@ import * as Config from "./Config.ts"
 import * as Daemon from "./Daemon.ts"
 import * as Demo from "./Demo.ts"
 import * as Address from "./domain/Address.ts"
+import * as HealthCheck from "./domain/HealthCheck.ts"
 import * as ServerSpec from "./domain/ServerSpec.ts"
 import * as TlsSettings from "./domain/TlsSettings.ts"
 import { Control } from "./services/Control.ts"
@@ -184,6 +185,14 @@ export const sections: ReadonlyArray<{ readonly title: string; readonly options:
       { name: "udp-idle-timeout", value: "SEC", setting: "udpIdleSeconds" },
       { name: "send-proxy", value: "v1|v2", setting: "sendProxy" },
       { name: "accept-proxy", setting: "acceptProxy" },
+      { name: "check", value: "CHECK", setting: "check" },
+      { name: "check-interval", value: "SEC", setting: "checkIntervalSeconds" },
+      { name: "rise", value: "N", setting: "rise" },
+      { name: "fall", value: "N", setting: "fall" },
+      { name: "slow-start", value: "SEC", setting: "slowStartSeconds" },
+      { name: "on-down", value: "keep|close", setting: "onDown" },
+      { name: "admin", value: "[host:]port", setting: "admin" },
+      { name: "admin-token-file", value: "FILE", setting: "adminTokenFile" },
       { name: "help", text: "show this help" },
       { name: "version", text: "show nib's version" }
     ]
@@ -415,6 +424,26 @@ const flags = {
     Flag.withDescription(describe("acceptProxy")),
     Flag.withDefault(false)
   ),
+  check: Flag.String("check").pipe(Flag.withDescription(describe("check")), Flag.optional),
+  checkInterval: Flag.Finite("check-interval").pipe(
+    Flag.withDescription(describe("checkIntervalSeconds")),
+    Flag.withDefault(Config.defaults.checkIntervalSeconds)
+  ),
+  rise: Flag.Int("rise").pipe(Flag.withDescription(describe("rise")), Flag.withDefault(Config.defaults.rise)),
+  fall: Flag.Int("fall").pipe(Flag.withDescription(describe("fall")), Flag.withDefault(Config.defaults.fall)),
+  slowStart: Flag.Finite("slow-start").pipe(
+    Flag.withDescription(describe("slowStartSeconds")),
+    Flag.withDefault(Config.defaults.slowStartSeconds)
+  ),
+  onDown: Flag.Literals("on-down", ["keep", "close"]).pipe(
+    Flag.withDescription(describe("onDown")),
+    Flag.withDefault(Config.defaults.onDown)
+  ),
+  admin: Flag.String("admin").pipe(Flag.withDescription(describe("admin")), Flag.optional),
+  adminTokenFile: Flag.String("admin-token-file").pipe(
+    Flag.withDescription(describe("adminTokenFile")),
+    Flag.optional
+  ),
   foreground: Flag.Boolean("f").pipe(Flag.withDescription(describe("foreground")), Flag.withDefault(false)),
   hash: Flag.Boolean("h").pipe(Flag.withDescription(describe("hash")), Flag.withDefault(false)),
   roundrobin: Flag.Boolean("r").pipe(Flag.withDescription(describe("roundrobin")), Flag.withDefault(false)),
@@ -536,6 +565,35 @@ export const toSettings = (parsed: Parsed, services: Address.ServiceNames) =>
         text
       }
     }
+    let check: HealthCheck.Check | undefined
+    if (Option.isSome(parsed.check)) {
+      const decoded = HealthCheck.parse(parsed.check.value)
+      if (typeof decoded === "string") return yield* usageError(`--check ${decoded}`)
+      check = decoded
+    }
+    let admin: { endpoint: Address.Endpoint; text: string } | undefined
+    if (Option.isSome(parsed.admin)) {
+      const text = parsed.admin.value
+      const endpoint = Address.parseListen(text, services)
+      if (Result.isFailure(endpoint)) return yield* usageError(`--admin '${text}': ${endpoint.failure}`)
+      // As -C: a port alone binds the loopback address.
+      const loopback = endpoint.success._tag === "Tcp" && !/:/.test(text) && !text.includes("/")
+      admin = {
+        endpoint: loopback
+          ? Address.tcp("127.0.0.1", (endpoint.success as Address.TcpEndpoint).port)
+          : endpoint.success,
+        text
+      }
+      // Without a token, the admin API is read-only, but its page and metrics are still for the operators' eyes.
+      if (Option.isNone(parsed.adminTokenFile) && admin.endpoint._tag === "Tcp" && !isLoopback(admin.endpoint.host)) {
+        return yield* usageError(
+          `--admin '${text}': not a loopback address: give --admin-token-file too (the endpoint can change servers)`
+        )
+      }
+    }
+    if (Option.isSome(parsed.adminTokenFile) && admin === undefined) {
+      return yield* usageError("--admin-token-file needs --admin")
+    }
     if (parsed.backlog < 50) yield* Console.error("listen_queue bumped to 50")
     return yield* Config.decode({
       listen: listen.success,
@@ -576,9 +634,21 @@ export const toSettings = (parsed: Parsed, services: Address.ServiceNames) =>
       user: Option.getOrUndefined(parsed.user),
       logTarget: Option.getOrUndefined(parsed.logTarget),
       webStats: Option.getOrUndefined(parsed.webStats),
-      configFile: Option.getOrUndefined(parsed.configFile)
+      configFile: Option.getOrUndefined(parsed.configFile),
+      check,
+      checkIntervalSeconds: parsed.checkInterval,
+      rise: parsed.rise,
+      fall: parsed.fall,
+      slowStartSeconds: parsed.slowStart,
+      onDown: parsed.onDown,
+      admin,
+      adminTokenFile: Option.getOrUndefined(parsed.adminTokenFile)
     }).pipe(Effect.mapError((error) => new UsageError(error.message)))
   })
+
+/** Whether `host` is a loopback address (127.0.0.0/8, ::1) or `localhost`. */
+const isLoopback = (host: string): boolean =>
+  host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host) || /^::ffff:127\./i.test(host)
 
 // -O and -o are the same option in pen; effect/cli sees two flags, so their order between them is lost (each keeps
 // its own order). Scripts use one or the other.

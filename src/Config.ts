@@ -4,6 +4,7 @@
  * here; tests build it with `LbConfig.layer({...})`.
  */
 import { Context, Effect, Layer, Schema, SchemaIssue } from "effect"
+import * as HealthCheck from "./domain/HealthCheck.ts"
 import * as TlsSettings from "./domain/TlsSettings.ts"
 
 const Count = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
@@ -73,7 +74,15 @@ export const descriptions = {
   user: "-u: user to run as after binding",
   logTarget: "-l: request log file, or host:port of a niblogd or penlogd",
   webStats: "-w: HTML status page file, written on SIGUSR1",
-  configFile: "-F: file of control commands, read at start-up and on SIGHUP"
+  configFile: "-F: file of control commands, read at start-up and on SIGHUP",
+  check: "--check: check every server actively: tcp, http[:/path] or send:TEXT,expect:REGEX",
+  checkIntervalSeconds: "--check-interval: seconds between two checks of a server, and each check's timeout",
+  rise: "--rise: passed checks in a row that bring a down server up",
+  fall: "--fall: failed checks in a row that take a server down",
+  slowStartSeconds: "--slow-start: seconds over which a server back up takes a growing share of new clients",
+  onDown: "--on-down: what happens to a server's live connections when a check takes it down: keep or close",
+  admin: "--admin: HTTP admin endpoint: dashboard, /metrics and /api ([host:]port; a port alone binds 127.0.0.1)",
+  adminTokenFile: "--admin-token-file: file holding the bearer token that changes through /api need"
 } as const
 
 const AtLeastOne = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
@@ -121,7 +130,21 @@ export const Settings = Schema.Struct({
   user: Schema.UndefinedOr(Schema.NonEmptyString).annotate({ description: descriptions.user }),
   logTarget: Schema.UndefinedOr(Schema.NonEmptyString).annotate({ description: descriptions.logTarget }),
   webStats: Schema.UndefinedOr(Schema.NonEmptyString).annotate({ description: descriptions.webStats }),
-  configFile: Schema.UndefinedOr(Schema.NonEmptyString).annotate({ description: descriptions.configFile })
+  configFile: Schema.UndefinedOr(Schema.NonEmptyString).annotate({ description: descriptions.configFile }),
+  check: Schema.UndefinedOr(HealthCheck.CheckSchema).annotate({ description: descriptions.check }),
+  checkIntervalSeconds: Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0.05)).annotate({
+    description: descriptions.checkIntervalSeconds
+  }),
+  rise: AtLeastOne.annotate({ description: descriptions.rise }),
+  fall: AtLeastOne.annotate({ description: descriptions.fall }),
+  slowStartSeconds: Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0)).annotate({
+    description: descriptions.slowStartSeconds
+  }),
+  onDown: Schema.Literals(["keep", "close"]).annotate({ description: descriptions.onDown }),
+  admin: Schema.UndefinedOr(Schema.Struct({ endpoint: ListenEndpoint, text: Schema.NonEmptyString })).annotate({
+    description: descriptions.admin
+  }),
+  adminTokenFile: Schema.UndefinedOr(Schema.NonEmptyString).annotate({ description: descriptions.adminTokenFile })
 })
 
 /** The decoded settings. @category models */
@@ -164,7 +187,15 @@ export const defaults = {
   user: undefined,
   logTarget: undefined,
   webStats: undefined,
-  configFile: undefined
+  configFile: undefined,
+  check: undefined,
+  checkIntervalSeconds: 2,
+  rise: 2,
+  fall: 3,
+  slowStartSeconds: 0,
+  onDown: "keep",
+  admin: undefined,
+  adminTokenFile: undefined
 } satisfies Omit<Settings, "listen" | "servers">
 
 /** A setting that could not be decoded; `message` says which and why. @category errors */

@@ -91,7 +91,6 @@ describe("Cli.normalizeArgv", () => {
     assert.deepStrictEqual(normalized(["-Pam", "10", "8080"]), { argv: ["8080"], notices: [] })
   })
 
-
   it("an unknown flag is refused, with the synopsis", () => {
     assert.strictEqual(refused("-Y", "8080"), "unknown option -Y")
     assert.strictEqual(refused("-rY"), "unknown option -Y")
@@ -164,6 +163,14 @@ const parsed = (overrides: Partial<Parsed> = {}): Parsed => ({
   webStats: Option.none(),
   configFile: Option.none(),
   demo: false,
+  check: Option.none(),
+  checkInterval: 2,
+  rise: 2,
+  fall: 3,
+  slowStart: 0,
+  onDown: "keep",
+  admin: Option.none(),
+  adminTokenFile: Option.none(),
   listen: Option.some("8080"),
   servers: ["10.0.0.1", "10.0.0.2:9002:10:20:3:1"],
   ...overrides
@@ -519,6 +526,7 @@ describe("Cli.run: the command line's errors", () => {
       }
     }))
 
+  const VALUES: Readonly<Record<string, string>> = { "send-proxy": "v1", "on-down": "close", check: "tcp" }
   it.effect("every option the table passes on is one effect/cli parses (parsing gets as far as the listen address)", () =>
     Effect.gen(function*() {
       for (const section of Cli.sections) {
@@ -526,8 +534,8 @@ describe("Cli.run: the command line's errors", () => {
           if (option.refused !== undefined || option.notice !== undefined || option.ignored === true) continue
           if (["demo", "help", "version"].includes(option.name)) continue
           const flag = option.name.length > 1 ? `--${option.name}` : `-${option.name}`
-          // A value the option takes: a number for most, a version for --send-proxy.
-          const value = option.name === "send-proxy" ? "v1" : "1"
+          // A value the option takes: a number for most, a word for the others.
+          const value = VALUES[option.name] ?? "1"
           const lines = yield* reported("-f", flag, ...(option.value === undefined ? [] : [value]))
           assert.deepStrictEqual(lines, ["nib: no listen address given", Cli.SYNOPSIS, pointer], flag)
         }

@@ -2,6 +2,7 @@
  * A server's live state beside its spec: connections in use, blacklist deadline and byte counters, and the admission
  * rule pen's `try_server` applies before it connects (blacklist, soft and hard limits).
  */
+import type { Check } from "./HealthCheck.ts"
 import type { ServerSpec } from "./ServerSpec.ts"
 
 /** Which PROXY protocol header a server gets: none, or version 1 or 2. @category models */
@@ -25,6 +26,14 @@ export interface Backend {
   /** Bytes sent to the server, and received from it, counted as they move (open connections included, as in pen). */
   bytesSent: number
   bytesReceived: number
+  /** The active check (`--check`, `server N check`); undefined: the server is not checked (pen's passive health). */
+  check: Check | undefined
+  /** Down by its active check (`--fall` failures in a row), until `--rise` passes in a row. */
+  down: boolean
+  /** When the server last came back up (milliseconds), for `--slow-start`; 0 when it never went down. */
+  upSince: number
+  /** Drained (the admin API): takes no new client, its live connections go on. */
+  draining: boolean
 }
 
 /** A fresh backend for `spec`. @category constructors */
@@ -37,20 +46,24 @@ export const make = (index: number, spec: ServerSpec, proxy: ProxyHeader = "none
   connections: 0,
   blacklistedUntil: 0,
   bytesSent: 0,
-  bytesReceived: 0
+  bytesReceived: 0,
+  check: undefined,
+  down: false,
+  upSince: 0,
+  draining: false
 })
 
 /** Whether the server is blacklisted at `now`. @category predicates */
 export const isBlacklisted = (backend: Backend, now: number): boolean => now < backend.blacklistedUntil
 
 /**
- * Whether the server takes one more connection at `now`: not blacklisted, and under its soft limit, or under its hard
+ * Whether the server takes one more connection at `now`: not blacklisted, down by its check or drained, and under its soft limit, or under its hard
  * limit for a client pinned to it (`sticky`). As in pen, `hard` must exceed `maxc` to mean anything.
  *
  * @category predicates
  */
 export const admits = (backend: Backend, sticky: boolean, now: number): boolean => {
-  if (!backend.configured || isBlacklisted(backend, now)) return false
+  if (!backend.configured || backend.down || backend.draining || isBlacklisted(backend, now)) return false
   const { hardLimit, softLimit } = backend.spec
   const c = backend.connections
   return softLimit === 0 || c < softLimit || (sticky && c < hardLimit)

@@ -9,6 +9,7 @@ import { Clock, Context, Effect, Layer, Schema } from "effect"
 import { LbConfig } from "../Config.ts"
 import * as Address from "../domain/Address.ts"
 import * as Backend from "../domain/Backend.ts"
+import * as HealthCheck from "../domain/HealthCheck.ts"
 import * as Selection from "../domain/Selection.ts"
 import * as ServerSpec from "../domain/ServerSpec.ts"
 import * as Resolve from "../net/Resolve.ts"
@@ -38,6 +39,12 @@ export interface ServerStatus {
   readonly blacklisted: boolean
   readonly bytesSent: number
   readonly bytesReceived: number
+  /** The active check's text (`HealthCheck.format`), or undefined when the server is not checked. */
+  readonly check: string | undefined
+  /** Down by its active check. */
+  readonly down: boolean
+  /** Taking no new clients (the admin API's drain). */
+  readonly draining: boolean
 }
 
 /** The pool at one instant. @category models */
@@ -171,7 +178,10 @@ const status = (b: Backend.Backend, now: number): ServerStatus => ({
   blacklistedUntil: b.blacklistedUntil,
   blacklisted: Backend.isBlacklisted(b, now),
   bytesSent: b.bytesSent,
-  bytesReceived: b.bytesReceived
+  bytesReceived: b.bytesReceived,
+  check: b.check === undefined ? undefined : HealthCheck.format(b.check),
+  down: b.down,
+  draining: b.draining
 })
 
 /**
