@@ -19,6 +19,7 @@ export const MetricNames = {
   failovers: "nib_failovers_total",
   blacklistings: "nib_blacklistings_total",
   localFailures: "nib_local_failures_total",
+  healthTransitions: "nib_health_transitions_total",
   serverConnections: "nib_server_connections",
   serverBytesSent: "nib_server_bytes_sent_total",
   serverBytesReceived: "nib_server_bytes_received_total",
@@ -29,7 +30,14 @@ export const MetricNames = {
 } as const
 
 /** The counters the per-connection path moves. @category models */
-export type Counter = "accepted" | "active" | "refused" | "failovers" | "blacklistings" | "localFailures"
+export type Counter =
+  | "accepted"
+  | "active"
+  | "refused"
+  | "failovers"
+  | "blacklistings"
+  | "localFailures"
+  | "healthTransitions"
 
 /** Counters and per-server figures at one instant. @category models */
 export interface StatsSnapshot {
@@ -41,6 +49,8 @@ export interface StatsSnapshot {
   readonly blacklistings: number
   /** Connections closed because nib itself ran short (descriptors, buffers, memory, local ports): no server blamed. */
   readonly localFailures: number
+  /** Servers an active check took down or brought back up. */
+  readonly healthTransitions: number
   readonly servers: ReadonlyArray<ServerStatus>
   readonly emergency: ServerStatus | undefined
   /** The relay's buffer pool: buffers owned, lent out, and their bytes. */
@@ -92,6 +102,11 @@ export class StatsReporter extends Context.Service<StatsReporter, {
         "connections closed for want of nib's own resources (no server blamed)",
         () => counts.localFailures
       )
+      counterOf(
+        MetricNames.healthTransitions,
+        "servers an active check took down or brought back up",
+        () => counts.healthTransitions
+      )
       gauge(MetricNames.relayBuffers, "buffers the relay owns (lent out or free)", () => buffers.stats().buffers)
       gauge(MetricNames.relayBuffersInUse, "relay buffers holding bytes not yet written", () => buffers.stats().inUse)
       gauge(MetricNames.relayBufferBytes, "bytes of all relay buffers", () => buffers.stats().bytes)
@@ -142,5 +157,5 @@ export class StatsReporter extends Context.Service<StatsReporter, {
 function noop() {}
 
 function zeroCounts(): Record<Counter, number> {
-  return { accepted: 0, active: 0, refused: 0, failovers: 0, blacklistings: 0, localFailures: 0 }
+  return { accepted: 0, active: 0, refused: 0, failovers: 0, blacklistings: 0, localFailures: 0, healthTransitions: 0 }
 }
