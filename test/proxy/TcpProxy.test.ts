@@ -173,6 +173,7 @@ describe("TcpProxy", () => {
           failovers: 0,
           blacklistings: 0,
           localFailures: 0,
+          healthTransitions: 0,
           servers: [],
           emergency: undefined,
           buffers: { buffers: 0, inUse: 0, bytes: 0 }

@@ -65,6 +65,7 @@ describe("StatsReporter", () => {
           failovers: 0,
           blacklistings: 0,
           localFailures: 0,
+          healthTransitions: 0,
           servers: [],
           emergency: undefined,
           buffers: { buffers: 0, inUse: 0, bytes: 0 }
@@ -214,8 +215,8 @@ describe("StatsReporter", () => {
       const reporter = Context.get(context, StatsReporter)
       reporter.addUnsafe("accepted", 1)
       const before = yield* nibMetrics
-      // 6 counters, 3 relay-buffer gauges, 4 series for each of the 2 servers
-      assert.strictEqual(before.length, 6 + 3 + 4 * 2)
+      // 7 counters, 3 relay-buffer gauges, 4 series for each of the 2 servers
+      assert.strictEqual(before.length, 7 + 3 + 4 * 2)
       assert.strictEqual(valueOf(before, MetricNames.connectionsAccepted), 1)
       const other = Metric.counter("test_other_total")
       yield* Metric.update(other, 2)
@@ -241,6 +242,7 @@ describe("StatsReporter", () => {
         failovers: 0,
         blacklistings: 0,
         localFailures: 0,
+        healthTransitions: 0,
         servers: [],
         emergency: undefined,
         buffers: { buffers: 0, inUse: 0, bytes: 0 }
