@@ -551,45 +551,21 @@ export const toSettings = (parsed: Parsed, services: Address.ServiceNames) =>
       if (Result.isFailure(spec)) return yield* usageError(`-B '${parsed.abuse.value}': ${spec.failure}`)
       abuse = spec.success
     }
-    let control: { endpoint: Address.Endpoint; text: string } | undefined
-    if (Option.isSome(parsed.control)) {
-      const text = parsed.control.value
-      const endpoint = Address.parseListen(text, services)
-      if (Result.isFailure(endpoint)) return yield* usageError(`-C '${text}': ${endpoint.failure}`)
-      // Unlike pen, a port alone binds the loopback address: the control port has no authentication.
-      const loopback = endpoint.success._tag === "Tcp" && !/:/.test(text) && !text.includes("/")
-      control = {
-        endpoint: loopback
-          ? Address.tcp("127.0.0.1", (endpoint.success as Address.TcpEndpoint).port)
-          : endpoint.success,
-        text
-      }
-    }
+    const control = yield* localEndpoint("-C", parsed.control, services)
     let check: HealthCheck.Check | undefined
     if (Option.isSome(parsed.check)) {
       const decoded = HealthCheck.parse(parsed.check.value)
       if (typeof decoded === "string") return yield* usageError(`--check ${decoded}`)
       check = decoded
     }
-    let admin: { endpoint: Address.Endpoint; text: string } | undefined
-    if (Option.isSome(parsed.admin)) {
-      const text = parsed.admin.value
-      const endpoint = Address.parseListen(text, services)
-      if (Result.isFailure(endpoint)) return yield* usageError(`--admin '${text}': ${endpoint.failure}`)
-      // As -C: a port alone binds the loopback address.
-      const loopback = endpoint.success._tag === "Tcp" && !/:/.test(text) && !text.includes("/")
-      admin = {
-        endpoint: loopback
-          ? Address.tcp("127.0.0.1", (endpoint.success as Address.TcpEndpoint).port)
-          : endpoint.success,
-        text
-      }
-      // Without a token, the admin API is read-only, but its page and metrics are still for the operators' eyes.
-      if (Option.isNone(parsed.adminTokenFile) && admin.endpoint._tag === "Tcp" && !isLoopback(admin.endpoint.host)) {
-        return yield* usageError(
-          `--admin '${text}': not a loopback address: give --admin-token-file too (the endpoint can change servers)`
-        )
-      }
+    const admin = yield* localEndpoint("--admin", parsed.admin, services)
+    // Without a token the API is read-only, but the page and the metrics are still for the operators' eyes only.
+    if (
+      admin?.endpoint._tag === "Tcp" && Option.isNone(parsed.adminTokenFile) && !isLoopback(admin.endpoint.host)
+    ) {
+      return yield* usageError(
+        `--admin '${admin.text}': not a loopback address: give --admin-token-file too (the endpoint can change servers)`
+      )
     }
     if (Option.isSome(parsed.adminTokenFile) && admin === undefined) {
       return yield* usageError("--admin-token-file needs --admin")
@@ -644,6 +620,23 @@ export const toSettings = (parsed: Parsed, services: Address.ServiceNames) =>
       admin,
       adminTokenFile: Option.getOrUndefined(parsed.adminTokenFile)
     }).pipe(Effect.mapError((error) => new UsageError(error.message)))
+  })
+
+/**
+ * The endpoint of `-C` or `--admin`: `[host:]port` or a socket path, where (unlike pen's `-C`) a port alone binds the
+ * loopback address, since what listens there changes the balancer.
+ */
+const localEndpoint = (flag: string, given: Option.Option<string>, services: Address.ServiceNames) =>
+  Effect.gen(function*() {
+    if (Option.isNone(given)) return undefined
+    const text = given.value
+    const endpoint = Address.parseListen(text, services)
+    if (Result.isFailure(endpoint)) return yield* usageError(`${flag} '${text}': ${endpoint.failure}`)
+    const portAlone = endpoint.success._tag === "Tcp" && !/:/.test(text) && !text.includes("/")
+    return {
+      endpoint: portAlone ? Address.tcp("127.0.0.1", (endpoint.success as Address.TcpEndpoint).port) : endpoint.success,
+      text
+    }
   })
 
 /** Whether `host` is a loopback address (127.0.0.0/8, ::1) or `localhost`. */

@@ -12,6 +12,7 @@ import * as Path from "node:path"
 import * as Stream from "node:stream"
 import * as Tls from "node:tls"
 import { acceptQueue, listenFreePort } from "../utils/Backend.ts"
+import { certificate, openssl } from "../utils/Certs.ts"
 import * as HttpServer from "../utils/HttpServer.ts"
 import * as Nginx from "../utils/Nginx.ts"
 import * as Nib from "../utils/Nib.ts"
@@ -212,34 +213,6 @@ const forwarded = HttpServer.serve((request, response) =>
   response.end(`${request.headers["x-forwarded-proto"]} ${request.headers["x-forwarded-for"]}\n`)
 )
 
-const openssl = ["/usr/bin/openssl", "/bin/openssl"].find((path) => Fs.existsSync(path))
-
-/** A self-signed certificate and key for 127.0.0.1, in one file in `dir`. */
-const certificate = (dir: string) =>
-  Effect.sync(() => {
-    const file = Path.join(dir, "both.pem")
-    const key = Path.join(dir, "key.pem")
-    ChildProcess.execFileSync(openssl!, [
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-keyout",
-      key,
-      "-out",
-      file,
-      "-days",
-      "1",
-      "-subj",
-      "/CN=localhost",
-      "-addext",
-      "subjectAltName=IP:127.0.0.1"
-    ], { stdio: "ignore" })
-    Fs.appendFileSync(file, Fs.readFileSync(key))
-    return file
-  })
-
 /**
  * An HTTPS request over a connection that starts with `header`: the header and the TLS ClientHello leave in one
  * write (one segment on loopback), as a balancer in front sends them. The response's body, or "" on failure.
@@ -294,7 +267,7 @@ describe("--accept-proxy with -H and -E", () => {
     () =>
       Effect.gen(function*() {
         const dir = yield* Nib.tempDir
-        const cert = yield* certificate(dir)
+        const { both: cert } = yield* certificate(dir)
         const server = yield* forwarded
         const lb = yield* Nib.start([
           "--accept-proxy",
@@ -338,7 +311,7 @@ describe("--accept-proxy with -H and -E", () => {
     () =>
       Effect.gen(function*() {
         const dir = yield* Nib.tempDir
-        const cert = yield* certificate(dir)
+        const { both: cert } = yield* certificate(dir)
         const server = yield* forwarded
         const lb = yield* Nib.start(["--accept-proxy", "-E", cert, "-H", "127.0.0.1:0", `127.0.0.1:${server.port}`])
         const front = yield* haproxy(lb.port, " ssl verify none")

@@ -11,39 +11,10 @@ import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import * as Tls from "node:tls"
+import { authority, certificate, openssl } from "../utils/Certs.ts"
 import * as HttpServer from "../utils/HttpServer.ts"
 import * as Nib from "../utils/Nib.ts"
 import * as Nibctl from "../utils/Nibctl.ts"
-
-const openssl = ["/usr/bin/openssl", "/bin/openssl"].find((path) => Fs.existsSync(path))
-if (openssl === undefined) console.warn("test/e2e/tls.test.ts: openssl not found: the TLS tests are SKIPPED")
-
-/** A self-signed certificate for 127.0.0.1 and `name`, and its key, in `dir`; also both in one file. */
-const certificate = (dir: string, name = "localhost") =>
-  Effect.sync(() => {
-    const cert = Path.join(dir, "cert.pem")
-    const key = Path.join(dir, "key.pem")
-    ChildProcess.execFileSync(openssl!, [
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-keyout",
-      key,
-      "-out",
-      cert,
-      "-days",
-      "1",
-      "-subj",
-      `/CN=${name}`,
-      "-addext",
-      `subjectAltName=DNS:${name},IP:127.0.0.1`
-    ], { stdio: "ignore" })
-    const both = Path.join(dir, "both.pem")
-    Fs.writeFileSync(both, Fs.readFileSync(cert, "utf8") + Fs.readFileSync(key, "utf8"))
-    return { cert, key, both }
-  })
 
 /** A plain HTTP server answering with the X-Forwarded-* headers it got; closed with the scope. */
 const BIG = Buffer.alloc(4 << 20, "0123456789abcdef")
@@ -51,8 +22,6 @@ const backend = HttpServer.serve((request, response) => {
   if (request.url === "/big") return void response.end(BIG)
   response.end(`${request.headers["x-forwarded-proto"]} ${request.headers["x-forwarded-for"]}\n`)
 })
-
-const ssl = (...args: ReadonlyArray<string>) => ChildProcess.execFileSync(openssl!, args, { stdio: "ignore" })
 
 const run = (command: string, args: ReadonlyArray<string>, input?: string) =>
   Effect.promise(() =>
@@ -64,6 +33,8 @@ const run = (command: string, args: ReadonlyArray<string>, input?: string) =>
       }
     })
   )
+
+if (openssl === undefined) console.warn("test/e2e/tls.test.ts: openssl not found: the TLS tests are SKIPPED")
 
 describe.skipIf(openssl === undefined)("TLS termination (-E, -K)", () => {
   it.live("curl over https through nib -E -K -H: the plain HTTP server sees X-Forwarded-Proto https", () =>
@@ -138,62 +109,22 @@ describe.skipIf(openssl === undefined)("TLS termination (-E, -K)", () => {
       const server = yield* certificate(dir)
       const file = (name: string) => Path.join(dir, name)
       // A CA, a client certificate it signs, and a rogue self-signed one.
-      ssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        file("ca.key"),
-        "-out",
-        file("ca.pem"),
-        "-days",
-        "1",
-        "-subj",
-        "/CN=nib test CA"
-      )
-      ssl(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        file("client.key"),
-        "-out",
-        file("client.csr"),
-        "-subj",
-        "/CN=client"
-      )
-      ssl(
-        "x509",
-        "-req",
-        "-in",
-        file("client.csr"),
-        "-CA",
-        file("ca.pem"),
-        "-CAkey",
-        file("ca.key"),
-        "-CAcreateserial",
-        "-out",
-        file("client.pem"),
-        "-days",
-        "1"
-      )
+      const ca = yield* authority(dir)
+      const client = ca.sign("client")
       const rogueDir = file("rogue")
       Fs.mkdirSync(rogueDir)
       const rogue = yield* certificate(rogueDir, "rogue")
       const caDir = file("cas")
       Fs.mkdirSync(caDir)
-      Fs.copyFileSync(file("ca.pem"), Path.join(caDir, "ca.pem"))
+      Fs.copyFileSync(ca.ca, Path.join(caDir, "ca.pem"))
       const backendServer = yield* backend
-      for (const ca of [["-G", file("ca.pem")], ["-A", caDir]]) {
+      for (const trusted of [["-G", ca.ca], ["-A", caDir]]) {
         const lb = yield* Nib.start([
           "-E",
           server.cert,
           "-K",
           server.key,
-          ...ca,
+          ...trusted,
           "-R",
           "127.0.0.1:0",
           `127.0.0.1:${backendServer.port}`
@@ -201,10 +132,14 @@ describe.skipIf(openssl === undefined)("TLS termination (-E, -K)", () => {
         const url = `https://127.0.0.1:${lb.port}/`
         const curl = (...extra: ReadonlyArray<string>) =>
           run("curl", ["-s", "--max-time", "5", "--cacert", server.cert, ...extra, url])
-        const accepted = yield* curl("--cert", file("client.pem"), "--key", file("client.key"))
-        assert.deepStrictEqual(accepted, { stdout: "undefined undefined\n", code: 0 }, ca.join(" "))
-        assert.notStrictEqual((yield* curl()).code, 0, `${ca.join(" ")}: no client certificate`)
-        assert.notStrictEqual((yield* curl("--cert", rogue.cert, "--key", rogue.key)).code, 0, `${ca.join(" ")}: rogue`)
+        const accepted = yield* curl("--cert", client.cert, "--key", client.key)
+        assert.deepStrictEqual(accepted, { stdout: "undefined undefined\n", code: 0 }, trusted.join(" "))
+        assert.notStrictEqual((yield* curl()).code, 0, `${trusted.join(" ")}: no client certificate`)
+        assert.notStrictEqual(
+          (yield* curl("--cert", rogue.cert, "--key", rogue.key)).code,
+          0,
+          `${trusted.join(" ")}: rogue`
+        )
       }
       const noCa = yield* Nib.run(["-f", "-E", server.both, "-R", "127.0.0.1:0", "127.0.0.1:80"])
       assert.strictEqual(noCa.code, 1)
@@ -228,89 +163,6 @@ describe.skipIf(openssl === undefined)("TLS termination (-E, -K)", () => {
 })
 
 const AS_USER: ReadonlyArray<string> = process.getuid?.() === 0 ? ["-u", "root"] : []
-
-/** A CA in `dir` and `sign(name)`: a certificate for `name` (and 127.0.0.1) it signs, with its key and serial. */
-const authority = (dir: string) => {
-  const file = (name: string) => Path.join(dir, name)
-  return Effect.sync(() => {
-    ssl(
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-keyout",
-      file("ca.key"),
-      "-out",
-      file("ca.pem"),
-      "-days",
-      "1",
-      "-subj",
-      "/CN=nib test CA"
-    )
-    const sign = (name: string) => {
-      ssl(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        file(`${name}.key`),
-        "-out",
-        file(`${name}.csr`),
-        "-subj",
-        `/CN=${name}`
-      )
-      Fs.writeFileSync(file(`${name}.ext`), `subjectAltName=DNS:${name},IP:127.0.0.1\n`)
-      ssl(
-        "x509",
-        "-req",
-        "-in",
-        file(`${name}.csr`),
-        "-CA",
-        file("ca.pem"),
-        "-CAkey",
-        file("ca.key"),
-        "-CAcreateserial",
-        "-out",
-        file(`${name}.crt`),
-        "-days",
-        "1",
-        "-extfile",
-        file(`${name}.ext`)
-      )
-      return { cert: file(`${name}.crt`), key: file(`${name}.key`) }
-    }
-    /** A DER OCSP response, signed by the CA, saying `name`'s certificate is good. */
-    const ocsp = (name: string) => {
-      const serial = ChildProcess.execFileSync(openssl!, ["x509", "-in", file(`${name}.crt`), "-noout", "-serial"])
-        .toString().trim().split("=")[1]!
-      const expires = new Date(Date.now() + 86_400_000).toISOString().replace(/[-:T]/g, "").slice(2, 14) + "Z"
-      Fs.writeFileSync(file("index.txt"), `V\t${expires}\t\t${serial}\tunknown\t/CN=${name}\n`)
-      ssl("ocsp", "-issuer", file("ca.pem"), "-cert", file(`${name}.crt`), "-no_nonce", "-reqout", file(`${name}.req`))
-      const out = file(`${name}.ocsp.der`)
-      ssl(
-        "ocsp",
-        "-index",
-        file("index.txt"),
-        "-rsigner",
-        file("ca.pem"),
-        "-rkey",
-        file("ca.key"),
-        "-CA",
-        file("ca.pem"),
-        "-reqin",
-        file(`${name}.req`),
-        "-respout",
-        out,
-        "-ndays",
-        "1"
-      )
-      return out
-    }
-    return { ca: file("ca.pem"), sign, ocsp }
-  })
-}
 
 /** `openssl s_client` to nib (stdin: `input`, or nothing): its whole output. */
 const sClient = (port: number, args: ReadonlyArray<string>, input = "") =>
