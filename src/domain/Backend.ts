@@ -56,15 +56,26 @@ export const make = (index: number, spec: ServerSpec, proxy: ProxyHeader = "none
 /** Whether the server is blacklisted at `now`. @category predicates */
 export const isBlacklisted = (backend: Backend, now: number): boolean => now < backend.blacklistedUntil
 
+/** Why a server takes no more connections: no address, down by its check, drained, blacklisted, at its limit. @category models */
+export type Refusal = "unconfigured" | "down" | "draining" | "blacklisted" | "full"
+
 /**
- * Whether the server takes one more connection at `now`: not blacklisted, down by its check or drained, and under its soft limit, or under its hard
- * limit for a client pinned to it (`sticky`). As in pen, `hard` must exceed `maxc` to mean anything.
+ * Why the server takes no more connections at `now`, or undefined when it takes one: it must have an address, be
+ * neither down by its check, drained nor blacklisted, and be under its soft limit, or under its hard limit for a
+ * client pinned to it (`sticky`). As in pen, `hard` must exceed `maxc` to mean anything.
  *
  * @category predicates
  */
-export const admits = (backend: Backend, sticky: boolean, now: number): boolean => {
-  if (!backend.configured || backend.down || backend.draining || isBlacklisted(backend, now)) return false
+export const refusal = (backend: Backend, sticky: boolean, now: number): Refusal | undefined => {
+  if (!backend.configured) return "unconfigured"
+  if (backend.down) return "down"
+  if (backend.draining) return "draining"
+  if (isBlacklisted(backend, now)) return "blacklisted"
   const { hardLimit, softLimit } = backend.spec
   const c = backend.connections
-  return softLimit === 0 || c < softLimit || (sticky && c < hardLimit)
+  return softLimit === 0 || c < softLimit || (sticky && c < hardLimit) ? undefined : "full"
 }
+
+/** Whether the server takes one more connection at `now` ({@link refusal} has no reason). @category predicates */
+export const admits = (backend: Backend, sticky: boolean, now: number): boolean =>
+  refusal(backend, sticky, now) === undefined

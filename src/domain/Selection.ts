@@ -125,12 +125,27 @@ const ipv6LastByte = (ip: string): number | undefined => {
   return Number.isNaN(group) ? undefined : group & 0xff
 }
 
+/** How a new connection's first server is chosen. @category models */
+export type Rule = "sticky" | "prio" | "weight" | "hash" | "roundrobin"
+
 /**
- * The first server a new connection tries, in pen's precedence: the client's sticky server (unless `-r`, even when
- * that server is blacklisted: admission then fails and the failover scan runs), prio, weight, hash, roundrobin.
+ * pen's precedence: the client's sticky server (unless `-r`, even when that server is blacklisted: admission then
+ * fails and the failover scan runs), prio, weight, hash, roundrobin.
  *
  * @category selection
  */
+export const rule = (policy: Policy, stickyServer: number, servers: number): Rule =>
+  !policy.roundrobin && stickyServer >= 0 && stickyServer < servers
+    ? "sticky"
+    : policy.prio
+    ? "prio"
+    : policy.weight
+    ? "weight"
+    : policy.hash
+    ? "hash"
+    : "roundrobin"
+
+/** The first server a new connection tries, by {@link rule}. @category selection */
 export const initialServer = (
   policy: Policy,
   backends: ReadonlyArray<Backend.Backend>,
@@ -140,11 +155,18 @@ export const initialServer = (
   at: Cursor,
   now: number
 ): number => {
-  if (!policy.roundrobin && stickyServer >= 0 && stickyServer < backends.length) return stickyServer
-  if (policy.prio) return byPrio(backends, now)
-  if (policy.weight) return byWeight(backends, now)
-  if (policy.hash) return hash(ip, port, backends.length, policy.roundrobin)
-  return roundRobin(backends, at, now)
+  switch (rule(policy, stickyServer, backends.length)) {
+    case "sticky":
+      return stickyServer
+    case "prio":
+      return byPrio(backends, now)
+    case "weight":
+      return byWeight(backends, now)
+    case "hash":
+      return hash(ip, port, backends.length, policy.roundrobin)
+    case "roundrobin":
+      return roundRobin(backends, at, now)
+  }
 }
 
 /**

@@ -96,6 +96,8 @@ export class ServerPool extends Context.Service<ServerPool, {
   readonly configure: (index: number, changes: ReadonlyArray<ServerChange>) => Effect.Effect<void, ServerPoolError>
   /** The server (by index) a new connection tries first, given the client's sticky server. */
   readonly chooseUnsafe: (stickyServer: number, ip: string, port: number) => number
+  /** What {@link chooseUnsafe} would answer now, leaving the roundrobin cursor where it is (`explain`). */
+  readonly previewUnsafe: (stickyServer: number, ip: string, port: number) => number
   /**
    * Server `index`, the emergency server for {@link EMERGENCY_SERVER}, the abuse server for {@link ABUSE_SERVER};
    * undefined when there is none.
@@ -299,6 +301,8 @@ const makeWith = (options: PoolOptions, clock: Clock.Clock): ServerPool["Service
     backendUnsafe: get,
     chooseUnsafe: (stickyServer, ip, port) =>
       Selection.initialServer(policy, backends, stickyServer, ip, port, cursor, clock.currentTimeMillisUnsafe()),
+    previewUnsafe: (stickyServer, ip, port) =>
+      Selection.initialServer(policy, backends, stickyServer, ip, port, { ...cursor }, clock.currentTimeMillisUnsafe()),
     admitsUnsafe: (index, sticky) => {
       const b = get(index)
       return b !== undefined && Backend.admits(b, sticky, clock.currentTimeMillisUnsafe())
