@@ -105,6 +105,8 @@ export class ServerPool extends Context.Service<ServerPool, {
   readonly backendUnsafe: (index: number) => Backend.Backend | undefined
   /** Whether server `index` (or {@link EMERGENCY_SERVER}) takes a connection now. */
   readonly admitsUnsafe: (index: number, sticky: boolean) => boolean
+  /** Why server `index` takes no connection now ({@link admitsUnsafe}'s answer, explained); "none": no such server. */
+  readonly refusalUnsafe: (index: number, sticky: boolean) => Backend.Refusal | "none" | undefined
   /** Counts a connection to `index` as live. */
   readonly acquireUnsafe: (index: number) => void
   /** Ends a live connection to `index` (its bytes were counted on the backend as they moved). */
@@ -306,6 +308,10 @@ const makeWith = (options: PoolOptions, clock: Clock.Clock): ServerPool["Service
     admitsUnsafe: (index, sticky) => {
       const b = get(index)
       return b !== undefined && Backend.admits(b, sticky, clock.currentTimeMillisUnsafe())
+    },
+    refusalUnsafe: (index, sticky) => {
+      const b = get(index)
+      return b === undefined ? "none" : Backend.refusal(b, sticky, clock.currentTimeMillisUnsafe())
     },
     acquireUnsafe: (index) => {
       get(index)!.connections++
