@@ -7,6 +7,7 @@
  * `do_cmd: ignoring command starting with '<word>'`. Unlike pen, a known command with a bad argument is not run with
  * `atoi`'s zero: it is refused with a message naming the argument.
  */
+import { isIP } from "node:net"
 import * as Acl from "../domain/Acl.ts"
 import * as TlsSettings from "../domain/TlsSettings.ts"
 import type { PolicyFlag, ServerChange } from "../services/ServerPool.ts"
@@ -93,6 +94,8 @@ export type Command =
   | { readonly _tag: "WebStats"; readonly file: string | undefined }
   | { readonly _tag: "NoWebStats" }
   | { readonly _tag: "Write"; readonly file: string | undefined }
+  /** nib's `explain IP`: the server a new connection from IP would get now, and why. */
+  | { readonly _tag: "Explain"; readonly client: string }
 
 /** A line that could not be decoded; `reply` is the line the control client gets. @category models */
 export interface Invalid {
@@ -217,6 +220,11 @@ export const parse = (line: string): Command | Invalid => {
       return { _tag: "WebStats", file: args[0] }
     case "write":
       return { _tag: "Write", file: args[0] }
+    case "explain":
+      if (args[0] === undefined) return invalid("explain: the client's IP address is missing")
+      return isIP(args[0]) === 0
+        ? invalid(`explain: '${args[0]}' is not an IP address`)
+        : { _tag: "Explain", client: args[0] }
   }
   return invalid(`do_cmd: ignoring command starting with '${head}'`)
 }

@@ -16,8 +16,10 @@ import * as Command from "../control/Command.ts"
 import * as Acl from "../domain/Acl.ts"
 import * as Address from "../domain/Address.ts"
 import type { Backend } from "../domain/Backend.ts"
+import * as Explain from "../domain/Explain.ts"
 import * as StatusPage from "../domain/StatusPage.ts"
 import * as TlsSettings from "../domain/TlsSettings.ts"
+import * as ProxyExplain from "../proxy/Explain.ts"
 import { TcpProxy } from "../proxy/TcpProxy.ts"
 import { Acls } from "./Acls.ts"
 import { ClientTable } from "./ClientTable.ts"
@@ -62,6 +64,7 @@ export class Control extends Context.Service<Control, {
       const clients = yield* ClientTable
       const health = yield* HealthChecker
       const proxy = yield* TcpProxy
+      const explainContext = yield* Effect.context<ServerPool.ServerPool | Acls | ClientTable>()
       const listener = yield* Listener
       const log = yield* RequestLog
       const status = yield* Status
@@ -281,6 +284,8 @@ export class Control extends Context.Service<Control, {
               ) => (replies === "" ? Effect.void : Effect.sync(() => process.stdout.write(replies)))),
               Effect.as("")
             )
+          case "Explain":
+            return Effect.map(Effect.provide(ProxyExplain.explain(command.client), explainContext), Explain.format)
           case "Write":
             return Effect.gen(function*() {
               const file = command.file ?? config.configFile

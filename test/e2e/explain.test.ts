@@ -1,0 +1,154 @@
+/**
+ * `explain IP` on the control port, through the real process: each reason a server is skipped, and, for a run of
+ * states, the server explain names is the one a real connection from that address then reaches (identity backends
+ * answer with their name; clients are distinct 127.0.0.N source addresses).
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import * as Backend from "../utils/Backend.ts"
+import * as Client from "../utils/Client.ts"
+import * as Nib from "../utils/Nib.ts"
+import * as Nibctl from "../utils/Nibctl.ts"
+
+const { ip } = Client
+
+const AS_USER: ReadonlyArray<string> = process.getuid?.() === 0 ? ["-u", "root"] : []
+
+/** The last line of an explanation: `=> server N (...)`, or the closing. */
+const verdict = (text: string) => text.trimEnd().split("\n").at(-1)!
+
+describe("explain IP", () => {
+  it.live("says the sticky entry, the rule, each server skipped and why, and the server that takes the client", () =>
+    Effect.gen(function*() {
+      const a = yield* Backend.identity("a")
+      const b = yield* Backend.identity("b")
+      const c = yield* Backend.identity("c")
+      const lb = yield* Nib.start([
+        ...AS_USER,
+        "-C",
+        "127.0.0.1:0",
+        "-e",
+        c.spec(),
+        "127.0.0.1:0",
+        a.spec(),
+        b.spec(":1")
+      ])
+      const target = Nibctl.targetOf(lb)
+      const explain = (client: string) => Nibctl.ask(target, `explain ${client}`)
+
+      // A new client: pen's roundrobin cursor gives server 1 first.
+      assert.strictEqual(
+        yield* explain(ip(20)),
+        [
+          `client ${ip(20)}`,
+          "not in the sticky table",
+          "mode: pen's default (sticky, then roundrobin)",
+          `first choice by roundrobin: the next server in turn: server 1 (${b.spec()})`,
+          `server 1 (${b.spec()}): takes it`,
+          `=> server 1 (${b.spec()})`,
+          ""
+        ].join("\n")
+      )
+      // explain moved nothing: the real client gets that server, and is remembered.
+      const held = yield* Client.hold(lb.port, ip(20))
+      assert.strictEqual(held.name, "b")
+      const sticky = yield* explain(ip(20))
+      assert.match(sticky, /\nsticky to server 1, last seen \d+ s ago\n/)
+      assert.include(sticky, `first choice by the sticky table: the server it used last: server 1 (${b.spec()})`)
+      // Server 1 is at its limit (max 1, with the connection held above): skipped, and the scan goes to server 0.
+      assert.include(sticky, `server 1 (${b.spec()}): skipped: is at its connection limit (conn 1, max 1, hard 0)\n`)
+      assert.strictEqual(verdict(sticky), `=> server 0 (${a.spec()})`)
+      // Blacklisted, with the time left.
+      assert.strictEqual(yield* Nibctl.ask(target, "server 0 blacklist 60"), "")
+      const blacklisted = yield* explain(ip(22))
+      assert.match(
+        blacklisted,
+        new RegExp(`server 0 \\(${a.spec()}\\): skipped: is blacklisted \\(for (59|60) s more\\)\\n`)
+      )
+      // Neither takes it: the emergency server does.
+      assert.strictEqual(verdict(blacklisted), `=> emergency server ${c.spec()}`)
+      // A server's ACL.
+      assert.strictEqual(yield* Nibctl.ask(target, "server 0 blacklist 0"), "")
+      assert.strictEqual(yield* Nibctl.ask(target, `acl 3 deny ${ip(23)}`), "")
+      assert.strictEqual(yield* Nibctl.ask(target, "server 0 acl 3"), "")
+      assert.include(
+        yield* explain(ip(23)),
+        `server 0 (${a.spec()}): skipped: its acl does not let the client in (acl 3)\n`
+      )
+      // A slot with no address.
+      assert.strictEqual(yield* Nibctl.ask(target, "server 0 acl 0"), "")
+      assert.strictEqual(yield* Nibctl.ask(target, "server 3 max 0"), "")
+      assert.strictEqual(yield* Nibctl.ask(target, "prio"), "")
+      assert.strictEqual(yield* Nibctl.ask(target, "server 0 prio 5"), "")
+      assert.strictEqual(yield* Nibctl.ask(target, "server 1 prio 5"), "")
+      const empty = yield* explain(ip(24))
+      assert.include(empty, "mode: prio\n")
+      assert.include(empty, "first choice by prio: the lowest priority value not blacklisted: server 2 (")
+      assert.include(empty, "server 2 (0.0.0.0:0): skipped: has no address\n")
+      // client_acl: denied, and without -B closed.
+      assert.strictEqual(yield* Nibctl.ask(target, `acl 4 deny ${ip(25)}`), "")
+      yield* Nibctl.ask(target, "client_acl 4")
+      assert.strictEqual(
+        yield* explain(ip(25)),
+        `client ${ip(25)}\nclient_acl denies it\n=> closed: no server takes it\n`
+      )
+      // Bad input is answered, naming it.
+      assert.strictEqual(yield* explain("10.1.2"), "explain: '10.1.2' is not an IP address\n")
+      assert.strictEqual(yield* Nibctl.ask(target, "explain"), "explain: the client's IP address is missing\n")
+    }))
+
+  it.live(
+    "the server it names is the one a real connection from that address reaches, mode after mode",
+    () =>
+      Effect.gen(function*() {
+        const servers = [yield* Backend.identity("a"), yield* Backend.identity("b"), yield* Backend.identity("c")]
+        const lb = yield* Nib.start([
+          ...AS_USER,
+          "-C",
+          "127.0.0.1:0",
+          "127.0.0.1:0",
+          ...servers.map((s) => s.spec(":2"))
+        ])
+        const target = Nibctl.targetOf(lb)
+        const names = new Map(servers.map((s, i) => [`=> server ${i} (${s.spec()})`, s.name]))
+        names.set("=> closed: no server takes it", Client.CLOSED)
+        /** Waits (bounded) until the last client's connection is released, so that loads are all 0 again. */
+        const settled = Effect.gen(function*() {
+          for (let i = 0; i < 100; i++) {
+            if (!/ conn [1-9]/.test(yield* Nibctl.ask(target, "servers"))) return
+            yield* Effect.sleep("20 millis")
+          }
+        })
+        const steps: ReadonlyArray<string> = [
+          "",
+          "server 1 blacklist 60",
+          "hash",
+          "server 2 blacklist 60",
+          "no hash",
+          "roundrobin",
+          "server 1 blacklist 0",
+          "weight",
+          "server 0 weight 1",
+          "server 1 weight 3",
+          "no roundrobin",
+          "prio",
+          "server 2 blacklist 0",
+          "server 2 prio 0",
+          "server 0 prio 1",
+          "server 1 prio 1"
+        ]
+        let n = 30
+        for (const step of steps) {
+          if (step !== "") assert.strictEqual(yield* Nibctl.ask(target, step), "", step)
+          // Two clients per state: a new one, and one seen before (sticky, unless -r).
+          for (const client of [ip(n++), ip(30)]) {
+            yield* settled
+            const predicted = verdict(yield* Nibctl.ask(target, `explain ${client}`))
+            const reached = yield* Client.ask(lb.port, client)
+            assert.strictEqual(names.get(predicted) ?? predicted, reached, `${step || "start"}: ${client}`)
+          }
+        }
+      }),
+    { timeout: 60_000 }
+  )
+})
