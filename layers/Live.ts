@@ -6,6 +6,7 @@ import { Layer } from "effect"
 import { TcpProxy } from "../src/proxy/TcpProxy.ts"
 import { UdpProxy } from "../src/proxy/UdpProxy.ts"
 import { Acls } from "../src/services/Acls.ts"
+import { Admin } from "../src/services/Admin.ts"
 import { ClientTable } from "../src/services/ClientTable.ts"
 import { Control } from "../src/services/Control.ts"
 import { ControlPort } from "../src/services/ControlPort.ts"
@@ -20,19 +21,21 @@ import { Status } from "../src/services/Status.ts"
 
 /** Builds the graph over a given ServerPool layer (production resolves LbConfig's servers; tests swap their own). */
 export const makeApp = <E, R>(pool: Layer.Layer<ServerPool, E, R>) => {
-  const stats = StatsReporter.layer.pipe(Layer.provideMerge(Layer.merge(pool, RelayBuffers.layer)))
-  const core = Layer.mergeAll(ClientTable.layer, HealthChecker.layer, RequestLog.layer, Acls.layer).pipe(
-    Layer.provideMerge(stats)
+  // StatsReporter exports the sticky table's size, so ClientTable comes first.
+  const stats = StatsReporter.layer.pipe(
+    Layer.provideMerge(Layer.mergeAll(pool, RelayBuffers.layer, ClientTable.layer))
   )
+  const core = Layer.mergeAll(HealthChecker.layer, RequestLog.layer, Acls.layer).pipe(Layer.provideMerge(stats))
   const proxy = Layer.merge(TcpProxy.layer, UdpProxy.layer).pipe(Layer.provideMerge(core))
   const listener = Listener.layer.pipe(Layer.provideMerge(proxy))
   const status = Status.layer.pipe(Layer.provideMerge(listener))
   const control = Control.layer.pipe(Layer.provideMerge(status))
-  return Layer.mergeAll(ControlPort.layer, Signals.layer).pipe(Layer.provideMerge(control))
+  return Layer.mergeAll(ControlPort.layer, Signals.layer, Admin.layer).pipe(Layer.provideMerge(control))
 }
 
 /**
  * The whole balancer: Listener, ServerPool, ClientTable, HealthChecker, StatsReporter, TcpProxy, UdpProxy, RelayBuffers,
- * RequestLog, Status, Control, the control port and pen's signals (HUP, USR1), needing `LbConfig`.
+ * RequestLog, Status, Control, the control port, pen's signals (HUP, USR1) and the admin endpoint (`--admin`), needing
+ * `LbConfig`.
  */
 export const AppLive = makeApp(ServerPool.layer)

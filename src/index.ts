@@ -55,3 +55,7 @@ export * as Signals from "./services/Signals.ts"
 export * as Verbosity from "./services/Verbosity.ts"
 /** The relay's buffer pool service (its size is in StatsReporter's snapshot). */
 export * as RelayBuffers from "./services/RelayBuffers.ts"
+/** The admin endpoint (`--admin`): dashboard, `/metrics` and the JSON API. */
+export * as Admin from "./services/Admin.ts"
+/** The admin API's request schemas, errors and JSON views. */
+export * as AdminApi from "./admin/Api.ts"

@@ -1,13 +1,19 @@
 /**
  * What happened: counters (connections accepted, refused, failovers, blacklistings, local failures), the
- * live-connection gauge and per-server figures, exposed as Effect `Metric`s and as a typed snapshot.
+ * live-connection gauge, the sticky table's size and per-server figures, exposed as Effect `Metric`s and as a typed
+ * snapshot.
  *
  * The per-connection path only bumps plain numbers; the metrics read them when they are exported (pull-based series
- * registered with `Metric.registerUnsafe`), so observability costs nothing per connection.
+ * registered with `Metric.registerUnsafe`), so observability costs nothing per connection. Per-server series are
+ * labelled `server="host:port"` (and `index`, pen's server number, which keeps two slots with one address apart);
+ * servers the control port adds or readdresses at run time get their series from {@link StatsReporter} `refresh`,
+ * which a one-second loop runs and the admin endpoint runs before each scrape.
  */
-import { Clock, Context, Effect, Layer, Metric } from "effect"
+import { Clock, Context, Effect, Layer, Metric, Option, Schedule } from "effect"
+import * as Address from "../domain/Address.ts"
 import * as Backend from "../domain/Backend.ts"
 import type { PoolStats } from "../net/BufferPool.ts"
+import { ClientTable } from "./ClientTable.ts"
 import { RelayBuffers } from "./RelayBuffers.ts"
 import { EMERGENCY_SERVER, ServerPool, type ServerStatus } from "./ServerPool.ts"
 
@@ -24,6 +30,10 @@ export const MetricNames = {
   serverBytesSent: "nib_server_bytes_sent_total",
   serverBytesReceived: "nib_server_bytes_received_total",
   serverBlacklisted: "nib_server_blacklisted",
+  serverUp: "nib_server_up",
+  serverDraining: "nib_server_draining",
+  clientTableEntries: "nib_client_table_entries",
+  clientTableSlots: "nib_client_table_slots",
   relayBuffers: "nib_relay_buffers",
   relayBuffersInUse: "nib_relay_buffers_in_use",
   relayBufferBytes: "nib_relay_buffer_bytes"
@@ -57,32 +67,51 @@ export interface StatsSnapshot {
   readonly buffers: PoolStats
 }
 
+/** Labels of a server's series: its address, and pen's server number (`emergency` for `-e`). @category models */
+export const serverLabels = (backend: Backend.Backend): Record<string, string> => ({
+  server: Address.format(backend.spec.endpoint),
+  index: backend.index === EMERGENCY_SERVER ? "emergency" : String(backend.index)
+})
+
+/** How often the layer's loop gives servers added or readdressed at run time their series. @category constants */
+export const REFRESH_INTERVAL = "1 second"
+
 /** The stats service. @category services */
 export class StatsReporter extends Context.Service<StatsReporter, {
   /** Adds `delta` to a counter (per-connection path). */
   readonly addUnsafe: (counter: Counter, delta: number) => void
   /** Counters and per-server figures now. */
   readonly snapshot: Effect.Effect<StatsSnapshot>
+  /**
+   * Registers the series of servers added since (`server N address ...`) and relabels those whose address changed;
+   * run by the layer every {@link REFRESH_INTERVAL} and by an exporter right before it reads the registry.
+   */
+  readonly refresh: Effect.Effect<void>
 }>()("nib/services/StatsReporter") {
-  /** Counts in memory and registers nib's metrics in the current MetricRegistry for the layer's lifetime. */
+  /**
+   * Counts in memory and registers nib's metrics in the current MetricRegistry for the layer's lifetime. The sticky
+   * table's gauges are registered when a ClientTable is in the context (the production graph provides one first).
+   */
   static readonly layer: Layer.Layer<StatsReporter, never, ServerPool | RelayBuffers> = Layer.effect(
     StatsReporter,
     Effect.gen(function*() {
       const pool = yield* ServerPool
       const buffers = (yield* RelayBuffers).pool
+      const clients = yield* Effect.serviceOption(ClientTable)
       const clock = yield* Clock.Clock
       const counts = zeroCounts()
+      const now = () => clock.currentTimeMillisUnsafe()
       const context = yield* Effect.context<never>()
-      const registrations: Array<Metric.Registration> = []
+      const runSync = Effect.runSyncWith(context)
       const register = <S>(
         metric: Metric.Metric<number, S>,
         get: () => S,
         attributes?: Record<string, string>
-      ) => {
+      ): Metric.Registration => {
         const ctx = attributes === undefined
           ? context
           : Context.add(context, Metric.CurrentMetricAttributes, attributes)
-        registrations.push(Metric.registerUnsafe(metric, ctx, { get, update: noop, modify: noop }))
+        return Metric.registerUnsafe(metric, ctx, { get, update: noop, modify: noop })
       }
       const counterOf = (name: string, description: string, read: () => number, attributes?: Record<string, string>) =>
         register(Metric.counter(name, { description, incremental: true }), () => ({
@@ -92,38 +121,95 @@ export class StatsReporter extends Context.Service<StatsReporter, {
       const gauge = (name: string, description: string, read: () => number, attributes?: Record<string, string>) =>
         register(Metric.gauge(name, { description }), () => ({ value: read() }), attributes)
 
-      counterOf(MetricNames.connectionsAccepted, "client connections accepted", () => counts.accepted)
-      gauge(MetricNames.connectionsActive, "client connections being served", () => counts.active)
-      counterOf(MetricNames.connectionsRefused, "connections closed with no server", () => counts.refused)
-      counterOf(MetricNames.failovers, "connections moved to another server", () => counts.failovers)
-      counterOf(MetricNames.blacklistings, "servers blacklisted after a failure", () => counts.blacklistings)
-      counterOf(
-        MetricNames.localFailures,
-        "connections closed for want of nib's own resources (no server blamed)",
-        () => counts.localFailures
-      )
-      counterOf(
-        MetricNames.healthTransitions,
-        "servers an active check took down or brought back up",
-        () => counts.healthTransitions
-      )
-      gauge(MetricNames.relayBuffers, "buffers the relay owns (lent out or free)", () => buffers.stats().buffers)
-      gauge(MetricNames.relayBuffersInUse, "relay buffers holding bytes not yet written", () => buffers.stats().inUse)
-      gauge(MetricNames.relayBufferBytes, "bytes of all relay buffers", () => buffers.stats().bytes)
-      const servers = pool.emergency === undefined ? pool.backends : [...pool.backends, pool.emergency]
-      for (const b of servers) {
-        const server = { server: b.index === EMERGENCY_SERVER ? "emergency" : String(b.index) }
-        gauge(MetricNames.serverConnections, "live connections per server", () => b.connections, server)
-        counterOf(MetricNames.serverBytesSent, "bytes sent to the server", () => b.bytesSent, server)
-        counterOf(MetricNames.serverBytesReceived, "bytes received from the server", () => b.bytesReceived, server)
+      const registrations: Array<Metric.Registration> = [
+        counterOf(MetricNames.connectionsAccepted, "client connections accepted", () => counts.accepted),
+        gauge(MetricNames.connectionsActive, "client connections being served", () => counts.active),
+        counterOf(MetricNames.connectionsRefused, "connections closed with no server", () => counts.refused),
+        counterOf(MetricNames.failovers, "connections moved to another server", () => counts.failovers),
+        counterOf(MetricNames.blacklistings, "servers blacklisted after a failure", () => counts.blacklistings),
+        counterOf(
+          MetricNames.localFailures,
+          "connections closed for want of nib's own resources (no server blamed)",
+          () => counts.localFailures
+        ),
+        counterOf(
+          MetricNames.healthTransitions,
+          "servers an active check took down or brought back up",
+          () => counts.healthTransitions
+        ),
+        gauge(MetricNames.relayBuffers, "buffers the relay owns (lent out or free)", () => buffers.stats().buffers),
         gauge(
-          MetricNames.serverBlacklisted,
-          "1 while the server is blacklisted",
-          () => Backend.isBlacklisted(b, clock.currentTimeMillisUnsafe()) ? 1 : 0,
-          server
+          MetricNames.relayBuffersInUse,
+          "relay buffers holding bytes not yet written",
+          () => buffers.stats().inUse
+        ),
+        gauge(MetricNames.relayBufferBytes, "bytes of all relay buffers", () => buffers.stats().bytes)
+      ]
+      if (Option.isSome(clients)) {
+        const table = clients.value
+        registrations.push(
+          // Read when exported: `recent` walks the table (at most -c entries), never per connection.
+          gauge(
+            MetricNames.clientTableEntries,
+            "clients the sticky table remembers",
+            () => runSync(table.recent).length
+          ),
+          gauge(MetricNames.clientTableSlots, "slots of the sticky table (-c)", () => runSync(table.capacity))
         )
       }
-      yield* Effect.addFinalizer(() => Effect.sync(() => registrations.forEach((r) => r.remove())))
+
+      const perServer = (b: Backend.Backend): ReadonlyArray<Metric.Registration> => {
+        const labels = serverLabels(b)
+        return [
+          gauge(MetricNames.serverConnections, "live connections per server", () => b.connections, labels),
+          counterOf(MetricNames.serverBytesSent, "bytes sent to the server", () => b.bytesSent, labels),
+          counterOf(MetricNames.serverBytesReceived, "bytes received from the server", () => b.bytesReceived, labels),
+          gauge(
+            MetricNames.serverBlacklisted,
+            "1 while the server is blacklisted",
+            () => Backend.isBlacklisted(b, now()) ? 1 : 0,
+            labels
+          ),
+          gauge(
+            MetricNames.serverUp,
+            "1 while the server is up: neither down by its check nor blacklisted",
+            () => b.down || Backend.isBlacklisted(b, now()) ? 0 : 1,
+            labels
+          ),
+          gauge(
+            MetricNames.serverDraining,
+            "1 while the server is drained (no new clients)",
+            () => b.draining ? 1 : 0,
+            labels
+          )
+        ]
+      }
+
+      // Each server's series, under the label they were registered with; a slot without an address has none.
+      const series = new Map<
+        Backend.Backend,
+        { readonly label: string; readonly all: ReadonlyArray<Metric.Registration> }
+      >()
+      const refreshNow = () => {
+        const servers = pool.emergency === undefined ? pool.backends : [...pool.backends, pool.emergency]
+        for (const b of servers) {
+          const known = series.get(b)
+          const label = b.configured ? Address.format(b.spec.endpoint) : undefined
+          if (known !== undefined && known.label === label) continue
+          known?.all.forEach((r) => r.remove())
+          series.delete(b)
+          if (label !== undefined) series.set(b, { label, all: perServer(b) })
+        }
+      }
+      refreshNow()
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          registrations.forEach((r) => r.remove())
+          series.forEach(({ all }) => all.forEach((r) => r.remove()))
+        })
+      )
+      const refresh = Effect.sync(refreshNow)
+      yield* refresh.pipe(Effect.repeat(Schedule.spaced(REFRESH_INTERVAL)), Effect.forkScoped)
 
       return StatsReporter.of({
         addUnsafe: (name, delta) => {
@@ -134,7 +220,8 @@ export class StatsReporter extends Context.Service<StatsReporter, {
           servers: p.servers,
           emergency: p.emergency,
           buffers: buffers.stats()
-        }))
+        })),
+        refresh
       })
     })
   )
@@ -149,7 +236,8 @@ export class StatsReporter extends Context.Service<StatsReporter, {
         servers: [],
         emergency: undefined,
         buffers: { buffers: 0, inUse: 0, bytes: 0 }
-      })
+      }),
+      refresh: Effect.void
     })
   )
 }

@@ -4,9 +4,10 @@ import { TestClock } from "effect/testing"
 import * as Address from "../../src/domain/Address.ts"
 import * as ServerSpec from "../../src/domain/ServerSpec.ts"
 import { BUFFER_SIZE } from "../../src/net/BufferPool.ts"
+import { ClientTable } from "../../src/services/ClientTable.ts"
 import { RelayBuffers } from "../../src/services/RelayBuffers.ts"
 import { ServerPool } from "../../src/services/ServerPool.ts"
-import { MetricNames, StatsReporter } from "../../src/services/StatsReporter.ts"
+import { MetricNames, REFRESH_INTERVAL, StatsReporter } from "../../src/services/StatsReporter.ts"
 
 /** What the relay does as a connection moves bytes: it adds them to the server's counters. */
 const moved = (pool: ServerPool["Service"], index: number, sent: number, received: number) => {
@@ -19,7 +20,13 @@ const spec = (host: string, port: number): ServerSpec.ServerSpec => ServerSpec.m
 
 const policy = { roundrobin: false, hash: false, weight: false, prio: false, stubborn: false }
 const pool = ServerPool.layerTest({ servers: [spec("10.0.0.1", 8001), spec("10.0.0.2", 8002)], policy })
-const stats = StatsReporter.layer.pipe(Layer.provideMerge(Layer.merge(pool, RelayBuffers.layer)))
+const stats = StatsReporter.layer.pipe(
+  Layer.provideMerge(Layer.mergeAll(pool, RelayBuffers.layer, ClientTable.layerTest({ capacity: 16 })))
+)
+
+// The per-server series' labels: the address, and pen's server number.
+const S0 = "10.0.0.1:8001"
+const S1 = "10.0.0.2:8002"
 
 const names: ReadonlyArray<string> = Object.values(MetricNames)
 
@@ -121,12 +128,12 @@ describe("StatsReporter", () => {
       assert.strictEqual(valueOf(metrics, MetricNames.blacklistings), 1)
       assert.strictEqual(valueOf(metrics, MetricNames.localFailures), 3)
 
-      assert.strictEqual(valueOf(metrics, MetricNames.serverConnections, "0"), 1)
-      assert.strictEqual(valueOf(metrics, MetricNames.serverConnections, "1"), 1)
-      assert.strictEqual(valueOf(metrics, MetricNames.serverBytesSent, "0"), 0)
-      assert.strictEqual(valueOf(metrics, MetricNames.serverBytesSent, "1"), 100)
-      assert.strictEqual(valueOf(metrics, MetricNames.serverBytesReceived, "0"), 0)
-      assert.strictEqual(valueOf(metrics, MetricNames.serverBytesReceived, "1"), 2500)
+      assert.strictEqual(valueOf(metrics, MetricNames.serverConnections, S0), 1)
+      assert.strictEqual(valueOf(metrics, MetricNames.serverConnections, S1), 1)
+      assert.strictEqual(valueOf(metrics, MetricNames.serverBytesSent, S0), 0)
+      assert.strictEqual(valueOf(metrics, MetricNames.serverBytesSent, S1), 100)
+      assert.strictEqual(valueOf(metrics, MetricNames.serverBytesReceived, S0), 0)
+      assert.strictEqual(valueOf(metrics, MetricNames.serverBytesReceived, S1), 2500)
 
       // The metric types and descriptions are what exporters see.
       const types = new Map(metrics.map((m) => [m.id, m.type]))
@@ -143,9 +150,9 @@ describe("StatsReporter", () => {
       servers.releaseUnsafe(0)
       const later = yield* nibMetrics
       assert.strictEqual(valueOf(later, MetricNames.connectionsAccepted), 6)
-      assert.strictEqual(valueOf(later, MetricNames.serverConnections, "0"), 0)
-      assert.strictEqual(valueOf(later, MetricNames.serverBytesSent, "0"), 7)
-      assert.strictEqual(valueOf(later, MetricNames.serverBytesReceived, "0"), 9)
+      assert.strictEqual(valueOf(later, MetricNames.serverConnections, S0), 0)
+      assert.strictEqual(valueOf(later, MetricNames.serverBytesSent, S0), 7)
+      assert.strictEqual(valueOf(later, MetricNames.serverBytesReceived, S0), 9)
     }).pipe(Effect.provide(stats), isolated))
 
   it.effect("every name in MetricNames has a series; nib_server_blacklisted is 1 while a server is blacklisted", () =>
@@ -156,34 +163,42 @@ describe("StatsReporter", () => {
       for (const name of names) {
         assert.isTrue(metrics.some((m) => m.id === name), `no series named ${name}`)
       }
-      assert.strictEqual(Number(valueOf(metrics, MetricNames.serverBlacklisted, "0")), 1)
-      assert.strictEqual(Number(valueOf(metrics, MetricNames.serverBlacklisted, "1")), 0)
+      assert.strictEqual(Number(valueOf(metrics, MetricNames.serverBlacklisted, S0)), 1)
+      assert.strictEqual(Number(valueOf(metrics, MetricNames.serverBlacklisted, S1)), 0)
       // The gauge follows the clock the layer was built with: the blacklist lapses after 30 s.
       yield* TestClock.adjust("29 seconds")
-      assert.strictEqual(Number(valueOf(yield* nibMetrics, MetricNames.serverBlacklisted, "0")), 1)
+      assert.strictEqual(Number(valueOf(yield* nibMetrics, MetricNames.serverBlacklisted, S0)), 1)
       yield* TestClock.adjust("1 second")
-      assert.strictEqual(Number(valueOf(yield* nibMetrics, MetricNames.serverBlacklisted, "0")), 0)
+      assert.strictEqual(Number(valueOf(yield* nibMetrics, MetricNames.serverBlacklisted, S0)), 0)
     }).pipe(Effect.provide(stats), isolated))
 
-  it.effect("per-server series carry the attribute server=<index>, one series per server and name", () =>
+  it.effect("per-server series carry server=<host:port> and index=<N>, one series per server and name", () =>
     Effect.gen(function*() {
       const metrics = yield* nibMetrics
       const perServer = [
         MetricNames.serverConnections,
         MetricNames.serverBytesSent,
         MetricNames.serverBytesReceived,
-        MetricNames.serverBlacklisted
+        MetricNames.serverBlacklisted,
+        MetricNames.serverUp,
+        MetricNames.serverDraining
       ]
       for (const name of perServer) {
         const series = metrics.filter((m) => m.id === name)
-        assert.deepStrictEqual(series.map((m) => m.attributes?.["server"]).toSorted(), ["0", "1"], name)
+        assert.deepStrictEqual(
+          series.map((m) => m.attributes).toSorted((a, b) => String(a?.["index"]).localeCompare(String(b?.["index"]))),
+          [{ server: S0, index: "0" }, { server: S1, index: "1" }],
+          name
+        )
       }
       const global = [
         MetricNames.connectionsAccepted,
         MetricNames.connectionsActive,
         MetricNames.connectionsRefused,
         MetricNames.failovers,
-        MetricNames.blacklistings
+        MetricNames.blacklistings,
+        MetricNames.clientTableEntries,
+        MetricNames.clientTableSlots
       ]
       for (const name of global) {
         const series = metrics.filter((m) => m.id === name)
@@ -215,8 +230,8 @@ describe("StatsReporter", () => {
       const reporter = Context.get(context, StatsReporter)
       reporter.addUnsafe("accepted", 1)
       const before = yield* nibMetrics
-      // 7 counters, 3 relay-buffer gauges, 4 series for each of the 2 servers
-      assert.strictEqual(before.length, 7 + 3 + 4 * 2)
+      // 7 counters, 3 relay-buffer gauges, 2 sticky-table gauges, 6 series for each of the 2 servers
+      assert.strictEqual(before.length, 7 + 3 + 2 + 6 * 2)
       assert.strictEqual(valueOf(before, MetricNames.connectionsAccepted), 1)
       const other = Metric.counter("test_other_total")
       yield* Metric.update(other, 2)
@@ -226,6 +241,79 @@ describe("StatsReporter", () => {
       const rest = yield* Metric.snapshot
       assert.deepStrictEqual(rest.map((m) => m.id), ["test_other_total"])
     }).pipe(isolated))
+
+  it.effect("nib_server_up is 0 while a server is down by its check or blacklisted; nib_server_draining follows a drain", () =>
+    Effect.gen(function*() {
+      const servers = yield* ServerPool
+      const up = (metrics: ReadonlyArray<Metric.Metric.Snapshot>) => [
+        Number(valueOf(metrics, MetricNames.serverUp, S0)),
+        Number(valueOf(metrics, MetricNames.serverUp, S1))
+      ]
+      assert.deepStrictEqual(up(yield* nibMetrics), [1, 1])
+      // What an active check does when a server fails it.
+      servers.backends[0]!.down = true
+      yield* servers.blacklist(1, 30)
+      assert.deepStrictEqual(up(yield* nibMetrics), [0, 0])
+      servers.backends[0]!.down = false
+      yield* TestClock.adjust("30 seconds")
+      assert.deepStrictEqual(up(yield* nibMetrics), [1, 1])
+
+      assert.strictEqual(Number(valueOf(yield* nibMetrics, MetricNames.serverDraining, S1)), 0)
+      servers.backends[1]!.draining = true
+      const drained = yield* nibMetrics
+      assert.strictEqual(Number(valueOf(drained, MetricNames.serverDraining, S1)), 1)
+      // A drained server is still up: it is healthy, it only takes no new clients.
+      assert.strictEqual(Number(valueOf(drained, MetricNames.serverUp, S1)), 1)
+    }).pipe(Effect.provide(stats), isolated))
+
+  it.effect("the sticky table's size: clients remembered and slots", () =>
+    Effect.gen(function*() {
+      const clients = yield* ClientTable
+      const table = (metrics: ReadonlyArray<Metric.Metric.Snapshot>) => [
+        Number(valueOf(metrics, MetricNames.clientTableEntries)),
+        Number(valueOf(metrics, MetricNames.clientTableSlots))
+      ]
+      assert.deepStrictEqual(table(yield* nibMetrics), [0, 16])
+      clients.visitUnsafe("192.0.2.1")
+      clients.visitUnsafe("192.0.2.2")
+      clients.visitUnsafe("192.0.2.1")
+      assert.deepStrictEqual(table(yield* nibMetrics), [2, 16])
+      yield* clients.resize(1)
+      assert.deepStrictEqual(table(yield* nibMetrics), [1, 1])
+    }).pipe(Effect.provide(stats), isolated))
+
+  it.effect("servers added at run time get their series (refresh, or the layer's loop); a new address relabels them", () =>
+    Effect.gen(function*() {
+      const reporter = yield* StatsReporter
+      const servers = yield* ServerPool
+      const labelled = (metrics: ReadonlyArray<Metric.Metric.Snapshot>) =>
+        metrics.filter((m) => m.id === MetricNames.serverConnections).map((m) => m.attributes?.["server"]).toSorted()
+
+      // pen's `server 2 address 10.0.0.3 port 8003`, and `server 4 max 1`, which adds slots 3 and 4 with no address.
+      yield* servers.configure(2, [{ key: "address", value: "10.0.0.3" }, { key: "port", value: 8003 }])
+      yield* servers.configure(4, [{ key: "max", value: 1 }])
+      assert.deepStrictEqual(labelled(yield* nibMetrics), [S0, S1])
+      // The layer's loop registers them within REFRESH_INTERVAL; slots without an address get none.
+      yield* TestClock.adjust(REFRESH_INTERVAL)
+      assert.deepStrictEqual(labelled(yield* nibMetrics), [S0, S1, "10.0.0.3:8003"])
+      servers.acquireUnsafe(2)
+      moved(servers, 2, 5, 6)
+      const added = yield* nibMetrics
+      assert.strictEqual(valueOf(added, MetricNames.serverConnections, "10.0.0.3:8003"), 1)
+      assert.strictEqual(valueOf(added, MetricNames.serverBytesSent, "10.0.0.3:8003"), 5)
+      assert.deepStrictEqual(
+        added.find((m) => m.id === MetricNames.serverUp && m.attributes?.["server"] === "10.0.0.3:8003")?.attributes,
+        { server: "10.0.0.3:8003", index: "2" }
+      )
+
+      // A new address moves server 0's series to its new label, its counters with it; refresh does it at once.
+      moved(servers, 0, 70, 80)
+      yield* servers.configure(0, [{ key: "address", value: "10.0.0.9" }])
+      yield* reporter.refresh
+      const readdressed = yield* nibMetrics
+      assert.deepStrictEqual(labelled(readdressed), [S1, "10.0.0.3:8003", "10.0.0.9:8001"])
+      assert.strictEqual(valueOf(readdressed, MetricNames.serverBytesReceived, "10.0.0.9:8001"), 80)
+    }).pipe(Effect.provide(stats), isolated))
 
   it.effect("layerNoop: the snapshot stays zero whatever is added", () =>
     Effect.gen(function*() {
