@@ -9,6 +9,7 @@
  */
 import { isIP } from "node:net"
 import * as Acl from "../domain/Acl.ts"
+import * as HealthCheck from "../domain/HealthCheck.ts"
 import * as TlsSettings from "../domain/TlsSettings.ts"
 import type { PolicyFlag, ServerChange } from "../services/ServerPool.ts"
 
@@ -131,7 +132,8 @@ const SERVER_KEYS: ReadonlySet<string> = new Set([
   "prio",
   "blacklist",
   "acl",
-  "proxy"
+  "proxy",
+  "check"
 ])
 
 const invalid = (reply: string): Invalid => ({ _tag: "Invalid", reply: reply.endsWith("\n") ? reply : reply + "\n" })
@@ -287,10 +289,17 @@ const parseServer = (args: ReadonlyArray<string>): Command | Invalid => {
       changes.push({ key, value })
       continue
     }
+    // nib's own: the server's active check (`none`: not checked).
+    if (key === "check") {
+      const check = value === "none" ? undefined : HealthCheck.parse(value)
+      if (typeof check === "string") return invalid(`server ${index}: check ${check}, or none`)
+      changes.push({ key, value: check })
+      continue
+    }
     const n = needInteger(`server ${index}`, key, value)
     if (typeof n !== "number") return n
     if (key === "port" && (n < 1 || n > 65535)) return invalid(`server ${index}: port '${value}' is not 1-65535`)
-    changes.push({ key: key as Exclude<ServerChange["key"], "address" | "proxy">, value: n })
+    changes.push({ key: key as Exclude<ServerChange["key"], "address" | "proxy" | "check">, value: n })
   }
   return { _tag: "Server", index, changes }
 }

@@ -56,6 +56,13 @@ export const make = (index: number, spec: ServerSpec, proxy: ProxyHeader = "none
 /** Whether the server is blacklisted at `now`. @category predicates */
 export const isBlacklisted = (backend: Backend, now: number): boolean => now < backend.blacklistedUntil
 
+/**
+ * Whether selection passes the server over at `now` (roundrobin, prio and weight skip it, as pen skips a blacklisted
+ * server): blacklisted, or down by its active check. @category predicates
+ */
+export const isOutOfRotation = (backend: Backend, now: number): boolean =>
+  backend.down || now < backend.blacklistedUntil
+
 /** Why a server takes no more connections: no address, down by its check, drained, blacklisted, at its limit. @category models */
 export type Refusal = "unconfigured" | "down" | "draining" | "blacklisted" | "full"
 

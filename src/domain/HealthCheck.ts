@@ -15,23 +15,94 @@ export type Check =
   /** Sends `send`, then reads until what was read matches `expect` (a regular expression), within the timeout. */
   | { readonly _tag: "Send"; readonly send: string; readonly expect: string }
 
+// A check's text is printable ASCII without spaces, so that it is one word of a control line and survives `write`
+// (read back as latin1): TEXT writes other bytes as escapes, and REGEX has its own (`\x20`, `\s`, `\n`).
+const PATH = /^\/[\x21-\x7e]*$/
+const REGEX = /^[\x21-\x7e]+$/
+
+/** Why `source` is not a regular expression JavaScript accepts, or undefined when it is one. */
+const regexError = (source: string): string | undefined => {
+  try {
+    RegExp(source)
+    return undefined
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error)
+  }
+}
+
 /** The schema of a check, for settings that are decoded. @category schemas */
 export const CheckSchema: Schema.Codec<Check> = Schema.Union([
   Schema.TaggedStruct("Tcp", {}),
-  Schema.TaggedStruct("Http", { path: Schema.String.check(Schema.isPattern(/^\/\S*$/)) }),
-  Schema.TaggedStruct("Send", { send: Schema.String, expect: Schema.String })
+  Schema.TaggedStruct("Http", { path: Schema.String.check(Schema.isPattern(PATH)) }),
+  Schema.TaggedStruct("Send", {
+    // Bytes, one character each (latin1): what is sent.
+    send: Schema.String.check(
+      Schema.makeFilter((bytes: string) => [...bytes].every((c) => c.charCodeAt(0) <= 0xff), {
+        expected: "bytes (characters up to \\xff)",
+        arbitraryConstraint: { patterns: [{ source: "^[\\x00-\\xff]*$", flags: "" }] }
+      })
+    ),
+    expect: Schema.String.check(
+      Schema.isPattern(REGEX),
+      Schema.makeFilter((source: string) => regexError(source) === undefined, { expected: "a regular expression" })
+    )
+  })
 ])
 
-/** `\r`, `\n`, `\t`, `\\` and `\,` in a check's text; any other backslash stays as it is. */
-const unescape = (text: string): string =>
-  text.replace(/\\([rnt\\,])/g, (_, c: string) => (c === "r" ? "\r" : c === "n" ? "\n" : c === "t" ? "\t" : c))
-
-const escape = (text: string): string =>
-  text.replace(/[\\,\r\n\t]/g, (c) => (c === "\r" ? "\\r" : c === "\n" ? "\\n" : c === "\t" ? "\\t" : `\\${c}`))
+const ESCAPES: Readonly<Record<string, string>> = { r: "\r", n: "\n", t: "\t", "\\": "\\", ",": "," }
 
 /**
- * Reads a check: `tcp`, `http` (path `/`), `http:/path`, or `send:TEXT,expect:REGEX` (in TEXT, `\r`, `\n`, `\t`, `\\`
- * and `\,` are those characters; REGEX is JavaScript's). A string says what was wrong.
+ * TEXT to bytes: `\r`, `\n`, `\t`, `\\`, `\,` and `\xHH` are those bytes; any other character must be printable
+ * ASCII (a space too). A string says what was wrong.
+ */
+const unescape = (text: string): string | { readonly error: string } => {
+  let out = ""
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!
+    if (c !== "\\") {
+      const code = c.charCodeAt(0)
+      if (code < 0x20 || code > 0x7e) {
+        return { error: `${JSON.stringify(c)} is not printable ASCII: write its bytes as \\xHH` }
+      }
+      out += c
+      continue
+    }
+    const next = text[i + 1]
+    if (next !== undefined && Object.hasOwn(ESCAPES, next)) {
+      out += ESCAPES[next]
+      i++
+    } else if (next === "x" && /^[0-9a-fA-F]{2}$/.test(text.slice(i + 2, i + 4))) {
+      out += String.fromCharCode(Number.parseInt(text.slice(i + 2, i + 4), 16))
+      i += 3
+    } else {
+      return { error: `'\\${next ?? ""}' is not \\r, \\n, \\t, \\\\, \\, or \\xHH` }
+    }
+  }
+  return out
+}
+
+const hex = (code: number) => code.toString(16).padStart(2, "0")
+
+/** Bytes to TEXT: {@link unescape} reads it back; only printable ASCII without space or comma is left as it is. */
+const escape = (bytes: string): string => {
+  let out = ""
+  for (const c of bytes) {
+    const code = c.charCodeAt(0)
+    if (c === "\r") out += "\\r"
+    else if (c === "\n") out += "\\n"
+    else if (c === "\t") out += "\\t"
+    else if (c === "\\" || c === ",") out += `\\${c}`
+    else if (code <= 0x20 || code > 0x7e) out += `\\x${hex(code)}`
+    else out += c
+  }
+  return out
+}
+
+/**
+ * Reads a check: `tcp`, `http` (path `/`), `http:/path`, or `send:TEXT,expect:REGEX`. TEXT is the bytes sent: printable
+ * ASCII, with `\r`, `\n`, `\t`, `\\`, `\,` and `\xHH` for the others (empty: nothing is sent, the server speaks
+ * first). REGEX is JavaScript's, matched against the answer's bytes as latin1; it has no space (`\x20` or `\s`
+ * instead). A string says what was wrong.
  *
  * @category parsing
  */
@@ -40,18 +111,21 @@ export const parse = (text: string): Check | string => {
   if (text === "http") return { _tag: "Http", path: "/" }
   if (text.startsWith("http:")) {
     const path = text.slice(5)
-    return /^\/\S*$/.test(path) ? { _tag: "Http", path } : `'${text}': the path must start with / and have no space`
+    return PATH.test(path)
+      ? { _tag: "Http", path }
+      : `'${text}': the path must start with / and be printable ASCII without spaces`
   }
   if (text.startsWith("send:")) {
     // The comma before `expect:` is the first one not escaped.
     const match = /^send:((?:[^\\,]|\\.)*),expect:(.+)$/s.exec(text)
     if (match === null) return `'${text}': send:TEXT,expect:REGEX (a comma in TEXT is written \\,)`
-    try {
-      new RegExp(match[2]!)
-    } catch (error) {
-      return `'${text}': expect: ${error instanceof Error ? error.message : String(error)}`
-    }
-    return { _tag: "Send", send: unescape(match[1]!), expect: match[2]! }
+    const send = unescape(match[1]!)
+    if (typeof send !== "string") return `'${text}': send: ${send.error}`
+    const expect = match[2]!
+    if (!REGEX.test(expect)) return `'${text}': expect: printable ASCII without spaces (a space is \\x20 or \\s)`
+    const error = regexError(expect)
+    if (error !== undefined) return `'${text}': expect: ${error}`
+    return { _tag: "Send", send, expect }
   }
   return `'${text}' is not tcp, http[:/path] or send:TEXT,expect:REGEX`
 }

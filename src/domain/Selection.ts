@@ -31,8 +31,8 @@ export interface Cursor {
 export const cursor = (): Cursor => ({ last: 0 })
 
 /**
- * Roundrobin: the next server after the cursor that is not blacklisted, advancing the cursor. Servers at their
- * connection limit are not skipped here (pen leaves them to the failover scan).
+ * Roundrobin: the next server after the cursor that is not blacklisted or down, advancing the cursor. Servers at
+ * their connection limit are not skipped here (pen leaves them to the failover scan).
  *
  * @category selection
  */
@@ -42,14 +42,14 @@ export const roundRobin = (backends: ReadonlyArray<Backend.Backend>, at: Cursor,
   let i = at.last
   for (let k = 0; k < n; k++) {
     i = (i + 1) % n
-    if (!Backend.isBlacklisted(backends[i]!, now)) return (at.last = i)
+    if (!Backend.isOutOfRotation(backends[i]!, now)) return (at.last = i)
   }
   return NO_SERVER
 }
 
 /**
- * Weight (`-W`): among servers that are not blacklisted and have a weight, the smallest `256 * connections / weight`
- * (integer), ties to the lowest index. No weighted server means no server, as in pen.
+ * Weight (`-W`): among servers that are not blacklisted or down and have a weight, the smallest
+ * `256 * connections / weight` (integer), ties to the lowest index. No weighted server means no server, as in pen.
  *
  * @category selection
  */
@@ -57,7 +57,7 @@ export const byWeight = (backends: ReadonlyArray<Backend.Backend>, now: number):
   let best = NO_SERVER
   let bestLoad = Infinity
   for (const b of backends) {
-    if (b.spec.weight === 0 || Backend.isBlacklisted(b, now)) continue
+    if (b.spec.weight === 0 || Backend.isOutOfRotation(b, now)) continue
     const load = Math.floor((256 * b.connections) / b.spec.weight)
     if (load < bestLoad) {
       best = b.index
@@ -67,12 +67,16 @@ export const byWeight = (backends: ReadonlyArray<Backend.Backend>, now: number):
   return best
 }
 
-/** Prio: the lowest prio value among servers that are not blacklisted, ties to the lowest index. @category selection */
+/**
+ * Prio: the lowest prio value among servers that are not blacklisted or down, ties to the lowest index.
+ *
+ * @category selection
+ */
 export const byPrio = (backends: ReadonlyArray<Backend.Backend>, now: number): number => {
   let best = NO_SERVER
   let bestPrio = Infinity
   for (const b of backends) {
-    if (Backend.isBlacklisted(b, now)) continue
+    if (Backend.isOutOfRotation(b, now)) continue
     if (b.spec.prio < bestPrio) {
       best = b.index
       bestPrio = b.spec.prio

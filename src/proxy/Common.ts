@@ -2,7 +2,7 @@
  * What the TCP and UDP proxies share: the services a session works with, the connection table's two Effects, and a
  * session's lifetime as one `Effect.callback`.
  */
-import { Effect } from "effect"
+import { Effect, PubSub } from "effect"
 import { LbConfig } from "../Config.ts"
 import { Acls } from "../services/Acls.ts"
 import { ClientTable } from "../services/ClientTable.ts"
@@ -47,6 +47,25 @@ export const table = (slots: Slots): {
   connections: Effect.sync(() => slots.list()),
   close: (slot) => Effect.sync(() => slots.close(slot))
 })
+
+/**
+ * `--on-down close`: for the scope's life, the connections (or sessions) of `slots` to a server an active check takes
+ * down are ended at once (TCP: both sockets destroyed; UDP: the session ends). With `keep` (the default) nothing is
+ * subscribed and they go on.
+ */
+export const closeOnDown = (slots: Slots, what: string) =>
+  Effect.gen(function*() {
+    if ((yield* LbConfig).onDown !== "close") return
+    const downs = yield* (yield* HealthChecker).downs
+    yield* Effect.forkScoped(Effect.forever(Effect.flatMap(PubSub.take(downs), (index) => {
+      const closed = slots.closeServer(index)
+      return closed === 0
+        ? Effect.void
+        : Effect.logWarning(`--on-down close: closed ${closed} ${what} to server ${index}`).pipe(
+          Effect.annotateLogs({ server: index })
+        )
+    })))
+  })
 
 /** A session, started once and ended (idempotently) by `abort`. */
 export interface Startable {

@@ -72,6 +72,18 @@ export class Slots {
     return entry !== undefined
   }
 
+  /** Ends every connection (or session) to server `index` (`--on-down close`); how many there were. */
+  closeServer(index: number): number {
+    let closed = 0
+    this.entries.forEach((entry, slot) => {
+      if (entry !== undefined && entry.info(slot).server === index) {
+        entry.abort()
+        closed++
+      }
+    })
+    return closed
+  }
+
   list(): Array<ConnectionInfo> {
     const out: Array<ConnectionInfo> = []
     this.entries.forEach((entry, slot) => {

@@ -99,6 +99,7 @@ export class TcpProxy extends Context.Service<TcpProxy, {
         tls: yield* tlsContext(tuning),
         warnUnsafe
       }
+      yield* Common.closeOnDown(env.slots, "connections")
       return TcpProxy.of({
         connectTimeoutSeconds: Effect.sync(() => deadlines.timeoutMillis / 1000),
         setConnectTimeoutSeconds: (seconds) =>

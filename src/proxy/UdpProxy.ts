@@ -46,6 +46,7 @@ export class UdpProxy extends Context.Service<UdpProxy, {
     UdpProxy,
     Effect.gen(function*() {
       const env: Env = yield* Common.services
+      yield* Common.closeOnDown(env.slots, "sessions")
       return UdpProxy.of({
         ...Common.table(env.slots),
         handle: (peer) => Common.run((resume) => new Session(env, peer, resume))

@@ -17,6 +17,7 @@ import * as Acl from "../domain/Acl.ts"
 import * as Address from "../domain/Address.ts"
 import type { Backend } from "../domain/Backend.ts"
 import * as Explain from "../domain/Explain.ts"
+import * as HealthCheck from "../domain/HealthCheck.ts"
 import * as StatusPage from "../domain/StatusPage.ts"
 import * as TlsSettings from "../domain/TlsSettings.ts"
 import * as ProxyExplain from "../proxy/Explain.ts"
@@ -304,6 +305,14 @@ export class Control extends Context.Service<Control, {
       const clientIndex = (address: string) =>
         Effect.map(clients.inOrder, (entries) => entries.find((e) => e.address === address)?.slot ?? -1)
 
+      /** ` check X` when server `b` has a check of its own (`server N check`), not --check's. */
+      const ownCheck = (b: Backend): string => {
+        const check = b.check === undefined ? "none" : HealthCheck.format(b.check)
+        return check === (config.check === undefined ? "none" : HealthCheck.format(config.check))
+          ? ""
+          : ` check ${check}`
+      }
+
       /** pen's `write`: the running configuration as commands (pen-reference 6.4), headed by how nib was started. */
       const renderConfig = (file: string) =>
         Effect.gen(function*() {
@@ -316,7 +325,7 @@ export class Control extends Context.Service<Control, {
             }${port} max ${b.spec.softLimit} hard ${b.spec.hardLimit}` +
               (p.weight ? ` weight ${b.spec.weight}` : "") + (p.prio ? ` prio ${b.spec.prio}` : "") +
               // nib's own key, written only when set, so that pen's lines stay pen's.
-              (b.proxy === "none" ? "" : ` proxy ${b.proxy}`)
+              (b.proxy === "none" ? "" : ` proxy ${b.proxy}`) + ownCheck(b)
           })
           const logTarget = yield* log.target
           const webStats = yield* status.webStats

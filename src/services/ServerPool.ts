@@ -1,11 +1,13 @@
 /**
  * The servers: which exist (membership, resolved once at start-up), their live state (connections, blacklist
  * deadlines, byte counters) and which one a new connection tries (pen's selection, from `domain/Selection.ts`).
- * ServerPool never probes: health is written into it by HealthChecker.
+ * ServerPool never probes: health is written into it by HealthChecker (`setDown`), which follows the changes
+ * `configure` makes (`changes`) to start, restart or stop each server's check.
  *
  * The `*Unsafe` members are synchronous and meant for the per-connection path, which runs outside a fiber.
  */
-import { Clock, Context, Effect, Layer, Schema } from "effect"
+import { Clock, Context, Effect, Layer, PubSub, Schema } from "effect"
+import type { Scope } from "effect"
 import { LbConfig } from "../Config.ts"
 import * as Address from "../domain/Address.ts"
 import * as Backend from "../domain/Backend.ts"
@@ -62,6 +64,12 @@ export interface PoolOptions {
   readonly abuse?: ServerSpec.ServerSpec | undefined
   /** The PROXY protocol header every server gets (`--send-proxy`); `server N proxy` changes one server's. */
   readonly sendProxy?: Backend.ProxyHeader | undefined
+  /** The active check every server gets (`--check`), slots added later too; `server N check` changes one server's. */
+  readonly check?: HealthCheck.Check | undefined
+  /** `--slow-start` in milliseconds: how long a server back up takes to reach its whole share of new clients. */
+  readonly slowStartMs?: number | undefined
+  /** Slow start's draws, uniform in [0, 1): `Math.random` unless given (tests pass their own). */
+  readonly random?: (() => number) | undefined
   readonly policy?: Partial<Selection.Policy> | undefined
 }
 
@@ -74,6 +82,8 @@ export type PolicyFlag = keyof Selection.Policy
 export type ServerChange =
   | { readonly key: "address"; readonly value: string }
   | { readonly key: "proxy"; readonly value: Backend.ProxyHeader }
+  /** The server's own active check; undefined: not checked (`server N check none`). */
+  | { readonly key: "check"; readonly value: HealthCheck.Check | undefined }
   | { readonly key: "port" | "max" | "hard" | "weight" | "prio" | "blacklist" | "acl"; readonly value: number }
 
 /** The server pool service. @category services */
@@ -117,12 +127,25 @@ export class ServerPool extends Context.Service<ServerPool, {
   readonly dialTarget: (index: number) => Socket.DialTarget
   /** Blacklists server `index` for `seconds` (0 lifts the blacklist). */
   readonly blacklist: (index: number, seconds: number) => Effect.Effect<void, ServerPoolError>
+  /**
+   * Marks server `index` down or up by its active check (HealthChecker). Back up with `--slow-start`, its slow start
+   * begins now.
+   */
+  readonly setDown: (index: number, down: boolean) => Effect.Effect<void>
+  /**
+   * The servers `configure` changes from now on, by index, once per `configure` (even one that failed part way):
+   * HealthChecker follows them to start, restart or stop checks. Subscribed until the scope closes.
+   */
+  readonly changes: Effect.Effect<PubSub.Subscription<number>, never, Scope.Scope>
   /** The servers' state now. */
   readonly snapshot: Effect.Effect<PoolSnapshot>
 }>()("nib/services/ServerPool") {
   /** Builds a pool over servers whose endpoints are already addresses. */
   static readonly make = (options: PoolOptions): Effect.Effect<ServerPool["Service"]> =>
-    Clock.clockWith((clock) => Effect.sync(() => makeWith(options, clock)))
+    Effect.flatMap(
+      PubSub.unbounded<number>(),
+      (changes) => Clock.clockWith((clock) => Effect.sync(() => makeWith(options, clock, changes)))
+    )
 
   /** The pool of the running configuration, host names resolved once. */
   static readonly layer: Layer.Layer<ServerPool, ServerPoolError, LbConfig> = Layer.effect(
@@ -137,6 +160,8 @@ export class ServerPool extends Context.Service<ServerPool, {
         emergency,
         abuse,
         sendProxy: config.sendProxy,
+        check: config.check,
+        slowStartMs: config.slowStartSeconds * 1000,
         policy: {
           roundrobin: config.roundrobin,
           hash: config.hash,
@@ -204,9 +229,21 @@ export const portNumber = (b: Backend.Backend): number => b.spec.endpoint._tag =
 /** The spec of a slot with no address: pen shows it as an unknown address family, and never connects to it. */
 const UNCONFIGURED = ServerSpec.make(Address.tcp("0.0.0.0", 0))
 
-const makeWith = (options: PoolOptions, clock: Clock.Clock): ServerPool["Service"] => {
+const makeWith = (
+  options: PoolOptions,
+  clock: Clock.Clock,
+  changes: PubSub.PubSub<number>
+): ServerPool["Service"] => {
   const proxy = options.sendProxy ?? "none"
-  const backends = options.servers.map((spec, i) => Backend.make(i, spec, proxy))
+  const check = options.check
+  const slowStartMs = options.slowStartMs ?? 0
+  const random = options.random ?? Math.random
+  const regular = (index: number, spec: ServerSpec.ServerSpec) => {
+    const b = Backend.make(index, spec, proxy)
+    b.check = check
+    return b
+  }
+  const backends = options.servers.map((spec, i) => regular(i, spec))
   const emergency = options.emergency === undefined
     ? undefined
     : Backend.make(EMERGENCY_SERVER, options.emergency, proxy)
@@ -233,7 +270,7 @@ const makeWith = (options: PoolOptions, clock: Clock.Clock): ServerPool["Service
 
   const grow = (index: number) => {
     while (backends.length <= index) {
-      const b = Backend.make(backends.length, UNCONFIGURED, proxy)
+      const b = regular(backends.length, UNCONFIGURED)
       b.configured = false
       backends.push(b)
       targets.push(Socket.dialTarget(UNCONFIGURED.endpoint))
@@ -283,8 +320,24 @@ const makeWith = (options: PoolOptions, clock: Clock.Clock): ServerPool["Service
         return Effect.sync(() => {
           b.proxy = c.value
         })
+      case "check":
+        return Effect.sync(() => {
+          b.check = c.value
+        })
     }
   }
+
+  /** Whether `b` is in its slow start at `now` (`--slow-start`, after its check brought it back up). */
+  const starting = (b: Backend.Backend, now: number): boolean => b.upSince !== 0 && now - b.upSince < slowStartMs
+
+  /**
+   * A new client's draw for `b` in its slow start: taken with the server's share of new clients now. A server loses
+   * a draw only when some other server is up, past its slow start and under its limit to take the client instead:
+   * when every server is starting, or the others are full, it takes the client rather than see it refused.
+   */
+  const slowStartDraw = (b: Backend.Backend, now: number): boolean =>
+    random() < HealthCheck.slowStartShare(now - b.upSince, slowStartMs) ||
+    !backends.some((o) => o !== b && !starting(o, now) && Backend.admits(o, false, now))
 
   return ServerPool.of({
     backends,
@@ -295,10 +348,20 @@ const makeWith = (options: PoolOptions, clock: Clock.Clock): ServerPool["Service
       Effect.sync(() => {
         policy[flag] = on
       }),
-    configure: (index, changes) =>
+    configure: (index, list) =>
       Effect.suspend(() => {
         const b = grow(index)
-        return Effect.forEach(changes, (c) => change(b, c), { discard: true })
+        return Effect.forEach(list, (c) => change(b, c), { discard: true }).pipe(
+          Effect.ensuring(PubSub.publish(changes, index))
+        )
+      }),
+    changes: PubSub.subscribe(changes),
+    setDown: (index, down) =>
+      Effect.sync(() => {
+        const b = get(index)
+        if (b === undefined || b.down === down) return
+        b.down = down
+        if (!down && slowStartMs > 0) b.upSince = clock.currentTimeMillisUnsafe()
       }),
     backendUnsafe: get,
     chooseUnsafe: (stickyServer, ip, port) =>
@@ -307,7 +370,11 @@ const makeWith = (options: PoolOptions, clock: Clock.Clock): ServerPool["Service
       Selection.initialServer(policy, backends, stickyServer, ip, port, { ...cursor }, clock.currentTimeMillisUnsafe()),
     admitsUnsafe: (index, sticky) => {
       const b = get(index)
-      return b !== undefined && Backend.admits(b, sticky, clock.currentTimeMillisUnsafe())
+      if (b === undefined) return false
+      const now = clock.currentTimeMillisUnsafe()
+      if (!Backend.admits(b, sticky, now)) return false
+      // --slow-start: a new client may be sent on. Without it upSince stays 0, and this is one field test.
+      return sticky || b.upSince === 0 || !starting(b, now) || slowStartDraw(b, now)
     },
     refusalUnsafe: (index, sticky) => {
       const b = get(index)
