@@ -17,6 +17,7 @@ export const html = String.raw`<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>nib</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/dashboard.css">
 <script src="/dashboard.js" defer></script>
 </head>
@@ -24,10 +25,10 @@ export const html = String.raw`<!doctype html>
 <header>
   <h1>nib</h1>
   <span id="listen" class="muted"></span>
-  <span id="live" class="live off" data-live="false">connecting</span>
+  <span id="live" class="stream off" data-live="false">connecting</span>
   <form id="token-form" autocomplete="off">
     <label for="token">Token for actions</label>
-    <input id="token" type="password" placeholder="--admin-token-file's token" spellcheck="false">
+    <input id="token" type="password" placeholder="--admin-token-file's token" spellcheck="false" autocomplete="off">
     <button type="submit">Use</button>
     <span id="token-state" class="muted"></span>
   </form>
@@ -49,6 +50,7 @@ export const html = String.raw`<!doctype html>
     <div>
       <h2>Connections per second <span class="legend"><i class="accepted"></i>accepted <i class="failovers"></i>failed over</span></h2>
       <div id="rate-chart" class="chart"></div>
+      <div class="axis"><span>2 min ago</span><span>now</span></div>
     </div>
     <div>
       <h2>Recent events</h2>
@@ -74,6 +76,7 @@ export const css = String.raw`:root {
   font-family: system-ui, -apple-system, "Segoe UI", sans-serif; font-size: 14px;
 }
 body { margin: 0; background: var(--bg); color: var(--fg); }
+[hidden] { display: none !important; }
 header { display: flex; flex-wrap: wrap; align-items: center; gap: 12px; padding: 10px 20px; background: #0f172a; color: #f8fafc; }
 header h1 { font-size: 20px; margin: 0; letter-spacing: 1px; }
 header .muted { color: #94a3b8; }
@@ -87,8 +90,10 @@ th { font-weight: 600; color: var(--muted); font-size: 12px; text-transform: upp
 td.num { font-variant-numeric: tabular-nums; }
 button { padding: 3px 8px; border-radius: 4px; border: 1px solid #94a3b8; background: #f1f5f9; cursor: pointer; font-size: 12px; }
 button:hover { background: #e2e8f0; }
+td.actions div { display: flex; gap: 4px; align-items: center; }
 td.actions input { width: 4em; padding: 2px 4px; }
-td.actions { display: flex; gap: 4px; align-items: center; }
+td.graph svg { width: 120px; height: 24px; display: block; }
+.axis { display: flex; justify-content: space-between; color: var(--muted); font-size: 11px; }
 body.read-only .actions { display: none; }
 .muted { color: var(--muted); }
 .badge { display: inline-block; min-width: 6.5em; text-align: center; padding: 2px 8px; border-radius: 10px; color: #fff; font-weight: 600; font-size: 12px; }
@@ -98,9 +103,9 @@ body.read-only .actions { display: none; }
 .badge.unconfigured { background: var(--off); }
 tr.down td, tr.blacklisted td { background: #fef2f2; }
 tr.draining td { background: #fffbeb; }
-.live { padding: 2px 8px; border-radius: 10px; font-size: 12px; }
-.live.on { background: var(--up); }
-.live.off { background: var(--off); }
+.stream { padding: 2px 8px; border-radius: 10px; font-size: 12px; }
+.stream.on { background: var(--up); }
+.stream.off { background: var(--off); }
 .totals { display: flex; flex-wrap: wrap; gap: 10px; }
 .total { background: var(--card); border: 1px solid var(--line); border-radius: 6px; padding: 8px 14px; min-width: 8em; }
 .total b { display: block; font-size: 20px; font-variant-numeric: tabular-nums; }
@@ -209,7 +214,7 @@ export const script = String.raw`(function () {
     if (rows[index]) return rows[index];
     var cells = {};
     ["index", "address", "state", "health", "live", "limits", "weight", "rate", "graph"].forEach(function (k) {
-      cells[k] = h("td", { class: k === "live" || k === "weight" || k === "rate" ? "num" : k });
+      cells[k] = h("td", { class: k === "live" || k === "weight" || k === "rate" ? k + " num" : k });
     });
     cells.badge = h("span", { class: "badge" });
     cells.state.appendChild(cells.badge);
@@ -229,7 +234,7 @@ export const script = String.raw`(function () {
       if (weight.value === "" || !Number.isInteger(w) || w < 0) { say("weight: a whole number, 0 or more", true); return; }
       act("PATCH", path, { weight: w });
     });
-    var actions = h("td", { class: "actions" }, [blacklist, drain, weight, setWeight]);
+    var actions = h("td", { class: "actions" }, [h("div", {}, [blacklist, drain, weight, setWeight])]);
     var tr = h("tr", { "data-server": String(index) }, [
       cells.index, cells.address, cells.state, cells.health, cells.live, cells.limits, cells.weight, cells.rate,
       cells.graph, actions
@@ -336,7 +341,7 @@ export const script = String.raw`(function () {
   function live(on) {
     var el = $("live");
     el.textContent = on ? "live" : "reconnecting";
-    el.className = "live " + (on ? "on" : "off");
+    el.className = "stream " + (on ? "on" : "off");
     el.setAttribute("data-live", on ? "true" : "false");
   }
 
