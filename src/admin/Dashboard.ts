@@ -40,7 +40,7 @@ export const html = String.raw`<!doctype html>
     <table id="servers">
       <thead><tr>
         <th>#</th><th>address</th><th>state</th><th>health</th><th>live</th><th>limits</th><th>weight</th>
-        <th>in / out</th><th>last 2 min</th><th class="actions">actions</th>
+        <th>sent / received</th><th>last 2 min</th><th class="actions">actions</th>
       </tr></thead>
       <tbody></tbody>
     </table>
@@ -91,7 +91,7 @@ td.num { font-variant-numeric: tabular-nums; }
 button { padding: 3px 8px; border-radius: 4px; border: 1px solid #94a3b8; background: #f1f5f9; cursor: pointer; font-size: 12px; }
 button:hover { background: #e2e8f0; }
 td.actions div { display: flex; gap: 4px; align-items: center; }
-td.actions input { width: 4em; padding: 2px 4px; }
+td.actions input { width: 3.5em; padding: 2px 4px; }
 td.graph svg { width: 120px; height: 24px; display: block; }
 .axis { display: flex; justify-content: space-between; color: var(--muted); font-size: 11px; }
 body.read-only .actions { display: none; }

@@ -70,6 +70,8 @@ export interface Reading {
     readonly index: number
     readonly address: string
     readonly state: ServerState
+    /** When its blacklist ends (milliseconds), 0 when it was never blacklisted: a later one is a new blacklisting. */
+    readonly blacklistedUntil: number
     readonly connections: number
     readonly bytesSent: number
     readonly bytesReceived: number
@@ -157,9 +159,13 @@ export const record = (history: History, reading: Reading): Sample | undefined =
   }
   const moved = reading.failovers - last.failovers
   if (moved > 0) {
-    const lost = reading.servers.filter((s) =>
-      (s.state === "down" || s.state === "blacklisted") && before.get(s.index)?.state !== s.state
-    )
+    // The servers that failed in this interval: gone down, or blacklisted (again: a blacklist that lapsed and was
+    // renewed within the interval shows as a later deadline).
+    const lost = reading.servers.filter((s) => {
+      const b = before.get(s.index)
+      return (s.state === "down" && b?.state !== "down") ||
+        (s.state === "blacklisted" && (b?.state !== "blacklisted" || s.blacklistedUntil > b.blacklistedUntil))
+    })
     const from = lost.length === 0 ? "" : ` from ${lost.map((s) => `server ${s.index} (${s.address})`).join(", ")}`
     push(history.events, {
       time: reading.time,

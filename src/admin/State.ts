@@ -156,6 +156,7 @@ export const reading = (s: Services, time: number): Effect.Effect<History.Readin
       index: status.index,
       address: status.address,
       state: view(s, status).state,
+      blacklistedUntil: status.blacklistedUntil,
       connections: status.connections,
       bytesSent: status.bytesSent,
       bytesReceived: status.bytesReceived

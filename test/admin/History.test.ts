@@ -2,10 +2,18 @@ import { assert, describe, it } from "@effect/vitest"
 import type { ServerState } from "../../src/admin/Api.ts"
 import * as History from "../../src/admin/History.ts"
 
-const server = (index: number, state: ServerState, bytesSent = 0, bytesReceived = 0, connections = 0) => ({
+const server = (
+  index: number,
+  state: ServerState,
+  bytesSent = 0,
+  bytesReceived = 0,
+  connections = 0,
+  blacklistedUntil = 0
+) => ({
   index,
   address: `10.0.0.${index + 1}:80`,
   state,
+  blacklistedUntil,
   connections,
   bytesSent,
   bytesReceived
@@ -62,13 +70,16 @@ describe("History", () => {
   it("failovers are an event naming the server blacklisted in the same interval", () => {
     const h = History.make()
     History.record(h, reading(0, {}, [server(0, "up"), server(1, "up")]))
-    History.record(h, reading(1_000, { failovers: 3 }, [server(0, "up"), server(1, "blacklisted")]))
-    // Later failovers with no server newly down name none.
-    History.record(h, reading(2_000, { failovers: 4 }, [server(0, "up"), server(1, "blacklisted")]))
+    History.record(h, reading(1_000, { failovers: 3 }, [server(0, "up"), server(1, "blacklisted", 0, 0, 0, 3_000)]))
+    // Failovers with no server newly down or blacklisted name none.
+    History.record(h, reading(2_000, { failovers: 4 }, [server(0, "up"), server(1, "blacklisted", 0, 0, 0, 3_000)]))
+    // A blacklist that lapsed and was renewed between two readings: the same state, a later deadline.
+    History.record(h, reading(3_000, { failovers: 5 }, [server(0, "up"), server(1, "blacklisted", 0, 0, 0, 5_500)]))
     const failovers = h.events.items.filter((e) => e.kind === "failover")
     assert.deepStrictEqual(failovers.map((e) => [e.time, e.count, e.server, e.text]), [
       [1_000, 3, 1, "3 connections failed over from server 1 (10.0.0.2:80)"],
-      [2_000, 1, -1, "1 connection failed over"]
+      [2_000, 1, -1, "1 connection failed over"],
+      [3_000, 1, 1, "1 connection failed over from server 1 (10.0.0.2:80)"]
     ])
     assert.strictEqual(h.samples.items[0]!.failoversPerSecond, 3)
   })

@@ -4,7 +4,7 @@
  * green without a reload; the actions ask for the token and send it (a wrong one is refused, the right one drains a
  * server and sets a weight).
  *
- * With NIB_DASHBOARD_SCREENSHOT=FILE the test also sends a little traffic first and saves the page, one server down,
+ * With NIB_DASHBOARD_SCREENSHOT=FILE the first test also sends traffic all along and saves the page, one server down,
  * to FILE (the README's docs/dashboard.png is made this way). Without Chromium the tests are skipped.
  */
 import { assert, describe, it } from "@effect/vitest"
@@ -73,80 +73,99 @@ const badgeColor = (p: Playwright.Page, index: number) =>
 const waitFor = (p: Playwright.Page, selector: string) =>
   Effect.promise(() => p.waitForSelector(selector, WAIT).then(() => undefined))
 
-/** Connections from a dozen clients, each sending up to 512 KiB and reading its echo, for `ms` milliseconds. */
-const traffic = (port: number, ms: number) =>
-  Effect.promise(async () => {
-    const end = Date.now() + ms
-    for (let round = 0; Date.now() < end; round++) {
-      await Promise.all([2, 3, 5, 8, 13].map(async (n) => {
-        const conn = await Client.connect(port, { from: Client.ip(n + (round % 3)) })
-        const size = (n * 37_000 + round * 9_000) % (512 * 1024)
-        await conn.firstLine()
-        conn.socket.write(Buffer.alloc(size, 120))
-        await conn.until(() => conn.received > size, 5_000)
-        conn.close()
-      }))
-      await new Promise((resolve) => setTimeout(resolve, 150))
-    }
-  })
+/**
+ * Connections from a dozen clients, each sending up to 512 KiB and reading its echo, until the scope closes (which
+ * waits for the round in flight).
+ */
+const traffic = (port: number) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      let running = true
+      const loop = (async () => {
+        for (let round = 0; running; round++) {
+          await Promise.all([2, 3, 5, 8, 13].map(async (n) => {
+            const conn = await Client.connect(port, { from: Client.ip(n + (round % 3)) })
+            const size = (n * 37_000 + round * 9_000) % (512 * 1024)
+            await conn.firstLine()
+            conn.socket.write(Buffer.alloc(size, 120))
+            await conn.until(() => conn.received > size, 5_000)
+            conn.close()
+          }))
+          await new Promise((resolve) => setTimeout(resolve, 150))
+        }
+      })()
+      return () => {
+        running = false
+        return loop
+      }
+    }),
+    (stop) => Effect.promise(stop)
+  )
 
 describe.skipIf(!hasChromium)("dashboard in Chromium", () => {
-  it.live("shows the servers; a server taken down turns red and comes back green, without a reload", () =>
-    Effect.gen(function*() {
-      const a = yield* Backend.identity("a")
-      const dir = yield* Nib.tempDir
-      Fs.writeFileSync(Path.join(dir, "token"), TOKEN)
-      // b is stopped and started again on its port during the test: whichever is running is closed at the end.
-      let b = yield* Effect.promise(() => Backend.listenIdentity("b", 0))
-      yield* Effect.addFinalizer(() => Effect.promise(() => b.close()))
-      const lb = yield* Nib.start([
-        "-r",
-        "-b",
-        "2",
-        "--admin",
-        "127.0.0.1:0",
-        "--admin-token-file",
-        Path.join(dir, "token"),
-        "127.0.0.1:0",
-        a.spec(),
-        b.spec()
-      ])
-      const base = Admin.baseUrl(lb)
-      const screenshot = process.env["NIB_DASHBOARD_SCREENSHOT"]
-      const { errors, navigations, page: p } = yield* page(`${base}/`)
+  it.live(
+    "shows the servers; a server taken down turns red and comes back green, without a reload",
+    () =>
+      Effect.gen(function*() {
+        const a = yield* Backend.identity("a")
+        const dir = yield* Nib.tempDir
+        Fs.writeFileSync(Path.join(dir, "token"), TOKEN)
+        // b is stopped and started again on its port during the test: whichever is running is closed at the end.
+        let b = yield* Effect.promise(() => Backend.listenIdentity("b", 0))
+        yield* Effect.addFinalizer(() => Effect.promise(() => b.close()))
+        const lb = yield* Nib.start([
+          "-r",
+          "-b",
+          "2",
+          "--admin",
+          "127.0.0.1:0",
+          "--admin-token-file",
+          Path.join(dir, "token"),
+          "127.0.0.1:0",
+          a.spec(),
+          b.spec()
+        ])
+        const base = Admin.baseUrl(lb)
+        const screenshot = process.env["NIB_DASHBOARD_SCREENSHOT"]
+        const { errors, navigations, page: p } = yield* page(`${base}/`)
 
-      yield* waitFor(p, row(0, "up"))
-      yield* waitFor(p, row(1, "up"))
-      assert.strictEqual(yield* Effect.promise(() => p.locator(`${row(0)} td.address`).textContent()), a.spec())
-      assert.strictEqual(yield* Effect.promise(() => p.locator(`${row(1)} td.address`).textContent()), b.spec())
-      assert.strictEqual(yield* badgeColor(p, 1), GREEN)
-      yield* waitFor(p, `#live[data-live="true"]`)
-      yield* Effect.promise(() => p.evaluate(() => ((globalThis as any).nibMarker = "same page")))
+        yield* waitFor(p, row(0, "up"))
+        yield* waitFor(p, row(1, "up"))
+        assert.strictEqual(yield* Effect.promise(() => p.locator(`${row(0)} td.address`).textContent()), a.spec())
+        assert.strictEqual(yield* Effect.promise(() => p.locator(`${row(1)} td.address`).textContent()), b.spec())
+        assert.strictEqual(yield* badgeColor(p, 1), GREEN)
+        yield* waitFor(p, `#live[data-live="true"]`)
+        yield* Effect.promise(() => p.evaluate(() => ((globalThis as any).nibMarker = "same page")))
 
-      // For the README's picture only: half a minute of traffic, so the graphs and the clients have something to show.
-      if (screenshot !== undefined) yield* traffic(lb.port, 30_000)
+        // For the README's picture only: traffic all along, so the graphs and the clients have something to show.
+        if (screenshot !== undefined) {
+          yield* traffic(lb.port)
+          yield* Effect.sleep("20 seconds")
+        }
 
-      // b stops; of two connections (roundrobin), one is given to b, fails over to a, and b is blacklisted for 2 s.
-      const port = b.port
-      yield* Effect.promise(() => b.close())
-      assert.deepStrictEqual(yield* Client.askAll(lb.port, [Client.ip(2), Client.ip(2)]), ["a", "a"])
-      yield* waitFor(p, row(1, "blacklisted"))
-      assert.strictEqual(yield* badgeColor(p, 1), RED)
-      assert.strictEqual(yield* badgeColor(p, 0), GREEN)
-      yield* waitFor(p, `#events li[data-kind="failover"]`)
-      if (screenshot !== undefined) {
-        yield* Effect.sleep("1500 millis")
-        yield* Effect.promise(() => p.screenshot({ path: screenshot }))
-      }
+        // b stops; of two connections (roundrobin), one is given to b, fails over to a, and b is blacklisted for 2 s.
+        const port = b.port
+        yield* Effect.promise(() => b.close())
+        assert.deepStrictEqual(yield* Client.askAll(lb.port, [Client.ip(2), Client.ip(2)]), ["a", "a"])
+        yield* waitFor(p, row(1, "blacklisted"))
+        assert.strictEqual(yield* badgeColor(p, 1), RED)
+        assert.strictEqual(yield* badgeColor(p, 0), GREEN)
+        yield* waitFor(p, `#events li[data-kind="failover"]`)
+        if (screenshot !== undefined) {
+          yield* Effect.sleep("3 seconds")
+          yield* Effect.promise(() => p.screenshot({ path: screenshot }))
+        }
 
-      // b comes back on its port; once the blacklist lapses the page shows it up again, by itself.
-      b = yield* Effect.promise(() => Backend.listenIdentity("b", port))
-      yield* waitFor(p, row(1, "up"))
-      assert.strictEqual(yield* badgeColor(p, 1), GREEN)
-      assert.strictEqual(yield* Effect.promise(() => p.evaluate(() => (globalThis as any).nibMarker)), "same page")
-      assert.strictEqual(navigations(), 1, "the page was reloaded")
-      assert.deepStrictEqual(errors, [])
-    }))
+        // b comes back on its port; once the blacklist lapses the page shows it up again, by itself.
+        b = yield* Effect.promise(() => Backend.listenIdentity("b", port))
+        yield* waitFor(p, row(1, "up"))
+        assert.strictEqual(yield* badgeColor(p, 1), GREEN)
+        assert.strictEqual(yield* Effect.promise(() => p.evaluate(() => (globalThis as any).nibMarker)), "same page")
+        assert.strictEqual(navigations(), 1, "the page was reloaded")
+        assert.deepStrictEqual(errors, [])
+      }),
+    { timeout: 60_000 }
+  )
 
   it.live("actions ask for the token: a wrong one is refused, the right one drains a server and sets a weight", () =>
     Effect.gen(function*() {

@@ -54,6 +54,16 @@ const valueOf = (
   }
 }
 
+/** The sticky table's gauges: clients remembered, slots. */
+const table = (metrics: ReadonlyArray<Metric.Metric.Snapshot>) => [
+  Number(valueOf(metrics, MetricNames.clientTableEntries)),
+  Number(valueOf(metrics, MetricNames.clientTableSlots))
+]
+
+/** The `server` labels of nib_server_connections, sorted. */
+const labelled = (metrics: ReadonlyArray<Metric.Metric.Snapshot>) =>
+  metrics.filter((m) => m.id === MetricNames.serverConnections).map((m) => m.attributes?.["server"]).toSorted()
+
 /** Runs `self` with a MetricRegistry of its own, so series from other tests cannot leak in. */
 const isolated = <A, E, R>(self: Effect.Effect<A, E, R>) =>
   Effect.provideService(self, Metric.MetricRegistry, new Map())
@@ -269,10 +279,6 @@ describe("StatsReporter", () => {
   it.effect("the sticky table's size: clients remembered and slots", () =>
     Effect.gen(function*() {
       const clients = yield* ClientTable
-      const table = (metrics: ReadonlyArray<Metric.Metric.Snapshot>) => [
-        Number(valueOf(metrics, MetricNames.clientTableEntries)),
-        Number(valueOf(metrics, MetricNames.clientTableSlots))
-      ]
       assert.deepStrictEqual(table(yield* nibMetrics), [0, 16])
       clients.visitUnsafe("192.0.2.1")
       clients.visitUnsafe("192.0.2.2")
@@ -286,8 +292,6 @@ describe("StatsReporter", () => {
     Effect.gen(function*() {
       const reporter = yield* StatsReporter
       const servers = yield* ServerPool
-      const labelled = (metrics: ReadonlyArray<Metric.Metric.Snapshot>) =>
-        metrics.filter((m) => m.id === MetricNames.serverConnections).map((m) => m.attributes?.["server"]).toSorted()
 
       // pen's `server 2 address 10.0.0.3 port 8003`, and `server 4 max 1`, which adds slots 3 and 4 with no address.
       yield* servers.configure(2, [{ key: "address", value: "10.0.0.3" }, { key: "port", value: 8003 }])
