@@ -125,9 +125,6 @@ const stream = (check: Check, endpoint: Endpoint): Effect.Effect<void, ProbeFail
       } else if (check.send !== "") {
         socket.write(Buffer.from(check.send, "latin1"))
       }
-      // A server that speaks first (SMTP, say) may already have answered: the expectation is tried at once.
-      const decided = decide()
-      if (decided !== undefined) finish(decided.failed)
     })
     socket.on("data", (chunk: Buffer) => {
       received += chunk.toString("latin1")

@@ -131,7 +131,7 @@ describe("Probe.probe", () => {
       yield* allClosed(server)
     }))
 
-  it.live("send: TEXT is sent, the answer must match REGEX; a server that speaks first is read at once", () =>
+  it.live("send: TEXT is sent, the answer must match REGEX; with no TEXT a server that speaks first is heard", () =>
     Effect.gen(function*() {
       const redisLike = yield* lines((line) => line === "PING" ? "+PONG\r\n" : "-ERR unknown command\r\n")
       const banner = yield* speaker("220 mail.example ESMTP\r\n")
