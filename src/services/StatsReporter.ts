@@ -6,10 +6,10 @@
  * The per-connection path only bumps plain numbers; the metrics read them when they are exported (pull-based series
  * registered with `Metric.registerUnsafe`), so observability costs nothing per connection. Per-server series are
  * labelled `server="host:port"` (and `index`, pen's server number, which keeps two slots with one address apart);
- * servers the control port adds or readdresses at run time get their series from {@link StatsReporter} `refresh`,
- * which a one-second loop runs and the admin endpoint runs before each scrape.
+ * servers the control port adds or readdresses at run time (`server N ...`, which ServerPool announces on `changes`)
+ * get their series under their new label as soon as the change is made.
  */
-import { Clock, Context, Effect, Layer, Metric, Option, Schedule } from "effect"
+import { Clock, Context, Effect, Layer, Metric, Option, PubSub } from "effect"
 import * as Address from "../domain/Address.ts"
 import * as Backend from "../domain/Backend.ts"
 import type { PoolStats } from "../net/BufferPool.ts"
@@ -73,9 +73,6 @@ export const serverLabels = (backend: Backend.Backend): Record<string, string> =
   index: backend.index === EMERGENCY_SERVER ? "emergency" : String(backend.index)
 })
 
-/** How often the layer's loop gives servers added or readdressed at run time their series. @category constants */
-export const REFRESH_INTERVAL = "1 second"
-
 /** The stats service. @category services */
 export class StatsReporter extends Context.Service<StatsReporter, {
   /** Adds `delta` to a counter (per-connection path). */
@@ -83,8 +80,8 @@ export class StatsReporter extends Context.Service<StatsReporter, {
   /** Counters and per-server figures now. */
   readonly snapshot: Effect.Effect<StatsSnapshot>
   /**
-   * Registers the series of servers added since (`server N address ...`) and relabels those whose address changed;
-   * run by the layer every {@link REFRESH_INTERVAL} and by an exporter right before it reads the registry.
+   * Registers the series of servers added since (`server N address ...`) and relabels those whose address changed.
+   * The layer runs it on each of ServerPool's `changes`; an exporter may run it before reading, to be sure.
    */
   readonly refresh: Effect.Effect<void>
 }>()("nib/services/StatsReporter") {
@@ -209,7 +206,8 @@ export class StatsReporter extends Context.Service<StatsReporter, {
         })
       )
       const refresh = Effect.sync(refreshNow)
-      yield* refresh.pipe(Effect.repeat(Schedule.spaced(REFRESH_INTERVAL)), Effect.forkScoped)
+      const changes = yield* pool.changes
+      yield* PubSub.take(changes).pipe(Effect.andThen(refresh), Effect.forever, Effect.forkScoped)
 
       return StatsReporter.of({
         addUnsafe: (name, delta) => {
