@@ -6,6 +6,7 @@ import * as Address from "../../src/domain/Address.ts"
 import type * as HealthCheck from "../../src/domain/HealthCheck.ts"
 import * as Selection from "../../src/domain/Selection.ts"
 import * as ServerSpec from "../../src/domain/ServerSpec.ts"
+import type * as Probe from "../../src/net/Probe.ts"
 import { ProbeFailure } from "../../src/net/Probe.ts"
 import { HealthChecker, Prober } from "../../src/services/HealthChecker.ts"
 import { RelayBuffers } from "../../src/services/RelayBuffers.ts"
@@ -41,12 +42,17 @@ const INTERVAL = 2000
 /** What the stub answers for each server (by port), and every probe it was asked for. */
 const makeStub = () => {
   const outcomes = new Map<number, "pass" | "fail" | "own">()
-  const probes: Array<{ readonly port: number; readonly at: number; readonly check: HealthCheck.Check }> = []
+  const probes: Array<{
+    readonly port: number
+    readonly at: number
+    readonly check: HealthCheck.Check
+    readonly options: Probe.Options
+  }> = []
   const prober = Layer.succeed(Prober, {
-    probe: (check, endpoint) =>
+    probe: (check, endpoint, options) =>
       Effect.gen(function*() {
         const port = endpoint._tag === "Tcp" ? endpoint.port : 0
-        probes.push({ port, at: yield* Clock.currentTimeMillis, check })
+        probes.push({ port, at: yield* Clock.currentTimeMillis, check, options })
         const outcome = outcomes.get(port) ?? "pass"
         if (outcome === "pass") return
         return yield* new ProbeFailure({
@@ -336,6 +342,9 @@ describe("HealthChecker", () => {
         assert.isTrue(pool.admitsUnsafe(1, false))
         // Server 0 passed all along: never down, never logged.
         assert.isFalse(lines.some((l) => l.includes("server 0")), lines.join("\n"))
+        // Each probe had the interval to pass (TCP mode: no datagrams); the emergency server is never checked.
+        assert.isTrue(stub.probes.every((p) => p.options.timeoutMs === INTERVAL && p.options.datagram === false))
+        assert.isFalse(stub.probes.some((p) => p.port === 9999))
       }).pipe(Effect.provide(active(stub, {}, lines)))
     })
 
