@@ -80,9 +80,10 @@ const waitFor = (p: Playwright.Page, selector: string) =>
 const traffic = (port: number) =>
   Effect.acquireRelease(
     Effect.sync(() => {
-      let running = true
+      const state = { running: true }
       const loop = (async () => {
-        for (let round = 0; running; round++) {
+        // At most 1000 rounds (a few minutes), should the scope never close.
+        for (let round = 0; state.running && round < 1000; round++) {
           await Promise.all([2, 3, 5, 8, 13].map(async (n) => {
             const conn = await Client.connect(port, { from: Client.ip(n + (round % 3)) })
             const size = (n * 37_000 + round * 9_000) % (512 * 1024)
@@ -95,7 +96,7 @@ const traffic = (port: number) =>
         }
       })()
       return () => {
-        running = false
+        state.running = false
         return loop
       }
     }),
