@@ -58,10 +58,10 @@ export const isBlacklisted = (backend: Backend, now: number): boolean => now < b
 
 /**
  * Whether selection passes the server over at `now` (roundrobin, prio and weight skip it, as pen skips a blacklisted
- * server): blacklisted, or down by its active check. @category predicates
+ * server): blacklisted, down by its active check, or drained. @category predicates
  */
 export const isOutOfRotation = (backend: Backend, now: number): boolean =>
-  backend.down || now < backend.blacklistedUntil
+  backend.down || backend.draining || now < backend.blacklistedUntil
 
 /** Why a server takes no more connections: no address, down by its check, drained, blacklisted, at its limit. @category models */
 export type Refusal = "unconfigured" | "down" | "draining" | "blacklisted" | "full"

@@ -6,7 +6,7 @@
 import type { Rule } from "./Selection.ts"
 
 /** Why a server did not take the client (`Backend.Refusal`, the server's ACL, or no such server). @category models */
-export type Reason = "unconfigured" | "down" | "draining" | "blacklisted" | "full" | "acl" | "none"
+export type Reason = "unconfigured" | "down" | "draining" | "blacklisted" | "full" | "acl" | "none" | "slow-start"
 
 /** A server as the explanation names it. @category models */
 export interface Server {
@@ -45,7 +45,7 @@ export interface Explanation {
 
 const RULES: Readonly<Record<Rule, string>> = {
   sticky: "the sticky table: the server it used last",
-  prio: "prio: the lowest priority value not blacklisted",
+  prio: "prio: the lowest priority value not blacklisted, down or drained",
   weight: "weight (-W): the lowest load for its weight",
   hash: "hash (-h) of the client's address",
   roundrobin: "roundrobin: the next server in turn"
@@ -58,7 +58,8 @@ const REASONS: Readonly<Record<Reason, string>> = {
   blacklisted: "is blacklisted",
   full: "is at its connection limit",
   acl: "its acl does not let the client in",
-  none: "no such server"
+  none: "no such server",
+  "slow-start": "its slow start's draw sent the client on"
 }
 
 const name = (server: Server): string =>
@@ -94,7 +95,7 @@ export const format = (e: Explanation): string => {
   for (const t of e.tries) {
     lines.push(
       t.reason === undefined
-        ? `${name(t.server)}: takes it`
+        ? `${name(t.server)}: takes it${t.detail === undefined ? "" : ` (${t.detail})`}`
         : `${name(t.server)}: skipped: ${REASONS[t.reason]}${t.detail === undefined ? "" : ` (${t.detail})`}`
     )
   }

@@ -31,7 +31,7 @@ export interface Cursor {
 export const cursor = (): Cursor => ({ last: 0 })
 
 /**
- * Roundrobin: the next server after the cursor that is not blacklisted or down, advancing the cursor. Servers at
+ * Roundrobin: the next server after the cursor that is not blacklisted, down or drained, advancing the cursor. Servers at
  * their connection limit are not skipped here (pen leaves them to the failover scan).
  *
  * @category selection
@@ -48,7 +48,7 @@ export const roundRobin = (backends: ReadonlyArray<Backend.Backend>, at: Cursor,
 }
 
 /**
- * Weight (`-W`): among servers that are not blacklisted or down and have a weight, the smallest
+ * Weight (`-W`): among servers that are not blacklisted, down or drained and have a weight, the smallest
  * `256 * connections / weight` (integer), ties to the lowest index. No weighted server means no server, as in pen.
  *
  * @category selection
@@ -68,7 +68,7 @@ export const byWeight = (backends: ReadonlyArray<Backend.Backend>, now: number):
 }
 
 /**
- * Prio: the lowest prio value among servers that are not blacklisted or down, ties to the lowest index.
+ * Prio: the lowest prio value among servers that are not blacklisted, down or drained, ties to the lowest index.
  *
  * @category selection
  */

@@ -30,8 +30,16 @@ export const explain = (ip: string): Effect.Effect<Explain.Explanation, never, S
     const tries: Array<Explain.Try> = []
     const attempt = (index: number): boolean => {
       if (index === Selection.NO_SERVER) return false
-      const reason = Failover.refusalUnsafe(pool, acls, index, stickyServer, ip)
-      tries.push({ server: server(index), reason, detail: detail(pool.backendUnsafe(index), reason, now) })
+      // No draw: a server in its slow start takes the client here, and its share says how likely that is.
+      const reason = Failover.refusalUnsafe(pool, acls, index, stickyServer, ip, false)
+      const share = reason === undefined && stickyServer !== index ? pool.slowStartShareUnsafe(index) : 1
+      tries.push({
+        server: server(index),
+        reason,
+        detail: share < 1
+          ? `in its slow start: it takes ${Math.round(share * 100)}% of new clients now, the others go on`
+          : detail(pool.backendUnsafe(index), reason, now)
+      })
       return reason === undefined
     }
     const mode = (Object.keys(pool.policy) as Array<keyof Selection.Policy>).filter((flag) => pool.policy[flag])

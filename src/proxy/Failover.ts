@@ -4,10 +4,10 @@
  * connection tries each server at most once: with `-b 0` (nothing is ever blacklisted) pen would go round the ring
  * for as long as every server refuses. The emergency and abuse servers have no failover; `-s` (stubborn) has none.
  */
-import type * as Backend from "../domain/Backend.ts"
 import * as Selection from "../domain/Selection.ts"
 import type { Acls } from "../services/Acls.ts"
-import { ABUSE_SERVER, EMERGENCY_SERVER, type ServerPool } from "../services/ServerPool.ts"
+import type * as ServerPool from "../services/ServerPool.ts"
+import { ABUSE_SERVER, EMERGENCY_SERVER } from "../services/ServerPool.ts"
 
 /** A connection or session that can fail over. @category models */
 export interface Failing {
@@ -20,7 +20,7 @@ export interface Failing {
 }
 
 /** Tries the next servers for `connection` after `failed`: whether one took it. */
-export const scan = (pool: ServerPool["Service"], connection: Failing, failed: number): boolean => {
+export const scan = (pool: ServerPool.ServerPool["Service"], connection: Failing, failed: number): boolean => {
   if (pool.policy.stubborn || failed === EMERGENCY_SERVER || failed === ABUSE_SERVER) return false
   const tried = (connection.tried ??= new Set([connection.initial]))
   tried.add(failed)
@@ -30,23 +30,24 @@ export const scan = (pool: ServerPool["Service"], connection: Failing, failed: n
   return pool.emergency !== undefined && connection.tryServer(EMERGENCY_SERVER)
 }
 
-/** Why a server does not take a client: its admission's reason, its ACL ("acl"), or no such server ("none"). @category models */
-export type Refusal = Backend.Refusal | "acl" | "none"
+/** Why a server does not take a client: the pool's reason (admission, slow start), or its ACL. @category models */
+export type Refusal = ServerPool.Refusal | "acl"
 
 /**
  * Why server `index` does not take the client at `address` (pinned to `stickyServer`) now, or undefined when it takes
- * it: the server's admission (address, health, drain, blacklist, limits), then the server's ACL (`server N acl A`;
- * the abuse server takes the clients client_acl denies).
+ * it: the server's admission (address, health, drain, blacklist, limits, and with `draw` its slow start's draw), then
+ * the server's ACL (`server N acl A`; the abuse server takes the clients client_acl denies).
  */
 export const refusalUnsafe = (
-  pool: ServerPool["Service"],
+  pool: ServerPool.ServerPool["Service"],
   acls: Acls["Service"],
   index: number,
   stickyServer: number,
-  address: string | undefined
+  address: string | undefined,
+  draw = true
 ): Refusal | undefined => {
   if (index === Selection.NO_SERVER) return "none"
-  const refused = pool.refusalUnsafe(index, stickyServer === index)
+  const refused = pool.refusalUnsafe(index, stickyServer === index, draw)
   if (refused !== undefined) return refused
   return index !== ABUSE_SERVER && !acls.admitsUnsafe(pool.backendUnsafe(index)!.acl, address) ? "acl" : undefined
 }

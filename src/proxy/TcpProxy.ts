@@ -390,13 +390,8 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
   /** pen's try_server: admission (blacklist, limits), then an asynchronous connect with the `-t` deadline. */
   tryServer(index: number): boolean {
     const { env, entry } = this
-    if (index === Selection.NO_SERVER || !env.pool.admitsUnsafe(index, entry!.server === index)) return false
-    // `server N acl A`: the server takes only clients its list lets in (the abuse server takes the denied ones).
-    if (
-      index !== ABUSE_SERVER && !env.acls.admitsUnsafe(env.pool.backendUnsafe(index)!.acl, this.peerAddress)
-    ) {
-      return false
-    }
+    // Admission (health, drain, blacklist, limits, slow start), then `server N acl A` (explain asks the same).
+    if (Failover.refusalUnsafe(env.pool, env.acls, index, entry!.server, this.peerAddress) !== undefined) return false
     env.pool.acquireUnsafe(index)
     this.server = index
     // The client is pinned as soon as the attempt starts, as pen does; a failover re-pins it. The emergency and abuse

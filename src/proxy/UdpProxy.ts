@@ -139,9 +139,11 @@ class Session implements UdpServer.Receiver, Slotted, Failover.Failing {
     const { env } = this
     // A session ended by nib's own failure during a failover scan takes no other server.
     if (this.finished) return false
-    if (index === Selection.NO_SERVER || !env.pool.admitsUnsafe(index, this.entry!.server === index)) return false
+    // Admission (health, drain, blacklist, limits, slow start), then `server N acl A` (explain asks the same).
+    if (Failover.refusalUnsafe(env.pool, env.acls, index, this.entry!.server, this.peer.address) !== undefined) {
+      return false
+    }
     const backend = env.pool.backendUnsafe(index)!
-    if (index !== ABUSE_SERVER && !env.acls.admitsUnsafe(backend.acl, this.peer.address)) return false
     const endpoint = backend.spec.endpoint
     // A Unix stream socket cannot take datagrams (the command line refuses one in -U mode; `server N address` may not).
     if (endpoint._tag !== "Tcp") return false

@@ -86,6 +86,9 @@ export type ServerChange =
   | { readonly key: "check"; readonly value: HealthCheck.Check | undefined }
   | { readonly key: "port" | "max" | "hard" | "weight" | "prio" | "blacklist" | "acl"; readonly value: number }
 
+/** Why a server takes no connection: its own reason, no such server, or its slow start's draw. @category models */
+export type Refusal = Backend.Refusal | "none" | "slow-start"
+
 /** The server pool service. @category services */
 export class ServerPool extends Context.Service<ServerPool, {
   /** The regular servers, by index (the control port can add slots, never remove them). */
@@ -115,8 +118,14 @@ export class ServerPool extends Context.Service<ServerPool, {
   readonly backendUnsafe: (index: number) => Backend.Backend | undefined
   /** Whether server `index` (or {@link EMERGENCY_SERVER}) takes a connection now. */
   readonly admitsUnsafe: (index: number, sticky: boolean) => boolean
-  /** Why server `index` takes no connection now ({@link admitsUnsafe}'s answer, explained); "none": no such server. */
-  readonly refusalUnsafe: (index: number, sticky: boolean) => Backend.Refusal | "none" | undefined
+  /**
+   * Why server `index` takes no connection now ({@link admitsUnsafe}'s answer, explained): "none" for no such server,
+   * "slow-start" for a new client its slow start's draw sent on. Without `draw` (explain), no draw is made: a server
+   * in its slow start takes the client (its share says how likely that is: {@link slowStartShareUnsafe}).
+   */
+  readonly refusalUnsafe: (index: number, sticky: boolean, draw: boolean) => Refusal | undefined
+  /** The share of new clients server `index` takes now: below 1 during its slow start (`--slow-start`). */
+  readonly slowStartShareUnsafe: (index: number) => number
   /** Counts a connection to `index` as live. */
   readonly acquireUnsafe: (index: number) => void
   /** Ends a live connection to `index` (its bytes were counted on the backend as they moved). */
@@ -339,6 +348,16 @@ const makeWith = (
     random() < HealthCheck.slowStartShare(now - b.upSince, slowStartMs) ||
     !backends.some((o) => o !== b && !starting(o, now) && Backend.admits(o, false, now))
 
+  const refusal = (index: number, sticky: boolean, draw: boolean): Refusal | undefined => {
+    const b = get(index)
+    if (b === undefined) return "none"
+    const now = clock.currentTimeMillisUnsafe()
+    const refused = Backend.refusal(b, sticky, now)
+    if (refused !== undefined) return refused
+    // --slow-start: a new client may be sent on. Without it upSince stays 0, and this is one field test.
+    return sticky || b.upSince === 0 || !draw || !starting(b, now) || slowStartDraw(b, now) ? undefined : "slow-start"
+  }
+
   return ServerPool.of({
     backends,
     emergency,
@@ -368,17 +387,12 @@ const makeWith = (
       Selection.initialServer(policy, backends, stickyServer, ip, port, cursor, clock.currentTimeMillisUnsafe()),
     previewUnsafe: (stickyServer, ip, port) =>
       Selection.initialServer(policy, backends, stickyServer, ip, port, { ...cursor }, clock.currentTimeMillisUnsafe()),
-    admitsUnsafe: (index, sticky) => {
+    admitsUnsafe: (index, sticky) => refusal(index, sticky, true) === undefined,
+    refusalUnsafe: refusal,
+    slowStartShareUnsafe: (index) => {
       const b = get(index)
-      if (b === undefined) return false
       const now = clock.currentTimeMillisUnsafe()
-      if (!Backend.admits(b, sticky, now)) return false
-      // --slow-start: a new client may be sent on. Without it upSince stays 0, and this is one field test.
-      return sticky || b.upSince === 0 || !starting(b, now) || slowStartDraw(b, now)
-    },
-    refusalUnsafe: (index, sticky) => {
-      const b = get(index)
-      return b === undefined ? "none" : Backend.refusal(b, sticky, clock.currentTimeMillisUnsafe())
+      return b === undefined || !starting(b, now) ? 1 : HealthCheck.slowStartShare(now - b.upSince, slowStartMs)
     },
     acquireUnsafe: (index) => {
       get(index)!.connections++

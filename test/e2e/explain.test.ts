@@ -83,7 +83,10 @@ describe("explain IP", () => {
       assert.strictEqual(yield* Nibctl.ask(target, "server 1 prio 5"), "")
       const empty = yield* explain(ip(24))
       assert.include(empty, "mode: prio\n")
-      assert.include(empty, "first choice by prio: the lowest priority value not blacklisted: server 2 (")
+      assert.include(
+        empty,
+        "first choice by prio: the lowest priority value not blacklisted, down or drained: server 2 ("
+      )
       assert.include(empty, "server 2 (0.0.0.0:0): skipped: has no address\n")
       // client_acl: denied, and without -B closed.
       assert.strictEqual(yield* Nibctl.ask(target, `acl 4 deny ${ip(25)}`), "")
@@ -151,4 +154,36 @@ describe("explain IP", () => {
       }),
     { timeout: 60_000 }
   )
+})
+
+describe("explain IP with active checks", () => {
+  it.live("a sticky client's server down by its check is skipped, and said to be", () =>
+    Effect.gen(function*() {
+      const a = yield* Backend.identity("a")
+      const b = yield* Backend.identity("b")
+      const lb = yield* Nib.start([
+        ...AS_USER,
+        "-C",
+        "127.0.0.1:0",
+        "--check-interval",
+        "0.2",
+        "--fall",
+        "1",
+        "127.0.0.1:0",
+        a.spec(),
+        b.spec()
+      ])
+      const target = Nibctl.targetOf(lb)
+      // The client is pinned to server 1, then server 1 gets a check it fails (it does not speak HTTP).
+      assert.strictEqual(yield* Client.ask(lb.port, ip(40)), "b")
+      assert.strictEqual(yield* Nibctl.ask(target, "server 1 check http"), "")
+      let text = ""
+      for (let i = 0; i < 100 && !text.includes("is down"); i++) {
+        text = yield* Nibctl.ask(target, `explain ${ip(40)}`)
+        if (!text.includes("is down")) yield* Effect.sleep("50 millis")
+      }
+      assert.include(text, `server 1 (${b.spec()}): skipped: is down (its check failed)\n`)
+      assert.strictEqual(verdict(text), `=> server 0 (${a.spec()})`)
+      assert.strictEqual(yield* Client.ask(lb.port, ip(40)), "a")
+    }))
 })
