@@ -6,6 +6,7 @@
  * A request that does not decode gets `400 {"error": "...", "field": "weight"}`: the first bad field, by its path.
  */
 import { Data, Effect, Schema, SchemaIssue } from "effect"
+import { isIP } from "node:net"
 import type * as StickyTable from "../domain/StickyTable.ts"
 import type { ConnectionInfo } from "../proxy/Slots.ts"
 import type { ServerStatus } from "../services/ServerPool.ts"
@@ -40,6 +41,11 @@ export const ClientsQuery = Schema.Struct({
   limit: Schema.optional(
     Schema.FiniteFromString.pipe(Schema.decodeTo(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))))
   )
+})
+
+/** `GET /api/explain?client=IP`: an IPv4 or IPv6 address. @category schemas */
+export const ExplainQuery = Schema.Struct({
+  client: Schema.String.check(Schema.makeFilter((text) => isIP(text) !== 0 || "not an IP address"))
 })
 
 /** `POST /api/servers/N/blacklist`: for `seconds` (0 lifts it; default: the `-b` time). @category schemas */

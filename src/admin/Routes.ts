@@ -11,6 +11,7 @@ import { ByteSize, Effect } from "effect"
 import type { Stream } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
+import * as Explain from "../domain/Explain.ts"
 import * as Api from "./Api.ts"
 import * as Auth from "./Auth.ts"
 import * as Dashboard from "./Dashboard.ts"
@@ -142,6 +143,14 @@ export const routes = (ctx: Context) => {
     ),
     get("/api/connections", Effect.map(State.connections(s), (connections) => json({ connections }))),
     get("/api/settings", Effect.map(State.settings(s, readOnly), (view) => json(view))),
+    get(
+      "/api/explain",
+      Effect.flatMap(
+        query(Api.ExplainQuery),
+        (q) =>
+          Effect.map(s.explain(q.client), (explanation) => json({ ...explanation, text: Explain.format(explanation) }))
+      )
+    ),
     HttpRouter.route(
       "GET",
       "/api/events",

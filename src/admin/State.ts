@@ -8,6 +8,7 @@
 import { Effect } from "effect"
 import type { Settings } from "../Config.ts"
 import * as Address from "../domain/Address.ts"
+import type * as Explain from "../domain/Explain.ts"
 import * as HealthCheck from "../domain/HealthCheck.ts"
 import type { TcpProxy } from "../proxy/TcpProxy.ts"
 import type { ClientTable } from "../services/ClientTable.ts"
@@ -27,6 +28,8 @@ export interface Services {
   readonly listener: Listener["Service"]
   readonly health: HealthChecker["Service"]
   readonly proxy: TcpProxy["Service"]
+  /** `explain`: the decision nib would make now for a new client from this address, and why. */
+  readonly explain: (client: string) => Effect.Effect<Explain.Explanation>
 }
 
 /** `GET /api/servers`. @category models */

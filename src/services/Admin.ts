@@ -9,10 +9,8 @@
  * path: everything is read from the counters and server state the proxy already keeps. The server closes with the
  * layer's scope; event streams are ended first, so a dashboard left open never holds nib's shutdown.
  */
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Clock, Console, Context, Deferred, Effect, Layer, PubSub, Schedule, Schema, Stream } from "effect"
 import { HttpRouter, HttpServer } from "effect/http"
-import * as Http from "node:http"
 import type * as Api from "../admin/Api.ts"
 import * as Auth from "../admin/Auth.ts"
 import * as History from "../admin/History.ts"
@@ -20,7 +18,10 @@ import * as Routes from "../admin/Routes.ts"
 import * as State from "../admin/State.ts"
 import { LbConfig } from "../Config.ts"
 import * as Address from "../domain/Address.ts"
+import * as HttpListener from "../net/HttpListener.ts"
+import * as ProxyExplain from "../proxy/Explain.ts"
 import { TcpProxy } from "../proxy/TcpProxy.ts"
+import { Acls } from "./Acls.ts"
 import { ClientTable } from "./ClientTable.ts"
 import { HealthChecker } from "./HealthChecker.ts"
 import { Listener } from "./Listener.ts"
@@ -75,7 +76,7 @@ export class Admin extends Context.Service<Admin, {
   static readonly layer: Layer.Layer<
     Admin,
     AdminError,
-    LbConfig | ServerPool | ClientTable | StatsReporter | Listener | HealthChecker | TcpProxy
+    LbConfig | ServerPool | ClientTable | StatsReporter | Listener | HealthChecker | TcpProxy | Acls
   > = Layer.effect(
     Admin,
     Effect.gen(function*() {
@@ -93,7 +94,11 @@ export class Admin extends Context.Service<Admin, {
         stats: yield* StatsReporter,
         listener: yield* Listener,
         health: yield* HealthChecker,
-        proxy: yield* TcpProxy
+        proxy: yield* TcpProxy,
+        explain: yield* Effect.map(
+          Effect.context<ServerPool | Acls | ClientTable>(),
+          (context) => (client: string) => Effect.provide(ProxyExplain.explain(client), context)
+        )
       }
 
       const history = History.make()
@@ -145,11 +150,10 @@ export class Admin extends Context.Service<Admin, {
       })).pipe(Stream.interruptWhen(Deferred.await(closing)), Stream.encodeText)
 
       const endpoint = admin.endpoint
-      const listen = endpoint._tag === "Tcp" ? { host: endpoint.host, port: endpoint.port } : { path: endpoint.path }
       const context = yield* Layer.build(
         HttpRouter.serve(Routes.layer({ services, token, events }), { disableLogger: true, disableListenLog: true })
           .pipe(
-            Layer.provideMerge(NodeHttpServer.layer(() => Http.createServer(), { ...listen, backlog: 64 }))
+            Layer.provideMerge(HttpListener.layer(endpoint))
           )
       ).pipe(
         Effect.mapError((error) =>

@@ -5,6 +5,9 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import * as Admin from "../utils/Admin.ts"
 import * as Backend from "../utils/Backend.ts"
 import * as Client from "../utils/Client.ts"
 import * as Nib from "../utils/Nib.ts"
@@ -185,5 +188,53 @@ describe("explain IP with active checks", () => {
       assert.include(text, `server 1 (${b.spec()}): skipped: is down (its check failed)\n`)
       assert.strictEqual(verdict(text), `=> server 0 (${a.spec()})`)
       assert.strictEqual(yield* Client.ask(lb.port, ip(40)), "a")
+    }))
+})
+
+describe("GET /api/explain on the admin endpoint", () => {
+  it.live("answers the same decision as JSON (with its text); a drained server is skipped; a bad address is a 400", () =>
+    Effect.gen(function*() {
+      const a = yield* Backend.identity("a")
+      const b = yield* Backend.identity("b")
+      const dir = yield* Nib.tempDir
+      const tokenFile = Path.join(dir, "token")
+      Fs.writeFileSync(tokenFile, "t0k3n\n")
+      const lb = yield* Nib.start([
+        ...AS_USER,
+        "-C",
+        "127.0.0.1:0",
+        "--admin",
+        "0",
+        "--admin-token-file",
+        tokenFile,
+        "127.0.0.1:0",
+        a.spec(),
+        b.spec()
+      ])
+      const base = Admin.baseUrl(lb)
+      const target = Nibctl.targetOf(lb)
+      assert.strictEqual(yield* Client.ask(lb.port, ip(50)), "b")
+      const drained = yield* Admin.call(base, "POST", "/api/servers/1/drain", { token: "t0k3n" })
+      assert.strictEqual(drained.status, 200)
+      const reply = yield* Admin.call(base, "GET", `/api/explain?client=${ip(50)}`)
+      assert.strictEqual(reply.status, 200)
+      assert.deepInclude(reply.json, {
+        client: ip(50),
+        denied: false,
+        rule: "sticky",
+        first: { index: 1, address: b.spec() },
+        chosen: { index: 0, address: a.spec() }
+      })
+      assert.deepStrictEqual(reply.json.tries, [
+        { server: { index: 1, address: b.spec() }, reason: "draining" },
+        { server: { index: 0, address: a.spec() } }
+      ])
+      // The text is the control port's answer, and the real connection goes where both say.
+      assert.strictEqual(reply.json.text, yield* Nibctl.ask(target, `explain ${ip(50)}`))
+      assert.include(reply.json.text, `server 1 (${b.spec()}): skipped: is drained (takes no new clients)\n`)
+      assert.strictEqual(yield* Client.ask(lb.port, ip(50)), "a")
+      const bad = yield* Admin.call(base, "GET", "/api/explain?client=10.1.2")
+      assert.strictEqual(bad.status, 400)
+      assert.strictEqual(bad.json.field, "client")
     }))
 })
