@@ -164,6 +164,9 @@ describe.skipIf(openssl === undefined)("TLS termination (-E, -K)", () => {
 
 const AS_USER: ReadonlyArray<string> = process.getuid?.() === 0 ? ["-u", "root"] : []
 
+/** nib with `args` and a control port (as root, `-u root`: nib opens none for root otherwise). */
+const startControlled = (args: ReadonlyArray<string>) => Nib.start([...AS_USER, "-C", "127.0.0.1:0", ...args])
+
 /** `openssl s_client` to nib (stdin: `input`, or nothing): its whole output. */
 const sClient = (port: number, args: ReadonlyArray<string>, input = "") =>
   Effect.map(run(openssl!, ["s_client", "-connect", `127.0.0.1:${port}`, ...args], input), (result) => result.stdout)
@@ -182,15 +185,7 @@ describe.skipIf(openssl === undefined)("TLS settings: -L, -Z and the ssl_* comma
       assert.match(yield* sClient(floor.port, ["-tls1_3"]), /New, TLSv1\.3, Cipher is/)
       assert.notMatch(yield* sClient(floor.port, ["-tls1_2"]), /New, TLSv1\.2, Cipher is/)
 
-      const lb = yield* Nib.start([
-        ...AS_USER,
-        "-C",
-        "127.0.0.1:0",
-        "-E",
-        both,
-        "127.0.0.1:0",
-        `127.0.0.1:${server.port}`
-      ])
+      const lb = yield* startControlled(["-E", both, "127.0.0.1:0", `127.0.0.1:${server.port}`])
       const target = Nibctl.targetOf(lb)
       assert.match(yield* sClient(lb.port, []), /New, TLSv1\.3, Cipher is/)
       assert.strictEqual(yield* Nibctl.ask(target, "ssl_option no_tlsv1.3"), "")
@@ -229,10 +224,7 @@ describe.skipIf(openssl === undefined)("TLS settings: -L, -Z and the ssl_* comma
         Fs.copyFileSync(key, Path.join(sni, `${name}.key`))
       }
       const server = yield* backend
-      const lb = yield* Nib.start([
-        ...AS_USER,
-        "-C",
-        "127.0.0.1:0",
+      const lb = yield* startControlled([
         "-E",
         main.cert,
         "-K",
@@ -282,10 +274,7 @@ describe.skipIf(openssl === undefined)("TLS settings: -L, -Z and the ssl_* comma
       Fs.copyFileSync(other.key, Path.join(sni, "a.example.key"))
       Fs.copyFileSync(ca.ocsp("a.example"), Path.join(sni, "a.example.ocsp"))
       const server = yield* backend
-      const lb = yield* Nib.start([
-        ...AS_USER,
-        "-C",
-        "127.0.0.1:0",
+      const lb = yield* startControlled([
         "-E",
         main.cert,
         "-K",
@@ -320,15 +309,7 @@ describe.skipIf(openssl === undefined)("TLS settings: -L, -Z and the ssl_* comma
       const dir = yield* Nib.tempDir
       const { both } = yield* certificate(dir)
       const server = yield* backend
-      const lb = yield* Nib.start([
-        ...AS_USER,
-        "-C",
-        "127.0.0.1:0",
-        "-E",
-        both,
-        "127.0.0.1:0",
-        `127.0.0.1:${server.port}`
-      ])
+      const lb = yield* startControlled(["-E", both, "127.0.0.1:0", `127.0.0.1:${server.port}`])
       const target = Nibctl.targetOf(lb)
       // s_client renegotiates on a line "R" (TLS 1.2: 1.3 has no renegotiation), then sends a request.
       const renegotiate = run("sh", [
@@ -372,10 +353,7 @@ describe.skipIf(openssl === undefined)("TLS settings: -L, -Z and the ssl_* comma
         (s) => Effect.sync(() => (held.forEach((socket) => socket.destroy()), s.close()))
       )
       const serverPort = (server.address() as Net.AddressInfo).port
-      const lb = yield* Nib.start([
-        ...AS_USER,
-        "-C",
-        "127.0.0.1:0",
+      const lb = yield* startControlled([
         "-E",
         both,
         "127.0.0.1:0",
