@@ -279,6 +279,8 @@ interface Balancer {
   readonly http?: (port: number, servers: Array<string>) => Array<string>
   /** How it runs terminating TLS with TLS_CERT and TLS_KEY, if it can. */
   readonly tls?: (port: number, servers: Array<string>) => Array<string>
+  /** Runs only when BENCH_ONLY names it. */
+  readonly optIn?: true
 }
 
 const haproxyConfig = (port: number, servers: Array<string>, tls = false) => {
@@ -357,6 +359,13 @@ const BALANCERS: Array<Balancer> = [
     udp: nibArgv(ROOT, "-U"),
     http: nibArgv(ROOT, "-H"),
     tls: nibArgv(ROOT, "-E", TLS_CERT, "-K", TLS_KEY)
+  },
+  {
+    // nib with an active check of each server (every 2 s) and the admin endpoint open: what they cost (issue #12).
+    name: "nib+checks",
+    tool: "node",
+    argv: nibArgv(ROOT, "--check", "tcp", "--admin", "127.0.0.1:0"),
+    optIn: true
   },
   ...(process.env.BENCH_NIB_BASE === undefined ? [] : [{
     name: "nib-base",
@@ -729,7 +738,9 @@ const main = async () => {
   }
   if (!Fs.existsSync(Path.join(ROOT, "dist/src/bin.js"))) throw new Error("build nib first: npm run build")
   const only = process.env.BENCH_ONLY?.split(",")
-  const balancers = BALANCERS.filter((b) => (only === undefined || only.includes(b.name)) && has(b.tool))
+  const balancers = BALANCERS.filter((b) =>
+    (only === undefined ? b.optIn !== true : only.includes(b.name)) && has(b.tool)
+  )
   for (const b of BALANCERS) {
     if (!has(b.tool)) console.error(`${b.name} is not installed (apt-get install -y ${b.tool}): left out of this run`)
   }
