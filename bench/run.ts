@@ -367,6 +367,9 @@ const BALANCERS: Array<Balancer> = [
     argv: nibArgv(ROOT, "--check", "tcp", "--admin", "127.0.0.1:0"),
     optIn: true
   },
+  // Each of the two alone, to tell their costs apart.
+  { name: "nib+check", tool: "node", argv: nibArgv(ROOT, "--check", "tcp"), optIn: true },
+  { name: "nib+admin", tool: "node", argv: nibArgv(ROOT, "--admin", "127.0.0.1:0"), optIn: true },
   ...(process.env.BENCH_NIB_BASE === undefined ? [] : [{
     name: "nib-base",
     tool: "node",

@@ -159,6 +159,30 @@ describe("explain IP", () => {
   )
 })
 
+describe("explain IP with an abuse server", () => {
+  it.live("a client client_acl denies goes to the abuse server (-B), and the real connection does too", () =>
+    Effect.gen(function*() {
+      const a = yield* Backend.identity("a")
+      const abuse = yield* Backend.identity("abuse")
+      const lb = yield* Nib.start([...AS_USER, "-C", "127.0.0.1:0", "-B", abuse.spec(), "127.0.0.1:0", a.spec()])
+      const target = Nibctl.targetOf(lb)
+      assert.strictEqual(yield* Nibctl.ask(target, `acl 2 deny ${ip(60)}`), "")
+      yield* Nibctl.ask(target, "client_acl 2")
+      assert.strictEqual(
+        yield* Nibctl.ask(target, `explain ${ip(60)}`),
+        [
+          `client ${ip(60)}`,
+          "client_acl denies it",
+          `abuse server ${abuse.spec()}: takes it`,
+          `=> abuse server ${abuse.spec()}`,
+          ""
+        ].join("\n")
+      )
+      assert.strictEqual(yield* Client.ask(lb.port, ip(60)), "abuse")
+      assert.strictEqual(verdict(yield* Nibctl.ask(target, `explain ${ip(61)}`)), `=> server 0 (${a.spec()})`)
+    }))
+})
+
 describe("explain IP with active checks", () => {
   it.live("a sticky client's server down by its check is skipped, and said to be", () =>
     Effect.gen(function*() {
