@@ -3,10 +3,14 @@
  * and `GET /api/explain?client=IP` (the admin endpoint) answer it. The model and its text; `proxy/Explain` makes the
  * decision with the code that serves clients.
  */
+import type * as Backend from "./Backend.ts"
 import type { Rule } from "./Selection.ts"
 
-/** Why a server did not take the client (`Backend.Refusal`, the server's ACL, or no such server). @category models */
-export type Reason = "unconfigured" | "down" | "draining" | "blacklisted" | "full" | "acl" | "none" | "slow-start"
+/**
+ * Why a server did not take the client: its own reason (`Backend.Refusal`), its ACL, no such server, or its slow
+ * start's draw (`Failover.Refusal`, which this mirrors without the services). @category models
+ */
+export type Reason = Backend.Refusal | "acl" | "none" | "slow-start"
 
 /** A server as the explanation names it. @category models */
 export interface Server {

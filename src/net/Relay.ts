@@ -131,8 +131,8 @@ class Pipe {
   private retiredWrites: Array<number> | undefined
   private paused = false
   private disposed = false
-  /** Bytes appended since the pipe started (-H counts a rewritten chunk's bytes with it). */
-  private appended = 0
+  /** -H: the rewriter's bytes handed over so far (a rewritten chunk is counted as what it became). */
+  private rewritten = 0
   /** The write callback, made once per pipe. */
   private readonly written = () => this.writeDone()
 
@@ -159,15 +159,16 @@ class Pipe {
       return this.flush()
     }
     // -H: the rewriter hands over slices of the chunk and the lines it inserts, in order (`append`).
-    const before = this.appended
+    const before = this.rewritten
     rewriter.feed(chunk, this, length)
-    this.tap.fromClient(chunk, length, this.appended - before)
+    this.tap.fromClient(chunk, length, this.rewritten - before)
     if (rewriter.mode !== "http") this.rewriter = undefined
     return this.flush()
   }
 
   /** Rewriter sink: `buffer[start, end)` goes to `dst`, after what is already appended. */
   bytes(buffer: Uint8Array, start: number, end: number): void {
+    this.rewritten += end - start
     this.append(buffer, start, end)
   }
 
@@ -188,7 +189,6 @@ class Pipe {
    * buffer's room goes whole into a fresh one (slices are at most a read's size), after writing what is pending.
    */
   private append(source: Uint8Array, start: number, end: number): void {
-    this.appended += end - start
     while (start < end) {
       let buffer = this.buffer
       if (buffer === undefined || this.fill + Math.min(end - start, BUFFER_SIZE) > buffer.length) {

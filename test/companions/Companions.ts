@@ -6,7 +6,6 @@
  * Every process is stopped by pid when the test's scope closes; every wait is bounded.
  */
 import { Effect } from "effect"
-import * as ChildProcess from "node:child_process"
 import * as Dgram from "node:dgram"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
@@ -55,33 +54,13 @@ export const run = (
   env: Readonly<Record<string, string>> = {},
   timeoutMs = 15_000
 ) =>
-  Effect.promise(() =>
-    new Promise<Nib.Completed>((resolve, reject) => {
-      const child = ChildProcess.spawn(command.file, [...command.args, ...args], {
-        stdio: ["pipe", "pipe", "pipe"],
-        env: { ...process.env, ...env }
-      })
-      let stdout = ""
-      let stderr = ""
-      let timedOut = false
-      child.stdout.setEncoding("latin1").on("data", (chunk: string) => (stdout += chunk))
-      child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk))
-      child.stdin.on("error", () => {})
-      child.stdin.end(Buffer.from(stdin, "latin1"))
-      const timer = setTimeout(() => {
-        timedOut = true
-        child.kill("SIGKILL")
-      }, timeoutMs)
-      child.once("error", (error) => {
-        clearTimeout(timer)
-        reject(error)
-      })
-      child.once("close", (code, signal) => {
-        clearTimeout(timer)
-        resolve({ code, signal, stdout, stderr, timedOut })
-      })
+  Effect.promise(async (): Promise<Nib.Completed> => {
+    const done = await Nib.runBytes(command.file, [...command.args, ...args], timeoutMs, {
+      input: Buffer.from(stdin, "latin1"),
+      extraEnv: env
     })
-  )
+    return { ...done, stdout: done.stdout.toString("latin1") }
+  })
 
 /** A free UDP port on every IPv4 address (bound on port 0, noted, closed). */
 export const freeUdpPort = (): Promise<number> =>

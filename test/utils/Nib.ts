@@ -217,14 +217,25 @@ export interface CompletedBytes extends ExitStatus {
   readonly timedOut: boolean
 }
 
-/** Runs `command args` to completion, killing it (SIGKILL) after `timeoutMs`; stdout is kept as bytes. */
+/**
+ * Runs `command args` to completion, killing it (SIGKILL) after `timeoutMs`; stdout is kept as bytes. `input` is
+ * written to its stdin (none: stdin is closed), `extraEnv` added to its environment.
+ */
 export const runBytes = (
   command: string,
   args: ReadonlyArray<string>,
-  timeoutMs = 15_000
+  timeoutMs = 15_000,
+  { extraEnv = {}, input }: { readonly input?: Buffer; readonly extraEnv?: Readonly<Record<string, string>> } = {}
 ): Promise<CompletedBytes> =>
   new Promise((resolve, reject) => {
-    const child = ChildProcess.spawn(command, [...args], { stdio: ["ignore", "pipe", "pipe"], env: env() })
+    const child = ChildProcess.spawn(command, [...args], {
+      stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
+      env: { ...env(), ...extraEnv }
+    })
+    if (input !== undefined) {
+      child.stdin!.on("error", () => {})
+      child.stdin!.end(input)
+    }
     const stdout: Array<Buffer> = []
     const stderr: Array<Buffer> = []
     let timedOut = false
