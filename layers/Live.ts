@@ -18,12 +18,14 @@ import { ServerPool } from "../src/services/ServerPool.ts"
 import * as Signals from "../src/services/Signals.ts"
 import { StatsReporter } from "../src/services/StatsReporter.ts"
 import { Status } from "../src/services/Status.ts"
+import { SharedState } from "../src/shared/SharedState.ts"
 
 /** Builds the graph over a given ServerPool layer (production resolves LbConfig's servers; tests swap their own). */
 export const makeApp = <E, R>(pool: Layer.Layer<ServerPool, E, R>) => {
-  // StatsReporter exports the sticky table's size, so ClientTable comes first.
+  // StatsReporter exports the sticky table's size, so ClientTable comes first. One thread: memory of its own.
   const stats = StatsReporter.layer.pipe(
-    Layer.provideMerge(Layer.mergeAll(pool, RelayBuffers.layer, ClientTable.layer))
+    Layer.provideMerge(Layer.mergeAll(pool, RelayBuffers.layer, ClientTable.layer)),
+    Layer.provideMerge(SharedState.layer)
   )
   const core = Layer.mergeAll(HealthChecker.layer, RequestLog.layer, Acls.layer).pipe(Layer.provideMerge(stats))
   const proxy = Layer.merge(TcpProxy.layer, UdpProxy.layer).pipe(Layer.provideMerge(core))

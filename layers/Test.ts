@@ -13,6 +13,7 @@ import { RelayBuffers } from "../src/services/RelayBuffers.ts"
 import { RequestLog } from "../src/services/RequestLog.ts"
 import { ServerPool } from "../src/services/ServerPool.ts"
 import { StatsReporter } from "../src/services/StatsReporter.ts"
+import { SharedState } from "../src/shared/SharedState.ts"
 import { makeApp } from "./Live.ts"
 
 /** The full balancer over `settings`, with its real services (what the CLI runs, minus the process). */
@@ -32,7 +33,8 @@ export const makeAppNoHealth = (settings: Partial<Settings> & Pick<Settings, "li
     Acls.layer,
     RelayBuffers.layer
   ).pipe(
-    Layer.provideMerge(ServerPool.layer)
+    Layer.provideMerge(ServerPool.layer),
+    Layer.provideMerge(SharedState.layer)
   )
   return Listener.layer.pipe(
     Layer.provide(Layer.merge(TcpProxy.layer, UdpProxy.layer).pipe(Layer.provide(core))),

@@ -183,11 +183,7 @@ export const blacklist = (s: Services, index: number, seconds: number | undefine
 
 /** Drains server `index` (no new clients; live connections go on), or takes it back. @category mutations */
 export const drain = (s: Services, index: number, draining: boolean): Effect.Effect<void, Api.ApiError> =>
-  Effect.flatMap(existing(s, index), () =>
-    Effect.sync(() => {
-      // ServerPool has no drain of its own yet: the flag is Backend's, and admission reads it.
-      s.pool.backends[index]!.draining = draining
-    }))
+  Effect.flatMap(existing(s, index), () => s.pool.setDraining(index, draining))
 
 /**
  * Applies a PATCH: the address first (as pen requires), then the port, limits, weight and prio, through the pool's

@@ -8,7 +8,10 @@ import type { ServerSpec } from "./ServerSpec.ts"
 /** Which PROXY protocol header a server gets: none, or version 1 or 2. @category models */
 export type ProxyHeader = "none" | "v1" | "v2"
 
-/** One server of the pool, mutable on purpose: it is updated on every connection. @category models */
+/**
+ * One server of the pool: its settings, changed by the control plane, and its live state, read here and changed only
+ * through its owner (ServerPool keeps it in memory that worker threads share). @category models
+ */
 export interface Backend {
   readonly index: number
   /** Replaced, not mutated, when the control port changes the server (`server N ...`). */
@@ -20,24 +23,27 @@ export interface Backend {
   /** The PROXY protocol header sent first on each connection (`--send-proxy`, `server N proxy`). */
   proxy: ProxyHeader
   /** Connections to this server being set up or relayed. */
-  connections: number
+  readonly connections: number
   /** Milliseconds until which the server is blacklisted; 0 when it is not. */
-  blacklistedUntil: number
+  readonly blacklistedUntil: number
   /** Bytes sent to the server, and received from it, counted as they move (open connections included, as in pen). */
-  bytesSent: number
-  bytesReceived: number
+  readonly bytesSent: number
+  readonly bytesReceived: number
   /** The active check (`--check`, `server N check`); undefined: the server is not checked (pen's passive health). */
   check: Check | undefined
   /** Down by its active check (`--fall` failures in a row), until `--rise` passes in a row. */
-  down: boolean
+  readonly down: boolean
   /** When the server last came back up (milliseconds), for `--slow-start`; 0 when it never went down. */
-  upSince: number
+  readonly upSince: number
   /** Drained (the admin API): takes no new client, its live connections go on. */
-  draining: boolean
+  readonly draining: boolean
 }
 
-/** A fresh backend for `spec`. @category constructors */
-export const make = (index: number, spec: ServerSpec, proxy: ProxyHeader = "none"): Backend => ({
+/** A backend whose every field can be set: a plain record, for selection on its own (tests, models). @category models */
+export type Plain = { -readonly [K in keyof Backend]: Backend[K] }
+
+/** A fresh plain backend for `spec`. @category constructors */
+export const make = (index: number, spec: ServerSpec, proxy: ProxyHeader = "none"): Plain => ({
   index,
   spec,
   configured: true,
@@ -81,6 +87,16 @@ export const refusal = (backend: Backend, sticky: boolean, now: number): Refusal
   const { hardLimit, softLimit } = backend.spec
   const c = backend.connections
   return softLimit === 0 || c < softLimit || (sticky && c < hardLimit) ? undefined : "full"
+}
+
+/**
+ * The connections at which the server refuses one more: its soft limit, or for a client pinned to it (`sticky`) its
+ * hard limit when that is higher; 0 when it has no limit. {@link refusal}'s "full", as one number to take a connection
+ * against atomically. @category predicates
+ */
+export const limit = (backend: Backend, sticky: boolean): number => {
+  const { hardLimit, softLimit } = backend.spec
+  return softLimit === 0 ? 0 : sticky ? Math.max(softLimit, hardLimit) : softLimit
 }
 
 /** Whether the server takes one more connection at `now` ({@link refusal} has no reason). @category predicates */

@@ -392,7 +392,8 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
     const { env, entry } = this
     // Admission (health, drain, blacklist, limits, slow start), then `server N acl A` (explain asks the same).
     if (Failover.refusalUnsafe(env.pool, env.acls, index, entry!.server, this.peerAddress) !== undefined) return false
-    env.pool.acquireUnsafe(index)
+    // The limits, taken atomically: another thread may have taken the server's last connection since admission.
+    if (!env.pool.tryAcquireUnsafe(index, entry!.server === index)) return false
     this.server = index
     // The client is pinned as soon as the attempt starts, as pen does; a failover re-pins it. The emergency and abuse
     // servers never pin.
@@ -449,10 +450,9 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
    * -H the count is what the server gets after the rewrite, as pen's; the log shows the client's bytes.
    */
   fromClient(chunk: Buffer, length: number, sent: number): void {
-    const backend = this.backend!
-    backend.bytesSent += sent
+    this.env.pool.countUnsafe(this.backend!.index, sent, 0)
     this.entry!.bytesFromClient += sent
-    if (this.logging) this.env.log.chunkUnsafe(this.peer, addressText(backend), chunk.subarray(0, length))
+    if (this.logging) this.env.log.chunkUnsafe(this.peer, addressText(this.backend!), chunk.subarray(0, length))
   }
 
   /** -H: a bad request head was answered with `status` and a close. */
@@ -462,7 +462,7 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
 
   /** Bytes from the server (pen's copy_down). */
   fromServer(length: number): void {
-    this.backend!.bytesReceived += length
+    this.env.pool.countUnsafe(this.backend!.index, 0, length)
     this.entry!.bytesToClient += length
   }
 

@@ -147,15 +147,17 @@ class Session implements UdpServer.Receiver, Slotted, Failover.Failing {
     const endpoint = backend.spec.endpoint
     // A Unix stream socket cannot take datagrams (the command line refuses one in -U mode; `server N address` may not).
     if (endpoint._tag !== "Tcp") return false
+    // The limits, taken atomically: another thread may have taken the server's last connection since admission.
+    if (!env.pool.tryAcquireUnsafe(index, this.entry!.server === index)) return false
     let upstream: UdpServer.Datagram
     try {
       upstream = UdpServer.dial(endpoint)
     } catch (error) {
+      env.pool.releaseUnsafe(index)
       this.env.health.ownFailureUnsafe(error as Error)
       this.finish()
       return false
     }
-    env.pool.acquireUnsafe(index)
     this.server = index
     this.backend = backend
     this.entry!.server = index >= 0 ? index : Selection.NO_SERVER
@@ -183,10 +185,9 @@ class Session implements UdpServer.Receiver, Slotted, Failover.Failing {
     const unanswered = (this.unanswered ??= [])
     if (unanswered.length === UNANSWERED_MAX) unanswered.shift()
     unanswered.push(datagram)
-    const backend = this.backend!
-    backend.bytesSent += datagram.length
+    this.env.pool.countUnsafe(this.backend!.index, datagram.length, 0)
     this.entry!.bytesFromClient += datagram.length
-    if (this.logging) this.env.log.chunkUnsafe(this.peer.address, addressText(backend), datagram)
+    if (this.logging) this.env.log.chunkUnsafe(this.peer.address, addressText(this.backend!), datagram)
     this.send(datagram)
   }
 
@@ -206,7 +207,7 @@ class Session implements UdpServer.Receiver, Slotted, Failover.Failing {
   /** A reply: counted (pen counts none), then sent to the client from the listen address. */
   fromServer(socket: UdpServer.Datagram, datagram: Buffer): void {
     if (socket !== this.upstream || this.finished) return
-    this.backend!.bytesReceived += datagram.length
+    this.env.pool.countUnsafe(this.backend!.index, 0, datagram.length)
     this.entry!.bytesToClient += datagram.length
     if (this.unanswered !== undefined && this.unanswered.length > 0) this.unanswered.length = 0
     this.peer.reply(datagram)

@@ -16,6 +16,8 @@ import * as Selection from "../domain/Selection.ts"
 import * as ServerSpec from "../domain/ServerSpec.ts"
 import * as Resolve from "../net/Resolve.ts"
 import * as Socket from "../net/Socket.ts"
+import * as ServerMemory from "../shared/ServerMemory.ts"
+import { SharedState } from "../shared/SharedState.ts"
 
 /** Index of the emergency server (`-e`), which never takes part in selection. @category constants */
 export const EMERGENCY_SERVER = -2
@@ -70,7 +72,13 @@ export interface PoolOptions {
   readonly slowStartMs?: number | undefined
   /** Slow start's draws, uniform in [0, 1): `Math.random` unless given (tests pass their own). */
   readonly random?: (() => number) | undefined
+  /** Sets the selection flags (the others off); without it they stay as the memory has them (all off when new). */
   readonly policy?: Partial<Selection.Policy> | undefined
+  /**
+   * Where the servers' live state is kept: memory that worker threads share, seen from thread `worker` (the byte
+   * counters it writes). Without it, the pool allocates memory of its own for one thread.
+   */
+  readonly memory?: { readonly memory: ServerMemory.Memory; readonly worker: number } | undefined
 }
 
 const defaultPolicy: Selection.Policy = { roundrobin: false, hash: false, weight: false, prio: false, stubborn: false }
@@ -126,10 +134,15 @@ export class ServerPool extends Context.Service<ServerPool, {
   readonly refusalUnsafe: (index: number, sticky: boolean, draw: boolean) => Refusal | undefined
   /** The share of new clients server `index` takes now: below 1 during its slow start (`--slow-start`). */
   readonly slowStartShareUnsafe: (index: number) => number
-  /** Counts a connection to `index` as live. */
-  readonly acquireUnsafe: (index: number) => void
-  /** Ends a live connection to `index` (its bytes were counted on the backend as they moved). */
+  /**
+   * Counts a connection to `index` as live if the server is under its limit (its hard limit for a `sticky` client):
+   * one atomic step, so that threads never take more than the limit between them. Whether it was taken.
+   */
+  readonly tryAcquireUnsafe: (index: number, sticky: boolean) => boolean
+  /** Ends a live connection to `index` (its bytes were counted as they moved). */
   readonly releaseUnsafe: (index: number) => void
+  /** Counts bytes sent to server `index` and received from it (per-chunk path). */
+  readonly countUnsafe: (index: number, sent: number, received: number) => void
   /** Blacklists `index` for `seconds` from now (0 lifts it). */
   readonly blacklistUnsafe: (index: number, seconds: number) => void
   /** How to connect to `index`. */
@@ -141,6 +154,10 @@ export class ServerPool extends Context.Service<ServerPool, {
    * begins now.
    */
   readonly setDown: (index: number, down: boolean) => Effect.Effect<void>
+  /** Drains server `index` (no new clients; its live connections go on), or takes it back. */
+  readonly setDraining: (index: number, draining: boolean) => Effect.Effect<void>
+  /** The live state's memory, and the thread's view of it, as worker threads are given it. */
+  readonly memory: ServerMemory.Memory
   /**
    * The servers `configure` changes from now on, by index, once per `configure` (even one that failed part way):
    * HealthChecker follows them to start, restart or stop checks. Subscribed until the scope closes.
@@ -156,11 +173,12 @@ export class ServerPool extends Context.Service<ServerPool, {
       (changes) => Clock.clockWith((clock) => Effect.sync(() => makeWith(options, clock, changes)))
     )
 
-  /** The pool of the running configuration, host names resolved once. */
-  static readonly layer: Layer.Layer<ServerPool, ServerPoolError, LbConfig> = Layer.effect(
+  /** The pool of the running configuration, host names resolved at start-up, its state in the shared memory. */
+  static readonly layer: Layer.Layer<ServerPool, ServerPoolError, LbConfig | SharedState> = Layer.effect(
     ServerPool,
     Effect.gen(function*() {
       const config = yield* LbConfig
+      const shared = yield* SharedState
       const servers = yield* Effect.forEach(config.servers, resolveSpec)
       const emergency = config.emergency === undefined ? undefined : yield* resolveSpec(config.emergency)
       const abuse = config.abuse === undefined ? undefined : yield* resolveSpec(config.abuse)
@@ -171,6 +189,7 @@ export class ServerPool extends Context.Service<ServerPool, {
         sendProxy: config.sendProxy,
         check: config.check,
         slowStartMs: config.slowStartSeconds * 1000,
+        memory: { memory: shared.memory.servers, worker: shared.worker },
         policy: {
           roundrobin: config.roundrobin,
           hash: config.hash,
@@ -238,6 +257,49 @@ export const portNumber = (b: Backend.Backend): number => b.spec.endpoint._tag =
 /** The spec of a slot with no address: pen shows it as an unknown address family, and never connects to it. */
 const UNCONFIGURED = ServerSpec.make(Address.tcp("0.0.0.0", 0))
 
+/**
+ * A server of the pool: its settings in fields of its own (each thread keeps its copy), its live state read from the
+ * pool's memory, which every thread shares. @category models
+ */
+class Server implements Backend.Backend {
+  configured = true
+  acl = 0
+  check: HealthCheck.Check | undefined = undefined
+  /** The row of the pool's memory that holds this server's state. */
+  readonly row: number
+
+  constructor(
+    readonly index: number,
+    public spec: ServerSpec.ServerSpec,
+    public proxy: Backend.ProxyHeader,
+    private readonly state: ServerMemory.ServerState
+  ) {
+    this.row = ServerMemory.rowOf(index)
+  }
+
+  get connections(): number {
+    return this.state.connections(this.row)
+  }
+  get blacklistedUntil(): number {
+    return this.state.blacklistedUntil(this.row)
+  }
+  get bytesSent(): number {
+    return this.state.sent(this.row)
+  }
+  get bytesReceived(): number {
+    return this.state.received(this.row)
+  }
+  get down(): boolean {
+    return this.state.down(this.row)
+  }
+  get upSince(): number {
+    return this.state.upSince(this.row)
+  }
+  get draining(): boolean {
+    return this.state.draining(this.row)
+  }
+}
+
 const makeWith = (
   options: PoolOptions,
   clock: Clock.Clock,
@@ -247,47 +309,88 @@ const makeWith = (
   const check = options.check
   const slowStartMs = options.slowStartMs ?? 0
   const random = options.random ?? Math.random
+  const memory = options.memory?.memory ??
+    ServerMemory.allocate({ rows: options.servers.length + 2, workers: 1, shared: false })
+  const state = new ServerMemory.ServerState(memory, options.memory?.worker ?? 0)
+  if (!state.ensure(options.servers.length + 2)) throw new RangeError(`at most ${ServerMemory.ROWS_MAX - 2} servers`)
   const regular = (index: number, spec: ServerSpec.ServerSpec) => {
-    const b = Backend.make(index, spec, proxy)
+    const b = new Server(index, spec, proxy, state)
     b.check = check
     return b
   }
   const backends = options.servers.map((spec, i) => regular(i, spec))
   const emergency = options.emergency === undefined
     ? undefined
-    : Backend.make(EMERGENCY_SERVER, options.emergency, proxy)
+    : new Server(EMERGENCY_SERVER, options.emergency, proxy, state)
   const targets = backends.map((b) => Socket.dialTarget(b.spec.endpoint))
   const emergencyTarget = emergency === undefined ? undefined : Socket.dialTarget(emergency.spec.endpoint)
-  const abuse = options.abuse === undefined ? undefined : Backend.make(ABUSE_SERVER, options.abuse, proxy)
+  const abuse = options.abuse === undefined ? undefined : new Server(ABUSE_SERVER, options.abuse, proxy, state)
   const abuseTarget = abuse === undefined ? undefined : Socket.dialTarget(abuse.spec.endpoint)
-  const cursor = Selection.cursor()
-  const policy: { -readonly [K in PolicyFlag]: boolean } = { ...defaultPolicy, ...options.policy }
-  let current = -1
+  // The roundrobin cursor and the selection flags live in the shared memory too: every thread moves one cursor.
+  const cursor: Selection.Cursor = {
+    get last() {
+      return state.cursor
+    },
+    set last(server: number) {
+      state.cursor = server
+    }
+  }
+  // The flags given set the memory's; a worker attaching to the memory gives none and takes them as they are.
+  if (options.policy !== undefined) {
+    const initial = { ...defaultPolicy, ...options.policy }
+    for (const name of Object.keys(initial) as Array<PolicyFlag>) state.setFlag(ServerMemory.Flag[name], initial[name])
+  }
+  const policy: Selection.Policy = {
+    get roundrobin() {
+      return state.flag(ServerMemory.Flag.roundrobin)
+    },
+    get hash() {
+      return state.flag(ServerMemory.Flag.hash)
+    },
+    get weight() {
+      return state.flag(ServerMemory.Flag.weight)
+    },
+    get prio() {
+      return state.flag(ServerMemory.Flag.prio)
+    },
+    get stubborn() {
+      return state.flag(ServerMemory.Flag.stubborn)
+    }
+  }
 
-  const get = (index: number): Backend.Backend | undefined =>
+  const get = (index: number): Server | undefined =>
     index >= 0 ? backends[index] : index === EMERGENCY_SERVER ? emergency : index === ABUSE_SERVER ? abuse : undefined
 
   const blacklistUnsafe = (index: number, seconds: number) => {
     const b = get(index)
-    if (b !== undefined) b.blacklistedUntil = seconds > 0 ? clock.currentTimeMillisUnsafe() + seconds * 1000 : 0
+    if (b !== undefined) {
+      state.setBlacklistedUntil(b.row, seconds > 0 ? clock.currentTimeMillisUnsafe() + seconds * 1000 : 0)
+    }
   }
 
-  const setSpec = (b: Backend.Backend, spec: ServerSpec.ServerSpec) => {
+  const setSpec = (b: Server, spec: ServerSpec.ServerSpec) => {
     b.spec = spec
     targets[b.index] = Socket.dialTarget(spec.endpoint)
   }
 
-  const grow = (index: number) => {
-    while (backends.length <= index) {
-      const b = regular(backends.length, UNCONFIGURED)
-      b.configured = false
-      backends.push(b)
-      targets.push(Socket.dialTarget(UNCONFIGURED.endpoint))
-    }
-    return backends[index]!
-  }
+  const grow = (index: number): Effect.Effect<Server, ServerPoolError> =>
+    Effect.suspend(() => {
+      if (index < backends.length) return Effect.succeed(backends[index]!)
+      if (!state.ensure(index + 3)) {
+        return Effect.fail(
+          new ServerPoolError({ message: `server ${index}: at most ${ServerMemory.ROWS_MAX - 2} servers` })
+        )
+      }
+      while (backends.length <= index) {
+        const b = regular(backends.length, UNCONFIGURED)
+        b.configured = false
+        backends.push(b)
+        targets.push(Socket.dialTarget(UNCONFIGURED.endpoint))
+      }
+      return Effect.succeed(backends[index]!)
+    })
 
-  const setAddress = (b: Backend.Backend, text: string) => {
+  const setAddress = (b: Server, text: string) => {
     const endpoint = text.includes("/")
       ? Address.unix(text)
       : Address.tcp(text, b.configured && b.spec.endpoint._tag === "Tcp" ? b.spec.endpoint.port : 0)
@@ -301,7 +404,7 @@ const makeWith = (
     )
   }
 
-  const change = (b: Backend.Backend, c: ServerChange): Effect.Effect<void, ServerPoolError> => {
+  const change = (b: Server, c: ServerChange): Effect.Effect<void, ServerPoolError> => {
     switch (c.key) {
       case "address":
         return setAddress(b, c.value)
@@ -363,25 +466,26 @@ const makeWith = (
     emergency,
     abuse,
     policy,
-    setFlag: (flag, on) =>
-      Effect.sync(() => {
-        policy[flag] = on
-      }),
+    setFlag: (name, on) => Effect.sync(() => state.setFlag(ServerMemory.Flag[name], on)),
     configure: (index, list) =>
-      Effect.suspend(() => {
-        const b = grow(index)
-        return Effect.forEach(list, (c) => change(b, c), { discard: true }).pipe(
+      Effect.flatMap(grow(index), (b) =>
+        Effect.forEach(list, (c) => change(b, c), { discard: true }).pipe(
           Effect.ensuring(PubSub.publish(changes, index))
-        )
-      }),
+        )),
     changes: PubSub.subscribe(changes),
     setDown: (index, down) =>
       Effect.sync(() => {
         const b = get(index)
         if (b === undefined || b.down === down) return
-        b.down = down
-        if (!down && slowStartMs > 0) b.upSince = clock.currentTimeMillisUnsafe()
+        state.setDown(b.row, down)
+        if (!down && slowStartMs > 0) state.setUpSince(b.row, clock.currentTimeMillisUnsafe())
       }),
+    setDraining: (index, draining) =>
+      Effect.sync(() => {
+        const b = get(index)
+        if (b !== undefined) state.setDraining(b.row, draining)
+      }),
+    memory,
     backendUnsafe: get,
     chooseUnsafe: (stickyServer, ip, port) =>
       Selection.initialServer(policy, backends, stickyServer, ip, port, cursor, clock.currentTimeMillisUnsafe()),
@@ -394,13 +498,14 @@ const makeWith = (
       const now = clock.currentTimeMillisUnsafe()
       return b === undefined || !starting(b, now) ? 1 : HealthCheck.slowStartShare(now - b.upSince, slowStartMs)
     },
-    acquireUnsafe: (index) => {
-      get(index)!.connections++
-      if (index >= 0) current = index
+    tryAcquireUnsafe: (index, sticky) => {
+      const b = get(index)!
+      if (!state.tryAcquire(b.row, Backend.limit(b, sticky))) return false
+      if (index >= 0) state.current = index
+      return true
     },
-    releaseUnsafe: (index) => {
-      get(index)!.connections--
-    },
+    releaseUnsafe: (index) => state.release(ServerMemory.rowOf(index)),
+    countUnsafe: (index, sent, received) => state.count(ServerMemory.rowOf(index), sent, received),
     blacklistUnsafe,
     dialTarget: (index) => index >= 0 ? targets[index]! : index === EMERGENCY_SERVER ? emergencyTarget! : abuseTarget!,
     blacklist: (index, seconds) =>
@@ -412,7 +517,7 @@ const makeWith = (
       return {
         servers: backends.map((b) => status(b, now)),
         emergency: emergency === undefined ? undefined : status(emergency, now),
-        current
+        current: state.current
       }
     })
   })

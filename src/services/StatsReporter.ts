@@ -13,6 +13,8 @@ import { Clock, Context, Effect, Layer, Metric, Option, PubSub } from "effect"
 import * as Address from "../domain/Address.ts"
 import * as Backend from "../domain/Backend.ts"
 import type { PoolStats } from "../net/BufferPool.ts"
+import * as CounterMemory from "../shared/CounterMemory.ts"
+import { SharedState } from "../shared/SharedState.ts"
 import { ClientTable } from "./ClientTable.ts"
 import { RelayBuffers } from "./RelayBuffers.ts"
 import { EMERGENCY_SERVER, ServerPool, type ServerStatus } from "./ServerPool.ts"
@@ -40,14 +42,7 @@ export const MetricNames = {
 } as const
 
 /** The counters the per-connection path moves. @category models */
-export type Counter =
-  | "accepted"
-  | "active"
-  | "refused"
-  | "failovers"
-  | "blacklistings"
-  | "localFailures"
-  | "healthTransitions"
+export type Counter = CounterMemory.Counter
 
 /** Counters and per-server figures at one instant. @category models */
 export interface StatsSnapshot {
@@ -89,14 +84,16 @@ export class StatsReporter extends Context.Service<StatsReporter, {
    * Counts in memory and registers nib's metrics in the current MetricRegistry for the layer's lifetime. The sticky
    * table's gauges are registered when a ClientTable is in the context (the production graph provides one first).
    */
-  static readonly layer: Layer.Layer<StatsReporter, never, ServerPool | RelayBuffers> = Layer.effect(
+  static readonly layer: Layer.Layer<StatsReporter, never, ServerPool | RelayBuffers | SharedState> = Layer.effect(
     StatsReporter,
     Effect.gen(function*() {
       const pool = yield* ServerPool
       const buffers = (yield* RelayBuffers).pool
       const clients = yield* Effect.serviceOption(ClientTable)
       const clock = yield* Clock.Clock
-      const counts = zeroCounts()
+      const shared = yield* SharedState
+      // Every thread's counts, summed when read; this thread adds to its own row.
+      const counters = new CounterMemory.Counters(shared.memory.counters, shared.counterRow)
       const now = () => clock.currentTimeMillisUnsafe()
       const context = yield* Effect.context<never>()
       const runSync = Effect.runSyncWith(context)
@@ -119,20 +116,24 @@ export class StatsReporter extends Context.Service<StatsReporter, {
         register(Metric.gauge(name, { description }), () => ({ value: read() }), attributes)
 
       const registrations: Array<Metric.Registration> = [
-        counterOf(MetricNames.connectionsAccepted, "client connections accepted", () => counts.accepted),
-        gauge(MetricNames.connectionsActive, "client connections being served", () => counts.active),
-        counterOf(MetricNames.connectionsRefused, "connections closed with no server", () => counts.refused),
-        counterOf(MetricNames.failovers, "connections moved to another server", () => counts.failovers),
-        counterOf(MetricNames.blacklistings, "servers blacklisted after a failure", () => counts.blacklistings),
+        counterOf(MetricNames.connectionsAccepted, "client connections accepted", () => counters.get("accepted")),
+        gauge(MetricNames.connectionsActive, "client connections being served", () => counters.get("active")),
+        counterOf(MetricNames.connectionsRefused, "connections closed with no server", () => counters.get("refused")),
+        counterOf(MetricNames.failovers, "connections moved to another server", () => counters.get("failovers")),
+        counterOf(
+          MetricNames.blacklistings,
+          "servers blacklisted after a failure",
+          () => counters.get("blacklistings")
+        ),
         counterOf(
           MetricNames.localFailures,
           "connections closed for want of nib's own resources (no server blamed)",
-          () => counts.localFailures
+          () => counters.get("localFailures")
         ),
         counterOf(
           MetricNames.healthTransitions,
           "servers an active check took down or brought back up",
-          () => counts.healthTransitions
+          () => counters.get("healthTransitions")
         ),
         gauge(MetricNames.relayBuffers, "buffers the relay owns (lent out or free)", () => buffers.stats().buffers),
         gauge(
@@ -210,11 +211,9 @@ export class StatsReporter extends Context.Service<StatsReporter, {
       yield* PubSub.take(changes).pipe(Effect.andThen(refresh), Effect.forever, Effect.forkScoped)
 
       return StatsReporter.of({
-        addUnsafe: (name, delta) => {
-          counts[name] += delta
-        },
+        addUnsafe: (name, delta) => counters.add(name, delta),
         snapshot: Effect.map(pool.snapshot, (p) => ({
-          ...counts,
+          ...counters.all(),
           servers: p.servers,
           emergency: p.emergency,
           buffers: buffers.stats()

@@ -24,12 +24,12 @@ const specOf = (index: number, limits: Limits = {}): ServerSpec => ({
   prio: limits.prio ?? 0
 })
 
-const pool = (...limits: ReadonlyArray<Limits>): Array<Backend.Backend> =>
+const pool = (...limits: ReadonlyArray<Limits>): Array<Backend.Plain> =>
   limits.map((l, i) => Backend.make(i, specOf(i, l)))
 
 const plain = (n: number) => pool(...Array.from({ length: n }, () => ({})))
 
-const blacklist = (backend: Backend.Backend, until = NOW + 30_000) => {
+const blacklist = (backend: Backend.Plain, until = NOW + 30_000) => {
   backend.blacklistedUntil = until
 }
 

@@ -88,15 +88,15 @@ describe("Admin", () => {
         const labels = { server: b.spec(), index: "1" }
 
         // What the active check does when server 1 fails it `--fall` times.
-        pool.backends[1]!.down = true
+        yield* pool.setDown(1, true)
         const servers = (yield* AdminClient.call(base, "GET", "/api/servers")).json.servers
         assert.deepStrictEqual(servers.map((s: any) => [s.state, s.down]), [["up", false], ["down", true]])
         assert.strictEqual(AdminClient.valueOf(yield* AdminClient.scrape(base), "nib_server_up", labels), 0)
         // Down wins over blacklisted and draining: the check's verdict is what the operator must see.
-        pool.backends[1]!.draining = true
+        yield* pool.setDraining(1, true)
         yield* pool.blacklist(1, 30)
         assert.strictEqual((yield* AdminClient.call(base, "GET", "/api/servers/1")).json.state, "down")
-        pool.backends[1]!.draining = false
+        yield* pool.setDraining(1, false)
         yield* pool.blacklist(1, 0)
 
         const sawEvent = (to: string) =>
@@ -106,7 +106,7 @@ describe("Admin", () => {
         assert.strictEqual(last.servers[1].state, "down")
         assert.isTrue(stream.updates()[0].reset)
 
-        pool.backends[1]!.down = false
+        yield* pool.setDown(1, false)
         assert.isTrue(yield* Poll.waitUntil(() => sawEvent("up"), 5_000), "no 'up' event in the stream")
         assert.strictEqual(AdminClient.valueOf(yield* AdminClient.scrape(base), "nib_server_up", labels), 1)
       }).pipe(Effect.provide(makeAppTest(settings([a, b]))))

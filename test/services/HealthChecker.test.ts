@@ -12,6 +12,7 @@ import { HealthChecker, Prober } from "../../src/services/HealthChecker.ts"
 import { RelayBuffers } from "../../src/services/RelayBuffers.ts"
 import { EMERGENCY_SERVER, ServerPool } from "../../src/services/ServerPool.ts"
 import { StatsReporter } from "../../src/services/StatsReporter.ts"
+import { SharedState } from "../../src/shared/SharedState.ts"
 
 const spec = (host: string, port: number): ServerSpec.ServerSpec => ServerSpec.make(Address.tcp(host, port))
 
@@ -24,6 +25,7 @@ const passive = (blacklistSeconds: number) =>
   HealthChecker.layer.pipe(
     Layer.provideMerge(StatsReporter.layer),
     Layer.provideMerge(RelayBuffers.layer),
+    Layer.provideMerge(SharedState.layer),
     Layer.provideMerge(ServerPool.layerTest({ servers, emergency, policy })),
     Layer.provideMerge(LbConfig.layer({ listen: Address.tcp("127.0.0.1", 0), servers, blacklistSeconds }))
   )
@@ -78,6 +80,7 @@ const active = (stub: ReturnType<typeof makeStub>, options: Options = {}, lines:
   return HealthChecker.layer.pipe(
     Layer.provideMerge(StatsReporter.layer),
     Layer.provideMerge(RelayBuffers.layer),
+    Layer.provideMerge(SharedState.layer),
     Layer.provideMerge(
       ServerPool.layerTest({
         servers,
@@ -293,7 +296,7 @@ describe("HealthChecker", () => {
 
   describe("layerNoop", () => {
     const noop = HealthChecker.layerNoop.pipe(
-      Layer.merge(StatsReporter.layer.pipe(Layer.provide(RelayBuffers.layer))),
+      Layer.merge(StatsReporter.layer.pipe(Layer.provide(RelayBuffers.layer), Layer.provide(SharedState.layer))),
       Layer.provideMerge(ServerPool.layerTest({ servers, emergency, policy }))
     )
 

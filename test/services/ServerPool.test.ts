@@ -7,13 +7,14 @@ import * as Address from "../../src/domain/Address.ts"
 import { NO_SERVER } from "../../src/domain/Selection.ts"
 import type { ServerSpec } from "../../src/domain/ServerSpec.ts"
 import { EMERGENCY_SERVER, ServerPool, ServerPoolError } from "../../src/services/ServerPool.ts"
+import { SharedState } from "../../src/shared/SharedState.ts"
 
 /** What the relay does as a connection moves bytes: it adds them to the server's counters. */
-const moved = (pool: ServerPool["Service"], index: number, sent: number, received: number) => {
-  const backend = pool.backendUnsafe(index)!
-  backend.bytesSent += sent
-  backend.bytesReceived += received
-}
+const moved = (pool: ServerPool["Service"], index: number, sent: number, received: number) =>
+  pool.countUnsafe(index, sent, received)
+
+/** Takes a connection on `index` as a sticky client would (up to the hard limit): it must be taken. */
+const take = (pool: ServerPool["Service"], index: number) => assert.isTrue(pool.tryAcquireUnsafe(index, true))
 
 const spec = (host: string, port: number, limits: Partial<Omit<ServerSpec, "endpoint">> = {}): ServerSpec => ({
   endpoint: Address.tcp(host, port),
@@ -165,13 +166,13 @@ describe("ServerPool", () => {
   it.effect("acquire and release move connections, byte counters and current", () =>
     withPool((pool) =>
       Effect.gen(function*() {
-        pool.acquireUnsafe(1)
-        pool.acquireUnsafe(1)
+        take(pool, 1)
+        take(pool, 1)
         let snapshot = yield* pool.snapshot
         assert.strictEqual(snapshot.current, 1)
         assert.deepStrictEqual(snapshot.servers.map((s) => s.connections), [0, 2, 0])
 
-        pool.acquireUnsafe(0)
+        take(pool, 0)
         snapshot = yield* pool.snapshot
         assert.strictEqual(snapshot.current, 0)
         assert.deepStrictEqual(snapshot.servers.map((s) => s.connections), [1, 2, 0])
@@ -198,10 +199,10 @@ describe("ServerPool", () => {
         Effect.gen(function*() {
           // Server 0: maxc 1, hard 2.
           assert.isTrue(pool.admitsUnsafe(0, false))
-          pool.acquireUnsafe(0)
+          take(pool, 0)
           assert.isFalse(pool.admitsUnsafe(0, false))
           assert.isTrue(pool.admitsUnsafe(0, true))
-          pool.acquireUnsafe(0)
+          take(pool, 0)
           assert.isFalse(pool.admitsUnsafe(0, false))
           assert.isFalse(pool.admitsUnsafe(0, true))
           pool.releaseUnsafe(0)
@@ -210,14 +211,23 @@ describe("ServerPool", () => {
           assert.isTrue(pool.admitsUnsafe(0, false))
 
           // Server 1: maxc 2, hard below it: the hard limit means nothing.
-          pool.acquireUnsafe(1)
+          take(pool, 1)
           assert.isTrue(pool.admitsUnsafe(1, false))
-          pool.acquireUnsafe(1)
+          take(pool, 1)
           assert.isFalse(pool.admitsUnsafe(1, false))
           assert.isFalse(pool.admitsUnsafe(1, true))
 
+          // Taking a connection checks the same limits, in one atomic step.
+          assert.isFalse(pool.tryAcquireUnsafe(1, false))
+          assert.isFalse(pool.tryAcquireUnsafe(1, true))
+          pool.releaseUnsafe(1)
+          assert.isTrue(pool.tryAcquireUnsafe(1, false))
+          assert.isFalse(pool.tryAcquireUnsafe(0, false) && pool.tryAcquireUnsafe(0, false))
+          pool.releaseUnsafe(0)
+          assert.strictEqual(pool.backendUnsafe(0)!.connections, 0)
+
           // Server 2: unlimited.
-          for (let i = 0; i < 100; i++) pool.acquireUnsafe(2)
+          for (let i = 0; i < 100; i++) take(pool, 2)
           assert.isTrue(pool.admitsUnsafe(2, false))
 
           // Limits show in the snapshot.
@@ -258,7 +268,7 @@ describe("ServerPool", () => {
           yield* TestClock.adjust("10 seconds")
           assert.isTrue(pool.admitsUnsafe(EMERGENCY_SERVER, false))
 
-          pool.acquireUnsafe(EMERGENCY_SERVER)
+          take(pool, EMERGENCY_SERVER)
           moved(pool, EMERGENCY_SERVER, 3, 4)
           pool.releaseUnsafe(EMERGENCY_SERVER)
           snapshot = yield* pool.snapshot
@@ -301,6 +311,7 @@ describe("ServerPool", () => {
       }).pipe(
         Effect.provide(
           ServerPool.layer.pipe(
+            Layer.provide(SharedState.layer),
             Layer.provide(
               LbConfig.layer({
                 listen,
@@ -319,6 +330,7 @@ describe("ServerPool", () => {
       }).pipe(
         Effect.provide(
           ServerPool.layer.pipe(
+            Layer.provide(SharedState.layer),
             Layer.provide(
               LbConfig.layer({ listen, servers: [spec("127.0.0.1", 1)], roundrobin: true, stubborn: true })
             )
@@ -331,6 +343,7 @@ describe("ServerPool", () => {
         const error = yield* Effect.flip(
           Effect.scoped(Layer.build(
             ServerPool.layer.pipe(
+              Layer.provide(SharedState.layer),
               Layer.provide(
                 LbConfig.layer({ listen, servers: [spec("127.0.0.1", 80), spec("nonexistent.invalid", 80)] })
               )
@@ -347,6 +360,7 @@ describe("ServerPool", () => {
         const error = yield* Effect.flip(
           Effect.scoped(Layer.build(
             ServerPool.layer.pipe(
+              Layer.provide(SharedState.layer),
               Layer.provide(
                 LbConfig.layer({
                   listen,

@@ -8,20 +8,20 @@ import { ClientTable } from "../../src/services/ClientTable.ts"
 import { RelayBuffers } from "../../src/services/RelayBuffers.ts"
 import { ServerPool } from "../../src/services/ServerPool.ts"
 import { MetricNames, StatsReporter } from "../../src/services/StatsReporter.ts"
+import { SharedState } from "../../src/shared/SharedState.ts"
 
 /** What the relay does as a connection moves bytes: it adds them to the server's counters. */
-const moved = (pool: ServerPool["Service"], index: number, sent: number, received: number) => {
-  const backend = pool.backendUnsafe(index)!
-  backend.bytesSent += sent
-  backend.bytesReceived += received
-}
+const moved = (pool: ServerPool["Service"], index: number, sent: number, received: number) =>
+  pool.countUnsafe(index, sent, received)
 
 const spec = (host: string, port: number): ServerSpec.ServerSpec => ServerSpec.make(Address.tcp(host, port))
 
 const policy = { roundrobin: false, hash: false, weight: false, prio: false, stubborn: false }
 const pool = ServerPool.layerTest({ servers: [spec("10.0.0.1", 8001), spec("10.0.0.2", 8002)], policy })
 const stats = StatsReporter.layer.pipe(
-  Layer.provideMerge(Layer.mergeAll(pool, RelayBuffers.layer, ClientTable.layerTest({ capacity: 16 })))
+  Layer.provideMerge(
+    Layer.mergeAll(pool, RelayBuffers.layer, ClientTable.layerTest({ capacity: 16 }), SharedState.layer)
+  )
 )
 
 // The per-server series' labels: the address, and pen's server number.
@@ -101,7 +101,7 @@ describe("StatsReporter", () => {
       reporter.addUnsafe("failovers", 4)
       reporter.addUnsafe("blacklistings", 5)
       reporter.addUnsafe("localFailures", 6)
-      servers.acquireUnsafe(1)
+      assert.isTrue(servers.tryAcquireUnsafe(1, false))
       moved(servers, 1, 10, 20)
       servers.releaseUnsafe(1)
       yield* servers.blacklist(0, 30)
@@ -129,9 +129,9 @@ describe("StatsReporter", () => {
       reporter.addUnsafe("failovers", 2)
       reporter.addUnsafe("blacklistings", 1)
       reporter.addUnsafe("localFailures", 3)
-      servers.acquireUnsafe(0)
-      servers.acquireUnsafe(1)
-      servers.acquireUnsafe(1)
+      assert.isTrue(servers.tryAcquireUnsafe(0, false))
+      assert.isTrue(servers.tryAcquireUnsafe(1, false))
+      assert.isTrue(servers.tryAcquireUnsafe(1, false))
       moved(servers, 1, 100, 2500)
       servers.releaseUnsafe(1)
       yield* servers.blacklist(0, 30)
@@ -267,15 +267,15 @@ describe("StatsReporter", () => {
       ]
       assert.deepStrictEqual(up(yield* nibMetrics), [1, 1])
       // What an active check does when a server fails it.
-      servers.backends[0]!.down = true
+      yield* servers.setDown(0, true)
       yield* servers.blacklist(1, 30)
       assert.deepStrictEqual(up(yield* nibMetrics), [0, 0])
-      servers.backends[0]!.down = false
+      yield* servers.setDown(0, false)
       yield* TestClock.adjust("30 seconds")
       assert.deepStrictEqual(up(yield* nibMetrics), [1, 1])
 
       assert.strictEqual(Number(valueOf(yield* nibMetrics, MetricNames.serverDraining, S1)), 0)
-      servers.backends[1]!.draining = true
+      yield* servers.setDraining(1, true)
       const drained = yield* nibMetrics
       assert.strictEqual(Number(valueOf(drained, MetricNames.serverDraining, S1)), 1)
       // A drained server is still up: it is healthy, it only takes no new clients.
@@ -306,7 +306,7 @@ describe("StatsReporter", () => {
       // The layer follows ServerPool's changes; slots without an address get no series.
       yield* settle(Effect.map(labels, (l) => l.includes("10.0.0.3:8003")))
       assert.deepStrictEqual(yield* labels, [S0, S1, "10.0.0.3:8003"])
-      servers.acquireUnsafe(2)
+      assert.isTrue(servers.tryAcquireUnsafe(2, false))
       moved(servers, 2, 5, 6)
       const added = yield* nibMetrics
       assert.strictEqual(valueOf(added, MetricNames.serverConnections, "10.0.0.3:8003"), 1)

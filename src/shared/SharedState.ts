@@ -1,0 +1,56 @@
+/**
+ * The memory a balancer's threads share, and which part of it this thread writes: the servers' live state
+ * (`ServerMemory`) and the counters (`CounterMemory`). ServerPool and StatsReporter are built over it, so that with
+ * worker threads every thread counts into one set of figures and takes connections against one set of limits.
+ *
+ * With one thread the memory is plain `ArrayBuffer`s; the main thread of a balancer with workers allocates
+ * `SharedArrayBuffer`s and posts them to each worker, which attaches to them with {@link SharedState.layerAttach}.
+ */
+import { Context, Layer } from "effect"
+import * as CounterMemory from "./CounterMemory.ts"
+import * as ServerMemory from "./ServerMemory.ts"
+
+/** Everything a worker thread is given, as posted in `workerData`. @category models */
+export interface Memory {
+  readonly servers: ServerMemory.Memory
+  readonly counters: CounterMemory.Memory
+  /** Data-plane threads: the workers, or 1 when the main thread serves. */
+  readonly workers: number
+}
+
+/**
+ * Memory for `workers` data-plane threads: one counter row each, and one more for the main thread when it does not
+ * serve (workers > 1). Shared when there are workers. @category constructors
+ */
+export const allocate = (options: { readonly workers: number; readonly servers: number }): Memory => {
+  const workers = Math.max(1, options.workers)
+  const shared = workers > 1
+  return {
+    servers: ServerMemory.allocate({ rows: options.servers + 2, workers, shared }),
+    counters: CounterMemory.allocate({ rows: shared ? workers + 1 : 1, shared }),
+    workers
+  }
+}
+
+/** The shared memory and this thread's place in it. @category services */
+export class SharedState extends Context.Service<SharedState, {
+  readonly memory: Memory
+  /** The data-plane row this thread writes (byte counters), 0..workers-1. */
+  readonly worker: number
+  /** The counter row this thread writes: its worker row, or the main thread's own row after the workers'. */
+  readonly counterRow: number
+}>()("nib/shared/SharedState") {
+  /** Memory of its own for a balancer whose main thread serves (one thread, the default). */
+  static readonly layer: Layer.Layer<SharedState> = Layer.sync(
+    SharedState,
+    () => SharedState.of({ memory: allocate({ workers: 1, servers: 0 }), worker: 0, counterRow: 0 })
+  )
+
+  /** The main thread of a balancer with workers: it serves no connection, and counts in its own row. */
+  static readonly layerMain = (memory: Memory): Layer.Layer<SharedState> =>
+    Layer.succeed(SharedState, SharedState.of({ memory, worker: 0, counterRow: memory.workers }))
+
+  /** Worker `worker`'s view of the memory its main thread allocated. */
+  static readonly layerAttach = (memory: Memory, worker: number): Layer.Layer<SharedState> =>
+    Layer.succeed(SharedState, SharedState.of({ memory, worker, counterRow: worker }))
+}
