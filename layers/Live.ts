@@ -1,8 +1,14 @@
 /**
  * The production layer graph, written once: the balancer as a Layer that needs only its configuration. Anything
  * that provides `LbConfig` can run it, the CLI or a larger Effect app.
+ *
+ * With one worker (the default) the main thread serves: the whole graph runs on it. With `--workers N` it is the
+ * control plane alone: the same services, over memory it shares with N worker threads (layers/Worker.ts), whose
+ * listener starts the workers and answers for them, and whose settings reach them through the Broadcast.
  */
-import { Layer } from "effect"
+import { Effect, Layer } from "effect"
+import { LbConfig } from "../src/Config.ts"
+import * as Workers from "../src/main/Workers.ts"
 import { TcpProxy } from "../src/proxy/TcpProxy.ts"
 import { UdpProxy } from "../src/proxy/UdpProxy.ts"
 import { Acls } from "../src/services/Acls.ts"
@@ -18,26 +24,57 @@ import { ServerPool } from "../src/services/ServerPool.ts"
 import * as Signals from "../src/services/Signals.ts"
 import { StatsReporter } from "../src/services/StatsReporter.ts"
 import { Status } from "../src/services/Status.ts"
+import { Broadcast } from "../src/shared/Broadcast.ts"
 import { SharedState } from "../src/shared/SharedState.ts"
 
-/** Builds the graph over a given ServerPool layer (production resolves LbConfig's servers; tests swap their own). */
-export const makeApp = <E, R>(pool: Layer.Layer<ServerPool, E, R>) => {
-  // StatsReporter exports the sticky table's size, so ClientTable comes first. One thread: memory of its own.
+/**
+ * Builds the graph over a given ServerPool layer (production resolves LbConfig's servers; tests swap their own) and
+ * listener (the main thread's own, or the workers').
+ */
+const graph = <E, R, LE, LR>(
+  pool: Layer.Layer<ServerPool, E, R>,
+  listen: Layer.Layer<Listener, LE, LR>
+) => {
+  // StatsReporter exports the sticky table's size, so ClientTable comes first.
   const stats = StatsReporter.layer.pipe(
-    Layer.provideMerge(Layer.mergeAll(pool, RelayBuffers.layer, ClientTable.layer)),
-    Layer.provideMerge(SharedState.layer)
+    Layer.provideMerge(Layer.mergeAll(pool, RelayBuffers.layer, ClientTable.layer))
   )
   const core = Layer.mergeAll(HealthChecker.layer, RequestLog.layer, Acls.layer).pipe(Layer.provideMerge(stats))
   const proxy = Layer.merge(TcpProxy.layer, UdpProxy.layer).pipe(Layer.provideMerge(core))
-  const listener = Listener.layer.pipe(Layer.provideMerge(proxy))
+  const listener = listen.pipe(Layer.provideMerge(proxy))
   const status = Status.layer.pipe(Layer.provideMerge(listener))
   const control = Control.layer.pipe(Layer.provideMerge(status))
   return Layer.mergeAll(ControlPort.layer, Signals.layer, Admin.layer).pipe(Layer.provideMerge(control))
 }
 
+/** The balancer whose main thread serves (one worker), over a given ServerPool layer. */
+export const makeApp = <E, R>(pool: Layer.Layer<ServerPool, E, R>) =>
+  graph(pool, Listener.layer).pipe(Layer.provideMerge(SharedState.layer))
+
+/**
+ * The main thread of a balancer with workers: the control plane over the shared memory, the workers started by its
+ * listener, every setting change broadcast to them.
+ */
+export const makeMain = <E, R>(pool: Layer.Layer<ServerPool, E, R>) => {
+  const broadcast = Layer.effect(
+    Broadcast,
+    Effect.map(Effect.service(Workers.Workers), (workers) => ({ send: workers.send }))
+  )
+  return graph(pool, Workers.layerListener).pipe(
+    Layer.provide(broadcast),
+    Layer.provideMerge(Workers.Workers.layer),
+    Layer.provideMerge(SharedState.layer)
+  )
+}
+
 /**
  * The whole balancer: Listener, ServerPool, ClientTable, HealthChecker, StatsReporter, TcpProxy, UdpProxy, RelayBuffers,
  * RequestLog, Status, Control, the control port, pen's signals (HUP, USR1) and the admin endpoint (`--admin`), needing
- * `LbConfig`.
+ * `LbConfig`; with `--workers N`, the main thread of N workers.
  */
-export const AppLive = makeApp(ServerPool.layer)
+export const AppLive = Layer.unwrap(
+  Effect.map(
+    Effect.service(LbConfig),
+    (config) => config.workers > 1 ? makeMain(ServerPool.layer) : makeApp(ServerPool.layer)
+  )
+)

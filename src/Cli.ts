@@ -9,6 +9,7 @@
  */
 import { Console, Context, Effect, Layer, Option, References, Result } from "effect"
 import { Argument, CliConfig, CliError, CliOutput, Command, Flag, GlobalFlag } from "effect/cli"
+import * as Os from "node:os"
 import { AppLive } from "../layers/Live.ts"
 import * as Config from "./Config.ts"
 import * as Daemon from "./Daemon.ts"
@@ -193,6 +194,7 @@ export const sections: ReadonlyArray<{ readonly title: string; readonly options:
       { name: "on-down", value: "keep|close", setting: "onDown" },
       { name: "admin", value: "[host:]port", setting: "admin" },
       { name: "admin-token-file", value: "FILE", setting: "adminTokenFile" },
+      { name: "workers", value: "N|auto", setting: "workers" },
       { name: "help", text: "show this help" },
       { name: "version", text: "show nib's version" }
     ]
@@ -444,6 +446,7 @@ const flags = {
     Flag.withDescription(describe("adminTokenFile")),
     Flag.optional
   ),
+  workers: Flag.String("workers").pipe(Flag.withDescription(describe("workers")), Flag.optional),
   foreground: Flag.Boolean("f").pipe(Flag.withDescription(describe("foreground")), Flag.withDefault(false)),
   hash: Flag.Boolean("h").pipe(Flag.withDescription(describe("hash")), Flag.withDefault(false)),
   roundrobin: Flag.Boolean("r").pipe(Flag.withDescription(describe("roundrobin")), Flag.withDefault(false)),
@@ -570,6 +573,7 @@ export const toSettings = (parsed: Parsed, services: Address.ServiceNames) =>
     if (Option.isSome(parsed.adminTokenFile) && admin === undefined) {
       return yield* usageError("--admin-token-file needs --admin")
     }
+    const workers = yield* workerCount(parsed.workers, listen.success)
     if (parsed.backlog < 50) yield* Console.error("listen_queue bumped to 50")
     return yield* Config.decode({
       listen: listen.success,
@@ -618,8 +622,30 @@ export const toSettings = (parsed: Parsed, services: Address.ServiceNames) =>
       slowStartSeconds: parsed.slowStart,
       onDown: parsed.onDown,
       admin,
-      adminTokenFile: Option.getOrUndefined(parsed.adminTokenFile)
+      adminTokenFile: Option.getOrUndefined(parsed.adminTokenFile),
+      workers
     }).pipe(Effect.mapError((error) => new UsageError(error.message)))
+  })
+
+/**
+ * `--workers N|auto`: N worker threads, or one per core nib may run on (`auto`). A Unix socket cannot be bound by
+ * several threads at once (SO_REUSEPORT is for TCP and UDP ports): nib says so and runs one.
+ */
+const workerCount = (given: Option.Option<string>, listen: Address.Endpoint) =>
+  Effect.gen(function*() {
+    if (Option.isNone(given)) return Config.defaults.workers
+    const text = given.value
+    const n = text === "auto" ? Os.availableParallelism() : /^\d+$/.test(text) ? Number(text) : Number.NaN
+    if (!Number.isSafeInteger(n) || n < 1) {
+      return yield* usageError(`--workers '${text}': not a number of threads (1, 2, ... or auto)`)
+    }
+    if (n > 1 && listen._tag === "Unix") {
+      yield* Console.error(
+        `nib: --workers ${text}: a Unix socket listener is served by one worker (SO_REUSEPORT is for ports)`
+      )
+      return 1
+    }
+    return n
   })
 
 /**
@@ -655,7 +681,7 @@ const ordered = (upper: ReadonlyArray<string>, lower: ReadonlyArray<string>) => 
  */
 export const serve = (
   settings: Config.Settings,
-  onReady: (address: Address.Endpoint, control?: Address.Endpoint) => Effect.Effect<void>
+  onReady: (address: Address.Endpoint, control?: Address.Endpoint, workers?: number) => Effect.Effect<void>
 ) => {
   const level: Verbosity.Level = { debug: settings.debug }
   return Effect.scoped(Effect.gen(function*() {
@@ -683,7 +709,7 @@ export const serve = (
       if (settings.logTarget !== undefined) yield* Context.get(context, RequestLog).open(settings.logTarget)
     }
     if (settings.pidFile !== undefined) yield* Daemon.pidFile(settings.pidFile)
-    yield* onReady(listener.address, Context.get(context, ControlPort).address)
+    yield* onReady(listener.address, Context.get(context, ControlPort).address, settings.workers)
     return yield* control.exitRequested
   })).pipe(
     // Every level reaches the logger, which filters by the level `debug N` can change while nib runs.

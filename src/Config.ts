@@ -82,7 +82,8 @@ export const descriptions = {
   slowStartSeconds: "--slow-start: seconds over which a server back up takes a growing share of new clients",
   onDown: "--on-down: what happens to a server's live connections when a check takes it down: keep or close",
   admin: "--admin: HTTP admin endpoint: dashboard, /metrics and /api ([host:]port; a port alone binds 127.0.0.1)",
-  adminTokenFile: "--admin-token-file: file holding the bearer token that changes through /api need"
+  adminTokenFile: "--admin-token-file: file holding the bearer token that changes through /api need",
+  workers: "--workers: threads that serve connections (auto: one per core the process may run on)"
 } as const
 
 const AtLeastOne = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
@@ -144,7 +145,8 @@ export const Settings = Schema.Struct({
   admin: Schema.UndefinedOr(Schema.Struct({ endpoint: ListenEndpoint, text: Schema.NonEmptyString })).annotate({
     description: descriptions.admin
   }),
-  adminTokenFile: Schema.UndefinedOr(Schema.NonEmptyString).annotate({ description: descriptions.adminTokenFile })
+  adminTokenFile: Schema.UndefinedOr(Schema.NonEmptyString).annotate({ description: descriptions.adminTokenFile }),
+  workers: AtLeastOne.annotate({ description: descriptions.workers })
 })
 
 /** The decoded settings. @category models */
@@ -195,7 +197,8 @@ export const defaults = {
   slowStartSeconds: 0,
   onDown: "keep",
   admin: undefined,
-  adminTokenFile: undefined
+  adminTokenFile: undefined,
+  workers: 1
 } satisfies Omit<Settings, "listen" | "servers">
 
 /** A setting that could not be decoded; `message` says which and why. @category errors */

@@ -48,9 +48,14 @@ export const detach: Effect.Effect<void, DaemonError> = Effect.callback<void, Da
 
 /**
  * Tells the waiting parent (if any) that nib listens; in the foreground, prints the start-up lines on stderr: the
- * control port's address when there is one (`nib: control port on ADDR`), then `nib: listening on ADDR (pid N)`.
+ * control port's address when there is one (`nib: control port on ADDR`), then `nib: listening on ADDR (pid N)`, with
+ * `, N workers` when worker threads serve.
  */
-export const notifyReady = (address: Address.Endpoint, control?: Address.Endpoint): Effect.Effect<void> =>
+export const notifyReady = (
+  address: Address.Endpoint,
+  control?: Address.Endpoint,
+  workers = 1
+): Effect.Effect<void> =>
   Effect.suspend(() => {
     if (isDaemonChild() && process.send !== undefined) {
       process.send({ ready: Address.format(address) } satisfies Message)
@@ -58,7 +63,8 @@ export const notifyReady = (address: Address.Endpoint, control?: Address.Endpoin
       return Effect.void
     }
     const lines = control === undefined ? [] : [`nib: control port on ${Address.format(control)}`]
-    lines.push(`nib: listening on ${Address.format(address)} (pid ${process.pid})`)
+    const threads = workers > 1 ? `, ${workers} workers` : ""
+    lines.push(`nib: listening on ${Address.format(address)} (pid ${process.pid}${threads})`)
     return Console.error(lines.join("\n"))
   })
 

@@ -171,6 +171,7 @@ const parsed = (overrides: Partial<Parsed> = {}): Parsed => ({
   onDown: "keep",
   admin: Option.none(),
   adminTokenFile: Option.none(),
+  workers: Option.none(),
   listen: Option.some("8080"),
   servers: ["10.0.0.1", "10.0.0.2:9002:10:20:3:1"],
   ...overrides

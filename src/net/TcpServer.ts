@@ -29,6 +29,8 @@ export interface Options {
   readonly maxConnections: number
   /** How many waiting connections are held before further ones are refused; defaults to `backlog`. */
   readonly maxWaiting?: number
+  /** SO_REUSEPORT: worker threads each bind the address, and the kernel spreads connections among them (TCP only). */
+  readonly reusePort?: boolean | undefined
 }
 
 /** A bound listener. @category models */
@@ -130,7 +132,15 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
           }
           server.listen({ path: endpoint.path, backlog: options.backlog }, onListening)
         } else {
-          server.listen({ host: endpoint.host, port: endpoint.port, backlog: options.backlog }, onListening)
+          server.listen(
+            {
+              host: endpoint.host,
+              port: endpoint.port,
+              backlog: options.backlog,
+              reusePort: options.reusePort === true
+            },
+            onListening
+          )
         }
       })
 

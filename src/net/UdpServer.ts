@@ -176,6 +176,8 @@ export interface Options {
   readonly endpoint: Address.TcpEndpoint
   /** Live sessions at which the least recently active one makes room for a new one (`-x`). */
   readonly maxSessions: number
+  /** SO_REUSEPORT: worker threads each bind the address, and the kernel spreads clients among them. */
+  readonly reusePort?: boolean | undefined
   /** Seconds without a datagram either way after which a session ends (0: never). */
   readonly idleSeconds: number
 }
@@ -289,7 +291,8 @@ export const make = (options: Options): Effect.Effect<UdpServer, UdpServerError,
         }
         const socket = Dgram.createSocket({
           type: socketType(endpoint.host),
-          lookup: lookup as Dgram.SocketOptions["lookup"]
+          lookup: lookup as Dgram.SocketOptions["lookup"],
+          reusePort: options.reusePort === true
         })
         const h = new Home(socket)
         const onError = (error: Error) => {

@@ -10,6 +10,7 @@ import { HealthChecker } from "../services/HealthChecker.ts"
 import { RequestLog } from "../services/RequestLog.ts"
 import { ServerPool } from "../services/ServerPool.ts"
 import { StatsReporter } from "../services/StatsReporter.ts"
+import { SharedState } from "../shared/SharedState.ts"
 import { type ConnectionInfo, Slots } from "./Slots.ts"
 
 /** The services a session uses on its per-connection path, and the connection table. @category models */
@@ -28,6 +29,8 @@ export interface Services {
  * one taken, wrapping at `-x`.
  */
 export const services = Effect.gen(function*() {
+  const shared = yield* SharedState
+  const numbers = shared.memory.slots
   return {
     pool: yield* ServerPool,
     clients: yield* ClientTable,
@@ -35,7 +38,11 @@ export const services = Effect.gen(function*() {
     stats: yield* StatsReporter,
     log: yield* RequestLog,
     acls: yield* Acls,
-    slots: new Slots((yield* LbConfig).connectionsMax)
+    // With workers, pen's connection numbers are taken in one table for all of them.
+    slots: new Slots(
+      (yield* LbConfig).connectionsMax,
+      numbers === undefined ? undefined : { memory: numbers, worker: shared.worker }
+    )
   } satisfies Services
 })
 

@@ -1,3 +1,5 @@
+import * as SlotMemory from "../shared/SlotMemory.ts"
+
 /**
  * pen's connection table, shared by the TCP and UDP proxies: each live connection (or UDP session) holds a slot
  * number, so that `close N`, `connection N` and the status page can name it.
@@ -25,49 +27,49 @@ export interface Slotted {
 }
 
 /**
- * The table. A new connection takes the first free slot from the last one taken, wrapping at the table's size, as
- * pen's store_conn does, so connections are numbered (and listed) as pen numbers them. With short connections the
- * last slot taken is usually free again, and taking one is O(1); the scan is longer only while many are live.
+ * The table of one thread's connections, numbered in the {@link SlotMemory.SlotTable} every thread shares: a new
+ * connection takes the first free slot from the last one taken, wrapping at the table's size, as pen's store_conn
+ * does, so connections are numbered (and listed) as pen numbers them. With short connections the last slot taken is
+ * usually free again, and taking one is O(1); the scan is longer only while many are live.
  *
  * @category models
  */
 export class Slots {
-  private readonly entries: Array<Slotted | undefined> = []
-  /** The slot taken last (pen's connections_last): the scan for a free one starts there. */
-  private last = 0
+  private readonly entries = new Map<number, Slotted>()
+  private readonly numbers: SlotMemory.SlotTable
 
   /**
-   * `size` is the table's size (pen's connections_max, `-x`), where the scan wraps. A table with every slot taken
-   * (the limit was raised at run time, or no size was given) grows by one.
+   * `size` is the table's size (pen's connections_max, `-x`), where the scan wraps; a table with every slot taken (the
+   * limit was raised at run time) grows by one. With `shared`, the numbers are those of every worker thread.
    */
-  constructor(private readonly size = 0) {}
-
-  take(entry: Slotted): number {
-    const entries = this.entries
-    const size = Math.max(this.size, entries.length)
-    for (let i = 0, slot = this.last; i < size; i++, slot = slot + 1 === size ? 0 : slot + 1) {
-      if (entries[slot] === undefined) return this.put(slot, entry)
-    }
-    return this.put(size, entry)
+  constructor(size = 1, shared?: { readonly memory: SlotMemory.Memory; readonly worker: number }) {
+    this.numbers = shared === undefined
+      ? new SlotMemory.SlotTable(SlotMemory.allocate({ size, shared: false }), 0)
+      : new SlotMemory.SlotTable(shared.memory, shared.worker)
   }
 
-  private put(slot: number, entry: Slotted): number {
-    this.entries[slot] = entry
-    this.last = slot
+  take(entry: Slotted): number {
+    const slot = this.numbers.take()
+    this.entries.set(slot, entry)
     return slot
   }
 
   release(slot: number): void {
-    this.entries[slot] = undefined
+    if (this.entries.delete(slot)) this.numbers.release(slot)
   }
 
   get(slot: number): Slotted | undefined {
-    return this.entries[slot]
+    return this.entries.get(slot)
   }
 
-  /** Ends the connection in `slot` (pen's `close N`); whether there was one. */
+  /** The thread that holds `slot` (0 with one thread), or -1 when no connection holds it. */
+  owner(slot: number): number {
+    return this.numbers.owner(slot)
+  }
+
+  /** Ends this thread's connection in `slot` (pen's `close N`); whether there was one. */
   close(slot: number): boolean {
-    const entry = this.entries[slot]
+    const entry = this.entries.get(slot)
     entry?.abort()
     return entry !== undefined
   }
@@ -75,20 +77,18 @@ export class Slots {
   /** Ends every connection (or session) to server `index` (`--on-down close`); how many there were. */
   closeServer(index: number): number {
     let closed = 0
-    this.entries.forEach((entry, slot) => {
-      if (entry !== undefined && entry.info(slot).server === index) {
+    // Ending a connection releases its slot: a Map may lose entries while it is iterated.
+    for (const [slot, entry] of this.entries) {
+      if (entry.info(slot).server === index) {
         entry.abort()
         closed++
       }
-    })
+    }
     return closed
   }
 
+  /** This thread's live connections, by slot. */
   list(): Array<ConnectionInfo> {
-    const out: Array<ConnectionInfo> = []
-    this.entries.forEach((entry, slot) => {
-      if (entry !== undefined) out.push(entry.info(slot))
-    })
-    return out
+    return [...this.entries].toSorted((a, b) => a[0] - b[0]).map(([slot, entry]) => entry.info(slot))
   }
 }

@@ -27,6 +27,8 @@ import { RelayBuffers } from "../services/RelayBuffers.ts"
 import type { RequestLog } from "../services/RequestLog.ts"
 import { ABUSE_SERVER, addressText, type ServerPool } from "../services/ServerPool.ts"
 import type { StatsReporter } from "../services/StatsReporter.ts"
+import { Broadcast } from "../shared/Broadcast.ts"
+import type { SharedState } from "../shared/SharedState.ts"
 import * as Common from "./Common.ts"
 import * as Failover from "./Failover.ts"
 import type { ConnectionInfo, Slotted } from "./Slots.ts"
@@ -61,7 +63,7 @@ export class TcpProxy extends Context.Service<TcpProxy, {
   static readonly layer: Layer.Layer<
     TcpProxy,
     Tls.TlsError,
-    LbConfig | ServerPool | ClientTable | HealthChecker | StatsReporter | RequestLog | Acls | RelayBuffers
+    LbConfig | ServerPool | ClientTable | HealthChecker | StatsReporter | RequestLog | Acls | RelayBuffers | SharedState
   > = Layer.effect(
     TcpProxy,
     Effect.gen(function*() {
@@ -100,26 +102,34 @@ export class TcpProxy extends Context.Service<TcpProxy, {
         warnUnsafe
       }
       yield* Common.closeOnDown(env.slots, "connections")
+      // Worker threads apply each change too (a no-op without workers).
+      const broadcast = yield* Broadcast
       return TcpProxy.of({
         connectTimeoutSeconds: Effect.sync(() => deadlines.timeoutMillis / 1000),
         setConnectTimeoutSeconds: (seconds) =>
-          Effect.sync(() => {
-            deadlines.timeoutMillis = seconds * 1000
-          }),
+          Effect.andThen(
+            Effect.sync(() => {
+              deadlines.timeoutMillis = seconds * 1000
+            }),
+            broadcast.send({ _tag: "Timeout", seconds })
+          ),
         reloadTls: tlsFiles === undefined ? Effect.void : Effect.map(tlsContext(tuning), (context) => {
           env.tls = context
-        }),
+        }).pipe(Effect.andThen(broadcast.send({ _tag: "TlsReload" }))),
         tlsTuning: Effect.sync(() => tuning),
         setTlsTuning: (next) =>
           Effect.map(tlsContext(next), (context) => {
             tuning = next
             env.tls = context
-          }),
+          }).pipe(Effect.andThen(broadcast.send({ _tag: "Tls", tuning: next }))),
         http: Effect.sync(() => env.http.on),
         setHttp: (on) =>
-          Effect.sync(() => {
-            env.http.on = on
-          }),
+          Effect.andThen(
+            Effect.sync(() => {
+              env.http.on = on
+            }),
+            broadcast.send({ _tag: "Http", on })
+          ),
         ...Common.table(env.slots),
         handle: (client) => Common.run((resume) => new Session(env, client, resume))
       })

@@ -25,6 +25,7 @@ import type { HealthChecker } from "../services/HealthChecker.ts"
 import type { RequestLog } from "../services/RequestLog.ts"
 import { ABUSE_SERVER, addressText, type ServerPool } from "../services/ServerPool.ts"
 import type { StatsReporter } from "../services/StatsReporter.ts"
+import type { SharedState } from "../shared/SharedState.ts"
 import * as Common from "./Common.ts"
 import * as Failover from "./Failover.ts"
 import type { ConnectionInfo, Slotted } from "./Slots.ts"
@@ -41,7 +42,7 @@ export class UdpProxy extends Context.Service<UdpProxy, {
   static readonly layer: Layer.Layer<
     UdpProxy,
     never,
-    LbConfig | ServerPool | ClientTable | HealthChecker | StatsReporter | RequestLog | Acls
+    LbConfig | ServerPool | ClientTable | HealthChecker | StatsReporter | RequestLog | Acls | SharedState
   > = Layer.effect(
     UdpProxy,
     Effect.gen(function*() {

@@ -22,6 +22,7 @@ import * as StatusPage from "../domain/StatusPage.ts"
 import * as TlsSettings from "../domain/TlsSettings.ts"
 import * as ProxyExplain from "../proxy/Explain.ts"
 import { TcpProxy } from "../proxy/TcpProxy.ts"
+import { Broadcast } from "../shared/Broadcast.ts"
 import { Acls } from "./Acls.ts"
 import { ClientTable } from "./ClientTable.ts"
 import { HealthChecker } from "./HealthChecker.ts"
@@ -72,6 +73,7 @@ export class Control extends Context.Service<Control, {
       const exit = yield* Deferred.make<void>()
       let listenText = config.listenText
       const verbosity = yield* Verbosity
+      const broadcast = yield* Broadcast
       verbosity.debug = config.debug
       const access = yield* Acls
       const acls = access.table
@@ -130,7 +132,12 @@ export class Control extends Context.Service<Control, {
           case "control_acl":
             return taken(access.setControlAcl(aclNumber(value)))
           case "debug":
-            return set(() => (verbosity.debug = value))
+            return taken(
+              Effect.andThen(
+                Effect.sync(() => (verbosity.debug = value)),
+                broadcast.send({ _tag: "Debug", level: value })
+              )
+            )
           case "idle_timeout":
             // In UDP mode it is the sessions' idle timeout (0: never); nib does not close idle TCP connections.
             return listener.udp
@@ -173,15 +180,9 @@ export class Control extends Context.Service<Control, {
           case "Unsupported":
             return Effect.succeed(line(`${command.name}: ${command.why}`))
           case "Acl":
-            return Effect.sync(() => {
-              Acl.add(acls, command.list, command.entry)
-              return ""
-            })
+            return Effect.as(access.add(command.list, command.entry), "")
           case "NoAcl":
-            return Effect.sync(() => {
-              Acl.clear(acls, command.list)
-              return ""
-            })
+            return Effect.as(access.clear(command.list), "")
           case "Control":
             return Effect.succeed(config.control === undefined ? "" : line(config.control.text))
           case "Exit":

@@ -25,6 +25,7 @@ import type { Backend } from "../domain/Backend.ts"
 import * as HealthCheck from "../domain/HealthCheck.ts"
 import * as Probe from "../net/Probe.ts"
 import { type DialFailure, isOwnFailure } from "../net/Socket.ts"
+import { Broadcast } from "../shared/Broadcast.ts"
 import { EMERGENCY_SERVER, ServerPool } from "./ServerPool.ts"
 import { StatsReporter } from "./StatsReporter.ts"
 
@@ -63,6 +64,8 @@ export class HealthChecker extends Context.Service<HealthChecker, {
   readonly setBlacklistSeconds: (seconds: number) => Effect.Effect<void>
   /** The servers (by index) an active check takes down from now on (`--on-down close`), until the scope closes. */
   readonly downs: Effect.Effect<PubSub.Subscription<number>, never, Scope.Scope>
+  /** Announces on `downs` a server the main thread's check took down (a worker thread's `--on-down close`). */
+  readonly announceDown: (index: number) => Effect.Effect<void>
 }>()("nib/services/HealthChecker") {
   /**
    * Passive health (each failed connect blacklists its server for `-b` seconds) and the active checks of the servers
@@ -70,69 +73,15 @@ export class HealthChecker extends Context.Service<HealthChecker, {
    */
   static readonly layer: Layer.Layer<HealthChecker, never, LbConfig | ServerPool | StatsReporter> = Layer.effect(
     HealthChecker,
-    Effect.gen(function*() {
-      const config = yield* LbConfig
-      const pool = yield* ServerPool
-      const stats = yield* StatsReporter
-      const context = yield* Effect.context<never>()
-      const log = Effect.runForkWith(context)
-      const inScope = Fiber.runIn(yield* Effect.scope)
-      let blacklistSeconds = config.blacklistSeconds
-
-      // Own failures since the last warning, their codes, and whether a warning went out less than a period ago.
-      let ownFailures = 0
-      const ownCodes = new Set<string>()
-      let quiet = false
-      const reportOwnFailures = (): void => {
-        if (ownFailures === 0) {
-          quiet = false
-          return
-        }
-        log(
-          Effect.logWarning(ownFailureMessage(ownFailures, ownCodes)).pipe(
-            Effect.annotateLogs({ service: "HealthChecker" })
-          )
-        )
-        ownFailures = 0
-        ownCodes.clear()
-        quiet = true
-        inScope(log(Effect.sleep(OWN_FAILURE_REPORT_MS).pipe(Effect.andThen(Effect.sync(reportOwnFailures)))))
-      }
-      const ownFailureUnsafe = (error: Error): void => {
-        stats.addUnsafe("localFailures", 1)
-        ownFailures++
-        ownCodes.add(String((error as NodeJS.ErrnoException).code))
-        if (!quiet) reportOwnFailures()
-      }
-
-      const downs = yield* PubSub.unbounded<number>()
-      yield* startChecks(downs)
-
-      return HealthChecker.of({
-        blacklistSeconds: Effect.sync(() => blacklistSeconds),
-        setBlacklistSeconds: (seconds) =>
-          Effect.sync(() => {
-            blacklistSeconds = seconds
-          }),
-        ownFailureUnsafe,
-        connectFailedUnsafe: (index, failure, error) => {
-          if (error !== undefined && isOwnFailure(error)) return ownFailureUnsafe(error)
-          const name = index === EMERGENCY_SERVER ? "emergency server" : `server ${index}`
-          const why = failure === "timeout" ? "connect timeout" : `connect error (${error?.message ?? "unknown"})`
-          const blacklisting = blacklistSeconds > 0
-          if (blacklisting) {
-            pool.blacklistUnsafe(index, blacklistSeconds)
-            stats.addUnsafe("blacklistings", 1)
-          }
-          const message = blacklisting
-            ? `blacklisting ${name} for ${blacklistSeconds} s because of ${why}`
-            : `${name} failed (${why}); not blacklisted (-b 0)`
-          log(Effect.logWarning(message).pipe(Effect.annotateLogs({ service: "HealthChecker", server: index })))
-        },
-        downs: PubSub.subscribe(downs)
-      })
-    })
+    Effect.suspend(() => make(true))
   )
+
+  /**
+   * Passive health alone, for a worker thread: its failed connects blacklist servers in the shared memory, and the
+   * main thread's active checks reach it through `announceDown`.
+   */
+  static readonly layerPassive: Layer.Layer<HealthChecker, never, LbConfig | ServerPool | StatsReporter> = Layer
+    .effect(HealthChecker, Effect.suspend(() => make(false)))
 
   /** Ignores every failure: no server is ever blacklisted. */
   static readonly layerNoop: Layer.Layer<HealthChecker> = Layer.succeed(
@@ -142,10 +91,81 @@ export class HealthChecker extends Context.Service<HealthChecker, {
       ownFailureUnsafe: () => {},
       blacklistSeconds: Effect.succeed(0),
       setBlacklistSeconds: () => Effect.void,
-      downs: Effect.flatMap(PubSub.unbounded<number>(), PubSub.subscribe)
+      downs: Effect.flatMap(PubSub.unbounded<number>(), PubSub.subscribe),
+      announceDown: () => Effect.void
     })
   )
 }
+
+/** The checker: passive health, and with `active` the checks of the servers that have one. */
+const make = (active: boolean) =>
+  Effect.gen(function*() {
+    const config = yield* LbConfig
+    const pool = yield* ServerPool
+    const stats = yield* StatsReporter
+    const context = yield* Effect.context<never>()
+    const log = Effect.runForkWith(context)
+    const inScope = Fiber.runIn(yield* Effect.scope)
+    const broadcast = yield* Broadcast
+    let blacklistSeconds = config.blacklistSeconds
+
+    // Own failures since the last warning, their codes, and whether a warning went out less than a period ago.
+    let ownFailures = 0
+    const ownCodes = new Set<string>()
+    let quiet = false
+    const reportOwnFailures = (): void => {
+      if (ownFailures === 0) {
+        quiet = false
+        return
+      }
+      log(
+        Effect.logWarning(ownFailureMessage(ownFailures, ownCodes)).pipe(
+          Effect.annotateLogs({ service: "HealthChecker" })
+        )
+      )
+      ownFailures = 0
+      ownCodes.clear()
+      quiet = true
+      inScope(log(Effect.sleep(OWN_FAILURE_REPORT_MS).pipe(Effect.andThen(Effect.sync(reportOwnFailures)))))
+    }
+    const ownFailureUnsafe = (error: Error): void => {
+      stats.addUnsafe("localFailures", 1)
+      ownFailures++
+      ownCodes.add(String((error as NodeJS.ErrnoException).code))
+      if (!quiet) reportOwnFailures()
+    }
+
+    const downs = yield* PubSub.unbounded<number>()
+    if (active) yield* startChecks(downs)
+
+    return HealthChecker.of({
+      blacklistSeconds: Effect.sync(() => blacklistSeconds),
+      setBlacklistSeconds: (seconds) =>
+        Effect.andThen(
+          Effect.sync(() => {
+            blacklistSeconds = seconds
+          }),
+          broadcast.send({ _tag: "Blacklist", seconds })
+        ),
+      ownFailureUnsafe,
+      connectFailedUnsafe: (index, failure, error) => {
+        if (error !== undefined && isOwnFailure(error)) return ownFailureUnsafe(error)
+        const name = index === EMERGENCY_SERVER ? "emergency server" : `server ${index}`
+        const why = failure === "timeout" ? "connect timeout" : `connect error (${error?.message ?? "unknown"})`
+        const blacklisting = blacklistSeconds > 0
+        if (blacklisting) {
+          pool.blacklistUnsafe(index, blacklistSeconds)
+          stats.addUnsafe("blacklistings", 1)
+        }
+        const message = blacklisting
+          ? `blacklisting ${name} for ${blacklistSeconds} s because of ${why}`
+          : `${name} failed (${why}); not blacklisted (-b 0)`
+        log(Effect.logWarning(message).pipe(Effect.annotateLogs({ service: "HealthChecker", server: index })))
+      },
+      downs: PubSub.subscribe(downs),
+      announceDown: (index) => Effect.asVoid(PubSub.publish(downs, index))
+    })
+  })
 
 /** A server as the health lines name it: `server 1 (127.0.0.1:9002)`. */
 const name = (b: Backend) => `server ${b.index} (${Address.format(b.spec.endpoint)})`
@@ -165,6 +185,7 @@ const startChecks = Effect.fnUntraced(function*(downs: PubSub.PubSub<number>) {
   const pool = yield* ServerPool
   const stats = yield* StatsReporter
   const prober = yield* Prober
+  const broadcast = yield* Broadcast
   const fibers = yield* FiberMap.make<number>()
   const intervalMs = config.checkIntervalSeconds * 1000
   const options: Probe.Options = { timeoutMs: intervalMs, datagram: config.udp }
@@ -178,6 +199,8 @@ const startChecks = Effect.fnUntraced(function*(downs: PubSub.PubSub<number>) {
       if (up) return yield* Effect.logWarning(`${name(b)} is up again`)
       yield* Effect.logWarning(`${name(b)} is down: ${reason}`)
       yield* PubSub.publish(downs, b.index)
+      // Worker threads end their own connections to it.
+      if (config.onDown === "close") yield* broadcast.send({ _tag: "Down", index: b.index })
     })
 
   /**

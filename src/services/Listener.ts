@@ -60,7 +60,8 @@ const tcp = Effect.gen(function*() {
   const server = yield* TcpServer.make({
     endpoint: config.listen,
     backlog: config.backlog,
-    maxConnections: config.connectionsMax
+    maxConnections: config.connectionsMax,
+    reusePort: config.workers > 1
   }).pipe(Effect.mapError((error) => new ListenerError({ message: error.message })))
   yield* Effect.forkScoped(server.run(proxy.handle))
   return Listener.of({
@@ -91,7 +92,8 @@ const udp = Effect.gen(function*() {
   const server = yield* UdpServer.make({
     endpoint: listen,
     maxSessions: config.connectionsMax,
-    idleSeconds: config.udpIdleSeconds
+    idleSeconds: config.udpIdleSeconds,
+    reusePort: config.workers > 1
   }).pipe(Effect.mapError((error) => new ListenerError({ message: error.message })))
   yield* Effect.forkScoped(server.run(proxy.handle))
   return Listener.of({

@@ -13,6 +13,7 @@ import * as Fs from "node:fs"
 import * as Net from "node:net"
 import { LbConfig } from "../Config.ts"
 import * as AccessLog from "../domain/AccessLog.ts"
+import { Broadcast } from "../shared/Broadcast.ts"
 
 /** A log target that could not be opened or parsed. @category errors */
 export class RequestLogError extends Error {
@@ -46,16 +47,50 @@ export class RequestLog extends Context.Service<RequestLog, {
       if (config.logTarget !== undefined && config.user === undefined) {
         yield* Effect.try({ try: () => log.open(config.logTarget!), catch: asError })
       }
+      // Worker threads send their chunks here while a log is open.
+      const broadcast = yield* Broadcast
       return RequestLog.of({
         enabledUnsafe: () => log.enabled,
         chunkUnsafe: (clientIp, serverIp, chunk) => log.write(clientIp, serverIp, chunk),
         target: Effect.sync(() => log.label),
-        open: (target) => Effect.try({ try: () => log.open(target), catch: asError }),
-        close: Effect.sync(() => log.close()),
+        open: (target) =>
+          Effect.try({ try: () => log.open(target), catch: asError }).pipe(
+            Effect.andThen(broadcast.send({ _tag: "Log", on: true }))
+          ),
+        close: Effect.andThen(Effect.sync(() => log.close()), broadcast.send({ _tag: "Log", on: false })),
         reopen: Effect.try({ try: () => log.reopen(), catch: asError })
       })
     })
   )
+
+  /**
+   * A worker thread's log: its chunks go to `send` (the main thread, the log's one writer) while the main thread has a
+   * log open; `open` and `close` only say whether it has (the target is the main thread's).
+   */
+  static readonly layerForward = (
+    send: (clientIp: string, serverIp: string, chunk: Uint8Array) => void
+  ): Layer.Layer<RequestLog, never, LbConfig> =>
+    Layer.effect(
+      RequestLog,
+      Effect.gen(function*() {
+        const config = yield* LbConfig
+        let target = config.user === undefined ? config.logTarget : undefined
+        return RequestLog.of({
+          enabledUnsafe: () => target !== undefined,
+          // A copy of the chunk alone: the relay's buffer is reused as soon as this returns.
+          chunkUnsafe: (clientIp, serverIp, chunk) => send(clientIp, serverIp, new Uint8Array(chunk)),
+          target: Effect.sync(() => target),
+          open: (next) =>
+            Effect.sync(() => {
+              target = next
+            }),
+          close: Effect.sync(() => {
+            target = undefined
+          }),
+          reopen: Effect.void
+        })
+      })
+    )
 }
 
 const asError = (error: unknown) =>

@@ -16,6 +16,7 @@ import * as Selection from "../domain/Selection.ts"
 import * as ServerSpec from "../domain/ServerSpec.ts"
 import * as Resolve from "../net/Resolve.ts"
 import * as Socket from "../net/Socket.ts"
+import { Broadcast, type BroadcastShape, type ServerSettings } from "../shared/Broadcast.ts"
 import * as ServerMemory from "../shared/ServerMemory.ts"
 import { SharedState } from "../shared/SharedState.ts"
 
@@ -163,42 +164,39 @@ export class ServerPool extends Context.Service<ServerPool, {
    * HealthChecker follows them to start, restart or stop checks. Subscribed until the scope closes.
    */
   readonly changes: Effect.Effect<PubSub.Subscription<number>, never, Scope.Scope>
+  /**
+   * A worker thread takes server `index`'s settings as the main thread's `configure` left them (the address resolved
+   * there), adding slots up to it.
+   */
+  readonly adopt: (index: number, settings: ServerSettings) => Effect.Effect<void, ServerPoolError>
   /** The servers' state now. */
   readonly snapshot: Effect.Effect<PoolSnapshot>
 }>()("nib/services/ServerPool") {
   /** Builds a pool over servers whose endpoints are already addresses. */
   static readonly make = (options: PoolOptions): Effect.Effect<ServerPool["Service"]> =>
-    Effect.flatMap(
-      PubSub.unbounded<number>(),
-      (changes) => Clock.clockWith((clock) => Effect.sync(() => makeWith(options, clock, changes)))
-    )
+    Effect.gen(function*() {
+      const changes = yield* PubSub.unbounded<number>()
+      const clock = yield* Clock.Clock
+      const broadcast = yield* Broadcast
+      const pool = makeWith(options, clock, changes, broadcast)
+      // Worker threads start with no server: they are told each one, resolved here.
+      yield* Effect.forEach(pool.backends, (b) => broadcast.send(serverChange(b)), { discard: true })
+      return pool
+    })
 
   /** The pool of the running configuration, host names resolved at start-up, its state in the shared memory. */
   static readonly layer: Layer.Layer<ServerPool, ServerPoolError, LbConfig | SharedState> = Layer.effect(
     ServerPool,
-    Effect.gen(function*() {
-      const config = yield* LbConfig
-      const shared = yield* SharedState
-      const servers = yield* Effect.forEach(config.servers, resolveSpec)
-      const emergency = config.emergency === undefined ? undefined : yield* resolveSpec(config.emergency)
-      const abuse = config.abuse === undefined ? undefined : yield* resolveSpec(config.abuse)
-      return yield* ServerPool.make({
-        servers,
-        emergency,
-        abuse,
-        sendProxy: config.sendProxy,
-        check: config.check,
-        slowStartMs: config.slowStartSeconds * 1000,
-        memory: { memory: shared.memory.servers, worker: shared.worker },
-        policy: {
-          roundrobin: config.roundrobin,
-          hash: config.hash,
-          weight: config.weight,
-          prio: config.prio,
-          stubborn: config.stubborn
-        }
-      })
-    })
+    Effect.suspend(() => fromConfig(true))
+  )
+
+  /**
+   * A worker thread's pool: the emergency and abuse servers of its configuration (resolved by the main thread), the
+   * regular servers as the main thread announces them (`adopt`), the selection flags as the shared memory has them.
+   */
+  static readonly layerWorker: Layer.Layer<ServerPool, ServerPoolError, LbConfig | SharedState> = Layer.effect(
+    ServerPool,
+    Effect.suspend(() => fromConfig(false))
   )
 
   /** The `server N ...` changes that make a slot `spec` (address first, as pen requires). */
@@ -217,6 +215,40 @@ export class ServerPool extends Context.Service<ServerPool, {
   static readonly layerTest = (options: PoolOptions): Layer.Layer<ServerPool> =>
     Layer.effect(ServerPool, ServerPool.make(options))
 }
+
+const fromConfig = (setFlags: boolean) =>
+  Effect.gen(function*() {
+    const config = yield* LbConfig
+    const shared = yield* SharedState
+    const servers = yield* Effect.forEach(config.servers, resolveSpec)
+    const emergency = config.emergency === undefined ? undefined : yield* resolveSpec(config.emergency)
+    const abuse = config.abuse === undefined ? undefined : yield* resolveSpec(config.abuse)
+    return yield* ServerPool.make({
+      servers,
+      emergency,
+      abuse,
+      sendProxy: config.sendProxy,
+      check: config.check,
+      slowStartMs: config.slowStartSeconds * 1000,
+      memory: { memory: shared.memory.servers, worker: shared.worker },
+      policy: setFlags
+        ? {
+          roundrobin: config.roundrobin,
+          hash: config.hash,
+          weight: config.weight,
+          prio: config.prio,
+          stubborn: config.stubborn
+        }
+        : undefined
+    })
+  })
+
+/** Server `b`'s settings, as worker threads are told them. */
+const serverChange = (b: Backend.Backend) => ({
+  _tag: "Server" as const,
+  index: b.index,
+  settings: { spec: b.spec, configured: b.configured, acl: b.acl, proxy: b.proxy, check: b.check }
+})
 
 const resolveSpec = (spec: ServerSpec.ServerSpec) =>
   Resolve.resolve(spec.endpoint).pipe(
@@ -303,7 +335,8 @@ class Server implements Backend.Backend {
 const makeWith = (
   options: PoolOptions,
   clock: Clock.Clock,
-  changes: PubSub.PubSub<number>
+  changes: PubSub.PubSub<number>,
+  broadcast: BroadcastShape
 ): ServerPool["Service"] => {
   const proxy = options.sendProxy ?? "none"
   const check = options.check
@@ -470,8 +503,17 @@ const makeWith = (
     configure: (index, list) =>
       Effect.flatMap(grow(index), (b) =>
         Effect.forEach(list, (c) => change(b, c), { discard: true }).pipe(
-          Effect.ensuring(PubSub.publish(changes, index))
+          Effect.ensuring(Effect.andThen(broadcast.send(serverChange(b)), PubSub.publish(changes, index)))
         )),
+    adopt: (index, settings) =>
+      Effect.flatMap(grow(index), (b) =>
+        Effect.sync(() => {
+          setSpec(b, settings.spec)
+          b.configured = settings.configured
+          b.acl = settings.acl
+          b.proxy = settings.proxy
+          b.check = settings.check
+        })),
     changes: PubSub.subscribe(changes),
     setDown: (index, down) =>
       Effect.sync(() => {

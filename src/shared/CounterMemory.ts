@@ -66,6 +66,14 @@ export class Counters {
     return this.values[row * ROW + INDEX[counter]]!
   }
 
+  /** Sets `counter` in row `row` to 0 (a worker that died: its live connections are gone); what it was. */
+  clearRow(counter: Counter, row: number): number {
+    const at = row * ROW + INDEX[counter]
+    const was = this.values[at]!
+    this.values[at] = 0
+    return was
+  }
+
   /** Every counter, summed. */
   all(): Record<Counter, number> {
     return Object.fromEntries(NAMES.map((name) => [name, this.get(name)])) as Record<Counter, number>

@@ -22,7 +22,7 @@ export interface Memory {
   readonly ints: SharedArrayBuffer | ArrayBuffer
   /** Float64 per row: blacklisted until, up since. */
   readonly times: SharedArrayBuffer | ArrayBuffer
-  /** Float64 per row, per worker (a cache line each): bytes sent to the server, bytes received from it. */
+  /** Float64 per row, per worker (a cache line each): bytes sent to the server and received from it, connections held. */
   readonly bytes: SharedArrayBuffer | ArrayBuffer
   /** Threads that count bytes (workers, or 1). */
   readonly workers: number
@@ -39,8 +39,12 @@ const I_DRAINING = 2
 const TIMES = 2
 const T_BLACKLISTED = 0
 const T_UP_SINCE = 1
-/** Float64s per worker and row: two counters, padded to a cache line so that workers never write one line. */
+/** Float64s per worker and row: its counters, padded to a cache line so that workers never write one line. */
 const COUNTERS = 8
+const C_SENT = 0
+const C_RECEIVED = 1
+/** Connections this worker holds on the server (so that a worker that dies gives them back). */
+const C_HELD = 2
 
 const buffer = (shared: boolean, bytes: number, max: number): SharedArrayBuffer | ArrayBuffer =>
   shared ? new SharedArrayBuffer(bytes, { maxByteLength: max }) : new ArrayBuffer(bytes, { maxByteLength: max })
@@ -132,11 +136,15 @@ export class ServerState {
     const ints = this.ints
     if (limit <= 0) {
       Atomics.add(ints, at, 1)
+      this.bytes[(row * this.workers + this.own) * COUNTERS + C_HELD] += 1
       return true
     }
     for (let c = Atomics.load(ints, at); c < limit;) {
       const seen = Atomics.compareExchange(ints, at, c, c + 1)
-      if (seen === c) return true
+      if (seen === c) {
+        this.bytes[(row * this.workers + this.own) * COUNTERS + C_HELD] += 1
+        return true
+      }
       c = seen
     }
     return false
@@ -144,6 +152,24 @@ export class ServerState {
 
   release(row: number): void {
     Atomics.sub(this.ints, HEADER + row * INTS + I_CONNECTIONS, 1)
+    this.bytes[(row * this.workers + this.own) * COUNTERS + C_HELD] -= 1
+  }
+
+  /**
+   * Gives back every connection worker `worker` held (it died: its connections are gone), from the main thread.
+   * How many there were.
+   */
+  releaseAllOf(worker: number): number {
+    let released = 0
+    for (let row = 0, rows = this.rows(); row < rows; row++) {
+      const at = (row * this.workers + worker) * COUNTERS + C_HELD
+      const held = this.bytes[at]!
+      if (held === 0) continue
+      Atomics.sub(this.ints, HEADER + row * INTS + I_CONNECTIONS, held)
+      this.bytes[at] = 0
+      released += held
+    }
+    return released
   }
 
   down(row: number): boolean {
@@ -182,21 +208,21 @@ export class ServerState {
   count(row: number, sent: number, received: number): void {
     const at = (row * this.workers + this.own) * COUNTERS
     const bytes = this.bytes
-    bytes[at] += sent
-    bytes[at + 1] += received
+    bytes[at + C_SENT] += sent
+    bytes[at + C_RECEIVED] += received
   }
 
   /** Bytes sent to the server on `row`, all threads together. */
   sent(row: number): number {
-    return this.sum(row, 0)
+    return this.sum(row, C_SENT)
   }
 
   /** Bytes received from the server on `row`, all threads together. */
   received(row: number): number {
-    return this.sum(row, 1)
+    return this.sum(row, C_RECEIVED)
   }
 
-  private sum(row: number, which: 0 | 1): number {
+  private sum(row: number, which: number): number {
     let total = 0
     for (let w = 0, at = row * this.workers * COUNTERS + which; w < this.workers; w++, at += COUNTERS) {
       total += this.bytes[at]!

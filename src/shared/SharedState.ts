@@ -6,14 +6,18 @@
  * With one thread the memory is plain `ArrayBuffer`s; the main thread of a balancer with workers allocates
  * `SharedArrayBuffer`s and posts them to each worker, which attaches to them with {@link SharedState.layerAttach}.
  */
-import { Context, Layer } from "effect"
+import { Context, Effect, Layer } from "effect"
+import { LbConfig } from "../Config.ts"
 import * as CounterMemory from "./CounterMemory.ts"
 import * as ServerMemory from "./ServerMemory.ts"
+import * as SlotMemory from "./SlotMemory.ts"
 
 /** Everything a worker thread is given, as posted in `workerData`. @category models */
 export interface Memory {
   readonly servers: ServerMemory.Memory
   readonly counters: CounterMemory.Memory
+  /** pen's connection numbers, one table for all workers; undefined with one thread (its proxy numbers its own). */
+  readonly slots: SlotMemory.Memory | undefined
   /** Data-plane threads: the workers, or 1 when the main thread serves. */
   readonly workers: number
 }
@@ -22,12 +26,15 @@ export interface Memory {
  * Memory for `workers` data-plane threads: one counter row each, and one more for the main thread when it does not
  * serve (workers > 1). Shared when there are workers. @category constructors
  */
-export const allocate = (options: { readonly workers: number; readonly servers: number }): Memory => {
+export const allocate = (
+  options: { readonly workers: number; readonly servers: number; readonly connections: number }
+): Memory => {
   const workers = Math.max(1, options.workers)
   const shared = workers > 1
   return {
     servers: ServerMemory.allocate({ rows: options.servers + 2, workers, shared }),
     counters: CounterMemory.allocate({ rows: shared ? workers + 1 : 1, shared }),
+    slots: shared ? SlotMemory.allocate({ size: options.connections, shared }) : undefined,
     workers
   }
 }
@@ -40,10 +47,27 @@ export class SharedState extends Context.Service<SharedState, {
   /** The counter row this thread writes: its worker row, or the main thread's own row after the workers'. */
   readonly counterRow: number
 }>()("nib/shared/SharedState") {
-  /** Memory of its own for a balancer whose main thread serves (one thread, the default). */
-  static readonly layer: Layer.Layer<SharedState> = Layer.sync(
+  /**
+   * The memory of the running configuration: shared, with the main thread's own counter row, for `--workers` above 1;
+   * otherwise memory of its own for a main thread that serves.
+   */
+  static readonly layer: Layer.Layer<SharedState, never, LbConfig> = Layer.effect(
     SharedState,
-    () => SharedState.of({ memory: allocate({ workers: 1, servers: 0 }), worker: 0, counterRow: 0 })
+    Effect.gen(function*() {
+      const config = yield* LbConfig
+      const memory = allocate({
+        workers: config.workers,
+        servers: config.servers.length,
+        connections: config.connectionsMax
+      })
+      return SharedState.of({ memory, worker: 0, counterRow: config.workers > 1 ? config.workers : 0 })
+    })
+  )
+
+  /** Memory of its own for one thread that serves, without a configuration (tests). */
+  static readonly layerLocal: Layer.Layer<SharedState> = Layer.sync(
+    SharedState,
+    () => SharedState.of({ memory: allocate({ workers: 1, servers: 0, connections: 0 }), worker: 0, counterRow: 0 })
   )
 
   /** The main thread of a balancer with workers: it serves no connection, and counts in its own row. */

@@ -25,7 +25,7 @@ const passive = (blacklistSeconds: number) =>
   HealthChecker.layer.pipe(
     Layer.provideMerge(StatsReporter.layer),
     Layer.provideMerge(RelayBuffers.layer),
-    Layer.provideMerge(SharedState.layer),
+    Layer.provideMerge(SharedState.layerLocal),
     Layer.provideMerge(ServerPool.layerTest({ servers, emergency, policy })),
     Layer.provideMerge(LbConfig.layer({ listen: Address.tcp("127.0.0.1", 0), servers, blacklistSeconds }))
   )
@@ -80,7 +80,7 @@ const active = (stub: ReturnType<typeof makeStub>, options: Options = {}, lines:
   return HealthChecker.layer.pipe(
     Layer.provideMerge(StatsReporter.layer),
     Layer.provideMerge(RelayBuffers.layer),
-    Layer.provideMerge(SharedState.layer),
+    Layer.provideMerge(SharedState.layerLocal),
     Layer.provideMerge(
       ServerPool.layerTest({
         servers,
@@ -296,7 +296,7 @@ describe("HealthChecker", () => {
 
   describe("layerNoop", () => {
     const noop = HealthChecker.layerNoop.pipe(
-      Layer.merge(StatsReporter.layer.pipe(Layer.provide(RelayBuffers.layer), Layer.provide(SharedState.layer))),
+      Layer.merge(StatsReporter.layer.pipe(Layer.provide(RelayBuffers.layer), Layer.provide(SharedState.layerLocal))),
       Layer.provideMerge(ServerPool.layerTest({ servers, emergency, policy }))
     )
 

@@ -311,7 +311,7 @@ describe("ServerPool", () => {
       }).pipe(
         Effect.provide(
           ServerPool.layer.pipe(
-            Layer.provide(SharedState.layer),
+            Layer.provide(SharedState.layerLocal),
             Layer.provide(
               LbConfig.layer({
                 listen,
@@ -330,7 +330,7 @@ describe("ServerPool", () => {
       }).pipe(
         Effect.provide(
           ServerPool.layer.pipe(
-            Layer.provide(SharedState.layer),
+            Layer.provide(SharedState.layerLocal),
             Layer.provide(
               LbConfig.layer({ listen, servers: [spec("127.0.0.1", 1)], roundrobin: true, stubborn: true })
             )
@@ -343,7 +343,7 @@ describe("ServerPool", () => {
         const error = yield* Effect.flip(
           Effect.scoped(Layer.build(
             ServerPool.layer.pipe(
-              Layer.provide(SharedState.layer),
+              Layer.provide(SharedState.layerLocal),
               Layer.provide(
                 LbConfig.layer({ listen, servers: [spec("127.0.0.1", 80), spec("nonexistent.invalid", 80)] })
               )
@@ -360,7 +360,7 @@ describe("ServerPool", () => {
         const error = yield* Effect.flip(
           Effect.scoped(Layer.build(
             ServerPool.layer.pipe(
-              Layer.provide(SharedState.layer),
+              Layer.provide(SharedState.layerLocal),
               Layer.provide(
                 LbConfig.layer({
                   listen,

@@ -20,7 +20,7 @@ const policy = { roundrobin: false, hash: false, weight: false, prio: false, stu
 const pool = ServerPool.layerTest({ servers: [spec("10.0.0.1", 8001), spec("10.0.0.2", 8002)], policy })
 const stats = StatsReporter.layer.pipe(
   Layer.provideMerge(
-    Layer.mergeAll(pool, RelayBuffers.layer, ClientTable.layerTest({ capacity: 16 }), SharedState.layer)
+    Layer.mergeAll(pool, RelayBuffers.layer, ClientTable.layerTest({ capacity: 16 }), SharedState.layerLocal)
   )
 )
 

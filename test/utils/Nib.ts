@@ -120,8 +120,8 @@ export const spawnReady = (
     const timer = setTimeout(() => finish(describe(`not ready within ${timeoutMs} ms`)), timeoutMs)
   })
 
-/** nib's start-up line in the foreground: `nib: listening on HOST:PORT (pid N)`. */
-export const LISTENING = /nib: listening on (.+):(\d+) \(pid (\d+)\)/
+/** nib's start-up line in the foreground: `nib: listening on HOST:PORT (pid N)` (`, N workers` with --workers). */
+export const LISTENING = /nib: listening on (.+):(\d+) \(pid (\d+)(?:, \d+ workers)?\)/
 
 /**
  * Starts the built nib in the foreground (`-f` is added first) and waits for its listening line. Give it a listen

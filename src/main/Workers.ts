@@ -1,0 +1,385 @@
+/**
+ * The worker threads of `--workers N`, seen from the main thread: it starts them, tells them every setting that
+ * changes (the {@link Broadcast} of the main thread's services), asks them about their connections, and starts again
+ * one that dies.
+ *
+ * Each worker binds the listen address itself with SO_REUSEPORT, and the kernel spreads the clients among them: no
+ * connection passes between threads. The first worker binds first, so that a port 0 becomes one port the others bind
+ * too. The state connections change is in the shared memory (`SharedState`); what is sent here are settings, and each
+ * command that changes one is answered once every worker has applied it.
+ *
+ * A worker that dies (a defect) is logged with its cause; the connections it served are gone, so its share of the
+ * shared state (connections held on servers, connection numbers, its live count) is given back and counted, and it is
+ * started again with the settings as they are now. The others serve on meanwhile, and the listen address stays bound
+ * while one of them lives.
+ */
+import { Cause, Context, Effect, Exit, FiberSet, Layer, Scope } from "effect"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+import { Worker } from "node:worker_threads"
+import { LbConfig, type Settings } from "../Config.ts"
+import type * as Address from "../domain/Address.ts"
+import type { ConnectionInfo } from "../proxy/Slots.ts"
+import { Listener, ListenerError } from "../services/Listener.ts"
+import { RequestLog } from "../services/RequestLog.ts"
+import { keyOf, type SettingChange } from "../shared/Broadcast.ts"
+import * as CounterMemory from "../shared/CounterMemory.ts"
+import type { FromWorker, ReplyValue, Request, WorkerInit } from "../shared/Messages.ts"
+import * as ServerMemory from "../shared/ServerMemory.ts"
+import { SharedState } from "../shared/SharedState.ts"
+import * as SlotMemory from "../shared/SlotMemory.ts"
+
+/** A worker could not start (it could not bind the listen address, ...), or did not answer. @category errors */
+export class WorkersError extends Error {
+  readonly _tag = "WorkersError"
+}
+
+/** How long a worker has to start or to answer a request before it is taken for dead. @category constants */
+export const ANSWER_MILLIS = 10_000
+
+/** One worker, as the main thread sees it. @category models */
+export interface WorkerStatus {
+  readonly worker: number
+  /** Its thread id (0 while it starts). */
+  readonly threadId: number
+  /** Connections (UDP sessions) it serves now. */
+  readonly active: number
+  /** Times it died and was started again. */
+  readonly restarts: number
+}
+
+/** The workers service. @category services */
+export class Workers extends Context.Service<Workers, {
+  /** How many workers serve. */
+  readonly count: number
+  /** Every worker applies `change`; the Effect ends once each has (a worker that is starting gets it at start). */
+  readonly send: (change: SettingChange) => Effect.Effect<void>
+  /** Starts the workers (the first binds, then the others); fails if one cannot start. Once. */
+  readonly start: Effect.Effect<void, WorkersError>
+  /** The address the workers listen on. */
+  readonly address: () => Address.Endpoint
+  /** `listen ADDRESS`: every worker binds it, the first one first; a failure leaves each where it was. */
+  readonly rebind: (endpoint: Address.Endpoint) => Effect.Effect<Address.Endpoint, WorkersError>
+  /** Every worker's live connections, by slot. */
+  readonly connections: Effect.Effect<ReadonlyArray<ConnectionInfo>>
+  /** Closes connection `slot`, in the worker that serves it; false when none does. */
+  readonly close: (slot: number) => Effect.Effect<boolean>
+  /** Where the workers' request log chunks go (the main thread's RequestLog). */
+  readonly setLogSink: (sink: (clientIp: string, serverIp: string, chunk: Buffer) => void) => void
+  /** Each worker now. */
+  readonly status: Effect.Effect<ReadonlyArray<WorkerStatus>>
+}>()("nib/main/Workers") {
+  /** `config.workers` workers over the shared memory of `SharedState`, stopped (and waited for) with the scope. */
+  static readonly layer: Layer.Layer<Workers, never, LbConfig | SharedState> = Layer.effect(
+    Workers,
+    Effect.gen(function*() {
+      const config = yield* LbConfig
+      const shared = yield* SharedState
+      const scope = yield* Effect.scope
+      return yield* make(config, shared.memory, scope)
+    })
+  )
+}
+
+/** The worker script, next to this module (compiled or not). */
+const script = (): URL => {
+  const here = fileURLToPath(import.meta.url)
+  return new URL(`../worker/Worker${Path.extname(here)}`, import.meta.url)
+}
+
+const ignoreChunk = () => {}
+
+interface Pending {
+  readonly done: (reply: Exit.Exit<ReplyValue, WorkersError>) => void
+}
+
+/** One running worker thread. */
+class Handle {
+  readonly pending = new Map<number, Pending>()
+  listening = false
+  stopping = false
+  constructor(readonly worker: number, readonly thread: Worker) {}
+}
+
+const make = Effect.fnUntraced(function*(
+  config: Settings,
+  memory: SharedState["Service"]["memory"],
+  scope: Scope.Scope
+) {
+  const count = config.workers
+  // Restarts run in the layer's scope: none outlives it.
+  const run = yield* FiberSet.makeRuntime<never>()
+  const servers = new ServerMemory.ServerState(memory.servers, 0)
+  const counters = new CounterMemory.Counters(memory.counters, count)
+  const slots = memory.slots === undefined ? undefined : new SlotMemory.SlotTable(memory.slots, count)
+  // The last change of each setting, in the order they were last changed: what a worker started later is told.
+  const changes = new Map<string, SettingChange>()
+  const handles: Array<Handle | undefined> = Array.from({ length: count }, () => undefined)
+  const restarts = Array.from({ length: count }, () => 0)
+  let address: Address.Endpoint = config.listen
+  let started = false
+  let closing = false
+  let nextId = 1
+  let logSink: (clientIp: string, serverIp: string, chunk: Buffer) => void = ignoreChunk
+
+  const request = (handle: Handle, build: (id: number) => Request): Effect.Effect<ReplyValue, WorkersError> =>
+    Effect.callback<ReplyValue, WorkersError>((resume) => {
+      const id = nextId++
+      const timer = setTimeout(() => {
+        handle.pending.delete(id)
+        resume(Effect.fail(new WorkersError(`worker ${handle.worker} did not answer within ${ANSWER_MILLIS / 1000} s`)))
+      }, ANSWER_MILLIS)
+      handle.pending.set(id, {
+        done: (exit) => {
+          clearTimeout(timer)
+          resume(exit)
+        }
+      })
+      handle.thread.postMessage(build(id))
+      return Effect.sync(() => {
+        clearTimeout(timer)
+        handle.pending.delete(id)
+      })
+    })
+
+  const live = () => handles.filter((h): h is Handle => h !== undefined && h.listening)
+
+  /** The configuration a worker starts with: the listener's settings as they are now. */
+  const settingsNow = (): Settings => {
+    let settings: Settings = { ...config, listen: address }
+    for (const change of changes.values()) {
+      if (change._tag === "ConnectionsMax") settings = { ...settings, connectionsMax: change.n }
+      if (change._tag === "IdleTimeout") settings = { ...settings, udpIdleSeconds: change.seconds }
+    }
+    return settings
+  }
+
+  /** Worker `worker`'s share of the shared state, given back after it died; the connections it served. */
+  const reclaim = (worker: number): number => {
+    servers.releaseAllOf(worker)
+    slots?.releaseAllOf(worker)
+    return counters.clearRow("active", worker)
+  }
+
+  /** Starts worker `worker`; resolves once it listens, fails if it cannot start. */
+  const spawn = (worker: number): Effect.Effect<void, WorkersError> =>
+    Effect.callback<void, WorkersError>((resume) => {
+      const init: WorkerInit = {
+        settings: settingsNow(),
+        memory,
+        worker,
+        changes: [...changes.values()].filter((c) => c._tag !== "Listen")
+      }
+      const thread = new Worker(script(), { workerData: init, name: `nib worker ${worker}` })
+      const handle = new Handle(worker, thread)
+      handles[worker] = handle
+      let settled = false
+      const settle = (exit: Exit.Exit<void, WorkersError>) => {
+        if (settled) return
+        settled = true
+        resume(exit)
+      }
+      let failure: string | undefined
+      thread.on("message", (message: FromWorker) => {
+        switch (message._tag) {
+          case "Listening":
+            handle.listening = true
+            if (worker === 0 || !started) address = message.address
+            return settle(Exit.void)
+          case "StartFailed":
+            failure = message.message
+            return settle(Exit.fail(new WorkersError(message.message)))
+          case "Chunk":
+            return logSink(message.client, message.server, Buffer.from(message.bytes.buffer, 0, message.bytes.length))
+          case "Done":
+            return handle.pending.get(message.id)?.done(Exit.succeed(message.value))
+          case "Failed":
+            return handle.pending.get(message.id)?.done(Exit.fail(new WorkersError(message.message)))
+        }
+      })
+      thread.on("error", (error) => {
+        failure = error instanceof Error ? error.stack ?? error.message : String(error)
+      })
+      thread.on("exit", (code) => {
+        if (handles[worker] === handle) handles[worker] = undefined
+        for (const pending of handle.pending.values()) {
+          pending.done(Exit.fail(new WorkersError(`worker ${worker} exited`)))
+        }
+        handle.pending.clear()
+        if (!settled) return settle(Exit.fail(new WorkersError(failure ?? `worker ${worker} exited with code ${code}`)))
+        if (handle.stopping || closing) return
+        run(died(worker, code, failure))
+      })
+      return Effect.sync(() => {
+        if (!settled) void thread.terminate()
+      })
+    })
+
+  /** Worker `worker` died while serving: its cause logged, its share given back, and it is started again. */
+  const died = (worker: number, code: number, cause: string | undefined) =>
+    Effect.gen(function*() {
+      const closed = reclaim(worker)
+      yield* Effect.logError(
+        `worker ${worker} died (exit code ${code}${cause === undefined ? "" : `: ${cause}`}); ` +
+          `${closed} connection${closed === 1 ? "" : "s"} closed; starting it again`
+      )
+      yield* restart(worker, 0)
+    }).pipe(Effect.annotateLogs({ service: "Workers" }))
+
+  /**
+   * Starts worker `worker` again: at once the first time, then less and less often while it keeps failing (at most
+   * every 10 s), until it starts or the balancer stops.
+   */
+  const restart = (worker: number, attempt: number): Effect.Effect<void> =>
+    Effect.gen(function*() {
+      restarts[worker]!++
+      yield* Effect.sleep(Math.min(10_000, 100 * 2 ** Math.min(7, attempt + restarts[worker]! - 1)))
+      if (closing) return
+      const exit = yield* Effect.exit(spawn(worker))
+      if (Exit.isFailure(exit)) {
+        yield* Effect.logError(`worker ${worker} could not start again: ${Cause.squash(exit.cause)}`)
+        return yield* restart(worker, attempt + 1)
+      }
+    })
+
+  const stop = (handle: Handle) =>
+    Effect.gen(function*() {
+      handle.stopping = true
+      yield* Effect.ignore(Effect.timeout(request(handle, (id) => ({ _tag: "Stop", id })), 5_000))
+      yield* Effect.promise(() => handle.thread.terminate())
+    })
+
+  yield* Scope.addFinalizer(
+    scope,
+    Effect.suspend(() => {
+      closing = true
+      return Effect.forEach(handles.filter((h): h is Handle => h !== undefined), stop, {
+        concurrency: "unbounded",
+        discard: true
+      })
+    })
+  )
+
+  const send = (change: SettingChange): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      const key = keyOf(change)
+      if (key !== undefined) {
+        changes.delete(key)
+        changes.set(key, change)
+      }
+      return Effect.forEach(live(), (handle) =>
+        request(handle, (id) => ({ _tag: "Change", id, change })).pipe(
+          Effect.catch((error) =>
+            Effect.logWarning(`worker ${handle.worker}: ${change._tag}: ${error.message}`).pipe(
+              Effect.annotateLogs({ service: "Workers" })
+            )
+          )
+        ), { concurrency: "unbounded", discard: true })
+    })
+
+  return Workers.of({
+    count,
+    send,
+    start: Effect.suspend(() => {
+      if (started) return Effect.void
+      return spawn(0).pipe(
+        Effect.andThen(Effect.forEach(
+          Array.from({ length: count - 1 }, (_, i) => i + 1),
+          spawn,
+          { concurrency: "unbounded", discard: true }
+        )),
+        Effect.tap(() => Effect.sync(() => (started = true)))
+      )
+    }),
+    address: () => address,
+    rebind: (endpoint) =>
+      Effect.gen(function*() {
+        const [first, ...others] = live()
+        if (first === undefined) return yield* Effect.fail(new WorkersError("no worker is running"))
+        const reply = yield* request(first, (id) => ({ _tag: "Change", id, change: { _tag: "Listen", endpoint } }))
+        const bound = reply as Address.Endpoint
+        const change: SettingChange = { _tag: "Listen", endpoint: bound }
+        yield* Effect.forEach(others, (handle) => request(handle, (id) => ({ _tag: "Change", id, change })), {
+          concurrency: "unbounded",
+          discard: true
+        })
+        address = bound
+        return bound
+      }),
+    connections: Effect.map(
+      Effect.forEach(live(), (handle) =>
+        request(handle, (id) => ({ _tag: "Connections", id })).pipe(
+          Effect.map((value) => value as ReadonlyArray<ConnectionInfo>),
+          Effect.orElseSucceed((): ReadonlyArray<ConnectionInfo> => [])
+        ), { concurrency: "unbounded" }),
+      (lists) => lists.flat().toSorted((a, b) => a.slot - b.slot)
+    ),
+    close: (slot) =>
+      Effect.suspend(() => {
+        const owner = slots?.owner(slot) ?? -1
+        const handle = owner >= 0 ? handles[owner] : undefined
+        if (handle === undefined) return Effect.succeed(false)
+        return request(handle, (id) => ({ _tag: "Close", id, slot })).pipe(
+          Effect.map((value) => value === true),
+          Effect.orElseSucceed(() => false)
+        )
+      }),
+    setLogSink: (sink) => {
+      logSink = sink
+    },
+    status: Effect.sync(() =>
+      handles.map((handle, worker) => ({
+        worker,
+        threadId: handle?.thread.threadId ?? 0,
+        active: counters.getRow("active", worker),
+        restarts: restarts[worker]!
+      }))
+    )
+  })
+})
+
+/**
+ * The listener of a balancer with workers, in the main thread: it starts the workers (each binds the address) and
+ * answers for them, so that the control port, the status page and the admin API see one listener as before.
+ * @category layers
+ */
+export const layerListener: Layer.Layer<Listener, ListenerError, Workers | LbConfig | SharedState | RequestLog> = Layer
+  .effect(
+    Listener,
+    Effect.gen(function*() {
+      const config = yield* LbConfig
+      const workers = yield* Workers
+      const log = yield* RequestLog
+      const counters = new CounterMemory.Counters((yield* SharedState).memory.counters, config.workers)
+      workers.setLogSink(log.chunkUnsafe)
+      yield* workers.start.pipe(Effect.mapError((error) => new ListenerError({ message: error.message })))
+      let connectionsMax = config.connectionsMax
+      let idleSeconds = config.udpIdleSeconds
+      return Listener.of({
+        get address() {
+          return workers.address()
+        },
+        udp: config.udp,
+        rebind: (endpoint) =>
+          workers.rebind(endpoint).pipe(Effect.mapError((error) => new ListenerError({ message: error.message }))),
+        active: Effect.sync(() => counters.get("active")),
+        waiting: Effect.succeed(0),
+        connectionsMax: Effect.sync(() => connectionsMax),
+        setConnectionsMax: (n) =>
+          Effect.andThen(Effect.sync(() => (connectionsMax = n)), workers.send({ _tag: "ConnectionsMax", n })),
+        connections: workers.connections,
+        close: workers.close,
+        idleTimeoutSeconds: Effect.sync(() => (config.udp ? idleSeconds : 0)),
+        setIdleTimeoutSeconds: (seconds) =>
+          config.udp
+            ? Effect.as(
+              Effect.andThen(
+                Effect.sync(() => (idleSeconds = seconds)),
+                workers.send({ _tag: "IdleTimeout", seconds })
+              ),
+              true
+            )
+            : Effect.succeed(false)
+      })
+    })
+  )
