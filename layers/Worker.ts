@@ -28,7 +28,7 @@ export const makeWorker = (
   log: (clientIp: string, serverIp: string, chunk: Uint8Array) => void
 ) => {
   const stats = StatsReporter.layer.pipe(
-    Layer.provideMerge(Layer.mergeAll(ServerPool.layerWorker, RelayBuffers.layer, ClientTable.layer))
+    Layer.provideMerge(Layer.mergeAll(ServerPool.layerWorker, RelayBuffers.layer, ClientTable.layerWorker))
   )
   const core = Layer.mergeAll(HealthChecker.layerPassive, RequestLog.layerForward(log), Acls.layer).pipe(
     Layer.provideMerge(stats)

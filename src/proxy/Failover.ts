@@ -6,6 +6,7 @@
  */
 import * as Selection from "../domain/Selection.ts"
 import type { Acls } from "../services/Acls.ts"
+import type { ClientRef, ClientTable } from "../services/ClientTable.ts"
 import type * as ServerPool from "../services/ServerPool.ts"
 import { ABUSE_SERVER, EMERGENCY_SERVER } from "../services/ServerPool.ts"
 
@@ -17,6 +18,36 @@ export interface Failing {
   tried: Set<number> | undefined
   /** Tries server `index` (admission, then a dial): whether it took the connection. */
   readonly tryServer: (index: number) => boolean
+}
+
+/** A connection that knows its client's pinned server as it stood before the attempt in hand. */
+export interface Pinned {
+  /** The server the client was pinned to when this connection chose (NO_SERVER for a new client). */
+  pinned: number
+}
+
+/**
+ * The first server a new connection of client `ref` tries (pen's selection), and the client's pin as the connection
+ * sees it (`connection.pinned`). A client with no server yet is claimed for the chosen server in one atomic step: when
+ * simultaneous first connections of one client (on several worker threads) race, the one that pins first wins, and the
+ * others go where it went, as sticky connections that came after it would.
+ */
+export const firstServer = (
+  pool: ServerPool.ServerPool["Service"],
+  clients: ClientTable["Service"],
+  ref: ClientRef,
+  ip: string,
+  port: number,
+  connection: Pinned
+): number => {
+  const sticky = clients.serverUnsafe(ref)
+  const first = pool.chooseUnsafe(sticky, ip, port)
+  connection.pinned = sticky
+  if (sticky !== Selection.NO_SERVER || first < 0 || pool.policy.roundrobin) return first
+  const winner = clients.claimUnsafe(ref, first)
+  if (winner === first || winner < 0) return first
+  connection.pinned = winner
+  return winner
 }
 
 /** Tries the next servers for `connection` after `failed`: whether one took it. */

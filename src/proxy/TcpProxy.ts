@@ -13,7 +13,6 @@ import type { Backend } from "../domain/Backend.ts"
 import * as HttpRewrite from "../domain/HttpRewrite.ts"
 import * as ProxyProtocol from "../domain/ProxyProtocol.ts"
 import * as Selection from "../domain/Selection.ts"
-import type { ClientEntry } from "../domain/StickyTable.ts"
 import * as TlsSettings from "../domain/TlsSettings.ts"
 import type { BufferPool } from "../net/BufferPool.ts"
 import { Relay, type Tap } from "../net/Relay.ts"
@@ -21,7 +20,7 @@ import * as Socket from "../net/Socket.ts"
 import * as Tls from "../net/Tls.ts"
 import type { Acls } from "../services/Acls.ts"
 import type { ClientTable } from "../services/ClientTable.ts"
-import { UNIX_CLIENT } from "../services/ClientTable.ts"
+import { type ClientRef, UNIX_CLIENT } from "../services/ClientTable.ts"
 import type { HealthChecker } from "../services/HealthChecker.ts"
 import { RelayBuffers } from "../services/RelayBuffers.ts"
 import type { RequestLog } from "../services/RequestLog.ts"
@@ -210,7 +209,10 @@ function onUpstreamClose(this: Socket.Socket) {
  * through `finish`, once.
  */
 class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
-  private entry: ClientEntry | undefined
+  /** The client's entry in the sticky table. */
+  private visitor = 0 as ClientRef
+  /** The client's pinned server before the attempt in hand (`Failover.firstServer`). */
+  pinned = Selection.NO_SERVER
   initial = Selection.NO_SERVER
   private server = Selection.NO_SERVER
   private upstream: Socket.Socket | undefined
@@ -325,15 +327,15 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
     // (pen, by a bug, sends it to the emergency server when there is no abuse server.)
     if (!env.acls.admitsClientUnsafe(peer)) {
       if (env.pool.abuse !== undefined) {
-        this.entry = env.clients.visitUnsafe(ip)
+        this.visitor = env.clients.visitUnsafe(ip)
         this.initial = ABUSE_SERVER
         if (this.tryServer(ABUSE_SERVER)) return
       }
       env.stats.addUnsafe("refused", 1)
       return this.finish()
     }
-    const entry = (this.entry = env.clients.visitUnsafe(ip))
-    const first = env.pool.chooseUnsafe(entry.server, ip, port)
+    this.visitor = env.clients.visitUnsafe(ip)
+    const first = Failover.firstServer(env.pool, env.clients, this.visitor, ip, port, this)
     this.initial = first
     if (!this.tryServer(first)) this.failover(first)
   }
@@ -399,15 +401,16 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
 
   /** pen's try_server: admission (blacklist, limits), then an asynchronous connect with the `-t` deadline. */
   tryServer(index: number): boolean {
-    const { env, entry } = this
+    const { env } = this
     // Admission (health, drain, blacklist, limits, slow start), then `server N acl A` (explain asks the same).
-    if (Failover.refusalUnsafe(env.pool, env.acls, index, entry!.server, this.peerAddress) !== undefined) return false
+    if (Failover.refusalUnsafe(env.pool, env.acls, index, this.pinned, this.peerAddress) !== undefined) return false
     // The limits, taken atomically: another thread may have taken the server's last connection since admission.
-    if (!env.pool.tryAcquireUnsafe(index, entry!.server === index)) return false
+    if (!env.pool.tryAcquireUnsafe(index, this.pinned === index)) return false
     this.server = index
     // The client is pinned as soon as the attempt starts, as pen does; a failover re-pins it. The emergency and abuse
     // servers never pin.
-    entry!.server = index >= 0 ? index : Selection.NO_SERVER
+    this.pinned = index >= 0 ? index : Selection.NO_SERVER
+    env.clients.pinUnsafe(this.visitor, this.pinned)
     const upstream = (this.upstream = Socket.connect(env.pool.dialTarget(index)))
     ;(upstream as Owned)[kSession] = this
     upstream.on("error", onUpstreamError)
@@ -461,7 +464,7 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
    */
   fromClient(chunk: Buffer, length: number, sent: number): void {
     this.env.pool.countUnsafe(this.backend!.index, sent, 0)
-    this.entry!.bytesFromClient += sent
+    this.env.clients.countUnsafe(this.visitor, 0, sent)
     if (this.logging) this.env.log.chunkUnsafe(this.peer, addressText(this.backend!), chunk.subarray(0, length))
   }
 
@@ -473,7 +476,7 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
   /** Bytes from the server (pen's copy_down). */
   fromServer(length: number): void {
     this.env.pool.countUnsafe(this.backend!.index, 0, length)
-    this.entry!.bytesToClient += length
+    this.env.clients.countUnsafe(this.visitor, length, 0)
   }
 
   info(slot: number): ConnectionInfo {

@@ -16,11 +16,10 @@ import { Context, Effect, Layer } from "effect"
 import type { LbConfig } from "../Config.ts"
 import type { Backend } from "../domain/Backend.ts"
 import * as Selection from "../domain/Selection.ts"
-import type { ClientEntry } from "../domain/StickyTable.ts"
 import * as Socket from "../net/Socket.ts"
 import * as UdpServer from "../net/UdpServer.ts"
 import type { Acls } from "../services/Acls.ts"
-import type { ClientTable } from "../services/ClientTable.ts"
+import type { ClientRef, ClientTable } from "../services/ClientTable.ts"
 import type { HealthChecker } from "../services/HealthChecker.ts"
 import type { RequestLog } from "../services/RequestLog.ts"
 import { ABUSE_SERVER, addressText, type ServerPool } from "../services/ServerPool.ts"
@@ -85,7 +84,10 @@ function onUpstreamError(this: UdpServer.Datagram, error: Error) {
 
 /** One client address:port and the server it was given. Every end goes through `finish`, once. */
 class Session implements UdpServer.Receiver, Slotted, Failover.Failing {
-  private entry: ClientEntry | undefined
+  /** The client's entry in the sticky table. */
+  private visitor = 0 as ClientRef
+  /** The client's pinned server before the attempt in hand (`Failover.firstServer`). */
+  pinned = Selection.NO_SERVER
   initial = Selection.NO_SERVER
   private server = Selection.NO_SERVER
   private backend: Backend | undefined
@@ -120,7 +122,7 @@ class Session implements UdpServer.Receiver, Slotted, Failover.Failing {
     if (!env.acls.admitsClientUnsafe(ip)) {
       // client_acl: to the -B abuse server, with no failover; without one the datagrams are dropped.
       if (env.pool.abuse !== undefined) {
-        this.entry = env.clients.visitUnsafe(ip)
+        this.visitor = env.clients.visitUnsafe(ip)
         this.initial = ABUSE_SERVER
         if (this.tryServer(ABUSE_SERVER)) return this.peer.attach(this)
         if (this.finished) return
@@ -128,8 +130,8 @@ class Session implements UdpServer.Receiver, Slotted, Failover.Failing {
       env.stats.addUnsafe("refused", 1)
       return this.finish()
     }
-    const entry = (this.entry = env.clients.visitUnsafe(ip))
-    const first = env.pool.chooseUnsafe(entry.server, ip, peer.port)
+    this.visitor = env.clients.visitUnsafe(ip)
+    const first = Failover.firstServer(env.pool, env.clients, this.visitor, ip, peer.port, this)
     this.initial = first
     if (!this.tryServer(first)) this.failover(first)
     if (!this.finished) this.peer.attach(this)
@@ -141,7 +143,7 @@ class Session implements UdpServer.Receiver, Slotted, Failover.Failing {
     // A session ended by nib's own failure during a failover scan takes no other server.
     if (this.finished) return false
     // Admission (health, drain, blacklist, limits, slow start), then `server N acl A` (explain asks the same).
-    if (Failover.refusalUnsafe(env.pool, env.acls, index, this.entry!.server, this.peer.address) !== undefined) {
+    if (Failover.refusalUnsafe(env.pool, env.acls, index, this.pinned, this.peer.address) !== undefined) {
       return false
     }
     const backend = env.pool.backendUnsafe(index)!
@@ -149,7 +151,7 @@ class Session implements UdpServer.Receiver, Slotted, Failover.Failing {
     // A Unix stream socket cannot take datagrams (the command line refuses one in -U mode; `server N address` may not).
     if (endpoint._tag !== "Tcp") return false
     // The limits, taken atomically: another thread may have taken the server's last connection since admission.
-    if (!env.pool.tryAcquireUnsafe(index, this.entry!.server === index)) return false
+    if (!env.pool.tryAcquireUnsafe(index, this.pinned === index)) return false
     let upstream: UdpServer.Datagram
     try {
       upstream = UdpServer.dial(endpoint)
@@ -161,7 +163,8 @@ class Session implements UdpServer.Receiver, Slotted, Failover.Failing {
     }
     this.server = index
     this.backend = backend
-    this.entry!.server = index >= 0 ? index : Selection.NO_SERVER
+    this.pinned = index >= 0 ? index : Selection.NO_SERVER
+    env.clients.pinUnsafe(this.visitor, this.pinned)
     this.upstream = upstream
     this.connected = false
     ;(upstream as Owned)[kSession] = this
@@ -187,7 +190,7 @@ class Session implements UdpServer.Receiver, Slotted, Failover.Failing {
     if (unanswered.length === UNANSWERED_MAX) unanswered.shift()
     unanswered.push(datagram)
     this.env.pool.countUnsafe(this.backend!.index, datagram.length, 0)
-    this.entry!.bytesFromClient += datagram.length
+    this.env.clients.countUnsafe(this.visitor, 0, datagram.length)
     if (this.logging) this.env.log.chunkUnsafe(this.peer.address, addressText(this.backend!), datagram)
     this.send(datagram)
   }
@@ -209,7 +212,7 @@ class Session implements UdpServer.Receiver, Slotted, Failover.Failing {
   fromServer(socket: UdpServer.Datagram, datagram: Buffer): void {
     if (socket !== this.upstream || this.finished) return
     this.env.pool.countUnsafe(this.backend!.index, 0, datagram.length)
-    this.entry!.bytesToClient += datagram.length
+    this.env.clients.countUnsafe(this.visitor, datagram.length, 0)
     if (this.unanswered !== undefined && this.unanswered.length > 0) this.unanswered.length = 0
     this.peer.reply(datagram)
   }

@@ -119,7 +119,13 @@ export class Control extends Context.Service<Control, {
           case "blacklist":
             return taken(health.setBlacklistSeconds(value))
           case "clients_max":
-            return value < 1 ? refuse("clients_max: the table needs at least 1 slot") : taken(clients.resize(value))
+            return value < 1
+              ? refuse("clients_max: the table needs at least 1 slot")
+              : value > clients.capacityMax
+              ? refuse(
+                `clients_max: at most ${clients.capacityMax} slots (the table was made for -c ${clients.capacityMax})`
+              )
+              : taken(clients.resize(value))
           case "conn_max":
             return value < 1 ? refuse("conn_max: at least 1 connection") : taken(listener.setConnectionsMax(value))
           case "timeout":

@@ -86,9 +86,13 @@ export const Flag = { roundrobin: 1, hash: 2, weight: 4, prio: 8, stubborn: 16 }
 
 /** One thread's handle on the memory: `worker` is the byte-counter row it writes. @category models */
 export class ServerState {
-  private readonly ints: Int32Array
-  private readonly times: Float64Array
-  private readonly bytes: Float64Array
+  // Fixed-length views, made again when the memory has grown past them: an access through a view that tracks a
+  // growable SharedArrayBuffer's length costs tens of nanoseconds in Node 24, a fixed one a few.
+  private ints!: Int32Array
+  private times!: Float64Array
+  private bytes!: Float64Array
+  /** Rows the views cover. */
+  private viewRows = 0
   private readonly workers: number
   /** Where this thread's byte counters start. */
   private readonly own: number
@@ -96,16 +100,30 @@ export class ServerState {
 
   constructor(memory: Memory, worker: number) {
     this.memory = memory
-    this.ints = new Int32Array(memory.ints)
-    this.times = new Float64Array(memory.times)
-    this.bytes = new Float64Array(memory.bytes)
     this.workers = memory.workers
     this.own = Math.min(Math.max(0, worker), memory.workers - 1)
+    this.remap()
   }
 
   /** Rows the memory holds now. */
   rows(): number {
-    return this.times.length / TIMES
+    return this.memory.times.byteLength / 8 / TIMES
+  }
+
+  /** Makes the views cover the memory as it is now. */
+  private remap(): void {
+    const rows = this.rows()
+    const { bytes, ints, times } = sizes(rows, this.workers)
+    this.ints = new Int32Array(this.memory.ints, 0, ints / 4)
+    this.times = new Float64Array(this.memory.times, 0, times / 8)
+    this.bytes = new Float64Array(this.memory.bytes, 0, bytes / 8)
+    this.viewRows = rows
+  }
+
+  /** Row `row`, with views that cover it (another thread may have grown the memory). */
+  private fit(row: number): number {
+    if (row >= this.viewRows) this.remap()
+    return row
   }
 
   /**
@@ -120,10 +138,12 @@ export class ServerState {
     grow(this.memory.ints, want.ints)
     grow(this.memory.times, want.times)
     grow(this.memory.bytes, want.bytes)
+    this.remap()
     return true
   }
 
   connections(row: number): number {
+    this.fit(row)
     return Atomics.load(this.ints, HEADER + row * INTS + I_CONNECTIONS)
   }
 
@@ -132,6 +152,7 @@ export class ServerState {
    * never both take the last one. Whether it was taken.
    */
   tryAcquire(row: number, limit: number): boolean {
+    this.fit(row)
     const at = HEADER + row * INTS + I_CONNECTIONS
     const ints = this.ints
     if (limit <= 0) {
@@ -151,6 +172,7 @@ export class ServerState {
   }
 
   release(row: number): void {
+    this.fit(row)
     Atomics.sub(this.ints, HEADER + row * INTS + I_CONNECTIONS, 1)
     this.bytes[(row * this.workers + this.own) * COUNTERS + C_HELD] -= 1
   }
@@ -160,6 +182,7 @@ export class ServerState {
    * How many there were.
    */
   releaseAllOf(worker: number): number {
+    this.remap()
     let released = 0
     for (let row = 0, rows = this.rows(); row < rows; row++) {
       const at = (row * this.workers + worker) * COUNTERS + C_HELD
@@ -173,39 +196,48 @@ export class ServerState {
   }
 
   down(row: number): boolean {
+    this.fit(row)
     return this.ints[HEADER + row * INTS + I_DOWN] !== 0
   }
 
   setDown(row: number, down: boolean): void {
+    this.fit(row)
     Atomics.store(this.ints, HEADER + row * INTS + I_DOWN, down ? 1 : 0)
   }
 
   draining(row: number): boolean {
+    this.fit(row)
     return this.ints[HEADER + row * INTS + I_DRAINING] !== 0
   }
 
   setDraining(row: number, draining: boolean): void {
+    this.fit(row)
     Atomics.store(this.ints, HEADER + row * INTS + I_DRAINING, draining ? 1 : 0)
   }
 
   blacklistedUntil(row: number): number {
+    this.fit(row)
     return this.times[row * TIMES + T_BLACKLISTED]!
   }
 
   setBlacklistedUntil(row: number, until: number): void {
+    this.fit(row)
     this.times[row * TIMES + T_BLACKLISTED] = until
   }
 
   upSince(row: number): number {
+    this.fit(row)
     return this.times[row * TIMES + T_UP_SINCE]!
   }
 
   setUpSince(row: number, at: number): void {
+    this.fit(row)
     this.times[row * TIMES + T_UP_SINCE] = at
   }
 
   /** Counts `sent` bytes to the server on `row` and `received` from it, in this thread's own counters. */
   count(row: number, sent: number, received: number): void {
+    this.fit(row)
     const at = (row * this.workers + this.own) * COUNTERS
     const bytes = this.bytes
     bytes[at + C_SENT] += sent
@@ -223,6 +255,7 @@ export class ServerState {
   }
 
   private sum(row: number, which: number): number {
+    this.fit(row)
     let total = 0
     for (let w = 0, at = row * this.workers * COUNTERS + which; w < this.workers; w++, at += COUNTERS) {
       total += this.bytes[at]!

@@ -1,6 +1,7 @@
 /**
  * The memory a balancer's threads share, and which part of it this thread writes: the servers' live state
- * (`ServerMemory`) and the counters (`CounterMemory`). ServerPool and StatsReporter are built over it, so that with
+ * (`ServerMemory`), the counters (`CounterMemory`), the sticky client table (`StickyMemory`) and pen's connection
+ * numbers (`SlotMemory`). ServerPool and StatsReporter are built over it, so that with
  * worker threads every thread counts into one set of figures and takes connections against one set of limits.
  *
  * With one thread the memory is plain `ArrayBuffer`s; the main thread of a balancer with workers allocates
@@ -11,11 +12,14 @@ import { LbConfig } from "../Config.ts"
 import * as CounterMemory from "./CounterMemory.ts"
 import * as ServerMemory from "./ServerMemory.ts"
 import * as SlotMemory from "./SlotMemory.ts"
+import * as StickyMemory from "./StickyMemory.ts"
 
 /** Everything a worker thread is given, as posted in `workerData`. @category models */
 export interface Memory {
   readonly servers: ServerMemory.Memory
   readonly counters: CounterMemory.Memory
+  /** pen's sticky client table (`-c`, `-T`), one for all threads. */
+  readonly clients: StickyMemory.Memory
   /** pen's connection numbers, one table for all workers; undefined with one thread (its proxy numbers its own). */
   readonly slots: SlotMemory.Memory | undefined
   /** Data-plane threads: the workers, or 1 when the main thread serves. */
@@ -26,14 +30,28 @@ export interface Memory {
  * Memory for `workers` data-plane threads: one counter row each, and one more for the main thread when it does not
  * serve (workers > 1). Shared when there are workers. @category constructors
  */
-export const allocate = (
-  options: { readonly workers: number; readonly servers: number; readonly connections: number }
-): Memory => {
+export const allocate = (options: {
+  readonly workers: number
+  readonly servers: number
+  readonly connections: number
+  readonly clientsMax: number
+  readonly trackingSeconds: number
+}): Memory => {
   const workers = Math.max(1, options.workers)
   const shared = workers > 1
   return {
     servers: ServerMemory.allocate({ rows: options.servers + 2, workers, shared }),
     counters: CounterMemory.allocate({ rows: shared ? workers + 1 : 1, shared }),
+    clients: StickyMemory.allocate({
+      capacity: options.clientsMax,
+      trackingMillis: options.trackingSeconds * 1000,
+      workers,
+      shared,
+      capacityMax: Math.min(
+        StickyMemory.CAPACITY_LIMIT,
+        Math.max(StickyMemory.DEFAULT_CAPACITY_MAX, options.clientsMax)
+      )
+    }),
     slots: shared ? SlotMemory.allocate({ size: options.connections, shared }) : undefined,
     workers
   }
@@ -58,7 +76,9 @@ export class SharedState extends Context.Service<SharedState, {
       const memory = allocate({
         workers: config.workers,
         servers: config.servers.length,
-        connections: config.connectionsMax
+        connections: config.connectionsMax,
+        clientsMax: config.clientsMax,
+        trackingSeconds: config.trackingSeconds
       })
       return SharedState.of({ memory, worker: 0, counterRow: config.workers > 1 ? config.workers : 0 })
     })
@@ -67,7 +87,12 @@ export class SharedState extends Context.Service<SharedState, {
   /** Memory of its own for one thread that serves, without a configuration (tests). */
   static readonly layerLocal: Layer.Layer<SharedState> = Layer.sync(
     SharedState,
-    () => SharedState.of({ memory: allocate({ workers: 1, servers: 0, connections: 0 }), worker: 0, counterRow: 0 })
+    () =>
+      SharedState.of({
+        memory: allocate({ workers: 1, servers: 0, connections: 0, clientsMax: 2048, trackingSeconds: 0 }),
+        worker: 0,
+        counterRow: 0
+      })
   )
 
   /** The main thread of a balancer with workers: it serves no connection, and counts in its own row. */

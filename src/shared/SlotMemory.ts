@@ -37,21 +37,34 @@ export const allocate = (options: { readonly size: number; readonly shared: bool
 
 /** One thread's handle: it takes slots as thread `owner` (0, 1, ...). @category models */
 export class SlotTable {
-  private readonly words: Int32Array
+  // A fixed-length view, made again when the table has grown past it (a view that tracks a growable buffer's length
+  // costs tens of nanoseconds an access in Node 24).
+  private words!: Int32Array
   private readonly mark: number
   readonly memory: Memory
 
   constructor(memory: Memory, owner: number) {
     this.memory = memory
-    this.words = new Int32Array(memory.buffer)
     this.mark = owner + 1
+    this.remap()
+  }
+
+  private remap(): void {
+    this.words = new Int32Array(this.memory.buffer, 0, this.memory.buffer.byteLength / 4)
+  }
+
+  /** The table's length now, with a view that covers it. */
+  private length(): number {
+    const length = Atomics.load(this.words, H_LENGTH)
+    if (HEADER + length > this.words.length) this.remap()
+    return length
   }
 
   /** Takes a free slot for this thread: pen's number for a new connection. */
   take(): number {
-    const words = this.words
     while (true) {
-      const length = Atomics.load(words, H_LENGTH)
+      const length = this.length()
+      const words = this.words
       let slot = Atomics.load(words, H_LAST)
       for (let i = 0; i < length; i++, slot = slot + 1 >= length ? 0 : slot + 1) {
         if (Atomics.load(words, HEADER + slot) === FREE && this.claim(slot)) return slot
@@ -59,9 +72,9 @@ export class SlotTable {
       // Every slot is taken: the table grows by one (the threads that get here together each add their own). The
       // buffer grows first, a few slots ahead, so that no thread reads past it once the length says more.
       this.reserve(length + 64)
-      const grown = Atomics.add(words, H_LENGTH, 1)
+      const grown = Atomics.add(this.words, H_LENGTH, 1)
       if (grown >= SLOTS_MAX) {
-        Atomics.sub(words, H_LENGTH, 1)
+        Atomics.sub(this.words, H_LENGTH, 1)
         throw new RangeError(`more than ${SLOTS_MAX} connections`)
       }
       this.reserve(grown + 1)
@@ -79,26 +92,30 @@ export class SlotTable {
   private reserve(slots: number): void {
     const bytes = (HEADER + Math.min(slots, SLOTS_MAX)) * 4
     const buffer = this.memory.buffer
-    if (buffer.byteLength >= bytes) return
-    try {
-      if (buffer instanceof SharedArrayBuffer) buffer.grow(bytes)
-      else buffer.resize(bytes)
-    } catch (error) {
-      // Another thread grew it past `bytes` in between: a SharedArrayBuffer never shrinks.
-      if (buffer.byteLength < bytes) throw error
+    if (buffer.byteLength < bytes) {
+      try {
+        if (buffer instanceof SharedArrayBuffer) buffer.grow(bytes)
+        else buffer.resize(bytes)
+      } catch (error) {
+        // Another thread grew it past `bytes` in between: a SharedArrayBuffer never shrinks.
+        if (buffer.byteLength < bytes) throw error
+      }
     }
+    if (this.words.byteLength < bytes) this.remap()
   }
 
   /** Frees `slot` (it must be this thread's). */
   release(slot: number): void {
+    if (HEADER + slot >= this.words.length) this.remap()
     Atomics.compareExchange(this.words, HEADER + slot, this.mark, FREE)
   }
 
   /** Frees every slot thread `owner` holds (it died, from the main thread); how many there were. */
   releaseAllOf(owner: number): number {
+    const length = this.length()
     const words = this.words
     let released = 0
-    for (let slot = 0, length = Atomics.load(words, H_LENGTH); slot < length; slot++) {
+    for (let slot = 0; slot < length; slot++) {
       if (Atomics.compareExchange(words, HEADER + slot, owner + 1, FREE) === owner + 1) released++
     }
     return released
@@ -106,7 +123,7 @@ export class SlotTable {
 
   /** The thread holding `slot` (0, 1, ...), or -1 when it is free or out of the table. */
   owner(slot: number): number {
-    if (slot < 0 || slot >= Atomics.load(this.words, H_LENGTH)) return -1
+    if (slot < 0 || slot >= this.length()) return -1
     return Atomics.load(this.words, HEADER + slot) - 1
   }
 }

@@ -5,6 +5,7 @@ import { LbConfig } from "../../src/Config.ts"
 import * as Address from "../../src/domain/Address.ts"
 import { NO_SERVER } from "../../src/domain/Selection.ts"
 import { ClientTable } from "../../src/services/ClientTable.ts"
+import { SharedState } from "../../src/shared/SharedState.ts"
 
 const addresses = (entries: ReadonlyArray<{ readonly address: string }>) => entries.map((e) => e.address)
 
@@ -44,26 +45,52 @@ describe("ClientTable", () => {
     Effect.gen(function*() {
       const table = yield* ClientTable
       const first = table.visitUnsafe("10.0.0.1")
-      assert.strictEqual(first.address, "10.0.0.1")
-      assert.strictEqual(first.server, NO_SERVER)
-      assert.strictEqual(first.server, -1)
-      assert.strictEqual(first.connects, 1)
-      first.server = 1
+      const entry = Option.getOrThrow(yield* table.lookup("10.0.0.1"))
+      assert.deepStrictEqual([entry.address, entry.server, entry.connects], ["10.0.0.1", NO_SERVER, 1])
+      assert.strictEqual(table.serverUnsafe(first), -1)
+      table.pinUnsafe(first, 1)
       yield* TestClock.adjust("5 seconds")
       const again = table.visitUnsafe("10.0.0.1")
-      assert.strictEqual(again.server, 1)
-      assert.strictEqual(again.connects, 2)
-      assert.strictEqual(again.lastSeen, 5000)
-      const found = yield* table.lookup("10.0.0.1")
-      assert.isTrue(Option.isSome(found))
-      assert.strictEqual(Option.getOrThrow(found).server, 1)
+      assert.strictEqual(table.serverUnsafe(again), 1)
+      const found = Option.getOrThrow(yield* table.lookup("10.0.0.1"))
+      assert.deepStrictEqual([found.server, found.connects, found.lastSeen], [1, 2, 5000])
       assert.isTrue(Option.isNone(yield* table.lookup("10.0.0.9")))
     }).pipe(Effect.provide(ClientTable.layerTest({ capacity: 4 }))))
+
+  it.effect("claim pins a client with no server, once: later claims get the server pinned first", () =>
+    Effect.gen(function*() {
+      const table = yield* ClientTable
+      const a = table.visitUnsafe("10.0.0.1")
+      const b = table.visitUnsafe("10.0.0.1")
+      assert.strictEqual(table.claimUnsafe(a, 2), 2)
+      assert.strictEqual(table.claimUnsafe(b, 0), 2)
+      assert.strictEqual(table.serverUnsafe(b), 2)
+      // A failover re-pins with pinUnsafe, as pen does.
+      table.pinUnsafe(b, 0)
+      assert.strictEqual(table.serverUnsafe(a), 0)
+    }).pipe(Effect.provide(ClientTable.layerTest({ capacity: 4 }))))
+
+  it.effect("bytes count on the client's entry; a connection of an evicted client counts nowhere", () =>
+    Effect.gen(function*() {
+      const table = yield* ClientTable
+      const a = table.visitUnsafe("10.0.0.1")
+      table.countUnsafe(a, 100, 7)
+      table.countUnsafe(a, 5, 0)
+      const entry = Option.getOrThrow(yield* table.lookup("10.0.0.1"))
+      assert.deepStrictEqual([entry.bytesToClient, entry.bytesFromClient], [105, 7])
+      table.visitUnsafe("10.0.0.2")
+      table.visitUnsafe("10.0.0.3")
+      // 10.0.0.1 was evicted; its slot went to 10.0.0.3, whose counters start at 0 and stay there.
+      table.countUnsafe(a, 1000, 1000)
+      const other = Option.getOrThrow(yield* table.lookup("10.0.0.3"))
+      assert.deepStrictEqual([other.bytesToClient, other.bytesFromClient], [0, 0])
+      assert.strictEqual(table.serverUnsafe(a), NO_SERVER)
+    }).pipe(Effect.provide(ClientTable.layerTest({ capacity: 2 }))))
 
   it.effect("without a tracking time, clients are remembered however long ago they came", () =>
     Effect.gen(function*() {
       const table = yield* ClientTable
-      table.visitUnsafe("10.0.0.1").server = 0
+      table.pinUnsafe(table.visitUnsafe("10.0.0.1"), 0)
       yield* TestClock.adjust("365 days")
       const entry = yield* table.lookup("10.0.0.1")
       assert.strictEqual(Option.getOrThrow(entry).server, 0)
@@ -73,8 +100,7 @@ describe("ClientTable", () => {
   it.effect("with trackingSeconds 10, a client is kept at 9 s and forgotten at 10 s", () =>
     Effect.gen(function*() {
       const table = yield* ClientTable
-      const entry = table.visitUnsafe("10.0.0.1")
-      entry.server = 1
+      table.pinUnsafe(table.visitUnsafe("10.0.0.1"), 1)
 
       yield* TestClock.adjust("9 seconds")
       const kept = yield* table.lookup("10.0.0.1")
@@ -87,16 +113,15 @@ describe("ClientTable", () => {
       assert.deepStrictEqual(addresses(yield* table.recent), [])
 
       const fresh = table.visitUnsafe("10.0.0.1")
-      assert.strictEqual(fresh.server, NO_SERVER)
-      assert.strictEqual(fresh.server, -1)
-      assert.strictEqual(fresh.connects, 1)
-      assert.strictEqual(fresh.lastSeen, 10_000)
+      assert.strictEqual(table.serverUnsafe(fresh), NO_SERVER)
+      const entry = Option.getOrThrow(yield* table.lookup("10.0.0.1"))
+      assert.deepStrictEqual([entry.server, entry.connects, entry.lastSeen], [-1, 1, 10_000])
     }).pipe(Effect.provide(ClientTable.layerTest({ capacity: 4, trackingSeconds: 10 }))))
 
   it.effect("a visit within the tracking time restarts it", () =>
     Effect.gen(function*() {
       const table = yield* ClientTable
-      table.visitUnsafe("10.0.0.1").server = 2
+      table.pinUnsafe(table.visitUnsafe("10.0.0.1"), 2)
       yield* TestClock.adjust("9 seconds")
       table.visitUnsafe("10.0.0.1")
       yield* TestClock.adjust("9 seconds")
@@ -144,6 +169,7 @@ describe("ClientTable", () => {
     }).pipe(
       Effect.provide(
         ClientTable.layer.pipe(
+          Layer.provide(SharedState.layer),
           Layer.provide(
             LbConfig.layer({ listen: Address.tcp("127.0.0.1", 0), servers: [], clientsMax: 3, trackingSeconds: 7 })
           )

@@ -57,7 +57,13 @@ describe("ServerMemory", () => {
 
   it.live("four threads racing for a server's last connections never take more than its limit", () =>
     Effect.promise(async () => {
-      const memory = SharedState.allocate({ workers: 4, servers: 2, connections: 10 })
+      const memory = SharedState.allocate({
+        workers: 4,
+        servers: 2,
+        connections: 10,
+        clientsMax: 16,
+        trackingSeconds: 0
+      })
       const barrier = new Int32Array(new SharedArrayBuffer(8))
       const attempts = 20_000
       const limit = 5_000

@@ -124,11 +124,19 @@ export const spawnReady = (
 export const LISTENING = /nib: listening on (.+):(\d+) \(pid (\d+)(?:, \d+ workers)?\)/
 
 /**
+ * `--workers N` when the suite runs with NIB_WORKERS=N (vitest.config.ts runs the end-to-end and side-by-side suites
+ * that way too), so that every balancer a test starts serves on N worker threads.
+ */
+export const WORKERS: ReadonlyArray<string> = process.env["NIB_WORKERS"]
+  ? ["--workers", process.env["NIB_WORKERS"]]
+  : []
+
+/**
  * Starts the built nib in the foreground (`-f` is added first) and waits for its listening line. Give it a listen
  * address with port 0 (`127.0.0.1:0`); the port it got is in the result.
  */
 export const spawnNib = async (args: ReadonlyArray<string>, timeoutMs = 10_000): Promise<Balancer> => {
-  const { match, proc } = await spawnReady(NODE, [NIB, "-f", ...args], LISTENING, timeoutMs)
+  const { match, proc } = await spawnReady(NODE, [NIB, "-f", ...WORKERS, ...args], LISTENING, timeoutMs)
   const host = match[1]!.replace(/^\[(.*)\]$/, "$1")
   const pid = Number(match[3])
   if (pid !== proc.pid) {
