@@ -26,6 +26,7 @@ import { StatsReporter } from "../src/services/StatsReporter.ts"
 import { Status } from "../src/services/Status.ts"
 import { Broadcast } from "../src/shared/Broadcast.ts"
 import { SharedState } from "../src/shared/SharedState.ts"
+import { Threads } from "../src/shared/Threads.ts"
 
 /**
  * Builds the graph over a given ServerPool layer (production resolves LbConfig's servers; tests swap their own) and
@@ -60,8 +61,12 @@ export const makeMain = <E, R>(pool: Layer.Layer<ServerPool, E, R>) => {
     Broadcast,
     Effect.map(Effect.service(Workers.Workers), (workers) => ({ send: workers.send }))
   )
+  const threads = Layer.effect(
+    Threads,
+    Effect.map(Effect.service(Workers.Workers), (workers) => ({ status: workers.status, crash: workers.crash }))
+  )
   return graph(pool, Workers.layerListener).pipe(
-    Layer.provide(broadcast),
+    Layer.provide(Layer.merge(broadcast, threads)),
     Layer.provideMerge(Workers.Workers.layer),
     Layer.provideMerge(SharedState.layer)
   )

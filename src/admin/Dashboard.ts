@@ -290,6 +290,8 @@ export const script = String.raw`(function () {
       ["health transitions", num(u.totals.healthTransitions)],
       ["sticky clients", num(u.clients.total) + " / " + num(u.clients.capacity)]
     ];
+    // With --workers, the live connections of each worker thread.
+    if (u.workers && u.workers.length > 1) items.push([u.workers.map(num).join(" / "), u.workers.length + " workers: live each"]);
     $("totals").replaceChildren.apply($("totals"), items.map(function (it) {
       return h("div", { class: "total", "data-total": it[0] }, [h("b", { text: it[1] }), h("span", { text: it[0] })]);
     }));

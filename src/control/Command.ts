@@ -97,6 +97,8 @@ export type Command =
   | { readonly _tag: "Write"; readonly file: string | undefined }
   /** nib's `explain IP`: the server a new connection from IP would get now, and why. */
   | { readonly _tag: "Explain"; readonly client: string }
+  /** nib's `workers`: each worker thread, its live connections and restarts (`--workers`); `workers crash N` is a test hook. */
+  | { readonly _tag: "Workers"; readonly crash: number | undefined }
 
 /** A line that could not be decoded; `reply` is the line the control client gets. @category models */
 export interface Invalid {
@@ -222,6 +224,12 @@ export const parse = (line: string): Command | Invalid => {
       return { _tag: "WebStats", file: args[0] }
     case "write":
       return { _tag: "Write", file: args[0] }
+    case "workers": {
+      if (args[0] === undefined) return { _tag: "Workers", crash: undefined }
+      if (args[0] !== "crash") return invalid(`workers: '${args[0]}' is not a subcommand (workers alone lists them)`)
+      const n = needInteger("workers crash", "the worker number", args[1], true)
+      return typeof n === "number" ? { _tag: "Workers", crash: n } : n
+    }
     case "explain":
       if (args[0] === undefined) return invalid("explain: the client's IP address is missing")
       return isIP(args[0]) === 0

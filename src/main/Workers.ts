@@ -28,6 +28,7 @@ import type { FromWorker, ReplyValue, Request, WorkerInit } from "../shared/Mess
 import * as ServerMemory from "../shared/ServerMemory.ts"
 import { SharedState } from "../shared/SharedState.ts"
 import * as SlotMemory from "../shared/SlotMemory.ts"
+import type { WorkerStatus } from "../shared/Threads.ts"
 
 /** A worker could not start (it could not bind the listen address, ...), or did not answer. @category errors */
 export class WorkersError extends Error {
@@ -36,17 +37,6 @@ export class WorkersError extends Error {
 
 /** How long a worker has to start or to answer a request before it is taken for dead. @category constants */
 export const ANSWER_MILLIS = 10_000
-
-/** One worker, as the main thread sees it. @category models */
-export interface WorkerStatus {
-  readonly worker: number
-  /** Its thread id (0 while it starts). */
-  readonly threadId: number
-  /** Connections (UDP sessions) it serves now. */
-  readonly active: number
-  /** Times it died and was started again. */
-  readonly restarts: number
-}
 
 /** The workers service. @category services */
 export class Workers extends Context.Service<Workers, {
@@ -68,6 +58,8 @@ export class Workers extends Context.Service<Workers, {
   readonly setLogSink: (sink: (clientIp: string, serverIp: string, chunk: Buffer) => void) => void
   /** Each worker now. */
   readonly status: Effect.Effect<ReadonlyArray<WorkerStatus>>
+  /** The test hook of `workers crash N`: tells worker `worker` to fail (it does with NIB_TEST_HOOKS=1). */
+  readonly crash: (worker: number) => Effect.Effect<boolean>
 }>()("nib/main/Workers") {
   /** `config.workers` workers over the shared memory of `SharedState`, stopped (and waited for) with the scope. */
   static readonly layer: Layer.Layer<Workers, never, LbConfig | SharedState> = Layer.effect(
@@ -198,7 +190,11 @@ const make = Effect.fnUntraced(function*(
         }
       })
       thread.on("error", (error) => {
-        failure = error instanceof Error ? error.stack ?? error.message : String(error)
+        // One line: the error's name and message (its stack is the worker's, at the debug level).
+        failure = error instanceof Error ? `${error.name}: ${error.message}` : String(error)
+        if (error instanceof Error && error.stack !== undefined) {
+          run(Effect.logDebug(`worker ${worker}: ${error.stack}`).pipe(Effect.annotateLogs({ service: "Workers" })))
+        }
       })
       thread.on("exit", (code) => {
         if (handles[worker] === handle) handles[worker] = undefined
@@ -307,11 +303,13 @@ const make = Effect.fnUntraced(function*(
         return bound
       }),
     connections: Effect.map(
-      Effect.forEach(live(), (handle) =>
-        request(handle, (id) => ({ _tag: "Connections", id })).pipe(
-          Effect.map((value) => value as ReadonlyArray<ConnectionInfo>),
-          Effect.orElseSucceed((): ReadonlyArray<ConnectionInfo> => [])
-        ), { concurrency: "unbounded" }),
+      Effect.suspend(() =>
+        Effect.forEach(live(), (handle) =>
+          request(handle, (id) => ({ _tag: "Connections", id })).pipe(
+            Effect.map((value) => value as ReadonlyArray<ConnectionInfo>),
+            Effect.orElseSucceed((): ReadonlyArray<ConnectionInfo> => [])
+          ), { concurrency: "unbounded" })
+      ),
       (lists) => lists.flat().toSorted((a, b) => a.slot - b.slot)
     ),
     close: (slot) =>
@@ -327,10 +325,16 @@ const make = Effect.fnUntraced(function*(
     setLogSink: (sink) => {
       logSink = sink
     },
+    crash: (worker) =>
+      Effect.sync(() => {
+        const handle = handles[worker]
+        handle?.thread.postMessage({ _tag: "Crash", id: nextId++ } satisfies Request)
+        return handle !== undefined
+      }),
     status: Effect.sync(() =>
       handles.map((handle, worker) => ({
         worker,
-        threadId: handle?.thread.threadId ?? 0,
+        threadId: handle?.listening === true ? handle.thread.threadId : 0,
         active: counters.getRow("active", worker),
         restarts: restarts[worker]!
       }))

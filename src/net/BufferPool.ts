@@ -25,6 +25,8 @@ export interface PoolStats {
   readonly bytes: number
 }
 
+function ignore() {}
+
 /**
  * A pool of {@link BUFFER_SIZE}-byte buffers, lent and given back; it grows on demand and keeps at most `maxFree`
  * free ones.
@@ -34,15 +36,21 @@ export class BufferPool {
   private owned = 0
   private lent = 0
 
-  constructor(readonly maxFree: number = DEFAULT_MAX_FREE) {}
+  /**
+   * `report` is told the buffers owned and lent out at each change (StatsReporter's figures, summed over threads).
+   */
+  constructor(
+    readonly maxFree: number = DEFAULT_MAX_FREE,
+    private readonly report: (owned: number, lent: number) => void = ignore
+  ) {}
 
   /** A buffer of {@link BUFFER_SIZE} bytes, with stale contents; give it back when nothing refers to it any more. */
   borrow(): Buffer {
     this.lent++
     const buffer = this.free.pop()
-    if (buffer !== undefined) return buffer
-    this.owned++
-    return Buffer.allocUnsafeSlow(BUFFER_SIZE)
+    if (buffer === undefined) this.owned++
+    this.report(this.owned, this.lent)
+    return buffer ?? Buffer.allocUnsafeSlow(BUFFER_SIZE)
   }
 
   /** Returns a buffer borrowed from this pool. */
@@ -50,6 +58,7 @@ export class BufferPool {
     this.lent--
     if (this.free.length < this.maxFree) this.free.push(buffer)
     else this.owned--
+    this.report(this.owned, this.lent)
   }
 
   stats(): PoolStats {

@@ -31,6 +31,11 @@ export interface Options {
   readonly maxWaiting?: number
   /** SO_REUSEPORT: worker threads each bind the address, and the kernel spreads connections among them (TCP only). */
   readonly reusePort?: boolean | undefined
+  /**
+   * The live connections of every worker thread, counted against `maxConnections` together (`-x` is one limit for
+   * the balancer): word 0 the count, word 1 the threads waiting for it to drop, over a SharedArrayBuffer.
+   */
+  readonly shared?: Int32Array | undefined
 }
 
 /** A bound listener. @category models */
@@ -70,12 +75,56 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
     let head = 0
     let active = 0
     let dispatch: ((socket: Socket) => void) | undefined
+    const shared = options.shared
+    // With workers: whether this thread waits for another's connection to end (Atomics.waitAsync on the count).
+    let watching = false
+    let closed = false
+
+    /**
+     * Takes a place for one more connection: under `maxConnections` here, or, with workers, in the count they share
+     * (one compare-and-swap, so that threads never admit more than the limit between them).
+     */
+    const take = (): boolean => {
+      if (shared === undefined) return active < maxConnections
+      for (let live = Atomics.load(shared, 0); live < maxConnections;) {
+        const seen = Atomics.compareExchange(shared, 0, live, live + 1)
+        if (seen === live) return true
+        live = seen
+      }
+      return false
+    }
+
+    /** Gives a place back; a thread waiting for one (another worker's connections waiting) is woken. */
+    const giveBack = () => {
+      if (shared === undefined) return
+      Atomics.sub(shared, 0, 1)
+      if (Atomics.load(shared, 1) > 0) Atomics.notify(shared, 0)
+    }
+
+    /**
+     * With workers, a connection ending on another thread frees the place this one's waiting connections need: wait
+     * (without blocking) for the count to change, then drain. Bounded, so that nothing waits on past the listener.
+     */
+    const watch = () => {
+      if (shared === undefined || watching || closed || head >= queue.length) return
+      watching = true
+      Atomics.add(shared, 1, 1)
+      const done = () => {
+        watching = false
+        Atomics.sub(shared, 1, 1)
+        drain()
+      }
+      const result = Atomics.waitAsync(shared, 0, Atomics.load(shared, 0), 1_000)
+      if (result.async) void result.value.then(done)
+      else queueMicrotask(done)
+    }
 
     const drain = () => {
       // `run` may start a connection that ends at once: `active`, `head` and `dispatch` change under the loop.
       while (true) {
         const run = dispatch
-        if (run === undefined || active >= maxConnections || head >= queue.length) return
+        if (run === undefined || head >= queue.length) return
+        if (!take()) return watch()
         const socket = queue[head]!
         queue[head++] = undefined as never
         if (head > 1024 && head * 2 > queue.length) {
@@ -84,6 +133,7 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
         }
         socket.off("close", onWaitingClose)
         if (!socket.destroyed) run(socket)
+        else if (shared !== undefined) giveBack()
       }
     }
     function onWaitingClose(this: Socket) {
@@ -91,7 +141,7 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
       if (i >= 0) queue.splice(i, 1)
     }
     const onConnection = (socket: Socket) => {
-      if (dispatch !== undefined && active < maxConnections && head === queue.length) {
+      if (dispatch !== undefined && head === queue.length && take()) {
         dispatch(socket)
         return
       }
@@ -103,6 +153,7 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
       socket.on("error", ignore)
       socket.once("close", onWaitingClose)
       queue.push(socket)
+      watch()
     }
 
     /** A server listening on `endpoint`, feeding `onConnection`. */
@@ -149,6 +200,7 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
     yield* Effect.addFinalizer(() =>
       Effect.callback<void>((resume) => {
         dispatch = undefined
+        closed = true
         for (let i = head; i < queue.length; i++) queue[i]!.destroy()
         queue.length = head = 0
         // Stop listening now; connections already handed to handlers end with their own fibers (interrupted
@@ -176,6 +228,7 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
         const fork = Effect.runForkWith(context)
         const onEnd = () => {
           active--
+          giveBack()
           drain()
         }
         dispatch = (socket) => {

@@ -52,6 +52,8 @@ export interface Update {
     readonly healthTransitions: number
     readonly localFailures: number
   }
+  /** Live connections per worker thread (`--workers`; one figure when the main thread serves). */
+  readonly workers: ReadonlyArray<number>
   readonly servers: ReadonlyArray<Api.ServerView>
   readonly emergency: Api.ServerView | null
   readonly clients: {
@@ -123,6 +125,7 @@ export class Admin extends Context.Service<Admin, {
               healthTransitions: stats.healthTransitions,
               localFailures: stats.localFailures
             },
+            workers: stats.workers,
             servers,
             emergency,
             clients: {

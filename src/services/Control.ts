@@ -23,6 +23,7 @@ import * as TlsSettings from "../domain/TlsSettings.ts"
 import * as ProxyExplain from "../proxy/Explain.ts"
 import { TcpProxy } from "../proxy/TcpProxy.ts"
 import { Broadcast } from "../shared/Broadcast.ts"
+import { testHooks, Threads } from "../shared/Threads.ts"
 import { Acls } from "./Acls.ts"
 import { ClientTable } from "./ClientTable.ts"
 import { HealthChecker } from "./HealthChecker.ts"
@@ -74,6 +75,7 @@ export class Control extends Context.Service<Control, {
       let listenText = config.listenText
       const verbosity = yield* Verbosity
       const broadcast = yield* Broadcast
+      const threads = yield* Threads
       verbosity.debug = config.debug
       const access = yield* Acls
       const acls = access.table
@@ -292,6 +294,17 @@ export class Control extends Context.Service<Control, {
               ) => (replies === "" ? Effect.void : Effect.sync(() => process.stdout.write(replies)))),
               Effect.as("")
             )
+          case "Workers":
+            if (command.crash !== undefined) {
+              if (!testHooks()) return Effect.succeed("workers crash: a test hook, on only with NIB_TEST_HOOKS=1\n")
+              const n = command.crash
+              return Effect.map(threads.crash(n), (told) => told ? "" : `workers crash: no worker ${n}\n`)
+            }
+            return Effect.map(threads.status, (all) =>
+              all.length === 0
+                ? "workers: none (the main thread serves: --workers 1)\n"
+                : all.map((w) => `worker ${w.worker} thread ${w.threadId} conn ${w.active} restarts ${w.restarts}\n`)
+                  .join(""))
           case "Explain":
             return Effect.map(Effect.provide(ProxyExplain.explain(command.client), explainContext), Explain.format)
           case "Write":

@@ -10,6 +10,7 @@ import * as UdpServer from "../net/UdpServer.ts"
 import type { ConnectionInfo } from "../proxy/Slots.ts"
 import { TcpProxy } from "../proxy/TcpProxy.ts"
 import { UdpProxy } from "../proxy/UdpProxy.ts"
+import { SharedState } from "../shared/SharedState.ts"
 
 /** The listen address could not be bound. @category errors */
 export class ListenerError extends Schema.TaggedError<ListenerError>()("ListenerError", {
@@ -41,27 +42,31 @@ export class Listener extends Context.Service<Listener, {
   readonly setIdleTimeoutSeconds: (seconds: number) => Effect.Effect<boolean>
 }>()("nib/services/Listener") {
   /** Binds the configured address and serves it through TcpProxy, or UdpProxy with `-U`, until the scope closes. */
-  static readonly layer: Layer.Layer<Listener, ListenerError, LbConfig | TcpProxy | UdpProxy> = Layer.effect(
-    Listener,
-    Effect.gen(function*() {
-      const config = yield* LbConfig
-      const listener = config.udp ? yield* udp : yield* tcp
-      yield* Effect.logDebug(`listening on ${Address.format(listener.address)}${config.udp ? " (UDP)" : ""}`).pipe(
-        Effect.annotateLogs({ service: "Listener" })
-      )
-      return listener
-    })
-  )
+  static readonly layer: Layer.Layer<Listener, ListenerError, LbConfig | TcpProxy | UdpProxy | SharedState> = Layer
+    .effect(
+      Listener,
+      Effect.gen(function*() {
+        const config = yield* LbConfig
+        const listener = config.udp ? yield* udp : yield* tcp
+        yield* Effect.logDebug(`listening on ${Address.format(listener.address)}${config.udp ? " (UDP)" : ""}`).pipe(
+          Effect.annotateLogs({ service: "Listener" })
+        )
+        return listener
+      })
+    )
 }
 
 const tcp = Effect.gen(function*() {
   const config = yield* LbConfig
   const proxy = yield* TcpProxy
+  // With workers, -x is one limit for all of them.
+  const admission = (yield* SharedState).memory.admission
   const server = yield* TcpServer.make({
     endpoint: config.listen,
     backlog: config.backlog,
     maxConnections: config.connectionsMax,
-    reusePort: config.workers > 1
+    reusePort: config.workers > 1,
+    shared: admission === undefined ? undefined : new Int32Array(admission)
   }).pipe(Effect.mapError((error) => new ListenerError({ message: error.message })))
   yield* Effect.forkScoped(server.run(proxy.handle))
   return Listener.of({

@@ -503,7 +503,9 @@ const makeWith = (
     configure: (index, list) =>
       Effect.flatMap(grow(index), (b) =>
         Effect.forEach(list, (c) => change(b, c), { discard: true }).pipe(
-          Effect.ensuring(Effect.andThen(broadcast.send(serverChange(b)), PubSub.publish(changes, index)))
+          Effect.ensuring(
+            Effect.andThen(Effect.suspend(() => broadcast.send(serverChange(b))), PubSub.publish(changes, index))
+          )
         )),
     adopt: (index, settings) =>
       Effect.flatMap(grow(index), (b) =>

@@ -12,11 +12,10 @@
 import { Clock, Context, Effect, Layer, Metric, Option, PubSub } from "effect"
 import * as Address from "../domain/Address.ts"
 import * as Backend from "../domain/Backend.ts"
-import type { PoolStats } from "../net/BufferPool.ts"
+import { BUFFER_SIZE, type PoolStats } from "../net/BufferPool.ts"
 import * as CounterMemory from "../shared/CounterMemory.ts"
 import { SharedState } from "../shared/SharedState.ts"
 import { ClientTable } from "./ClientTable.ts"
-import { RelayBuffers } from "./RelayBuffers.ts"
 import { EMERGENCY_SERVER, ServerPool, type ServerStatus } from "./ServerPool.ts"
 
 /** Every metric name nib exports; emission sites use these, never literals. @category constants */
@@ -38,7 +37,9 @@ export const MetricNames = {
   clientTableSlots: "nib_client_table_slots",
   relayBuffers: "nib_relay_buffers",
   relayBuffersInUse: "nib_relay_buffers_in_use",
-  relayBufferBytes: "nib_relay_buffer_bytes"
+  relayBufferBytes: "nib_relay_buffer_bytes",
+  workers: "nib_workers",
+  workerConnections: "nib_worker_connections"
 } as const
 
 /** The counters the per-connection path moves. @category models */
@@ -60,6 +61,8 @@ export interface StatsSnapshot {
   readonly emergency: ServerStatus | undefined
   /** The relay's buffer pool: buffers owned, lent out, and their bytes. */
   readonly buffers: PoolStats
+  /** Live connections per thread that serves (`--workers`; one figure when the main thread serves). */
+  readonly workers: ReadonlyArray<number>
 }
 
 /** Labels of a server's series: its address, and pen's server number (`emergency` for `-e`). @category models */
@@ -84,16 +87,24 @@ export class StatsReporter extends Context.Service<StatsReporter, {
    * Counts in memory and registers nib's metrics in the current MetricRegistry for the layer's lifetime. The sticky
    * table's gauges are registered when a ClientTable is in the context (the production graph provides one first).
    */
-  static readonly layer: Layer.Layer<StatsReporter, never, ServerPool | RelayBuffers | SharedState> = Layer.effect(
+  static readonly layer: Layer.Layer<StatsReporter, never, ServerPool | SharedState> = Layer.effect(
     StatsReporter,
     Effect.gen(function*() {
       const pool = yield* ServerPool
-      const buffers = (yield* RelayBuffers).pool
       const clients = yield* Effect.serviceOption(ClientTable)
       const clock = yield* Clock.Clock
       const shared = yield* SharedState
       // Every thread's counts, summed when read; this thread adds to its own row.
       const counters = new CounterMemory.Counters(shared.memory.counters, shared.counterRow)
+      const workers = shared.memory.workers
+      const perWorker = () => Array.from({ length: workers }, (_, worker) => counters.getRow("active", worker))
+      // Every thread's relay buffers (RelayBuffers keeps each thread's in its row).
+      const buffers = {
+        stats: (): PoolStats => {
+          const owned = counters.get("relayBuffers")
+          return { buffers: owned, inUse: counters.get("relayBuffersInUse"), bytes: owned * BUFFER_SIZE }
+        }
+      }
       const now = () => clock.currentTimeMillisUnsafe()
       const context = yield* Effect.context<never>()
       const runSync = Effect.runSyncWith(context)
@@ -141,7 +152,16 @@ export class StatsReporter extends Context.Service<StatsReporter, {
           "relay buffers holding bytes not yet written",
           () => buffers.stats().inUse
         ),
-        gauge(MetricNames.relayBufferBytes, "bytes of all relay buffers", () => buffers.stats().bytes)
+        gauge(MetricNames.relayBufferBytes, "bytes of all relay buffers", () => buffers.stats().bytes),
+        gauge(MetricNames.workers, "threads that serve connections (--workers)", () => workers),
+        // Each worker's share of the live connections (one series, worker 0, when the main thread serves).
+        ...Array.from({ length: workers }, (_, worker) =>
+          gauge(
+            MetricNames.workerConnections,
+            "client connections each worker serves",
+            () => counters.getRow("active", worker),
+            { worker: String(worker) }
+          ))
       ]
       if (Option.isSome(clients)) {
         const table = clients.value
@@ -216,7 +236,8 @@ export class StatsReporter extends Context.Service<StatsReporter, {
           ...counters.all(),
           servers: p.servers,
           emergency: p.emergency,
-          buffers: buffers.stats()
+          buffers: buffers.stats(),
+          workers: perWorker()
         })),
         refresh
       })
@@ -232,7 +253,8 @@ export class StatsReporter extends Context.Service<StatsReporter, {
         ...zeroCounts(),
         servers: [],
         emergency: undefined,
-        buffers: { buffers: 0, inUse: 0, bytes: 0 }
+        buffers: { buffers: 0, inUse: 0, bytes: 0 },
+        workers: []
       }),
       refresh: Effect.void
     })

@@ -18,10 +18,18 @@ export const NAMES = [
 /** One of the counters. @category models */
 export type Counter = typeof NAMES[number]
 
-/** Float64s per row: the counters, padded to a 64-byte cache line. */
-const ROW = 8
+/** Figures a thread sets rather than adds to: its relay's buffers, owned and lent out. @category constants */
+export const GAUGES = ["relayBuffers", "relayBuffersInUse"] as const
 
-const INDEX: Record<Counter, number> = Object.fromEntries(NAMES.map((name, i) => [name, i])) as Record<Counter, number>
+/** One of the gauges. @category models */
+export type Gauge = typeof GAUGES[number]
+
+/** Float64s per row: the counters and gauges, padded to 64-byte cache lines. */
+const ROW = 16
+
+const INDEX: Record<Counter | Gauge, number> = Object.fromEntries(
+  [...NAMES, ...GAUGES].map((name, i) => [name, i])
+) as Record<Counter | Gauge, number>
 
 /** The buffer, as posted to a worker thread. @category models */
 export interface Memory {
@@ -53,8 +61,13 @@ export class Counters {
     this.values[this.own + INDEX[counter]] += delta
   }
 
-  /** `counter` summed over every thread's row. */
-  get(counter: Counter): number {
+  /** Sets `gauge` in this thread's row. */
+  set(gauge: Gauge, value: number): void {
+    this.values[this.own + INDEX[gauge]] = value
+  }
+
+  /** `counter` (or gauge) summed over every thread's row. */
+  get(counter: Counter | Gauge): number {
     const values = this.values
     let total = 0
     for (let at = INDEX[counter]; at < values.length; at += ROW) total += values[at]!
@@ -74,7 +87,7 @@ export class Counters {
     return was
   }
 
-  /** Every counter, summed. */
+  /** Every counter (not the gauges), summed. */
   all(): Record<Counter, number> {
     return Object.fromEntries(NAMES.map((name) => [name, this.get(name)])) as Record<Counter, number>
   }

@@ -25,6 +25,8 @@ export type Request =
   | { readonly _tag: "Connections"; readonly id: number }
   | { readonly _tag: "Close"; readonly id: number; readonly slot: number }
   | { readonly _tag: "Stop"; readonly id: number }
+  /** The test hook of `workers crash N` (only with NIB_TEST_HOOKS=1): the worker fails with a defect. */
+  | { readonly _tag: "Crash"; readonly id: number }
 
 /** A worker's answer to request `id`: its value, or what went wrong. @category models */
 export type Reply =

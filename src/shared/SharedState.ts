@@ -22,6 +22,11 @@ export interface Memory {
   readonly clients: StickyMemory.Memory
   /** pen's connection numbers, one table for all workers; undefined with one thread (its proxy numbers its own). */
   readonly slots: SlotMemory.Memory | undefined
+  /**
+   * The live connections of all workers, counted against `-x` together (net/TcpServer.ts: the count, and the workers
+   * waiting for it to drop); undefined with one thread.
+   */
+  readonly admission: SharedArrayBuffer | undefined
   /** Data-plane threads: the workers, or 1 when the main thread serves. */
   readonly workers: number
 }
@@ -53,6 +58,7 @@ export const allocate = (options: {
       )
     }),
     slots: shared ? SlotMemory.allocate({ size: options.connections, shared }) : undefined,
+    admission: shared ? new SharedArrayBuffer(8) : undefined,
     workers
   }
 }

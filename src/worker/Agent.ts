@@ -84,6 +84,7 @@ export const answer = (
       case "Close":
         return yield* (yield* Listener).close(request.slot)
       case "Stop":
+      case "Crash":
         return undefined
     }
   })

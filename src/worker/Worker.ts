@@ -3,12 +3,13 @@
  * gave it, says it listens (or why it could not start), then answers the main thread's requests until told to stop,
  * when it closes its listener and every connection it serves, and ends.
  */
-import { Cause, Context, Deferred, Effect, Exit, Layer, References, Scope } from "effect"
+import { Cause, Context, Deferred, Effect, Exit, Layer, Logger, References, Scope } from "effect"
 import { parentPort, workerData } from "node:worker_threads"
 import { makeWorker } from "../../layers/Worker.ts"
 import { Listener } from "../services/Listener.ts"
 import * as Verbosity from "../services/Verbosity.ts"
 import type { FromWorker, Request, WorkerInit } from "../shared/Messages.ts"
+import { testHooks } from "../shared/Threads.ts"
 import * as Agent from "./Agent.ts"
 
 const init = workerData as WorkerInit
@@ -40,6 +41,15 @@ const program = Effect.gen(function*() {
       stopping = request
       return run(Deferred.succeed(done, undefined))
     }
+    if (request._tag === "Crash") {
+      // `workers crash N`: a defect thrown out of the event loop, as a bug would be.
+      if (testHooks()) {
+        setImmediate(() => {
+          throw new Error(`test hook: worker ${init.worker} made to fail`)
+        })
+      }
+      return
+    }
     run(
       Agent.answer(request).pipe(
         Effect.match({
@@ -59,6 +69,9 @@ const program = Effect.gen(function*() {
 
 const fiber = Effect.runFork(
   program.pipe(
+    // As the main thread logs: every level reaches the logger, which filters by `debug N`, on stderr (which a worker
+    // thread's is piped to).
+    Effect.provideService(Logger.LogToStderr, true),
     Effect.provideService(References.MinimumLogLevel, "All"),
     Effect.provideService(References.CurrentLoggers, new Set([Verbosity.logger(level)])),
     Effect.provideService(Verbosity.Verbosity, level)

@@ -105,7 +105,12 @@ describe("failures that are nib's own", () => {
             // Every own failure was counted in some warning line (one a second at most: wait for the last one).
             const total = () =>
               [...lb.stderr().matchAll(new RegExp(OWN_FAILURE, "g"))].reduce((sum, m) => sum + Number(m[1]), 0)
-            const counted = yield* Poll.waitUntil(() => total() === BURST - SERVED, 5_000)
+            // With --workers, threads accept at the same time, and some clients that do not fit are shed at the
+            // accept (libuv closes them: nothing to count, no server blamed) rather than at the dial.
+            const counted = yield* Poll.waitUntil(
+              () => Nib.WORKERS.length > 0 ? total() > 0 && total() <= BURST - SERVED : total() === BURST - SERVED,
+              5_000
+            )
             assert.isTrue(counted, `${total()} failures in the warnings, not ${BURST - SERVED}:\n${lb.stderr()}`)
           }
         })

@@ -50,7 +50,7 @@ describe("a Unix socket listen path", () => {
       const listen = Path.join(dir, "nib.sock")
       const upstream = Path.join(dir, "backend.sock")
       yield* Unix.identity("u", upstream)
-      const ready = new RegExp(`nib: listening on ${escape(listen)} \\(pid (\\d+)\\)`)
+      const ready = new RegExp(`nib: listening on ${escape(listen)} \\(pid (\\d+)(?:, \\d+ workers)?\\)`)
       const start = startMatching(["-f", listen, upstream], ready)
 
       // First run: traffic flows both ways (the identity server's name, then an echo).
@@ -90,7 +90,7 @@ describe("IPv6 listen addresses", () => {
           const a = yield* Backend.identity("a")
           const lb = yield* Nib.start([form, a.spec()])
           assert.strictEqual(lb.host, "::1")
-          assert.include(lb.stderr(), `nib: listening on [::1]:${lb.port} (pid ${lb.pid})`)
+          assert.include(lb.stderr(), Nib.listeningLine(`[::1]:${lb.port}`, lb.pid))
           for (let i = 0; i < 2; i++) {
             const conn = yield* Client.open(lb.port, { host: "::1", from: "::1" })
             assert.deepStrictEqual(yield* Effect.promise(() => conn.firstLine()), { _tag: "Line", line: "a" })
@@ -199,7 +199,7 @@ describe("pen's argv through the process", () => {
       const a = yield* Backend.identity("a")
       const lb = yield* Nib.start(["-P", "127.0.0.1:0", a.spec()])
       assert.strictEqual(yield* Client.ask(lb.port), "a")
-      assert.strictEqual(lb.stderr(), `nib: listening on 127.0.0.1:${lb.port} (pid ${lb.pid})\n`)
+      assert.strictEqual(lb.stderr(), `${Nib.listeningLine(`127.0.0.1:${lb.port}`, lb.pid)}\n`)
       assert.strictEqual(lb.stdout(), "")
     }))
 })

@@ -176,7 +176,8 @@ describe("TcpProxy", () => {
           healthTransitions: 0,
           servers: [],
           emergency: undefined,
-          buffers: { buffers: 0, inUse: 0, bytes: 0 }
+          buffers: { buffers: 0, inUse: 0, bytes: 0 },
+          workers: []
         })
       }).pipe(Effect.provide(makeAppNoHealth({ listen, servers: [spec(a), spec(refused)], roundrobin: true })))
     }).pipe(Effect.scoped))

@@ -9,7 +9,6 @@ import * as ServerSpec from "../../src/domain/ServerSpec.ts"
 import type * as Probe from "../../src/net/Probe.ts"
 import { ProbeFailure } from "../../src/net/Probe.ts"
 import { HealthChecker, Prober } from "../../src/services/HealthChecker.ts"
-import { RelayBuffers } from "../../src/services/RelayBuffers.ts"
 import { EMERGENCY_SERVER, ServerPool } from "../../src/services/ServerPool.ts"
 import { StatsReporter } from "../../src/services/StatsReporter.ts"
 import { SharedState } from "../../src/shared/SharedState.ts"
@@ -24,7 +23,6 @@ const policy = { roundrobin: false, hash: false, weight: false, prio: false, stu
 const passive = (blacklistSeconds: number) =>
   HealthChecker.layer.pipe(
     Layer.provideMerge(StatsReporter.layer),
-    Layer.provideMerge(RelayBuffers.layer),
     Layer.provideMerge(SharedState.layerLocal),
     Layer.provideMerge(ServerPool.layerTest({ servers, emergency, policy })),
     Layer.provideMerge(LbConfig.layer({ listen: Address.tcp("127.0.0.1", 0), servers, blacklistSeconds }))
@@ -79,7 +77,6 @@ const active = (stub: ReturnType<typeof makeStub>, options: Options = {}, lines:
   })
   return HealthChecker.layer.pipe(
     Layer.provideMerge(StatsReporter.layer),
-    Layer.provideMerge(RelayBuffers.layer),
     Layer.provideMerge(SharedState.layerLocal),
     Layer.provideMerge(
       ServerPool.layerTest({
@@ -296,7 +293,7 @@ describe("HealthChecker", () => {
 
   describe("layerNoop", () => {
     const noop = HealthChecker.layerNoop.pipe(
-      Layer.merge(StatsReporter.layer.pipe(Layer.provide(RelayBuffers.layer), Layer.provide(SharedState.layerLocal))),
+      Layer.merge(StatsReporter.layer.pipe(Layer.provide(SharedState.layerLocal))),
       Layer.provideMerge(ServerPool.layerTest({ servers, emergency, policy }))
     )
 

@@ -19,9 +19,8 @@ const spec = (host: string, port: number): ServerSpec.ServerSpec => ServerSpec.m
 const policy = { roundrobin: false, hash: false, weight: false, prio: false, stubborn: false }
 const pool = ServerPool.layerTest({ servers: [spec("10.0.0.1", 8001), spec("10.0.0.2", 8002)], policy })
 const stats = StatsReporter.layer.pipe(
-  Layer.provideMerge(
-    Layer.mergeAll(pool, RelayBuffers.layer, ClientTable.layerTest({ capacity: 16 }), SharedState.layerLocal)
-  )
+  Layer.provideMerge(Layer.mergeAll(pool, RelayBuffers.layer, ClientTable.layerTest({ capacity: 16 }))),
+  Layer.provideMerge(SharedState.layerLocal)
 )
 
 // The per-server series' labels: the address, and pen's server number.
@@ -91,7 +90,8 @@ describe("StatsReporter", () => {
           healthTransitions: 0,
           servers: [],
           emergency: undefined,
-          buffers: { buffers: 0, inUse: 0, bytes: 0 }
+          buffers: { buffers: 0, inUse: 0, bytes: 0 },
+          workers: [0]
         }
       )
       reporter.addUnsafe("accepted", 3)
@@ -247,7 +247,8 @@ describe("StatsReporter", () => {
       reporter.addUnsafe("accepted", 1)
       const before = yield* nibMetrics
       // 7 counters, 3 relay-buffer gauges, 2 sticky-table gauges, 6 series for each of the 2 servers
-      assert.strictEqual(before.length, 7 + 3 + 2 + 6 * 2)
+      // 7 counters, 3 buffer gauges, 2 sticky-table gauges, nib_workers and one worker's connections, 6 per server.
+      assert.strictEqual(before.length, 7 + 3 + 2 + 2 + 6 * 2)
       assert.strictEqual(valueOf(before, MetricNames.connectionsAccepted), 1)
       const other = Metric.counter("test_other_total")
       yield* Metric.update(other, 2)
@@ -346,7 +347,8 @@ describe("StatsReporter", () => {
         healthTransitions: 0,
         servers: [],
         emergency: undefined,
-        buffers: { buffers: 0, inUse: 0, bytes: 0 }
+        buffers: { buffers: 0, inUse: 0, bytes: 0 },
+        workers: []
       })
       assert.deepStrictEqual(yield* nibMetrics, [])
     }).pipe(Effect.provide(StatsReporter.layerNoop), isolated))

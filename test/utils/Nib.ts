@@ -131,6 +131,10 @@ export const WORKERS: ReadonlyArray<string> = process.env["NIB_WORKERS"]
   ? ["--workers", process.env["NIB_WORKERS"]]
   : []
 
+/** The line nib prints once it listens on `address`, as process `pid`, with the suite's `--workers` (if any). */
+export const listeningLine = (address: string, pid: number): string =>
+  `nib: listening on ${address} (pid ${pid}${WORKERS.length > 0 ? `, ${WORKERS[1]} workers` : ""})`
+
 /**
  * Starts the built nib in the foreground (`-f` is added first) and waits for its listening line. Give it a listen
  * address with port 0 (`127.0.0.1:0`); the port it got is in the result.
@@ -298,6 +302,19 @@ export const waitForPort = async (host: string, port: number, timeoutMs = 10_000
     await sleep(50)
   }
 }
+
+/**
+ * Asserts that `text` appears on the balancer's stderr within `timeoutMs`: a worker thread's log lines reach the
+ * process's stderr a moment after what they report (`--workers`).
+ */
+export const logged = (balancer: Pick<Proc, "stderr">, text: string, timeoutMs = 3_000) =>
+  Effect.promise(async () => {
+    const deadline = Date.now() + timeoutMs
+    while (!balancer.stderr().includes(text) && Date.now() < deadline) await sleep(20)
+    if (!balancer.stderr().includes(text)) {
+      throw new Error(`expected stderr to include ${JSON.stringify(text)}:\n${balancer.stderr()}`)
+    }
+  })
 
 /** A nib in the foreground for the length of the scope; stopped (SIGTERM, then SIGKILL) when the scope closes. */
 export const start = (args: ReadonlyArray<string>, timeoutMs?: number) =>
