@@ -26,7 +26,8 @@ import { keyOf, type SettingChange } from "../shared/Broadcast.ts"
 import * as CounterMemory from "../shared/CounterMemory.ts"
 import type { FromWorker, ReplyValue, Request, WorkerInit } from "../shared/Messages.ts"
 import * as ServerMemory from "../shared/ServerMemory.ts"
-import { SharedState } from "../shared/SharedState.ts"
+import * as SessionBoard from "../shared/SessionBoard.ts"
+import { placesFor, SharedState } from "../shared/SharedState.ts"
 import * as SlotMemory from "../shared/SlotMemory.ts"
 import type { WorkerStatus } from "../shared/Threads.ts"
 
@@ -354,7 +355,9 @@ export const layerListener: Layer.Layer<Listener, ListenerError, Workers | LbCon
       const config = yield* LbConfig
       const workers = yield* Workers
       const log = yield* RequestLog
-      const counters = new CounterMemory.Counters((yield* SharedState).memory.counters, config.workers)
+      const memory = (yield* SharedState).memory
+      const counters = new CounterMemory.Counters(memory.counters, config.workers)
+      const board = memory.sessions === undefined ? undefined : new SessionBoard.SessionBoard(memory.sessions, 0)
       workers.setLogSink(log.chunkUnsafe)
       yield* workers.start.pipe(Effect.mapError((error) => new ListenerError({ message: error.message })))
       let connectionsMax = config.connectionsMax
@@ -370,7 +373,13 @@ export const layerListener: Layer.Layer<Listener, ListenerError, Workers | LbCon
         waiting: Effect.succeed(0),
         connectionsMax: Effect.sync(() => connectionsMax),
         setConnectionsMax: (n) =>
-          Effect.andThen(Effect.sync(() => (connectionsMax = n)), workers.send({ _tag: "ConnectionsMax", n })),
+          Effect.andThen(
+            Effect.sync(() => {
+              connectionsMax = n
+              board?.ensure(placesFor(n))
+            }),
+            workers.send({ _tag: "ConnectionsMax", n })
+          ),
         connections: workers.connections,
         close: workers.close,
         idleTimeoutSeconds: Effect.sync(() => (config.udp ? idleSeconds : 0)),

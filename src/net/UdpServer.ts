@@ -18,6 +18,7 @@ import * as Dgram from "node:dgram"
 import * as Dns from "node:dns"
 import * as Net from "node:net"
 import * as Address from "../domain/Address.ts"
+import { now as boardNow, type SessionBoard } from "../shared/SessionBoard.ts"
 
 /** Why the listener could not be opened. @category errors */
 export class UdpServerError extends Data.TaggedError("UdpServerError")<{
@@ -61,6 +62,8 @@ export class Peer {
   private early: Array<Buffer> | undefined = []
   /** Whether the session is over (removed from the table). */
   ended = false
+  /** Its place on the workers' session board (`--workers`), -1 without one. */
+  place = -1
 
   constructor(
     private readonly server: Demux,
@@ -71,8 +74,14 @@ export class Peer {
 
   /** Sends `datagram` to the client, from the listen socket it came to. */
   reply(datagram: Buffer): void {
-    this.lastActive = performance.now()
+    this.active()
     this.home.socket.send(datagram, this.port, this.address)
+  }
+
+  /** Marks the session active now, here and on the workers' board. */
+  private active(): void {
+    const now = (this.lastActive = performance.now())
+    if (this.place >= 0) this.server.board!.touch(this.place, performance.timeOrigin + now)
   }
 
   /** The descriptor of the listen socket the session came to (listings only). */
@@ -82,7 +91,7 @@ export class Peer {
 
   /** Marks activity (a reply from the server that was not relayed through `reply`). */
   touch(): void {
-    this.lastActive = performance.now()
+    this.active()
   }
 
   /** The handler takes over: datagrams that arrived before it are delivered now, in order. */
@@ -104,7 +113,7 @@ export class Peer {
 
   /** @internal */
   deliver(datagram: Buffer): void {
-    this.lastActive = performance.now()
+    this.active()
     const receiver = this.receiver
     if (receiver !== undefined) receiver.fromPeer(datagram)
     else if (this.early !== undefined && this.early.length < EARLY_MAX) this.early.push(datagram)
@@ -122,7 +131,9 @@ export class Peer {
 class Demux {
   readonly homes = new Set<Home>()
   count = 0
-  constructor(private readonly onRemove: (peer: Peer) => void) {}
+  /** With workers: the sessions by their place on the board. */
+  readonly byPlace = new Map<number, Peer>()
+  constructor(private readonly onRemove: (peer: Peer) => void, readonly board: SessionBoard | undefined) {}
 
   get(home: Home, address: string, port: number): Peer | undefined {
     return home.table.get(address)?.get(port)
@@ -135,6 +146,10 @@ class Demux {
     byPort.set(peer.port, peer)
     peer.home.sessions++
     this.count++
+    if (this.board !== undefined) {
+      peer.place = this.board.take(boardNow())
+      if (peer.place >= 0) this.byPlace.set(peer.place, peer)
+    }
   }
 
   remove(peer: Peer): void {
@@ -145,7 +160,45 @@ class Demux {
     if (byPort.size === 0) table.delete(peer.address)
     peer.home.sessions--
     this.count--
+    if (peer.place >= 0) {
+      this.byPlace.delete(peer.place)
+      this.board!.release(peer.place)
+    }
     this.onRemove(peer)
+  }
+
+  /**
+   * Makes room for one more session under `max`: the least recently active session goes, this thread's or (with
+   * workers) another worker's, which the board asks to end it.
+   */
+  makeRoom(max: number): void {
+    const board = this.board
+    if (board === undefined) {
+      while (this.count >= max) {
+        const oldest = this.oldest()
+        if (oldest === undefined) break
+        end(oldest)
+      }
+      return
+    }
+    for (let over = board.live() - max + 1; over > 0; over--) {
+      const victim = board.evictOldest()
+      if (victim === undefined) break
+      if (victim.mine) {
+        const peer = this.byPlace.get(victim.place)
+        if (peer === undefined) board.release(victim.place)
+        else end(peer)
+      }
+    }
+  }
+
+  /** Ends the sessions another worker asked this one to end (to make room for its new client). */
+  endAsked(): void {
+    for (const place of this.board?.asked() ?? []) {
+      const peer = this.byPlace.get(place)
+      if (peer === undefined) this.board!.release(place)
+      else end(peer)
+    }
   }
 
   /** Every live peer (a copy: aborting one changes the tables). */
@@ -171,6 +224,12 @@ class Demux {
   }
 }
 
+/** Ends `peer`'s session from outside (evicted). */
+const end = (peer: Peer): void => {
+  peer.abort()
+  if (!peer.ended) peer.end()
+}
+
 /** What to bind, and the session limits. @category models */
 export interface Options {
   readonly endpoint: Address.TcpEndpoint
@@ -178,6 +237,8 @@ export interface Options {
   readonly maxSessions: number
   /** SO_REUSEPORT: worker threads each bind the address, and the kernel spreads clients among them. */
   readonly reusePort?: boolean | undefined
+  /** With workers: the board on which `maxSessions` bounds every worker's sessions together. */
+  readonly board?: SessionBoard | undefined
   /** Seconds without a datagram either way after which a session ends (0: never). */
   readonly idleSeconds: number
 }
@@ -258,19 +319,17 @@ export const make = (options: Options): Effect.Effect<UdpServer, UdpServerError,
     let waiting: Array<Peer> | undefined = []
     const demux: Demux = new Demux((peer) => {
       if (peer.home !== home && peer.home.sessions === 0) closeHome(peer.home, demux)
-    })
+    }, options.board)
+    let closed = false
+    // Another worker that needs room may ask this one to end a session: it is woken, without a message.
+    options.board?.watch(() => demux.endAsked(), () => closed)
 
     const onMessage = (h: Home) => (datagram: Buffer, rinfo: Dgram.RemoteInfo) => {
       let peer = demux.get(h, rinfo.address, rinfo.port)
       if (peer === undefined) {
         const run = dispatch
         if (h.closing || (run === undefined && waiting === undefined)) return
-        while (demux.count >= maxSessions) {
-          const oldest = demux.oldest()
-          if (oldest === undefined) break
-          oldest.abort()
-          if (!oldest.ended) oldest.end()
-        }
+        demux.makeRoom(maxSessions)
         peer = new Peer(demux, h, rinfo.address, rinfo.port)
         demux.add(peer)
         peer.deliver(datagram)
@@ -316,6 +375,7 @@ export const make = (options: Options): Effect.Effect<UdpServer, UdpServerError,
       Effect.sync(() => {
         dispatch = undefined
         waiting = undefined
+        closed = true
         for (const peer of demux.all()) peer.abort()
         closeHome(home, demux)
       })
@@ -381,12 +441,8 @@ export const make = (options: Options): Effect.Effect<UdpServer, UdpServerError,
       maxSessions: () => maxSessions,
       setMaxSessions: (n) => {
         maxSessions = n
-        while (demux.count > maxSessions) {
-          const oldest = demux.oldest()
-          if (oldest === undefined) break
-          oldest.abort()
-          if (!oldest.ended) oldest.end()
-        }
+        // As many as are over the new limit go, the least recently active first.
+        demux.makeRoom(maxSessions + 1)
       },
       idleSeconds: () => idleSeconds,
       setIdleSeconds: (seconds) => {

@@ -10,6 +10,7 @@ import * as UdpServer from "../net/UdpServer.ts"
 import type { ConnectionInfo } from "../proxy/Slots.ts"
 import { TcpProxy } from "../proxy/TcpProxy.ts"
 import { UdpProxy } from "../proxy/UdpProxy.ts"
+import { SessionBoard } from "../shared/SessionBoard.ts"
 import { SharedState } from "../shared/SharedState.ts"
 
 /** The listen address could not be bound. @category errors */
@@ -94,11 +95,15 @@ const udp = Effect.gen(function*() {
   if (listen._tag !== "Tcp") {
     return yield* new ListenerError({ message: `UDP mode (-U) needs a [host:]port to listen on, not ${listen.path}` })
   }
+  // With workers, -x bounds every worker's sessions together.
+  const shared = yield* SharedState
+  const sessions = shared.memory.sessions
   const server = yield* UdpServer.make({
     endpoint: listen,
     maxSessions: config.connectionsMax,
     idleSeconds: config.udpIdleSeconds,
-    reusePort: config.workers > 1
+    reusePort: config.workers > 1,
+    board: sessions === undefined ? undefined : new SessionBoard(sessions, shared.worker)
   }).pipe(Effect.mapError((error) => new ListenerError({ message: error.message })))
   yield* Effect.forkScoped(server.run(proxy.handle))
   return Listener.of({

@@ -11,6 +11,7 @@ import { Context, Effect, Layer } from "effect"
 import { LbConfig } from "../Config.ts"
 import * as CounterMemory from "./CounterMemory.ts"
 import * as ServerMemory from "./ServerMemory.ts"
+import * as SessionBoard from "./SessionBoard.ts"
 import * as SlotMemory from "./SlotMemory.ts"
 import * as StickyMemory from "./StickyMemory.ts"
 
@@ -27,6 +28,8 @@ export interface Memory {
    * waiting for it to drop); undefined with one thread.
    */
   readonly admission: SharedArrayBuffer | undefined
+  /** UDP sessions of all workers, bounded by `-x` together (`-U`); undefined with one thread. */
+  readonly sessions: SessionBoard.Memory | undefined
   /** Data-plane threads: the workers, or 1 when the main thread serves. */
   readonly workers: number
 }
@@ -59,9 +62,16 @@ export const allocate = (options: {
     }),
     slots: shared ? SlotMemory.allocate({ size: options.connections, shared }) : undefined,
     admission: shared ? new SharedArrayBuffer(8) : undefined,
+    sessions: shared ? SessionBoard.allocate({ places: placesFor(options.connections), workers }) : undefined,
     workers
   }
 }
+
+/**
+ * Places on the UDP session board for `-x` sessions: room for the limit, and for the sessions asked to end that have
+ * not yet. @category constructors
+ */
+export const placesFor = (connections: number): number => 2 * connections + 64
 
 /** The shared memory and this thread's place in it. @category services */
 export class SharedState extends Context.Service<SharedState, {

@@ -106,9 +106,7 @@ describe("UDP mode (-U)", () => {
       assert.strictEqual(yield* Nibctl.ask(target, "idle_timeout 0"), "Idle timeout: 0 seconds\n")
     }))
 
-  // With --workers each worker keeps its own sessions, and -x bounds each worker's (the global least-recently-active
-  // eviction across workers is not done yet: issue #17).
-  it.live.skipIf(Nib.WORKERS.length > 0)(
+  it.live(
     "-x bounds the sessions: the least recently active one makes room for a new client",
     () =>
       Effect.gen(function*() {
