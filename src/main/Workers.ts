@@ -109,6 +109,9 @@ const make = Effect.fnUntraced(function*(
   const changes = new Map<string, SettingChange>()
   const handles: Array<Handle | undefined> = Array.from({ length: count }, () => undefined)
   const restarts = Array.from({ length: count }, () => 0)
+  // When each worker last started listening, and how many times in a row it died soon after (the restart backoff).
+  const startedAt = Array.from({ length: count }, () => 0)
+  const quickDeaths = Array.from({ length: count }, () => 0)
   let address: Address.Endpoint = config.listen
   let started = false
   let closing = false
@@ -177,6 +180,7 @@ const make = Effect.fnUntraced(function*(
         switch (message._tag) {
           case "Listening":
             handle.listening = true
+            startedAt[worker] = Date.now()
             if (worker === 0 || !started) address = message.address
             return settle(Exit.void)
           case "StartFailed":
@@ -216,26 +220,32 @@ const make = Effect.fnUntraced(function*(
   const died = (worker: number, code: number, cause: string | undefined) =>
     Effect.gen(function*() {
       const closed = reclaim(worker)
+      // A worker that dies within a minute of its start is started again later each time (at most 10 s later).
+      quickDeaths[worker] = Date.now() - startedAt[worker]! < 60_000 ? quickDeaths[worker]! + 1 : 1
       yield* Effect.logError(
         `worker ${worker} died (exit code ${code}${cause === undefined ? "" : `: ${cause}`}); ` +
           `${closed} connection${closed === 1 ? "" : "s"} closed; starting it again`
       )
-      yield* restart(worker, 0)
+      yield* restart(worker)
     }).pipe(Effect.annotateLogs({ service: "Workers" }))
 
   /**
-   * Starts worker `worker` again: at once the first time, then less and less often while it keeps failing (at most
-   * every 10 s), until it starts or the balancer stops.
+   * Starts worker `worker` again: at once after a first failure, then less and less soon while it keeps failing (100
+   * ms, 200 ms, ... at most 10 s), until it starts or the balancer stops.
    */
-  const restart = (worker: number, attempt: number): Effect.Effect<void> =>
+  const restart = (worker: number): Effect.Effect<void> =>
     Effect.gen(function*() {
-      restarts[worker]!++
-      yield* Effect.sleep(Math.min(10_000, 100 * 2 ** Math.min(7, attempt + restarts[worker]! - 1)))
+      yield* Effect.sleep(quickDeaths[worker]! <= 1 ? 0 : Math.min(10_000, 100 * 2 ** (quickDeaths[worker]! - 2)))
       if (closing) return
+      restarts[worker]!++
       const exit = yield* Effect.exit(spawn(worker))
       if (Exit.isFailure(exit)) {
-        yield* Effect.logError(`worker ${worker} could not start again: ${Cause.squash(exit.cause)}`)
-        return yield* restart(worker, attempt + 1)
+        quickDeaths[worker]!++
+        const error = Cause.squash(exit.cause)
+        yield* Effect.logError(
+          `worker ${worker} could not start again: ${error instanceof Error ? error.message : String(error)}`
+        )
+        return yield* restart(worker)
       }
     })
 
