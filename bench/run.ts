@@ -79,9 +79,15 @@ const asItsShebangRuns = (script: string): Array<string> => {
   return [NODE, ...flags, ...NODE_FLAGS, script]
 }
 
+/** The `nib` executable of the checkout `root` (built): its bundle, or tsc's output in a checkout from before it. */
+const nibBin = (root: string) =>
+  Fs.existsSync(Path.join(root, "dist/bundle/nib.js"))
+    ? Path.join(root, "dist/bundle/nib.js")
+    : Path.join(root, "dist/src/bin.js")
+
 /** nib of the checkout `root` (built), as the benchmark runs it: `nib -f -r -x 30000 127.0.0.1:PORT servers...`. */
 const nibArgv = (root: string, ...flags: Array<string>) => (port: number, servers: Array<string>) => [
-  ...asItsShebangRuns(Path.join(root, "dist/src/bin.js")),
+  ...asItsShebangRuns(nibBin(root)),
   "-f",
   ...flags,
   "-r",
@@ -739,7 +745,7 @@ const main = async () => {
     console.error(`bench needs ${missing.join(" and ")}: apt-get install -y ${missing.join(" ")}`)
     process.exit(1)
   }
-  if (!Fs.existsSync(Path.join(ROOT, "dist/src/bin.js"))) throw new Error("build nib first: npm run build")
+  if (!Fs.existsSync(Path.join(ROOT, "dist/bundle/nib.js"))) throw new Error("build nib first: npm run build")
   const only = process.env.BENCH_ONLY?.split(",")
   const balancers = BALANCERS.filter((b) =>
     (only === undefined ? b.optIn !== true : only.includes(b.name)) && has(b.tool)

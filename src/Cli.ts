@@ -10,19 +10,12 @@
 import { Console, Context, Effect, Layer, Option, References, Result } from "effect"
 import { Argument, CliConfig, CliError, CliOutput, Command, Flag, GlobalFlag } from "effect/cli"
 import * as Os from "node:os"
-import { AppLive } from "../layers/Live.ts"
 import * as Config from "./Config.ts"
 import * as Daemon from "./Daemon.ts"
-import * as Demo from "./Demo.ts"
 import * as Address from "./domain/Address.ts"
 import * as HealthCheck from "./domain/HealthCheck.ts"
 import * as ServerSpec from "./domain/ServerSpec.ts"
 import * as TlsSettings from "./domain/TlsSettings.ts"
-import { Control } from "./services/Control.ts"
-import { ControlPort } from "./services/ControlPort.ts"
-import { Listener } from "./services/Listener.ts"
-import { RequestLog } from "./services/RequestLog.ts"
-import { ServerPool } from "./services/ServerPool.ts"
 import * as Verbosity from "./services/Verbosity.ts"
 
 /** nib's version. @category constants */
@@ -674,6 +667,22 @@ const isLoopback = (host: string): boolean =>
 const ordered = (upper: ReadonlyArray<string>, lower: ReadonlyArray<string>) => [...upper, ...lower]
 
 /**
+ * The balancer's modules, loaded once a command line is known to run it: `--version`, `--help` and a usage error load
+ * the parser alone.
+ */
+const loadBalancer = Effect.promise(async () => {
+  const [{ AppLive }, { Control }, { ControlPort }, { Listener }, { RequestLog }, { ServerPool }] = await Promise.all([
+    import("../layers/Live.ts"),
+    import("./services/Control.ts"),
+    import("./services/ControlPort.ts"),
+    import("./services/Listener.ts"),
+    import("./services/RequestLog.ts"),
+    import("./services/ServerPool.ts")
+  ])
+  return { AppLive, Control, ControlPort, Listener, RequestLog, ServerPool }
+})
+
+/**
  * Runs the balancer with `settings` until interrupted (SIGTERM/SIGINT) or until the control port's `exit` (with
  * `-X`). Start-up follows pen's order: listeners bound, `-O` commands run, then the `-F` file (their replies on
  * stdout; a bad line in the file is fatal, naming its line), the servers of the command line written over any
@@ -685,6 +694,7 @@ export const serve = (
 ) => {
   const level: Verbosity.Level = { debug: settings.debug }
   return Effect.scoped(Effect.gen(function*() {
+    const { AppLive, Control, ControlPort, Listener, RequestLog, ServerPool } = yield* loadBalancer
     const context = yield* Layer.build(AppLive.pipe(Layer.provide(Config.LbConfig.layerSettings(settings))))
     const listener = Context.get(context, Listener)
     const control = Context.get(context, Control)
@@ -724,6 +734,8 @@ const main = (services: Address.ServiceNames) =>
     Effect.gen(function*() {
       if (parsed.demo) {
         if (parsed.servers.length > 0) return yield* usageError("--demo brings its own servers: give none")
+        // (loaded only for --demo: its backends' `node:http`, imported as ESM, loads Node's undici, about 14 MB)
+        const Demo = yield* Effect.promise(() => import("./Demo.ts"))
         const listen = Option.isSome(parsed.listen)
           ? Address.parseListen(parsed.listen.value, services)
           : Result.succeed(Demo.defaultListen)

@@ -14,6 +14,7 @@
  * while one of them lives.
  */
 import { Cause, Context, Effect, Exit, FiberSet, Layer, Scope } from "effect"
+import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { Worker } from "node:worker_threads"
@@ -74,10 +75,17 @@ export class Workers extends Context.Service<Workers, {
   )
 }
 
-/** The worker script, next to this module (compiled or not). */
+/**
+ * The worker thread's script: in the bundle (rolldown.config.ts), `worker.js` beside `nib.js`, this module being in
+ * one of them or in a chunk under them; otherwise `src/worker/Worker` next to this module, compiled or not.
+ */
 const script = (): URL => {
-  const here = fileURLToPath(import.meta.url)
-  return new URL(`../worker/Worker${Path.extname(here)}`, import.meta.url)
+  const candidates = [
+    new URL("./worker.js", import.meta.url),
+    new URL("../worker.js", import.meta.url),
+    new URL(`../worker/Worker${Path.extname(fileURLToPath(import.meta.url))}`, import.meta.url)
+  ]
+  return candidates.find((url) => Fs.existsSync(url)) ?? candidates[2]!
 }
 
 const ignoreChunk = () => {}

@@ -17,8 +17,8 @@ import { fileURLToPath } from "node:url"
 export const ROOT = fileURLToPath(new URL("../..", import.meta.url))
 /** Node 24, from devDependencies (the machine's own `node` may be older). */
 export const NODE = Path.join(ROOT, "node_modules", ".bin", "node")
-/** The built CLI (`npm run build`). */
-export const NIB = Path.join(ROOT, "dist", "src", "bin.js")
+/** The `nib` executable as installed: the bundle `npm run build` writes (rolldown.config.ts). */
+export const NIB = Path.join(ROOT, "dist", "bundle", "nib.js")
 
 /** How a process ended. */
 export interface ExitStatus {
