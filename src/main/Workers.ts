@@ -3,9 +3,10 @@
  * changes (the {@link Broadcast} of the main thread's services), asks them about their connections, and starts again
  * one that dies.
  *
- * Each worker binds the listen address itself with SO_REUSEPORT, and the kernel spreads the clients among them: no
- * connection passes between threads. The first worker binds first, so that a port 0 becomes one port the others bind
- * too. The state connections change is in the shared memory (`SharedState`); what is sent here are settings, and each
+ * The main thread serves too, as worker 0 (as haproxy's first thread does, besides the control plane); workers 1 to
+ * N-1 are threads. Each binds the listen address itself with SO_REUSEPORT, and the kernel spreads the clients among
+ * them: no connection passes between threads. The main thread binds first, so that a port 0 becomes one port the
+ * worker threads bind too. The state connections change is in the shared memory (`SharedState`); what is sent here are settings, and each
  * command that changes one is answered once every worker has applied it.
  *
  * A worker that dies (a defect) is logged with its cause; the connections it served are gone, so its share of the
@@ -21,6 +22,8 @@ import { Worker } from "node:worker_threads"
 import { LbConfig, type Settings } from "../Config.ts"
 import type * as Address from "../domain/Address.ts"
 import type { ConnectionInfo } from "../proxy/Slots.ts"
+import type { TcpProxy } from "../proxy/TcpProxy.ts"
+import type { UdpProxy } from "../proxy/UdpProxy.ts"
 import { Listener, ListenerError } from "../services/Listener.ts"
 import { RequestLog } from "../services/RequestLog.ts"
 import { keyOf, type SettingChange } from "../shared/Broadcast.ts"
@@ -42,23 +45,23 @@ export const ANSWER_MILLIS = 10_000
 
 /** The workers service. @category services */
 export class Workers extends Context.Service<Workers, {
-  /** How many workers serve. */
+  /** How many threads serve: the main thread and the worker threads. */
   readonly count: number
-  /** Every worker applies `change`; the Effect ends once each has (a worker that is starting gets it at start). */
+  /** Every worker thread applies `change`; the Effect ends once each has (one that is starting gets it at start). */
   readonly send: (change: SettingChange) => Effect.Effect<void>
-  /** Starts the workers (the first binds, then the others); fails if one cannot start. Once. */
-  readonly start: Effect.Effect<void, WorkersError>
-  /** The address the workers listen on. */
-  readonly address: () => Address.Endpoint
-  /** `listen ADDRESS`: every worker binds it, the first one first; a failure leaves each where it was. */
-  readonly rebind: (endpoint: Address.Endpoint) => Effect.Effect<Address.Endpoint, WorkersError>
-  /** Every worker's live connections, by slot. */
+  /** Starts the worker threads on `address` (the main thread's, bound); fails if one cannot start. Once. */
+  readonly start: (address: Address.Endpoint) => Effect.Effect<void, WorkersError>
+  /** `listen ADDRESS`: every worker thread binds `endpoint` (the main thread's new address, bound). */
+  readonly rebind: (endpoint: Address.Endpoint) => Effect.Effect<void, WorkersError>
+  /** The worker threads' live connections, by slot. */
   readonly connections: Effect.Effect<ReadonlyArray<ConnectionInfo>>
-  /** Closes connection `slot`, in the worker that serves it; false when none does. */
+  /** The thread serving connection `slot` (0: the main thread), or -1 when none does. */
+  readonly ownerOf: (slot: number) => number
+  /** Closes connection `slot` in the worker thread that serves it; false when none does. */
   readonly close: (slot: number) => Effect.Effect<boolean>
   /** Where the workers' request log chunks go (the main thread's RequestLog). */
   readonly setLogSink: (sink: (clientIp: string, serverIp: string, chunk: Buffer) => void) => void
-  /** Each worker now. */
+  /** Each thread that serves, the main thread first. */
   readonly status: Effect.Effect<ReadonlyArray<WorkerStatus>>
   /** The test hook of `workers crash N`: tells worker `worker` to fail (it does with NIB_TEST_HOOKS=1). */
   readonly crash: (worker: number) => Effect.Effect<boolean>
@@ -111,8 +114,9 @@ const make = Effect.fnUntraced(function*(
   // Restarts run in the layer's scope: none outlives it.
   const run = yield* FiberSet.makeRuntime<never>()
   const servers = new ServerMemory.ServerState(memory.servers, 0)
-  const counters = new CounterMemory.Counters(memory.counters, count)
-  const slots = memory.slots === undefined ? undefined : new SlotMemory.SlotTable(memory.slots, count)
+  // The main thread's handles (it is worker 0): it reads every row, and gives back a dead worker's.
+  const counters = new CounterMemory.Counters(memory.counters, 0)
+  const slots = memory.slots === undefined ? undefined : new SlotMemory.SlotTable(memory.slots, 0)
   // The last change of each setting, in the order they were last changed: what a worker started later is told.
   const changes = new Map<string, SettingChange>()
   const handles: Array<Handle | undefined> = Array.from({ length: count }, () => undefined)
@@ -122,6 +126,8 @@ const make = Effect.fnUntraced(function*(
   const quickDeaths = Array.from({ length: count }, () => 0)
   let address: Address.Endpoint = config.listen
   let started = false
+  /** Worker thread numbers: 1 to count - 1 (0 is the main thread). */
+  const threads = Array.from({ length: count - 1 }, (_, i) => i + 1)
   let closing = false
   let nextId = 1
   let logSink: (clientIp: string, serverIp: string, chunk: Buffer) => void = ignoreChunk
@@ -189,7 +195,6 @@ const make = Effect.fnUntraced(function*(
           case "Listening":
             handle.listening = true
             startedAt[worker] = Date.now()
-            if (worker === 0 || !started) address = message.address
             return settle(Exit.void)
           case "StartFailed":
             failure = message.message
@@ -295,31 +300,21 @@ const make = Effect.fnUntraced(function*(
   return Workers.of({
     count,
     send,
-    start: Effect.suspend(() => {
-      if (started) return Effect.void
-      return spawn(0).pipe(
-        Effect.andThen(Effect.forEach(
-          Array.from({ length: count - 1 }, (_, i) => i + 1),
-          spawn,
-          { concurrency: "unbounded", discard: true }
-        )),
-        Effect.tap(() => Effect.sync(() => (started = true)))
-      )
-    }),
-    address: () => address,
+    start: (bound) =>
+      Effect.suspend(() => {
+        if (started) return Effect.void
+        address = bound
+        return Effect.forEach(threads, spawn, { concurrency: "unbounded", discard: true }).pipe(
+          Effect.tap(() => Effect.sync(() => (started = true)))
+        )
+      }),
     rebind: (endpoint) =>
-      Effect.gen(function*() {
-        const [first, ...others] = live()
-        if (first === undefined) return yield* Effect.fail(new WorkersError("no worker is running"))
-        const reply = yield* request(first, (id) => ({ _tag: "Change", id, change: { _tag: "Listen", endpoint } }))
-        const bound = reply as Address.Endpoint
-        const change: SettingChange = { _tag: "Listen", endpoint: bound }
-        yield* Effect.forEach(others, (handle) => request(handle, (id) => ({ _tag: "Change", id, change })), {
+      Effect.suspend(() => {
+        const change: SettingChange = { _tag: "Listen", endpoint }
+        return Effect.forEach(live(), (handle) => request(handle, (id) => ({ _tag: "Change", id, change })), {
           concurrency: "unbounded",
           discard: true
-        })
-        address = bound
-        return bound
+        }).pipe(Effect.tap(() => Effect.sync(() => (address = endpoint))))
       }),
     connections: Effect.map(
       Effect.suspend(() =>
@@ -331,10 +326,11 @@ const make = Effect.fnUntraced(function*(
       ),
       (lists) => lists.flat().toSorted((a, b) => a.slot - b.slot)
     ),
+    ownerOf: (slot) => slots?.owner(slot) ?? -1,
     close: (slot) =>
       Effect.suspend(() => {
         const owner = slots?.owner(slot) ?? -1
-        const handle = owner >= 0 ? handles[owner] : undefined
+        const handle = owner > 0 ? handles[owner] : undefined
         if (handle === undefined) return Effect.succeed(false)
         return request(handle, (id) => ({ _tag: "Close", id, slot })).pipe(
           Effect.map((value) => value === true),
@@ -346,71 +342,77 @@ const make = Effect.fnUntraced(function*(
     },
     crash: (worker) =>
       Effect.sync(() => {
-        const handle = handles[worker]
+        const handle = worker > 0 ? handles[worker] : undefined
         handle?.thread.postMessage({ _tag: "Crash", id: nextId++ } satisfies Request)
         return handle !== undefined
       }),
     status: Effect.sync(() =>
-      handles.map((handle, worker) => ({
-        worker,
-        threadId: handle?.listening === true ? handle.thread.threadId : 0,
-        active: counters.getRow("active", worker),
-        restarts: restarts[worker]!
-      }))
+      Array.from({ length: count }, (_, worker) => {
+        const handle = handles[worker]
+        return {
+          worker,
+          // The main thread is Node's thread 0; a worker thread shows -1 until it listens.
+          threadId: worker === 0 ? 0 : handle?.listening === true ? handle.thread.threadId : -1,
+          active: counters.getRow("active", worker),
+          restarts: restarts[worker]!
+        }
+      })
     )
   })
 })
 
 /**
- * The listener of a balancer with workers, in the main thread: it starts the workers (each binds the address) and
- * answers for them, so that the control port, the status page and the admin API see one listener as before.
+ * The main thread's listener with workers: its own (it serves as worker 0), bound first, then the worker threads
+ * started on the address it bound; it answers for all of them, so that the control port, the status page and the
+ * admin API see one listener as before.
  * @category layers
  */
-export const layerListener: Layer.Layer<Listener, ListenerError, Workers | LbConfig | SharedState | RequestLog> = Layer
-  .effect(
-    Listener,
-    Effect.gen(function*() {
-      const config = yield* LbConfig
-      const workers = yield* Workers
-      const log = yield* RequestLog
-      const memory = (yield* SharedState).memory
-      const counters = new CounterMemory.Counters(memory.counters, config.workers)
-      const board = memory.sessions === undefined ? undefined : new SessionBoard.SessionBoard(memory.sessions, 0)
-      workers.setLogSink(log.chunkUnsafe)
-      yield* workers.start.pipe(Effect.mapError((error) => new ListenerError({ message: error.message })))
-      let connectionsMax = config.connectionsMax
-      let idleSeconds = config.udpIdleSeconds
-      return Listener.of({
-        get address() {
-          return workers.address()
-        },
-        udp: config.udp,
-        rebind: (endpoint) =>
-          workers.rebind(endpoint).pipe(Effect.mapError((error) => new ListenerError({ message: error.message }))),
-        active: Effect.sync(() => counters.get("active")),
-        waiting: Effect.succeed(0),
-        connectionsMax: Effect.sync(() => connectionsMax),
-        setConnectionsMax: (n) =>
-          Effect.andThen(
-            Effect.sync(() => {
-              connectionsMax = n
-              board?.ensure(placesFor(n))
-            }),
-            workers.send({ _tag: "ConnectionsMax", n })
-          ),
-        connections: workers.connections,
-        close: workers.close,
-        idleTimeoutSeconds: Effect.sync(() => (config.udp ? idleSeconds : 0)),
-        setIdleTimeoutSeconds: (seconds) =>
-          config.udp
-            ? Effect.as(
-              Effect.andThen(
-                Effect.sync(() => (idleSeconds = seconds)),
-                workers.send({ _tag: "IdleTimeout", seconds })
-              ),
-              true
-            )
-            : Effect.succeed(false)
-      })
+export const layerListener: Layer.Layer<
+  Listener,
+  ListenerError,
+  Workers | LbConfig | SharedState | RequestLog | TcpProxy | UdpProxy
+> = Layer.effect(
+  Listener,
+  Effect.gen(function*() {
+    const workers = yield* Workers
+    const log = yield* RequestLog
+    const memory = (yield* SharedState).memory
+    const counters = new CounterMemory.Counters(memory.counters, 0)
+    const board = memory.sessions === undefined ? undefined : new SessionBoard.SessionBoard(memory.sessions, 0)
+    const local = yield* Listener.make
+    workers.setLogSink(log.chunkUnsafe)
+    yield* workers.start(local.address).pipe(Effect.mapError((error) => new ListenerError({ message: error.message })))
+    return Listener.of({
+      get address() {
+        return local.address
+      },
+      udp: local.udp,
+      // The main thread binds first (a port 0 becomes a port), then every worker thread binds the same address.
+      rebind: (endpoint) =>
+        Effect.flatMap(local.rebind(endpoint), (bound) =>
+          workers.rebind(bound).pipe(
+            Effect.as(bound),
+            Effect.mapError((error) => new ListenerError({ message: `worker threads: ${error.message}` }))
+          )),
+      active: Effect.sync(() => counters.get("active")),
+      waiting: local.waiting,
+      connectionsMax: local.connectionsMax,
+      setConnectionsMax: (n) =>
+        local.setConnectionsMax(n).pipe(
+          Effect.tap(() => Effect.sync(() => board?.ensure(placesFor(n)))),
+          Effect.andThen(workers.send({ _tag: "ConnectionsMax", n }))
+        ),
+      connections: Effect.map(
+        Effect.all([local.connections, workers.connections], { concurrency: "unbounded" }),
+        ([mine, theirs]) => [...mine, ...theirs].toSorted((a, b) => a.slot - b.slot)
+      ),
+      close: (slot) => workers.ownerOf(slot) === 0 ? local.close(slot) : workers.close(slot),
+      idleTimeoutSeconds: local.idleTimeoutSeconds,
+      setIdleTimeoutSeconds: (seconds) =>
+        Effect.tap(
+          local.setIdleTimeoutSeconds(seconds),
+          (taken) => taken ? workers.send({ _tag: "IdleTimeout", seconds }) : Effect.void
+        )
     })
-  )
+  })
+)

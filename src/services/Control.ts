@@ -298,7 +298,7 @@ export class Control extends Context.Service<Control, {
             if (command.crash !== undefined) {
               if (!testHooks()) return Effect.succeed("workers crash: a test hook, on only with NIB_TEST_HOOKS=1\n")
               const n = command.crash
-              return Effect.map(threads.crash(n), (told) => told ? "" : `workers crash: no worker ${n}\n`)
+              return Effect.map(threads.crash(n), (told) => told ? "" : `workers crash: no worker thread ${n}\n`)
             }
             return Effect.map(threads.status, (all) =>
               all.length === 0

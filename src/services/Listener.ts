@@ -3,6 +3,7 @@
  * fiber each, in the layer's scope. Closing the scope stops listening and ends every connection and session.
  */
 import { Context, Effect, Layer, Schema } from "effect"
+import type { Scope } from "effect"
 import { LbConfig } from "../Config.ts"
 import * as Address from "../domain/Address.ts"
 import * as TcpServer from "../net/TcpServer.ts"
@@ -43,18 +44,24 @@ export class Listener extends Context.Service<Listener, {
   readonly setIdleTimeoutSeconds: (seconds: number) => Effect.Effect<boolean>
 }>()("nib/services/Listener") {
   /** Binds the configured address and serves it through TcpProxy, or UdpProxy with `-U`, until the scope closes. */
+  static readonly make: Effect.Effect<
+    Listener["Service"],
+    ListenerError,
+    LbConfig | TcpProxy | UdpProxy | SharedState | Scope.Scope
+  > = Effect.suspend(() =>
+    Effect.gen(function*() {
+      const config = yield* LbConfig
+      const listener = config.udp ? yield* udp : yield* tcp
+      yield* Effect.logDebug(`listening on ${Address.format(listener.address)}${config.udp ? " (UDP)" : ""}`).pipe(
+        Effect.annotateLogs({ service: "Listener" })
+      )
+      return listener
+    })
+  )
+
+  /** {@link make} as a layer: this thread's listener. */
   static readonly layer: Layer.Layer<Listener, ListenerError, LbConfig | TcpProxy | UdpProxy | SharedState> = Layer
-    .effect(
-      Listener,
-      Effect.gen(function*() {
-        const config = yield* LbConfig
-        const listener = config.udp ? yield* udp : yield* tcp
-        yield* Effect.logDebug(`listening on ${Address.format(listener.address)}${config.udp ? " (UDP)" : ""}`).pipe(
-          Effect.annotateLogs({ service: "Listener" })
-        )
-        return listener
-      })
-    )
+    .effect(Listener, Listener.make)
 }
 
 const tcp = Effect.gen(function*() {

@@ -30,13 +30,13 @@ export interface Memory {
   readonly admission: SharedArrayBuffer | undefined
   /** UDP sessions of all workers, bounded by `-x` together (`-U`); undefined with one thread. */
   readonly sessions: SessionBoard.Memory | undefined
-  /** Data-plane threads: the workers, or 1 when the main thread serves. */
+  /** Threads that serve: the main thread and the worker threads. */
   readonly workers: number
 }
 
 /**
- * Memory for `workers` data-plane threads: one counter row each, and one more for the main thread when it does not
- * serve (workers > 1). Shared when there are workers. @category constructors
+ * Memory for `workers` threads that serve (the main thread and `workers - 1` worker threads), one row of counters
+ * each; shared when there are workers. @category constructors
  */
 export const allocate = (options: {
   readonly workers: number
@@ -49,7 +49,7 @@ export const allocate = (options: {
   const shared = workers > 1
   return {
     servers: ServerMemory.allocate({ rows: options.servers + 2, workers, shared }),
-    counters: CounterMemory.allocate({ rows: shared ? workers + 1 : 1, shared }),
+    counters: CounterMemory.allocate({ rows: workers, shared }),
     clients: StickyMemory.allocate({
       capacity: options.clientsMax,
       trackingMillis: options.trackingSeconds * 1000,
@@ -76,14 +76,14 @@ export const placesFor = (connections: number): number => 2 * connections + 64
 /** The shared memory and this thread's place in it. @category services */
 export class SharedState extends Context.Service<SharedState, {
   readonly memory: Memory
-  /** The data-plane row this thread writes (byte counters), 0..workers-1. */
+  /** This thread's number, 0..workers-1 (the main thread is 0): the rows of the shared memory it writes. */
   readonly worker: number
-  /** The counter row this thread writes: its worker row, or the main thread's own row after the workers'. */
+  /** The counter row this thread writes: its worker number. */
   readonly counterRow: number
 }>()("nib/shared/SharedState") {
   /**
-   * The memory of the running configuration: shared, with the main thread's own counter row, for `--workers` above 1;
-   * otherwise memory of its own for a main thread that serves.
+   * The memory of the running configuration, as the main thread (worker 0) sees it: shared for `--workers` above 1,
+   * otherwise memory of its own.
    */
   static readonly layer: Layer.Layer<SharedState, never, LbConfig> = Layer.effect(
     SharedState,
@@ -96,7 +96,7 @@ export class SharedState extends Context.Service<SharedState, {
         clientsMax: config.clientsMax,
         trackingSeconds: config.trackingSeconds
       })
-      return SharedState.of({ memory, worker: 0, counterRow: config.workers > 1 ? config.workers : 0 })
+      return SharedState.of({ memory, worker: 0, counterRow: 0 })
     })
   )
 
@@ -110,10 +110,6 @@ export class SharedState extends Context.Service<SharedState, {
         counterRow: 0
       })
   )
-
-  /** The main thread of a balancer with workers: it serves no connection, and counts in its own row. */
-  static readonly layerMain = (memory: Memory): Layer.Layer<SharedState> =>
-    Layer.succeed(SharedState, SharedState.of({ memory, worker: 0, counterRow: memory.workers }))
 
   /** Worker `worker`'s view of the memory its main thread allocated. */
   static readonly layerAttach = (memory: Memory, worker: number): Layer.Layer<SharedState> =>
