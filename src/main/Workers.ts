@@ -33,6 +33,7 @@ import * as ServerMemory from "../shared/ServerMemory.ts"
 import * as SessionBoard from "../shared/SessionBoard.ts"
 import { placesFor, SharedState } from "../shared/SharedState.ts"
 import * as SlotMemory from "../shared/SlotMemory.ts"
+import * as StickyMemory from "../shared/StickyMemory.ts"
 import type { WorkerStatus } from "../shared/Threads.ts"
 
 /** A worker could not start (it could not bind the listen address, ...), or did not answer. @category errors */
@@ -117,6 +118,8 @@ const make = Effect.fnUntraced(function*(
   // The main thread's handles (it is worker 0): it reads every row, and gives back a dead worker's.
   const counters = new CounterMemory.Counters(memory.counters, 0)
   const slots = memory.slots === undefined ? undefined : new SlotMemory.SlotTable(memory.slots, 0)
+  const board = memory.sessions === undefined ? undefined : new SessionBoard.SessionBoard(memory.sessions, 0)
+  const admission = memory.admission === undefined ? undefined : new Int32Array(memory.admission)
   // The last change of each setting, in the order they were last changed: what a worker started later is told.
   const changes = new Map<string, SettingChange>()
   const handles: Array<Handle | undefined> = Array.from({ length: count }, () => undefined)
@@ -164,12 +167,27 @@ const make = Effect.fnUntraced(function*(
     return settings
   }
 
-  /** Worker `worker`'s share of the shared state, given back after it died; the connections it served. */
-  const reclaim = (worker: number): number => {
-    servers.releaseAllOf(worker)
-    slots?.releaseAllOf(worker)
-    return counters.clearRow("active", worker)
-  }
+  /**
+   * Worker `worker`'s share of the shared state, given back after it died: connections held on servers, connection
+   * numbers, its places under `-x` (TCP) or on the session board (UDP), and the sticky table's lock if it died
+   * holding it. The connections it served.
+   */
+  const reclaim = (worker: number) =>
+    Effect.gen(function*() {
+      servers.releaseAllOf(worker)
+      slots?.releaseAllOf(worker)
+      board?.releaseAllOf(worker)
+      const closed = counters.clearRow("active", worker)
+      if (admission !== undefined) Atomics.sub(admission, 0, Math.min(closed, Atomics.load(admission, 0)))
+      if (StickyMemory.releaseLockOf(memory.clients, worker)) {
+        const problems = StickyMemory.check(memory.clients)
+        yield* Effect.logError(
+          `worker ${worker} died holding the sticky table's lock: released; ` +
+            (problems.length === 0 ? "the table is sound" : `the table has ${problems.length} problems: ${problems[0]}`)
+        )
+      }
+      return closed
+    })
 
   /** Starts worker `worker`; resolves once it listens, fails if it cannot start. */
   const spawn = (worker: number): Effect.Effect<void, WorkersError> =>
@@ -232,7 +250,7 @@ const make = Effect.fnUntraced(function*(
   /** Worker `worker` died while serving: its cause logged, its share given back, and it is started again. */
   const died = (worker: number, code: number, cause: string | undefined) =>
     Effect.gen(function*() {
-      const closed = reclaim(worker)
+      const closed = yield* reclaim(worker)
       // A worker that dies within a minute of its start is started again later each time (at most 10 s later).
       quickDeaths[worker] = Date.now() - startedAt[worker]! < 60_000 ? quickDeaths[worker]! + 1 : 1
       yield* Effect.logError(

@@ -169,6 +169,21 @@ export class SessionBoard {
     return { place: oldest, mine: false }
   }
 
+  /** Frees every place worker `worker` held (it died: its sessions are gone), from the main thread; how many. */
+  releaseAllOf(worker: number): number {
+    const length = this.length()
+    const ints = this.ints
+    let released = 0
+    for (let place = 0; place < length; place++) {
+      const at = this.base + place * 2
+      if (Atomics.compareExchange(ints, at + P_OWNER, worker + 1, FREE) !== worker + 1) continue
+      if (Atomics.exchange(ints, at + P_EVICT, 0) !== 0) Atomics.sub(ints, H_ASKED, 1)
+      Atomics.sub(ints, H_LIVE, 1)
+      released++
+    }
+    return released
+  }
+
   /** This worker's sessions that another worker asked it to end. */
   asked(): Array<number> {
     const length = this.length()

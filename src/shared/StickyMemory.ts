@@ -108,6 +108,8 @@ const RECORD_FREE = 10
 const BUCKETS = 11
 /** How many times the buffers have grown: a thread whose views are older makes them again. */
 const GROWN = 12
+/** The thread holding the lock (its worker number + 1), 0 when none: so that a thread that died holding it is known. */
+const HOLDER = 13
 /** Float64 index of the tracking time (byte 64). */
 const TRACKING = 8
 const HEADER_BYTES = 128
@@ -518,6 +520,7 @@ export class StickyMemory {
 
   private lock(): void {
     if (Atomics.compareExchange(this.header, LOCK, 0, 1) !== 0) this.lockContended()
+    this.header[HOLDER] = this.worker + 1
     if (this.header[GROWN] !== this.grown) this.remap()
   }
 
@@ -553,6 +556,7 @@ export class StickyMemory {
   }
 
   private unlock(): void {
+    this.header[HOLDER] = 0
     if (Atomics.exchange(this.header, LOCK, 0) === 2) Atomics.notify(this.header, LOCK, 1)
   }
 
@@ -932,3 +936,17 @@ export const attach = (memory: Memory, worker: number): StickyMemory => new Stic
 
 /** Every broken invariant of the table's structure, in words: empty when it is sound. @category diagnostics */
 export const check = (memory: Memory): Array<string> => new StickyMemory(memory, 0).violations()
+
+/**
+ * Releases the lock if worker `worker` held it when it died (a defect thrown mid-operation, or the thread terminated),
+ * so that the other threads do not wait for it forever; whether it did. What the dead worker was changing may be half
+ * done: {@link check} says whether the table is still sound. @category operations
+ */
+export const releaseLockOf = (memory: Memory, worker: number): boolean => {
+  const header = new Int32Array(memory.header)
+  if (Atomics.load(header, HOLDER) !== worker + 1) return false
+  header[HOLDER] = 0
+  Atomics.store(header, LOCK, 0)
+  Atomics.notify(header, LOCK)
+  return true
+}

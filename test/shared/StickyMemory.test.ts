@@ -469,3 +469,22 @@ describe("StickyMemory in worker threads", () => {
       assert.deepStrictEqual(StickyMemory.check(memory), [])
     }))
 })
+
+describe("StickyMemory.releaseLockOf", () => {
+  it("frees the lock a dead worker held, and only that worker's", () => {
+    const memory = StickyMemory.allocate({ capacity: 4, trackingMillis: 0, workers: 2 })
+    const header = new Int32Array(memory.header)
+    // Worker 1 died inside an operation: the lock is held (with a waiter) and names it.
+    Atomics.store(header, 0, 2)
+    header[13] = 2
+    assert.isFalse(StickyMemory.releaseLockOf(memory, 0))
+    assert.isTrue(StickyMemory.releaseLockOf(memory, 1))
+    // The other threads go on: a visit takes the lock and gives it back.
+    const table = StickyMemory.attach(memory, 0)
+    table.visit("10.0.0.1", 1)
+    assert.strictEqual(Atomics.load(header, 0), 0)
+    assert.strictEqual(header[13], 0)
+    assert.isFalse(StickyMemory.releaseLockOf(memory, 1))
+    assert.deepStrictEqual(StickyMemory.check(memory), [])
+  })
+})
