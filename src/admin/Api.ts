@@ -7,9 +7,9 @@
  */
 import { Data, Effect, Schema, SchemaIssue } from "effect"
 import { isIP } from "node:net"
+import type { ConnectionInfo } from "../domain/Connection.ts"
+import type { ServerStatus } from "../domain/Pool.ts"
 import type * as StickyTable from "../domain/StickyTable.ts"
-import type { ConnectionInfo } from "../proxy/Slots.ts"
-import type { ServerStatus } from "../services/ServerPool.ts"
 
 /** A request the API refuses: HTTP `status`, a message, and the field at fault when there is one. @category errors */
 export class ApiError extends Data.TaggedError("ApiError")<{

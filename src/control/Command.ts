@@ -10,8 +10,8 @@
 import { isIP } from "node:net"
 import * as Acl from "../domain/Acl.ts"
 import * as HealthCheck from "../domain/HealthCheck.ts"
+import type { PolicyFlag, ServerChange } from "../domain/Pool.ts"
 import * as TlsSettings from "../domain/TlsSettings.ts"
-import type { PolicyFlag, ServerChange } from "../services/ServerPool.ts"
 
 export type { ServerChange }
 

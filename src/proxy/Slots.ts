@@ -5,20 +5,9 @@ import * as SlotMemory from "../shared/SlotMemory.ts"
  * number, so that `close N`, `connection N` and the status page can name it.
  */
 
-/** One live connection as pen's `connection N` and status page show it. @category models */
-export interface ConnectionInfo {
-  readonly slot: number
-  /** pen's state bits: 1 while the server is being dialed, 2 once relaying. */
-  readonly state: 1 | 2
-  /** The client's and the server's socket descriptors (-1 when there is none). */
-  readonly downfd: number
-  readonly upfd: number
-  /** Bytes queued towards the client and towards the server. */
-  readonly pendingDown: number
-  readonly pendingUp: number
-  readonly client: string
-  readonly server: number
-}
+import type { ConnectionInfo } from "../domain/Connection.ts"
+
+export type { ConnectionInfo } from "../domain/Connection.ts"
 
 /** Something that holds a slot: it can describe itself and be ended. @category models */
 export interface Slotted {

@@ -1,8 +1,13 @@
 /**
- * The servers: which exist (membership, resolved once at start-up), their live state (connections, blacklist
- * deadlines, byte counters) and which one a new connection tries (pen's selection, from `domain/Selection.ts`).
- * ServerPool never probes: health is written into it by HealthChecker (`setDown`), which follows the changes
- * `configure` makes (`changes`) to start, restart or stop each server's check.
+ * The servers: which exist (resolved at start-up, and when `server N address ...` changes one), their live state
+ * (connections, blacklist deadlines, down, drained, slow start, byte counters) and which one a new connection tries
+ * (pen's selection, from `domain/Selection.ts`). ServerPool never probes: health is written into it by HealthChecker
+ * (`setDown`), which follows the changes `configure` makes (`changes`) to start, restart or stop each server's check.
+ *
+ * The live state, the roundrobin cursor and the selection flags are in memory every thread shares
+ * (`shared/ServerMemory.ts`): with `--workers`, each thread's pool is a view of one set of servers. The settings
+ * (address, limits, weight, prio, ACL, PROXY header, check) are each thread's copy: the main thread's `configure`
+ * resolves and applies a change, and the worker threads `adopt` its result (`shared/Broadcast.ts`).
  *
  * The `*Unsafe` members are synchronous and meant for the per-connection path, which runs outside a fiber.
  */
@@ -12,6 +17,7 @@ import { LbConfig } from "../Config.ts"
 import * as Address from "../domain/Address.ts"
 import * as Backend from "../domain/Backend.ts"
 import * as HealthCheck from "../domain/HealthCheck.ts"
+import type { PolicyFlag, PoolSnapshot, ServerChange, ServerStatus } from "../domain/Pool.ts"
 import * as Selection from "../domain/Selection.ts"
 import * as ServerSpec from "../domain/ServerSpec.ts"
 import * as Resolve from "../net/Resolve.ts"
@@ -19,6 +25,8 @@ import * as Socket from "../net/Socket.ts"
 import { Broadcast, type BroadcastShape, type ServerSettings } from "../shared/Broadcast.ts"
 import * as ServerMemory from "../shared/ServerMemory.ts"
 import { SharedState } from "../shared/SharedState.ts"
+
+export type { PolicyFlag, PoolSnapshot, ServerChange, ServerStatus } from "../domain/Pool.ts"
 
 /** Index of the emergency server (`-e`), which never takes part in selection. @category constants */
 export const EMERGENCY_SERVER = -2
@@ -30,35 +38,6 @@ export const ABUSE_SERVER = -3
 export class ServerPoolError extends Schema.TaggedError<ServerPoolError>()("ServerPoolError", {
   message: Schema.String
 }) {}
-
-/** One server as the status outputs show it. @category models */
-export interface ServerStatus {
-  readonly index: number
-  readonly address: string
-  readonly connections: number
-  readonly softLimit: number
-  readonly hardLimit: number
-  readonly weight: number
-  readonly prio: number
-  readonly blacklistedUntil: number
-  readonly blacklisted: boolean
-  readonly bytesSent: number
-  readonly bytesReceived: number
-  /** The active check's text (`HealthCheck.format`), or undefined when the server is not checked. */
-  readonly check: string | undefined
-  /** Down by its active check. */
-  readonly down: boolean
-  /** Taking no new clients (the admin API's drain). */
-  readonly draining: boolean
-}
-
-/** The pool at one instant. @category models */
-export interface PoolSnapshot {
-  readonly servers: ReadonlyArray<ServerStatus>
-  readonly emergency: ServerStatus | undefined
-  /** The regular server that last took a connection (pen's "current"), or -1. */
-  readonly current: number
-}
 
 /** The pool's contents, for {@link ServerPool.make}; the policy defaults to pen's (all flags off). @category models */
 export interface PoolOptions {
@@ -83,17 +62,6 @@ export interface PoolOptions {
 }
 
 const defaultPolicy: Selection.Policy = { roundrobin: false, hash: false, weight: false, prio: false, stubborn: false }
-
-/** A selection flag the control port switches. @category models */
-export type PolicyFlag = keyof Selection.Policy
-
-/** One change of a `server N ...` command, applied in order. @category models */
-export type ServerChange =
-  | { readonly key: "address"; readonly value: string }
-  | { readonly key: "proxy"; readonly value: Backend.ProxyHeader }
-  /** The server's own active check; undefined: not checked (`server N check none`). */
-  | { readonly key: "check"; readonly value: HealthCheck.Check | undefined }
-  | { readonly key: "port" | "max" | "hard" | "weight" | "prio" | "blacklist" | "acl"; readonly value: number }
 
 /** Why a server takes no connection: its own reason, no such server, or its slow start's draw. @category models */
 export type Refusal = Backend.Refusal | "none" | "slow-start"

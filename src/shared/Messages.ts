@@ -4,7 +4,7 @@
  */
 import type { Settings } from "../Config.ts"
 import type { Endpoint } from "../domain/Address.ts"
-import type { ConnectionInfo } from "../proxy/Slots.ts"
+import type { ConnectionInfo } from "../domain/Connection.ts"
 import type { SettingChange } from "./Broadcast.ts"
 import type { Memory } from "./SharedState.ts"
 
