@@ -8,6 +8,7 @@
 // bench/README.md.
 //
 // Scenarios: "keep-alive", "keep-alive -H" (nib and pen adding X-Forwarded-For), "new connection", "bulk download",
+// "single download" (the same over one connection: one stream's pace, with the balancer's CPU % and CPU 1's busy %),
 // "bulk upload", "idle N", "udp" (-U: request/response
 // datagrams of 100 bytes from 50 client sockets through the balancer to two UDP echo servers; the plain reference is
 // then bench/plain-udp-proxy.ts, and only balancers with a UDP mode take part: plain, nib, pen), "tls new connection"
@@ -538,11 +539,25 @@ const peers = (script: string) => async (): Promise<Backends> => {
   return { servers: ports.map((p) => `127.0.0.1:${p}`), stop: () => Promise.all(processes.map(stop)) }
 }
 
-const bulkScenario = (name: string, backend: string, load: string, extra: Array<string> = []): Scenario => ({
+const bulkScenario = (
+  name: string,
+  backend: string,
+  load: string,
+  extra: Array<string> = [],
+  connections = 4
+): Scenario => ({
   name,
   backends: peers(backend),
   measure: async (port, pid, balancer) => {
-    const argv = [NODE, Path.join(ROOT, "bench", load), String(port), String(SECONDS), "4", String(BULK_BODY), ...extra]
+    const argv = [
+      NODE,
+      Path.join(ROOT, "bench", load),
+      String(port),
+      String(SECONDS),
+      String(connections),
+      String(BULK_BODY),
+      ...extra
+    ]
     const before = cpuTicks(pid)
     const out = await run(argv)
     const micros = (cpuTicks(pid) - before) * TICK_MICROS
@@ -563,6 +578,10 @@ const bulkScenario = (name: string, backend: string, load: string, extra: Array<
       cpuMillisPerMB: micros / 1000 / mb,
       peakRssMiB: memoryKiB(pid, "VmHWM") / 1024,
       errors: u.errors,
+      // The balancer's own CPU over the load's run, in % of one core (its start-up is not in `micros`, Node's
+      // start-up of the load is not in `seconds`); cpu1Busy is the whole core's, kernel work for other processes
+      // included.
+      balancerBusy: micros / 1e4 / u.seconds,
       cpu0Busy: u.cpuBusy[0] ?? NaN,
       cpu1Busy: u.cpuBusy[1] ?? NaN
     }
@@ -648,6 +667,9 @@ const ALL_SCENARIOS: Array<Scenario> = [
   { ...wrkScenario("keep-alive -H", "/small", 50, []), http: true },
   wrkScenario("new connection", "/small", 50, ["-H", "Connection: close"]),
   bulkScenario("bulk download", "source.ts", "download.ts"),
+  // One stream on its own: whatever the relay waits for between a read and a write shows here, where the 4
+  // connections of "bulk download" would fill each other's gaps (issue #17).
+  bulkScenario("single download", "source.ts", "download.ts", [], 1),
   bulkScenario("bulk upload", "sink.ts", "upload.ts"),
   ...IDLE.map(idleScenario),
   udpScenario,
@@ -724,6 +746,12 @@ const SHOWN: Record<string, Array<[string, string, number, "low" | "high"]>> = {
   ], ["peakRssMiB", "peak RSS MiB", 1, "low"]],
   "bulk download": BULK,
   "bulk upload": BULK,
+  "single download": [
+    ...BULK.slice(0, 2),
+    ["balancerBusy", "balancer CPU %", 1, "high"],
+    ["cpu1Busy", "CPU 1 busy %", 1, "high"],
+    BULK[2]!
+  ],
   "tls new connection": [
     ["cpuMicrosPerHandshake", "CPU µs/handshake", 1, "low"],
     ["handshakesPerSecond", "handshakes/s", 0, "high"],

@@ -13,6 +13,12 @@
  *   completes. Most writes complete at once (nothing was queued): they take no callback, and their buffer goes back
  *   right away. A memcpy costs less than a fresh 64 KiB read buffer, which is external memory that V8 answers with
  *   full mark-compacts.
+ * - **No Nagle.** A destination sends each write at once (TCP_NODELAY) from its second write on. With Nagle's
+ *   algorithm the kernel holds a write's last, less than full segment while an earlier short segment is
+ *   unacknowledged, and a peer that is reading a stream acknowledges late (its delayed ACK, up to 40 ms on Linux): the
+ *   end of a burst (a response, a download's last bytes) then waited up to 40 ms, with both peers and the relay idle.
+ *   A relay never has more to add to what it writes. A socket's first write cannot be held (nothing of it is
+ *   unacknowledged yet), so a connection that writes once each way pays no system call for it.
  * - **Back-pressure.** When a write leaves the destination over its high-water mark, the source stops reading until
  *   the destination drains, so a slow reader holds at most a couple of pooled buffers per direction.
  * - **Half-close.** Each side's EOF becomes a FIN to the other after the bytes already queued, and the other
@@ -130,6 +136,8 @@ class Pipe {
   private retired: Array<Buffer> | undefined
   private retiredWrites: Array<number> | undefined
   private paused = false
+  /** Where `dst` stands with Nagle: nothing written yet, one write made (Nagle still on), or off (TCP_NODELAY). */
+  private nagle: "unwritten" | "once" | "off" = "unwritten"
   private disposed = false
   /** -H: the rewriter's bytes handed over so far (a rewritten chunk is counted as what it became). */
   private rewritten = 0
@@ -210,6 +218,7 @@ class Pipe {
     const start = this.flushed
     if (buffer === undefined || start === this.fill) return true
     const view = buffer.subarray(start, this.flushed = this.fill)
+    if (this.nagle !== "off") this.noNagle()
     let ok: boolean
     if (dst.writableLength === 0) {
       // Nothing is queued, so the write usually completes at once: its bytes are then in the kernel, the buffer is
@@ -231,6 +240,22 @@ class Pipe {
     if (ok) return true
     this.paused = true
     return false
+  }
+
+  /**
+   * Before a write: from `dst`'s second write on, Nagle goes off, once per connection and direction. The relay's first
+   * write may not be the socket's first: a PROXY header went before it, or a TLS handshake (whose last short segment
+   * may still be unacknowledged).
+   */
+  private noNagle(): void {
+    const dst = this.dst
+    if (this.nagle === "unwritten" && dst.bytesWritten === 0 && (dst as { encrypted?: boolean }).encrypted !== true) {
+      this.nagle = "once"
+      return
+    }
+    this.nagle = "off"
+    // (a Unix socket has no Nagle, and Node then leaves it alone)
+    dst.setNoDelay(true)
   }
 
   /** The current buffer has no write pending: back to the pool, so that an idle connection holds none. */
