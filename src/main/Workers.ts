@@ -64,6 +64,8 @@ export class Workers extends Context.Service<Workers, {
   readonly setLogSink: (sink: (clientIp: string, serverIp: string, chunk: Buffer) => void) => void
   /** Each thread that serves, the main thread first. */
   readonly status: Effect.Effect<ReadonlyArray<WorkerStatus>>
+  /** Stops every worker thread (its listener closed, its connections ended) and waits for them; once. */
+  readonly stop: Effect.Effect<void>
   /** The test hook of `workers crash N`: tells worker `worker` to fail (it does with NIB_TEST_HOOKS=1). */
   readonly crash: (worker: number) => Effect.Effect<boolean>
 }>()("nib/main/Workers") {
@@ -287,16 +289,14 @@ const make = Effect.fnUntraced(function*(
       yield* Effect.promise(() => handle.thread.terminate())
     })
 
-  yield* Scope.addFinalizer(
-    scope,
-    Effect.suspend(() => {
-      closing = true
-      return Effect.forEach(handles.filter((h): h is Handle => h !== undefined), stop, {
-        concurrency: "unbounded",
-        discard: true
-      })
+  const stopAll = Effect.suspend(() => {
+    closing = true
+    return Effect.forEach(handles.filter((h): h is Handle => h !== undefined && !h.stopping), stop, {
+      concurrency: "unbounded",
+      discard: true
     })
-  )
+  })
+  yield* Scope.addFinalizer(scope, stopAll)
 
   const send = (change: SettingChange): Effect.Effect<void> =>
     Effect.suspend(() => {
@@ -317,6 +317,7 @@ const make = Effect.fnUntraced(function*(
 
   return Workers.of({
     count,
+    stop: stopAll,
     send,
     start: (bound) =>
       Effect.suspend(() => {
@@ -398,6 +399,12 @@ export const layerListener: Layer.Layer<
     const counters = new CounterMemory.Counters(memory.counters, 0)
     const board = memory.sessions === undefined ? undefined : new SessionBoard.SessionBoard(memory.sessions, 0)
     const local = yield* Listener.make
+    // Stopping (this finalizer runs before the main thread's own listener closes): no thread admits a waiting
+    // client any more, then the worker threads stop, then the main thread's listener and connections close.
+    const admission = memory.admission === undefined ? undefined : new Int32Array(memory.admission)
+    yield* Effect.addFinalizer(() =>
+      Effect.andThen(Effect.sync(() => admission !== undefined && Atomics.store(admission, 2, 1)), workers.stop)
+    )
     workers.setLogSink(log.chunkUnsafe)
     yield* workers.start(local.address).pipe(Effect.mapError((error) => new ListenerError({ message: error.message })))
     return Listener.of({

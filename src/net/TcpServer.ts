@@ -33,7 +33,8 @@ export interface Options {
   readonly reusePort?: boolean | undefined
   /**
    * The live connections of every worker thread, counted against `maxConnections` together (`-x` is one limit for
-   * the balancer): word 0 the count, word 1 the threads waiting for it to drop, over a SharedArrayBuffer.
+   * the balancer): word 0 the count, word 1 the threads waiting for it to drop, word 2 set once the balancer stops
+   * (no thread admits a waiting client then), over a SharedArrayBuffer.
    */
   readonly shared?: Int32Array | undefined
 }
@@ -86,6 +87,7 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
      */
     const take = (): boolean => {
       if (shared === undefined) return active < maxConnections
+      if (Atomics.load(shared, 2) !== 0) return false
       for (let live = Atomics.load(shared, 0); live < maxConnections;) {
         const seen = Atomics.compareExchange(shared, 0, live, live + 1)
         if (seen === live) return true

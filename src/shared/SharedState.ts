@@ -24,8 +24,8 @@ export interface Memory {
   /** pen's connection numbers, one table for all workers; undefined with one thread (its proxy numbers its own). */
   readonly slots: SlotMemory.Memory | undefined
   /**
-   * The live connections of all workers, counted against `-x` together (net/TcpServer.ts: the count, and the workers
-   * waiting for it to drop); undefined with one thread.
+   * The live connections of all workers, counted against `-x` together (net/TcpServer.ts: the count, the workers
+   * waiting for it to drop, and whether the balancer stops); undefined with one thread.
    */
   readonly admission: SharedArrayBuffer | undefined
   /** UDP sessions of all workers, bounded by `-x` together (`-U`); undefined with one thread. */
@@ -61,7 +61,7 @@ export const allocate = (options: {
       )
     }),
     slots: shared ? SlotMemory.allocate({ size: options.connections, shared }) : undefined,
-    admission: shared ? new SharedArrayBuffer(8) : undefined,
+    admission: shared ? new SharedArrayBuffer(12) : undefined,
     sessions: shared ? SessionBoard.allocate({ places: placesFor(options.connections), workers }) : undefined,
     workers
   }

@@ -10,6 +10,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import * as Nib from "../utils/Nib.ts"
 import * as Pen from "../utils/Pen.ts"
 import * as Harness from "./harness.ts"
 import { penHash, scenarios } from "./scenarios.ts"
@@ -61,6 +62,12 @@ describe("the scenarios", () => {
 })
 
 for (const scenario of scenarios) {
+  // Clients that arrive while the balancer is frozen are accepted together: with --workers, by several threads at once,
+  // in no defined order between them. The servers they get must be the same, whichever client got which.
+  const together = Nib.WORKERS.length > 0 && scenario.steps.some((step) => step.do === "pause")
+  const inOrder = <A>(record: ReadonlyArray<A>): ReadonlyArray<A> =>
+    together && record.every((entry) => typeof entry === "string") ? record.toSorted() : record
+
   const expected = scenario.penBug === undefined
     ? { pen: scenario.expect!, nib: scenario.nibBug?.nib ?? scenario.expect! }
     : { pen: scenario.penBug.pen, nib: scenario.penBug.nib }
@@ -83,7 +90,7 @@ for (const scenario of scenarios) {
       Effect.gen(function*() {
         const { log, record } = yield* Harness.run(scenario, "nib")
         if (verbose) console.log(`compat: ${scenario.name}: nib ${JSON.stringify(record)}`)
-        assert.deepStrictEqual(record, expected.nib, `${nibMessage}\n${log}`)
+        assert.deepStrictEqual(inOrder(record), inOrder(expected.nib), `${nibMessage}\n${log}`)
       }), 30_000)
   })
 }
