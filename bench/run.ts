@@ -18,7 +18,8 @@
 // pen, haproxy).
 // Environment: BENCH_REPS (3), BENCH_SECONDS (5, per wrk or upload run), BENCH_IDLE ("2000,10000"), BENCH_ONLY (a
 // comma list of balancer names; default: all of them), BENCH_SCENARIOS (a comma list of scenario names),
-// BENCH_NIB_BASE (another nib checkout, built: measured as "nib-base" beside this one, to compare two versions),
+// BENCH_NIB_BASE (another nib checkout, built: measured as "nib-base" beside this one, to compare two versions; a comma
+// list adds "nib-base2", ... for more),
 // BENCH_NODE_FLAGS (Node flags for the Node balancers, such as --cpu-prof), BENCH_OUT (a path prefix: each balancer's
 // stdout goes to PREFIX.NAME.TIME, for --trace-gc), BENCH_TLS_GROUPS (the key exchange groups the TLS loads offer:
 // "P-256" by default, the one group pen offers).
@@ -377,19 +378,21 @@ const BALANCERS: Array<Balancer> = [
   // Each of the two alone, to tell their costs apart.
   { name: "nib+check", tool: "node", argv: nibArgv(ROOT, "--check", "tcp"), optIn: true },
   { name: "nib+admin", tool: "node", argv: nibArgv(ROOT, "--admin", "127.0.0.1:0"), optIn: true },
-  ...(process.env.BENCH_NIB_BASE === undefined ? [] : [{
-    name: "nib-base",
-    tool: "node",
-    argv: nibArgv(Path.resolve(process.env.BENCH_NIB_BASE)),
-    // (a version older than UDP mode sits the UDP scenario out)
-    ...(Fs.existsSync(Path.join(Path.resolve(process.env.BENCH_NIB_BASE), "dist/src/proxy/UdpProxy.js"))
-      ? { udp: nibArgv(Path.resolve(process.env.BENCH_NIB_BASE), "-U") }
-      : {}),
-    // (and one older than TLS termination, -E, the TLS scenarios)
-    ...(Fs.existsSync(Path.join(Path.resolve(process.env.BENCH_NIB_BASE), "dist/src/net/Tls.js"))
-      ? { tls: nibArgv(Path.resolve(process.env.BENCH_NIB_BASE), "-E", TLS_CERT, "-K", TLS_KEY) }
-      : {})
-  }]),
+  // BENCH_NIB_BASE=DIR[,DIR...]: "nib-base", then "nib-base2", ... (several versions, interleaved with this one)
+  ...(process.env.BENCH_NIB_BASE ?? "").split(",").filter((dir) => dir !== "").map((dir, i): Balancer => {
+    const root = Path.resolve(dir)
+    return {
+      name: i === 0 ? "nib-base" : `nib-base${i + 1}`,
+      tool: "node",
+      argv: nibArgv(root),
+      // (a version older than UDP mode sits the UDP scenario out)
+      ...(Fs.existsSync(Path.join(root, "dist/src/proxy/UdpProxy.js")) ? { udp: nibArgv(root, "-U") } : {}),
+      // (and one older than TLS termination, -E, the TLS scenarios)
+      ...(Fs.existsSync(Path.join(root, "dist/src/net/Tls.js"))
+        ? { tls: nibArgv(root, "-E", TLS_CERT, "-K", TLS_KEY) }
+        : {})
+    }
+  }),
   {
     name: "pen",
     tool: "pen",

@@ -2,17 +2,19 @@
  * Moves bytes between a client and its server, both ways, with no allocation per read that the garbage collector must
  * later find.
  *
- * - **Reads.** Every relayed socket reads into one shared buffer (`net`'s `onread`). Reads and their callbacks run
- *   one at a time on the event loop, so one buffer serves every socket, and an idle socket holds none. Servers are
- *   dialed with `onread` (see `Socket.dialTarget`). Accepted sockets come from `net.Server`, which has no such option:
- *   `readShared` gives an accepted, not yet reading socket the same two fields and the same `useUserBuffer` call that
- *   Node's own constructor gives a socket made with `onread`. The fields are found by value on a probe socket, not by
- *   name; if they cannot be found (another Node), the socket reads with `data` events and nothing else changes.
+ * - **Reads.** Every relayed socket reads into one shared buffer (`net`'s `onread`) of {@link READ_SIZE} bytes. Reads
+ *   and their callbacks run one at a time on the event loop, so one buffer serves every socket, and an idle socket
+ *   holds none. Servers are dialed with `onread` (see `Socket.dialTarget`). Accepted sockets come from `net.Server`,
+ *   which has no such option: `readShared` gives an accepted, not yet reading socket the same two fields and the same
+ *   `useUserBuffer` call that Node's own constructor gives a socket made with `onread`. The fields are found by value
+ *   on a probe socket, not by name; if they cannot be found (another Node), the socket reads with `data` events and
+ *   nothing else changes.
  * - **Writes.** A chunk is copied from the shared buffer into a buffer borrowed from a `BufferPool` and written from
  *   there. Consecutive chunks share a pooled buffer while it has room; it goes back to the pool when its last write
  *   completes. Most writes complete at once (nothing was queued): they take no callback, and their buffer goes back
  *   right away. A memcpy costs less than a fresh 64 KiB read buffer, which is external memory that V8 answers with
- *   full mark-compacts.
+ *   full mark-compacts. A chunk larger than a pooled buffer fills several, and they leave together in one `writev`
+ *   (`dst` is corked meanwhile).
  * - **No Nagle.** A destination sends each write at once (TCP_NODELAY) from its second write on. With Nagle's
  *   algorithm the kernel holds a write's last, less than full segment while an earlier short segment is
  *   unacknowledged, and a peer that is reading a stream acknowledges late (its delayed ACK, up to 40 ms on Linux): the
@@ -20,13 +22,13 @@
  *   A relay never has more to add to what it writes. A socket's first write cannot be held (nothing of it is
  *   unacknowledged yet), so a connection that writes once each way pays no system call for it.
  * - **Back-pressure.** When a write leaves the destination over its high-water mark, the source stops reading until
- *   the destination drains, so a slow reader holds at most a couple of pooled buffers per direction.
+ *   the destination drains, so a slow reader holds at most one read's worth of pooled buffers per direction.
  * - **Half-close.** Each side's EOF becomes a FIN to the other after the bytes already queued, and the other
  *   direction keeps flowing. Errors, resets and closing are the owner's (`proxy/TcpProxy.ts`): it calls `dispose`
  *   once both sockets have closed, which gives back whatever is still borrowed.
  *
- * A relay allocates its two pipes and their write callbacks once; per chunk it allocates only the small view that
- * `write` needs.
+ * A relay allocates its two pipes and their write callbacks once; per write it allocates only the small view that
+ * `write` needs (and Node, for a corked batch, the list it hands to `writev`).
  */
 import * as Net from "node:net"
 import * as HttpRewrite from "../domain/HttpRewrite.ts"
@@ -45,8 +47,16 @@ export interface Tap {
   readonly httpError?: (status: 400 | 431, reason: string) => void
 }
 
+/**
+ * The most one read takes: four pooled buffers. On one fast stream each read is a system call, a callback into
+ * JavaScript and a write (with TCP_NODELAY, a write ends in a short segment of its own); at 64 KiB the relay spent
+ * its time on them. Larger reads would hold more pooled buffers in a stalled direction (back-pressure stops reading
+ * only after a read) and measured no faster. @category constants
+ */
+export const READ_SIZE = 4 * BUFFER_SIZE
+
 /** The buffer every relayed socket reads into; a chunk is copied out before the next read. */
-const SHARED = Buffer.allocUnsafeSlow(BUFFER_SIZE)
+const SHARED = Buffer.allocUnsafeSlow(READ_SIZE)
 
 /** Written behind a write that did not complete at once: its callback says when that one has. */
 const EMPTY = Buffer.alloc(0)
@@ -136,6 +146,8 @@ class Pipe {
   private retired: Array<Buffer> | undefined
   private retiredWrites: Array<number> | undefined
   private paused = false
+  /** `dst` is corked: writes leave together at the end of the chunk, and whether to stop reading is decided then. */
+  private corked = false
   /** Where `dst` stands with Nagle: nothing written yet, one write made (Nagle still on), or off (TCP_NODELAY). */
   private nagle: "unwritten" | "once" | "off" = "unwritten"
   private disposed = false
@@ -159,19 +171,26 @@ class Pipe {
     const dst = this.dst
     // The other side is gone (an error or reset, which ends the connection): nothing more to move.
     if (this.disposed || dst.destroyed) return false
+    // A chunk that fills more than one pooled buffer leaves in one writev: one system call, and one run of full
+    // segments instead of one short segment per pooled buffer.
+    if (length > BUFFER_SIZE) {
+      dst.cork()
+      this.corked = true
+    }
     const rewriter = this.rewriter
     if (rewriter === undefined) {
       if (this.fromClient) this.tap.fromClient(chunk, length, length)
       else this.tap.fromServer(length)
       this.append(chunk, 0, length)
-      return this.flush()
+    } else {
+      // -H: the rewriter hands over slices of the chunk and the lines it inserts, in order (`append`).
+      const before = this.rewritten
+      rewriter.feed(chunk, this, length)
+      this.tap.fromClient(chunk, length, this.rewritten - before)
+      if (rewriter.mode !== "http") this.rewriter = undefined
     }
-    // -H: the rewriter hands over slices of the chunk and the lines it inserts, in order (`append`).
-    const before = this.rewritten
-    rewriter.feed(chunk, this, length)
-    this.tap.fromClient(chunk, length, this.rewritten - before)
-    if (rewriter.mode !== "http") this.rewriter = undefined
-    return this.flush()
+    const flowing = this.flush()
+    return this.corked ? this.uncork() : flowing
   }
 
   /** Rewriter sink: `buffer[start, end)` goes to `dst`, after what is already appended. */
@@ -194,7 +213,8 @@ class Pipe {
 
   /**
    * Copies `source[start, end)` after the bytes not yet written. A slice that does not fit in the current pooled
-   * buffer's room goes whole into a fresh one (slices are at most a read's size), after writing what is pending.
+   * buffer's room starts a fresh one, after writing what is pending; a slice larger than a pooled buffer fills as many
+   * as it needs, each written as it fills.
    */
   private append(source: Uint8Array, start: number, end: number): void {
     while (start < end) {
@@ -219,6 +239,12 @@ class Pipe {
     if (buffer === undefined || start === this.fill) return true
     const view = buffer.subarray(start, this.flushed = this.fill)
     if (this.nagle !== "off") this.noNagle()
+    if (this.corked) {
+      // (queued until `uncork`, so it cannot complete at once: its callback says when it has)
+      this.writes++
+      dst.write(view, this.written)
+      return true
+    }
     let ok: boolean
     if (dst.writableLength === 0) {
       // Nothing is queued, so the write usually completes at once: its bytes are then in the kernel, the buffer is
@@ -238,6 +264,19 @@ class Pipe {
       ok = dst.write(view, this.written)
     }
     if (ok) return true
+    this.paused = true
+    return false
+  }
+
+  /**
+   * Sends what was written while corked, in one writev; false, and reading stops, when that leaves `dst` over its
+   * high-water mark (what the kernel did not take waits in Node until `dst` drains).
+   */
+  private uncork(): boolean {
+    this.corked = false
+    const dst = this.dst
+    dst.uncork()
+    if (dst.writableLength < dst.writableHighWaterMark) return true
     this.paused = true
     return false
   }
