@@ -23,6 +23,11 @@
 // BENCH_NODE_FLAGS (Node flags for the Node balancers, such as --cpu-prof), BENCH_OUT (a path prefix: each balancer's
 // stdout goes to PREFIX.NAME.TIME, for --trace-gc), BENCH_TLS_GROUPS (the key exchange groups the TLS loads offer:
 // "P-256" by default, the one group pen offers).
+//
+// --workers (issue #17): nib-w2 (nib --workers 2) and haproxy-t2 (haproxy, nbthread 2) run when BENCH_ONLY names
+// them; nib-base is the checkout BENCH_NIB_BASE names (above), e.g. a build of main before issue #17. "keep-alive unpinned" and "new connection unpinned" run when BENCH_SCENARIOS names them:
+// the balancer is not pinned (it may use both CPUs), the load stays on CPU 0, and the report ends with nib-w2's CPU
+// per request against nib's, nib-w2's requests/s against pen's, and what more cores would give (a projection).
 import * as ChildProcess from "node:child_process"
 import * as Dgram from "node:dgram"
 import * as Fs from "node:fs"
@@ -102,8 +107,11 @@ const nibArgv = (root: string, ...flags: Array<string>) => (port: number, server
 const has = (tool: string) => ChildProcess.spawnSync("sh", ["-c", `command -v ${tool}`]).status === 0
 const PINNING = has("taskset") && Os.cpus().length > 1
 
-/** Runs argv on `cpu` with its fd limit raised to the hard limit; the pid is the program's own (bash and taskset exec into it). */
-const spawnPinned = (cpu: number, argv: Array<string>, options: ChildProcess.SpawnOptions = {}) => {
+/**
+ * Runs argv on `cpu` (a CPU, or a list such as "0-1") with its fd limit raised to the hard limit; the pid is the
+ * program's own (bash and taskset exec into it).
+ */
+const spawnPinned = (cpu: number | string, argv: Array<string>, options: ChildProcess.SpawnOptions = {}) => {
   const pinned = PINNING ? ["taskset", "-c", String(cpu), ...argv] : argv
   const child = ChildProcess.spawn("bash", ["-c", "ulimit -n \"$(ulimit -Hn)\" && exec \"$@\"", "bash", ...pinned], {
     stdio: ["ignore", "ignore", "pipe"],
@@ -222,12 +230,15 @@ const cpuLoad = () => {
   }
 }
 
-/** Waits until CPU 1 (the balancer's) is quiet; the machine is shared. Returns false if it never was. */
-const waitQuiet = async () => {
+/**
+ * Waits until the balancer's CPUs are quiet (CPU 1; both in the unpinned scenarios); the machine is shared. Returns
+ * false if they never were.
+ */
+const waitQuiet = async (cpus: Array<number> = [1]) => {
   if (!PINNING) return true
   for (let i = 0; i < 30; i++) {
-    if ((await cpuBusy(1)) < 0.15) return true
-    if (i === 0) process.stderr.write("  (CPU 1 is busy with other work: waiting)\n")
+    if ((await Promise.all(cpus.map(cpuBusy))).every((busy) => busy < 0.15)) return true
+    if (i === 0) process.stderr.write(`  (CPU ${cpus.join(" or ")} is busy with other work: waiting)\n`)
     await sleep(1000)
   }
   return false
@@ -289,15 +300,17 @@ interface Balancer {
   readonly tls?: (port: number, servers: Array<string>) => Array<string>
   /** Runs only when BENCH_ONLY names it. */
   readonly optIn?: true
+  /** A line it prints on stderr once it serves (besides the port answering): nib's, once every worker listens. */
+  readonly ready?: RegExp
 }
 
-const haproxyConfig = (port: number, servers: Array<string>, tls = false) => {
+const haproxyConfig = (port: number, servers: Array<string>, tls = false, threads = 1) => {
   const file = Path.join(work, `haproxy-${port}.cfg`)
   Fs.writeFileSync(
     file,
     [
       "global",
-      "  nbthread 1",
+      `  nbthread ${threads}`,
       `  maxconn ${Math.floor((FD_LIMIT - 200) / 2)}`,
       "defaults",
       "  mode tcp",
@@ -406,6 +419,13 @@ const BALANCERS: Array<Balancer> = [
     tool: "haproxy",
     argv: (port, servers) => ["haproxy", "-db", "-f", haproxyConfig(port, servers)],
     tls: (port, servers) => ["haproxy", "-db", "-f", haproxyConfig(port, servers, true)]
+  },
+  // --workers (issue #17): haproxy on two threads, as nib-w2 is nib on two.
+  {
+    name: "haproxy-t2",
+    tool: "haproxy",
+    argv: (port, servers) => ["haproxy", "-db", "-f", haproxyConfig(port, servers, false, 2)],
+    optIn: true
   }
 ]
 
@@ -430,6 +450,14 @@ interface Scenario {
   /** The backends the balancer is pointed at, started fresh for each measurement (default: two nginx). */
   readonly backends?: () => Promise<Backends>
   readonly measure: (port: number, pid: number, balancer: string) => Promise<Figures>
+  /** Runs only when BENCH_SCENARIOS names it. */
+  readonly optIn?: true
+  /** The balancer is not pinned: it may run on every CPU (the load stays on CPU 0). */
+  readonly unpinned?: true
+  /** The balancers it runs when BENCH_ONLY is not set (default: every balancer that is not opt-in). */
+  readonly balancers?: Array<string>
+  /** A line printed under its table's heading. */
+  readonly note?: string
 }
 
 /** What each balancer's TLS clients negotiated, per scenario (protocol, cipher, key exchange): the report names it. */
@@ -665,6 +693,67 @@ const tlsConnectScenario: Scenario = {
   }
 }
 
+// ---------------------------------------------------------------------------------------------------------------------
+// --workers (issue #17): the keep-alive and new connection loads with the balancer unpinned, free to use both CPUs,
+// while the load (wrk, nginx) stays on CPU 0. The balancer's CPU is still /proc/PID/stat's, which counts every thread
+// of the process (and threads that ended); how it was spread over the threads is read from /proc/PID/task/*/stat.
+
+const ALL_CPUS = `0-${Os.cpus().length - 1}`
+const UNPINNED_BALANCERS = ["nib", "nib-w2", "pen", "haproxy", "haproxy-t2"]
+
+/** Each thread's CPU ticks so far (user + system), from /proc/PID/task/TID/stat. */
+const threadTicks = (pid: number) => {
+  const ticks = new Map<string, number>()
+  for (const tid of Fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = Fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8")
+      const fields = stat.slice(stat.lastIndexOf(") ") + 2).split(" ")
+      ticks.set(tid, Number(fields[11]) + Number(fields[12]))
+    } catch {
+      // (the thread ended between the listing and the reading)
+    }
+  }
+  return ticks
+}
+
+/**
+ * How the balancer's CPU between two readings was spread over its threads, in percent of the process's own figure
+ * (`ticks`, from /proc/PID/stat): the busiest thread's share, the next one's, the other threads' (Node's: V8's GC
+ * helpers), and all the threads alive at the end together (a check that /proc/PID/stat counts every thread: 100%,
+ * less what threads that ended used).
+ */
+const threadSplit = (before: Map<string, number>, after: Map<string, number>, ticks: number) => {
+  const used = [...after].map(([tid, t]) => t - (before.get(tid) ?? 0)).toSorted((a, b) => b - a)
+  const share = (t: number) => (ticks === 0 ? NaN : (100 * t) / ticks)
+  return {
+    busiestThreadPct: share(used[0] ?? 0),
+    secondThreadPct: share(used[1] ?? 0),
+    otherThreadsPct: share(used.slice(2).reduce((a, b) => a + b, 0)),
+    threadsCountedPct: share(used.reduce((a, b) => a + b, 0))
+  }
+}
+
+const unpinnedScenario = (name: string, extra: Array<string>): Scenario => {
+  const load = wrkScenario(name, "/small", 50, extra)
+  return {
+    name,
+    optIn: true,
+    unpinned: true,
+    balancers: UNPINNED_BALANCERS,
+    note: "The balancer is not pinned (it may use both CPUs); wrk and nginx stay on CPU 0. Its CPU per request sums " +
+      "all its threads; the thread columns give the busiest thread's share of it, the next one's and the " +
+      "other threads' together (for Node, V8's GC helpers).",
+    measure: async (port, pid, balancer) => {
+      const threads = threadTicks(pid)
+      const ticks = cpuTicks(pid)
+      const figures = await load.measure(port, pid, balancer)
+      return { ...figures, ...threadSplit(threads, threadTicks(pid), cpuTicks(pid) - ticks) }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+
 const ALL_SCENARIOS: Array<Scenario> = [
   wrkScenario("keep-alive", "/small", 50, []),
   { ...wrkScenario("keep-alive -H", "/small", 50, []), http: true },
@@ -677,7 +766,10 @@ const ALL_SCENARIOS: Array<Scenario> = [
   ...IDLE.map(idleScenario),
   udpScenario,
   tlsConnectScenario,
-  { ...bulkScenario("tls download", "source.ts", "download.ts", ["tls"]), tls: true }
+  { ...bulkScenario("tls download", "source.ts", "download.ts", ["tls"]), tls: true },
+  // --workers (issue #17)
+  unpinnedScenario("keep-alive unpinned", []),
+  unpinnedScenario("new connection unpinned", ["-H", "Connection: close"])
 ]
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -691,19 +783,37 @@ const backends = async (): Promise<Backends> => {
   return { servers: ports.map((p) => `127.0.0.1:${p}`), stop: () => Promise.all(processes.map(stop)) }
 }
 
+/** Waits until `output()` (what a child printed so far) has a line matching `line`. */
+const waitForLine = async (line: RegExp, output: () => string, child: ChildProcess.ChildProcess) => {
+  for (let i = 0; i < 400; i++) {
+    if (line.test(output())) return
+    if (child.exitCode !== null) throw new Error(`process exited with ${child.exitCode} before saying it serves`)
+    await sleep(25)
+  }
+  throw new Error(`no line matching ${line} within 10 s`)
+}
+
 /**
- * Starts a balancer on a free port and waits until it listens. A port found free may be taken by the time the
+ * Starts a balancer on a free port, on `cpu` (CPU 1, or every CPU in the unpinned scenarios), and waits until it
+ * listens (and, if it has a `ready` line, until it printed it). A port found free may be taken by the time the
  * balancer binds it (the machine is shared): then it is started again on another, at most three times; the last
  * failure names the balancer and gives what it printed.
  */
-const startBalancer = async (name: string, udp: boolean, argv: (port: number) => Array<string>) => {
+const startBalancer = async (
+  name: string,
+  udp: boolean,
+  argv: (port: number) => Array<string>,
+  cpu: number | string = 1,
+  ready?: RegExp
+) => {
   for (let attempt = 1;; attempt++) {
     const port = udp ? await freeUdpPort() : await freePort()
-    const child = spawnPinned(1, argv(port), balancerOutput(name))
+    const child = spawnPinned(cpu, argv(port), balancerOutput(name))
     let stderr = ""
     child.stderr?.on("data", (d) => (stderr += d))
     try {
       await (udp ? waitForUdpPort : waitForPort)(port, child)
+      if (ready !== undefined) await waitForLine(ready, () => stderr, child)
       return { child, port }
     } catch (error) {
       await stop(child)
@@ -732,7 +842,24 @@ const KEEP_ALIVE: Array<[string, string, number, "low" | "high"]> = [
   ["p99Ms", "p99 ms", 2, "low"],
   ["peakRssMiB", "peak RSS MiB", 1, "low"]
 ]
-const SHOWN: Record<string, Array<[string, string, number, "low" | "high"]>> = {
+/**
+ * The unpinned scenarios' figures (issue #17): the thread shares and the CPUs' load describe a run rather than rank
+ * the balancers ("none": no ratios to plain and pen).
+ */
+const UNPINNED = (cpuLabel: string, cpuDigits: number, rateLabel: string) =>
+  [
+    ["cpuMicrosPerRequest", cpuLabel, cpuDigits, "low"],
+    ["rps", rateLabel, 0, "high"],
+    ["p99Ms", "p99 ms", 2, "low"],
+    ["busiestThreadPct", "busiest thread %", 0, "none"],
+    ["secondThreadPct", "next thread %", 0, "none"],
+    ["otherThreadsPct", "other threads %", 0, "none"],
+    ["cpu0Busy", "CPU 0 busy %", 0, "none"],
+    ["cpu1Busy", "CPU 1 busy %", 0, "none"]
+  ] satisfies Array<[string, string, number, "low" | "high" | "none"]>
+const SHOWN: Record<string, Array<[string, string, number, "low" | "high" | "none"]>> = {
+  "keep-alive unpinned": UNPINNED("CPU µs/request", 2, "requests/s"),
+  "new connection unpinned": UNPINNED("CPU µs/connection", 1, "connections/s"),
   "keep-alive": KEEP_ALIVE,
   "keep-alive -H": KEEP_ALIVE,
   "new connection": [["cpuMicrosPerRequest", "CPU µs/connection", 1, "low"], ["rps", "connections/s", 0, "high"], [
@@ -770,6 +897,117 @@ const SHOWN: Record<string, Array<[string, string, number, "low" | "high"]>> = {
   ], ["servedWhileIdle", "requests served meanwhile (1 s)", 0, "high"]]
 }
 
+// ---------------------------------------------------------------------------------------------------------------------
+// --workers (issue #17): the ratios that must hold, and what more cores would give, from one run's medians.
+
+const WORKERS_TARGET = 1.1
+/** What a scenario's rate counts. */
+const unit = (scenario: string) => (scenario.startsWith("new connection") ? "connection" : "request")
+
+/** The report's --workers section (nothing if the run has none of its figures), and its figures for the JSON. */
+const workersReport = (
+  summary: Record<string, Record<string, Record<string, number>>>,
+  samples: Record<string, Record<string, Record<string, Array<number>>>>
+) => {
+  const lines: Array<string> = []
+  const figures: Record<string, Record<string, number | boolean>> = {}
+  const ratio = (scenario: string, a: string, b: string, key: string) => {
+    const x = summary[scenario]?.[a]?.[key]
+    const y = summary[scenario]?.[b]?.[key]
+    return x === undefined || y === undefined ? undefined : x / y
+  }
+  /** The ratio repetition by repetition (both ran in each, one after the other). */
+  const perRepetition = (scenario: string, a: string, b: string, key: string) => {
+    const xs = samples[scenario]?.[a]?.[key] ?? []
+    const ys = samples[scenario]?.[b]?.[key] ?? []
+    return xs.map((x, i) => `${(x / ys[i]!).toFixed(2)}x`).join(", ")
+  }
+  const unpinned = ["new connection unpinned", "keep-alive unpinned"]
+
+  for (const scenario of unpinned) {
+    const cpu = ratio(scenario, "nib-w2", "nib", "cpuMicrosPerRequest")
+    if (cpu === undefined) continue
+    if (lines.length === 0) {
+      lines.push(
+        `nib-w2's CPU per request or connection (all its threads) against nib's, one worker, in this run (target: ` +
+          `within ${WORKERS_TARGET.toFixed(2)}x, the shared state costing little):`,
+        ""
+      )
+    }
+    const within = cpu <= WORKERS_TARGET
+    // (haproxy's second thread, for comparison: what two threads cost on this machine without Node)
+    const haproxy = ratio(scenario, "haproxy-t2", "haproxy", "cpuMicrosPerRequest")
+    lines.push(
+      `- ${scenario}: ${cpu.toFixed(3)}x (${summary[scenario]!["nib-w2"]!.cpuMicrosPerRequest!.toFixed(1)} µs ` +
+        `against ${summary[scenario]!["nib"]!.cpuMicrosPerRequest!.toFixed(1)}; by repetition ` +
+        `${perRepetition(scenario, "nib-w2", "nib", "cpuMicrosPerRequest")}): ` +
+        `${within ? "within" : "NOT within"} ${WORKERS_TARGET.toFixed(2)}x` +
+        (haproxy === undefined ? "" : `; haproxy-t2 against haproxy: ${haproxy.toFixed(3)}x`)
+    )
+    ;(figures[scenario] ??= {}).cpuNibW2OverNib = cpu
+    figures[scenario]!.withinTarget = within
+    if (haproxy !== undefined) figures[scenario]!.cpuHaproxyT2OverHaproxy = haproxy
+  }
+  const againstPen = unpinned.flatMap((scenario) => {
+    const rps = ratio(scenario, "nib-w2", "pen", "rps")
+    if (rps === undefined) return []
+    ;(figures[scenario] ??= {}).rpsNibW2OverPen = rps
+    return [
+      `${scenario} ${rps.toFixed(2)}x (${summary[scenario]!["nib-w2"]!.rps!.toFixed(0)} against ` +
+      `${summary[scenario]!["pen"]!.rps!.toFixed(0)}/s)`
+    ]
+  })
+  if (againstPen.length > 0) {
+    lines.push("", `nib-w2's requests (connections)/s against pen's: ${againstPen.join("; ")}.`)
+  }
+  const againstBase = Object.keys(summary).flatMap((scenario) => {
+    const cpu = ratio(scenario, "nib", "nib-base", "cpuMicrosPerRequest")
+    const rps = ratio(scenario, "nib", "nib-base", "rps")
+    if (cpu === undefined || rps === undefined) return []
+    ;(figures[scenario] ??= {}).cpuNibOverBase = cpu
+    figures[scenario]!.rpsNibOverBase = rps
+    return [
+      `${scenario}: CPU per ${unit(scenario)} ${cpu.toFixed(2)}x (by repetition ` +
+      `${perRepetition(scenario, "nib", "nib-base", "cpuMicrosPerRequest")}), ${unit(scenario)}s/s ${rps.toFixed(2)}x`
+    ]
+  })
+  if (againstBase.length > 0) {
+    lines.push("", `nib (one worker) against nib-base (BENCH_NIB_BASE), in this run: ${againstBase.join("; ")}.`)
+  }
+  const projected = unpinned.flatMap((scenario) => {
+    const w2 = summary[scenario]?.["nib-w2"]?.cpuMicrosPerRequest
+    if (w2 === undefined) return []
+    const pen = summary[scenario]?.["pen"]?.cpuMicrosPerRequest
+    const perCore = 1e6 / w2
+    ;(figures[scenario] ??= {}).projected4 = 4 * perCore
+    figures[scenario]!.projected8 = 8 * perCore
+    figures[scenario]!.projected16 = 16 * perCore
+    if (pen !== undefined) figures[scenario]!.penCeiling = 1e6 / pen
+    return [
+      `| ${scenario} | ${w2.toFixed(1)} | ${[4, 8, 16].map((n) => (n * perCore).toFixed(0)).join(" | ")} | ${
+        pen === undefined ? "" : `${(1e6 / pen).toFixed(0)} (${pen.toFixed(1)} µs)`
+      } |`
+    ]
+  })
+  if (projected.length > 0) {
+    lines.push(
+      "",
+      "A projection, not a measurement: the requests/s that N cores would give nib-w2's CPU per request, N / CPU " +
+        "per request, beside pen's ceiling on its one core (1 / its CPU per request). It supposes that the load, the " +
+        "backends and the kernel's work outside the balancer cost nothing, and that each added worker costs per " +
+        "request what the second does. On this 2-core machine the load (wrk, nginx) takes one core, so the " +
+        "requests/s measured here can gain little from a second thread.",
+      "",
+      "| scenario | nib-w2 CPU µs/request | 4 cores, req/s | 8 cores | 16 cores | pen's ceiling, one core |",
+      "| --- | ---: | ---: | ---: | ---: | ---: |",
+      ...projected
+    )
+  }
+  // (each paragraph above begins with an empty line but the first)
+  if (lines[0] === "") lines.shift()
+  return { lines: lines.length === 0 ? [] : ["### --workers (issue #17)", "", ...lines, ""], figures }
+}
+
 const main = async () => {
   const missing = ["nginx", "wrk"].filter((t) => !has(t))
   if (missing.length > 0) {
@@ -778,9 +1016,15 @@ const main = async () => {
   }
   if (!Fs.existsSync(Path.join(ROOT, "dist/bundle/nib.js"))) throw new Error("build nib first: npm run build")
   const only = process.env.BENCH_ONLY?.split(",")
-  const balancers = BALANCERS.filter((b) =>
-    (only === undefined ? b.optIn !== true : only.includes(b.name)) && has(b.tool)
-  )
+  /** The balancers `scenario` runs: those BENCH_ONLY names, else those it names, else every one not opt-in. */
+  const balancersOf = (scenario: Scenario) =>
+    BALANCERS.filter((b) =>
+      (only !== undefined
+        ? only.includes(b.name)
+        : scenario.balancers !== undefined
+        ? scenario.balancers.includes(b.name)
+        : b.optIn !== true) && has(b.tool)
+    )
   for (const b of BALANCERS) {
     if (!has(b.tool)) console.error(`${b.name} is not installed (apt-get install -y ${b.tool}): left out of this run`)
   }
@@ -788,7 +1032,7 @@ const main = async () => {
   const canTls = has("openssl")
   if (!canTls) console.error("openssl is missing (apt-get install -y openssl): the TLS scenarios are left out")
   const scenarios = ALL_SCENARIOS.filter((s) =>
-    (scenarioNames === undefined || scenarioNames.includes(s.name)) && (s.tls !== true || canTls)
+    (scenarioNames === undefined ? s.optIn !== true : scenarioNames.includes(s.name)) && (s.tls !== true || canTls)
   )
   if (scenarios.some((s) => s.tls === true)) makeCertificate()
   if (!PINNING) console.error("taskset is missing or the machine has one CPU: balancers are not pinned")
@@ -802,13 +1046,20 @@ const main = async () => {
   for (let rep = 1; rep <= REPS; rep++) {
     for (const scenario of scenarios) {
       // The order rotates with each repetition (A B C D, B C D A, ...), so no balancer always goes first.
+      const balancers = balancersOf(scenario)
       const order = balancers.map((_, i) => balancers[(i + rep - 1) % balancers.length]!)
       for (const b of order) {
         const argv = scenario.udp ? b.udp : scenario.http ? b.http : scenario.tls ? b.tls : b.argv
         if (argv === undefined) continue
-        if (!(await waitQuiet())) disturbed++
+        if (!(await waitQuiet(scenario.unpinned ? [0, 1] : [1]))) disturbed++
         const backend = await (scenario.backends ?? backends)()
-        const { child, port } = await startBalancer(b.name, scenario.udp === true, (p) => argv(p, backend.servers))
+        const { child, port } = await startBalancer(
+          b.name,
+          scenario.udp === true,
+          (p) => argv(p, backend.servers),
+          scenario.unpinned ? ALL_CPUS : 1,
+          b.ready
+        )
         await sleep(200)
         const figures = await scenario.measure(port, child.pid!, b.name)
         await stop(child)
@@ -829,25 +1080,28 @@ const main = async () => {
       Os.cpus()[0]?.model.trim()
     }), Node ${process.version}; balancers ${PINNING ? "pinned to CPU 1, load on CPU 0" : "not pinned"}; ` +
     `median of ${REPS} interleaved repetitions (min-max), ${SECONDS} s per wrk or upload run.` +
-    (disturbed > 0 ? ` ${disturbed} measurement(s) ran while CPU 1 was busy with other work.` : ""),
+    (disturbed > 0
+      ? ` ${disturbed} measurement(s) ran while the balancer's CPU (CPU 1, or either CPU unpinned) was busy with other work.`
+      : ""),
     ""
   ]
   const summary: Record<string, Record<string, Record<string, number>>> = {}
   for (const scenario of scenarios) {
     const shown = SHOWN[scenario.name.startsWith("idle") ? "idle" : scenario.name]!
     lines.push(`### ${scenario.name}`, "")
+    if (scenario.note !== undefined) lines.push(scenario.note, "")
     lines.push(`| balancer | ${shown.map(([, label]) => label).join(" | ")} |`)
     lines.push(`| --- | ${shown.map(() => "---:").join(" | ")} |`)
-    for (const b of balancers) {
+    for (const b of balancersOf(scenario)) {
       const values = samples[scenario.name]?.[b.name]
       if (values === undefined) continue
-      const cells = shown.map(([key, , digits]) => {
+      const cells = shown.map(([key, , digits, better]) => {
         const xs = values[key] ?? []
         const m = median(xs)
         ;((summary[scenario.name] ??= {})[b.name] ??= {})[key] = m
         const ratio = (base: string) => {
           const other = samples[scenario.name]?.[base]?.[key]
-          const reference = other === undefined || base === b.name ? 0 : median(other)
+          const reference = other === undefined || base === b.name || better === "none" ? 0 : median(other)
           return reference === 0 ? "" : ` ${(m / reference).toFixed(2)}x ${base}`
         }
         return `${m.toFixed(digits)} (${Math.min(...xs).toFixed(digits)}-${Math.max(...xs).toFixed(digits)})${
@@ -860,6 +1114,8 @@ const main = async () => {
     if (tls.length > 0) lines.push("", `Negotiated (protocol, cipher, key exchange): ${tls.join("; ")}.`)
     lines.push("")
   }
+  const workers = workersReport(summary, samples)
+  lines.push(...workers.lines)
   const markdown = lines.join("\n")
   console.log(markdown)
   const stamp = new Date().toISOString().replace(/[:.]/g, "-")
@@ -867,7 +1123,19 @@ const main = async () => {
   Fs.writeFileSync(Path.join(ROOT, `bench/results/${stamp}.md`), markdown + "\n")
   Fs.writeFileSync(
     Path.join(ROOT, `bench/results/${stamp}.json`),
-    JSON.stringify({ node: process.version, reps: REPS, seconds: SECONDS, pinned: PINNING, summary, samples }, null, 2)
+    JSON.stringify(
+      {
+        node: process.version,
+        reps: REPS,
+        seconds: SECONDS,
+        pinned: PINNING,
+        summary,
+        samples,
+        workers: workers.figures
+      },
+      null,
+      2
+    )
   )
   console.error(`saved bench/results/${stamp}.md and .json`)
 }
