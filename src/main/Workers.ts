@@ -46,8 +46,6 @@ export const ANSWER_MILLIS = 10_000
 
 /** The workers service. @category services */
 export class Workers extends Context.Service<Workers, {
-  /** How many threads serve: the main thread and the worker threads. */
-  readonly count: number
   /** Every worker thread applies `change`; the Effect ends once each has (one that is starting gets it at start). */
   readonly send: (change: SettingChange) => Effect.Effect<void>
   /** Starts the worker threads on `address` (the main thread's, bound); fails if one cannot start. Once. */
@@ -316,7 +314,6 @@ const make = Effect.fnUntraced(function*(
     })
 
   return Workers.of({
-    count,
     stop: stopAll,
     send,
     start: (bound) =>

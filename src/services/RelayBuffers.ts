@@ -20,7 +20,7 @@ export class RelayBuffers extends Context.Service<RelayBuffers, {
     RelayBuffers,
     Effect.gen(function*() {
       const shared = yield* SharedState
-      const counters = new Counters(shared.memory.counters, shared.counterRow)
+      const counters = new Counters(shared.memory.counters, shared.worker)
       return RelayBuffers.of({
         pool: new BufferPool(DEFAULT_MAX_FREE, (owned, lent) => {
           counters.set("relayBuffers", owned)

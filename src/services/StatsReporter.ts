@@ -95,7 +95,7 @@ export class StatsReporter extends Context.Service<StatsReporter, {
       const clock = yield* Clock.Clock
       const shared = yield* SharedState
       // Every thread's counts, summed when read; this thread adds to its own row.
-      const counters = new CounterMemory.Counters(shared.memory.counters, shared.counterRow)
+      const counters = new CounterMemory.Counters(shared.memory.counters, shared.worker)
       const workers = shared.memory.workers
       const perWorker = () => Array.from({ length: workers }, (_, worker) => counters.getRow("active", worker))
       // Every thread's relay buffers (RelayBuffers keeps each thread's in its row).

@@ -78,8 +78,6 @@ export class SharedState extends Context.Service<SharedState, {
   readonly memory: Memory
   /** This thread's number, 0..workers-1 (the main thread is 0): the rows of the shared memory it writes. */
   readonly worker: number
-  /** The counter row this thread writes: its worker number. */
-  readonly counterRow: number
 }>()("nib/shared/SharedState") {
   /**
    * The memory of the running configuration, as the main thread (worker 0) sees it: shared for `--workers` above 1,
@@ -96,7 +94,7 @@ export class SharedState extends Context.Service<SharedState, {
         clientsMax: config.clientsMax,
         trackingSeconds: config.trackingSeconds
       })
-      return SharedState.of({ memory, worker: 0, counterRow: 0 })
+      return SharedState.of({ memory, worker: 0 })
     })
   )
 
@@ -106,12 +104,11 @@ export class SharedState extends Context.Service<SharedState, {
     () =>
       SharedState.of({
         memory: allocate({ workers: 1, servers: 0, connections: 0, clientsMax: 2048, trackingSeconds: 0 }),
-        worker: 0,
-        counterRow: 0
+        worker: 0
       })
   )
 
   /** Worker `worker`'s view of the memory its main thread allocated. */
   static readonly layerAttach = (memory: Memory, worker: number): Layer.Layer<SharedState> =>
-    Layer.succeed(SharedState, SharedState.of({ memory, worker, counterRow: worker }))
+    Layer.succeed(SharedState, SharedState.of({ memory, worker }))
 }

@@ -70,9 +70,9 @@ const applyToListener = (change: SettingChange): Effect.Effect<ReplyValue, { rea
     }
   })
 
-/** Answers one request of the main thread (`Stop` is the entry's own). */
+/** Answers one request of the main thread (`Stop` and `Crash` are the entry's own). */
 export const answer = (
-  request: Request
+  request: Exclude<Request, { readonly _tag: "Stop" | "Crash" }>
 ): Effect.Effect<ReplyValue, { readonly message: string }, Settings | Listener> =>
   Effect.gen(function*() {
     switch (request._tag) {
@@ -83,8 +83,5 @@ export const answer = (
         return yield* (yield* Listener).connections
       case "Close":
         return yield* (yield* Listener).close(request.slot)
-      case "Stop":
-      case "Crash":
-        return undefined
     }
   })

@@ -12,6 +12,7 @@ import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
+import * as Poll from "./Poll.ts"
 
 /** The repository root. */
 export const ROOT = fileURLToPath(new URL("../..", import.meta.url))
@@ -309,9 +310,7 @@ export const waitForPort = async (host: string, port: number, timeoutMs = 10_000
  */
 export const logged = (balancer: Pick<Proc, "stderr">, text: string, timeoutMs = 3_000) =>
   Effect.promise(async () => {
-    const deadline = Date.now() + timeoutMs
-    while (!balancer.stderr().includes(text) && Date.now() < deadline) await sleep(20)
-    if (!balancer.stderr().includes(text)) {
+    if (!(await Poll.until(() => balancer.stderr().includes(text), timeoutMs, 20))) {
       throw new Error(`expected stderr to include ${JSON.stringify(text)}:\n${balancer.stderr()}`)
     }
   })
