@@ -3,12 +3,12 @@
  */
 import { Layer } from "effect"
 import { LbConfig, type Settings } from "../src/Config.ts"
+import { Listener } from "../src/proxy/Listener.ts"
 import { TcpProxy } from "../src/proxy/TcpProxy.ts"
 import { UdpProxy } from "../src/proxy/UdpProxy.ts"
 import { Acls } from "../src/services/Acls.ts"
 import { ClientTable } from "../src/services/ClientTable.ts"
 import { HealthChecker } from "../src/services/HealthChecker.ts"
-import { Listener } from "../src/services/Listener.ts"
 import { RelayBuffers } from "../src/services/RelayBuffers.ts"
 import { RequestLog } from "../src/services/RequestLog.ts"
 import { ServerPool } from "../src/services/ServerPool.ts"

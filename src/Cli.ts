@@ -673,9 +673,9 @@ const ordered = (upper: ReadonlyArray<string>, lower: ReadonlyArray<string>) => 
 const loadBalancer = Effect.promise(async () => {
   const [{ AppLive }, { Control }, { ControlPort }, { Listener }, { RequestLog }, { ServerPool }] = await Promise.all([
     import("../layers/Live.ts"),
-    import("./services/Control.ts"),
-    import("./services/ControlPort.ts"),
-    import("./services/Listener.ts"),
+    import("./control/Control.ts"),
+    import("./control/ControlPort.ts"),
+    import("./proxy/Listener.ts"),
     import("./services/RequestLog.ts"),
     import("./services/ServerPool.ts")
   ])

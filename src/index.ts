@@ -18,7 +18,7 @@ export * as Selection from "./domain/Selection.ts"
 /** The production layer graph: `AppLive` and `makeApp(poolLayer)`. */
 export * as Layers from "../layers/Live.ts"
 /** The listener service. */
-export * as Listener from "./services/Listener.ts"
+export * as Listener from "./proxy/Listener.ts"
 /** The server pool service. */
 export * as ServerPool from "./services/ServerPool.ts"
 /** The sticky client table service. */
@@ -34,9 +34,9 @@ export * as UdpProxy from "./proxy/UdpProxy.ts"
 /** pen's control language, decoded into typed commands. */
 export * as Command from "./control/Command.ts"
 /** The control service: runs a command against the running balancer, with pen's replies. */
-export * as Control from "./services/Control.ts"
+export * as Control from "./control/Control.ts"
 /** The control port (`-C`). */
-export * as ControlPort from "./services/ControlPort.ts"
+export * as ControlPort from "./control/ControlPort.ts"
 /** pen's access control lists. */
 export * as Acl from "./domain/Acl.ts"
 /** pen's HTML status page and text statistics. */
@@ -46,16 +46,16 @@ export * as AccessLog from "./domain/AccessLog.ts"
 /** The request log (`-l`). */
 export * as RequestLog from "./services/RequestLog.ts"
 /** The status page service (`-w`, `status`). */
-export * as Status from "./services/Status.ts"
+export * as Status from "./control/Status.ts"
 /** The access control lists in use (`client_acl`, `control_acl`, `server N acl`). */
 export * as Acls from "./services/Acls.ts"
 /** pen's HUP and USR1 handlers, as a layer. */
-export * as Signals from "./services/Signals.ts"
+export * as Signals from "./control/Signals.ts"
 /** pen's debug level, and the logger that follows it. */
 export * as Verbosity from "./services/Verbosity.ts"
 /** The relay's buffer pool service (its size is in StatsReporter's snapshot). */
 export * as RelayBuffers from "./services/RelayBuffers.ts"
 /** The admin endpoint (`--admin`): dashboard, `/metrics` and the JSON API. */
-export * as Admin from "./services/Admin.ts"
+export * as Admin from "./admin/Admin.ts"
 /** The admin API's request schemas, errors and JSON views. */
 export * as AdminApi from "./admin/Api.ts"

@@ -1,7 +1,7 @@
 /**
  * The admin endpoint's server (`--admin`): the Admin service's layer when an address is given, loaded only then (with
  * `effect/http`, `@effect/platform-node`'s HTTP server, the Prometheus exporter and the dashboard), so that a nib
- * without `--admin` never loads any of them. `services/Admin.ts` holds the service and chooses this layer.
+ * without `--admin` never loads any of them. `Admin.ts` holds the service and chooses this layer.
  *
  * The layer reads the token file (a missing or empty one stops nib at start-up, naming the file), keeps the
  * dashboard's history (one reading of the stats a second, on a timer in the layer's scope, into bounded rings) and
@@ -15,14 +15,14 @@ import { LbConfig, type Settings } from "../Config.ts"
 import * as Address from "../domain/Address.ts"
 import * as HttpListener from "../net/HttpListener.ts"
 import * as ProxyExplain from "../proxy/Explain.ts"
+import { Listener } from "../proxy/Listener.ts"
 import { TcpProxy } from "../proxy/TcpProxy.ts"
 import type { Acls } from "../services/Acls.ts"
-import { Admin, AdminError, BUSIEST_CLIENTS, SAMPLE_INTERVAL, type Update, url } from "../services/Admin.ts"
 import { ClientTable } from "../services/ClientTable.ts"
 import { HealthChecker } from "../services/HealthChecker.ts"
-import { Listener } from "../services/Listener.ts"
 import { ServerPool } from "../services/ServerPool.ts"
 import { StatsReporter } from "../services/StatsReporter.ts"
+import { Admin, AdminError, BUSIEST_CLIENTS, SAMPLE_INTERVAL, type Update, url } from "./Admin.ts"
 import * as Auth from "./Auth.ts"
 import * as History from "./History.ts"
 import * as Routes from "./Routes.ts"

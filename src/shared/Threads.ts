@@ -1,7 +1,7 @@
 /**
  * The threads that serve, as the control plane asks about them: nib's `workers` command (each worker, its live
  * connections and restarts) and, for tests, a worker made to fail. With one thread (no `--workers`) there is none to
- * list; the main thread of a balancer with workers provides its own (src/main/Workers.ts).
+ * list; the main thread of a balancer with workers provides its own (src/control/Workers.ts).
  */
 import { Context, Effect } from "effect"
 

@@ -4,10 +4,10 @@
  * main thread's questions about the connections it serves. Nothing here is on a connection's path.
  */
 import { Effect } from "effect"
+import { Listener } from "../proxy/Listener.ts"
 import { TcpProxy } from "../proxy/TcpProxy.ts"
 import { Acls } from "../services/Acls.ts"
 import { HealthChecker } from "../services/HealthChecker.ts"
-import { Listener } from "../services/Listener.ts"
 import { RequestLog } from "../services/RequestLog.ts"
 import { ServerPool } from "../services/ServerPool.ts"
 import { Verbosity } from "../services/Verbosity.ts"

@@ -6,7 +6,7 @@
 import { Cause, Context, Deferred, Effect, Exit, Layer, Logger, References, Scope } from "effect"
 import { parentPort, workerData } from "node:worker_threads"
 import { makeWorker } from "../../layers/Worker.ts"
-import { Listener } from "../services/Listener.ts"
+import { Listener } from "../proxy/Listener.ts"
 import * as Verbosity from "../services/Verbosity.ts"
 import type { FromWorker, Request, WorkerInit } from "../shared/Messages.ts"
 import { testHooks } from "../shared/Threads.ts"

@@ -4,7 +4,7 @@ import * as Net from "node:net"
 import { makeAppTest } from "../../layers/Test.ts"
 import * as Address from "../../src/domain/Address.ts"
 import * as ServerSpec from "../../src/domain/ServerSpec.ts"
-import { Listener } from "../../src/services/Listener.ts"
+import { Listener } from "../../src/proxy/Listener.ts"
 
 const echoServer = (name: string) =>
   Effect.acquireRelease(

@@ -22,9 +22,9 @@ import { Worker } from "node:worker_threads"
 import { LbConfig, type Settings } from "../Config.ts"
 import type * as Address from "../domain/Address.ts"
 import type { ConnectionInfo } from "../domain/Connection.ts"
+import { Listener, ListenerError } from "../proxy/Listener.ts"
 import type { TcpProxy } from "../proxy/TcpProxy.ts"
 import type { UdpProxy } from "../proxy/UdpProxy.ts"
-import { Listener, ListenerError } from "../services/Listener.ts"
 import { RequestLog } from "../services/RequestLog.ts"
 import { keyOf, type SettingChange } from "../shared/Broadcast.ts"
 import * as CounterMemory from "../shared/CounterMemory.ts"
@@ -66,7 +66,7 @@ export class Workers extends Context.Service<Workers, {
   readonly stop: Effect.Effect<void>
   /** The test hook of `workers crash N`: tells worker `worker` to fail (it does with NIB_TEST_HOOKS=1). */
   readonly crash: (worker: number) => Effect.Effect<boolean>
-}>()("nib/main/Workers") {
+}>()("nib/control/Workers") {
   /** `config.workers` workers over the shared memory of `SharedState`, stopped (and waited for) with the scope. */
   static readonly layer: Layer.Layer<Workers, never, LbConfig | SharedState> = Layer.effect(
     Workers,

@@ -12,8 +12,8 @@ import { Effect, Layer } from "effect"
 import { LbConfig } from "../Config.ts"
 import * as StatusPage from "../domain/StatusPage.ts"
 import { TcpProxy } from "../proxy/TcpProxy.ts"
+import { RequestLog } from "../services/RequestLog.ts"
 import { Control } from "./Control.ts"
-import { RequestLog } from "./RequestLog.ts"
 import { Status } from "./Status.ts"
 
 /** pen's debug line: `YYYY-MM-DD HH:MM:SS: message`. */

@@ -7,10 +7,10 @@ import { Context, Effect, Layer } from "effect"
 import * as Fs from "node:fs"
 import { LbConfig } from "../Config.ts"
 import * as StatusPage from "../domain/StatusPage.ts"
-import { ClientTable } from "./ClientTable.ts"
-import { HealthChecker } from "./HealthChecker.ts"
-import { Listener } from "./Listener.ts"
-import * as ServerPool from "./ServerPool.ts"
+import { Listener } from "../proxy/Listener.ts"
+import { ClientTable } from "../services/ClientTable.ts"
+import { HealthChecker } from "../services/HealthChecker.ts"
+import * as ServerPool from "../services/ServerPool.ts"
 
 /** The status page file could not be written. @category errors */
 export class StatusError extends Error {
@@ -26,7 +26,7 @@ export class Status extends Context.Service<Status, {
   readonly setWebStats: (file: string | undefined) => Effect.Effect<void>
   /** Writes the HTML page to the `-w` file (replaced whole, never seen half written); the HTML is returned. */
   readonly writeWebStats: Effect.Effect<string, StatusError>
-}>()("nib/services/Status") {
+}>()("nib/control/Status") {
   static readonly layer: Layer.Layer<
     Status,
     never,

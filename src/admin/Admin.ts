@@ -5,17 +5,17 @@
  * only with `--admin`. Without it the layer does nothing at all: no socket, no timer, no HTTP module loaded.
  */
 import { Context, Effect, Layer, Schema } from "effect"
-import type * as Api from "../admin/Api.ts"
-import type * as History from "../admin/History.ts"
 import { LbConfig } from "../Config.ts"
 import * as Address from "../domain/Address.ts"
+import type { Listener } from "../proxy/Listener.ts"
 import type { TcpProxy } from "../proxy/TcpProxy.ts"
-import type { Acls } from "./Acls.ts"
-import type { ClientTable } from "./ClientTable.ts"
-import type { HealthChecker } from "./HealthChecker.ts"
-import type { Listener } from "./Listener.ts"
-import type { ServerPool } from "./ServerPool.ts"
-import type { StatsReporter } from "./StatsReporter.ts"
+import type { Acls } from "../services/Acls.ts"
+import type { ClientTable } from "../services/ClientTable.ts"
+import type { HealthChecker } from "../services/HealthChecker.ts"
+import type { ServerPool } from "../services/ServerPool.ts"
+import type { StatsReporter } from "../services/StatsReporter.ts"
+import type * as Api from "./Api.ts"
+import type * as History from "./History.ts"
 
 /** The admin endpoint could not start: its token file, or its address. @category errors */
 export class AdminError extends Schema.TaggedError<AdminError>()("AdminError", {
@@ -63,7 +63,7 @@ export class Admin extends Context.Service<Admin, {
   readonly address: Address.Endpoint | undefined
   /** Whether the API refuses changes (no `--admin-token-file`). */
   readonly readOnly: boolean
-}>()("nib/services/Admin") {
+}>()("nib/admin/Admin") {
   /**
    * The endpoint `--admin` asks for, its server loaded only then (`admin/Server.ts`); without `--admin` the layer does
    * nothing at all: no socket, no timer, no HTTP module loaded.
@@ -75,7 +75,7 @@ export class Admin extends Context.Service<Admin, {
   > = Layer.unwrap(Effect.gen(function*() {
     const { admin } = yield* LbConfig
     if (admin === undefined) return Layer.succeed(Admin, Admin.of({ address: undefined, readOnly: true }))
-    const Server = yield* Effect.promise(() => import("../admin/Server.ts"))
+    const Server = yield* Effect.promise(() => import("./Server.ts"))
     return Server.layer(admin)
   }))
 }

@@ -12,7 +12,6 @@
 import { Context, Deferred, Effect, Layer, Result } from "effect"
 import * as Fs from "node:fs"
 import { LbConfig, type Settings } from "../Config.ts"
-import * as Command from "../control/Command.ts"
 import * as Acl from "../domain/Acl.ts"
 import * as Address from "../domain/Address.ts"
 import type { Backend } from "../domain/Backend.ts"
@@ -21,17 +20,18 @@ import * as HealthCheck from "../domain/HealthCheck.ts"
 import * as StatusPage from "../domain/StatusPage.ts"
 import * as TlsSettings from "../domain/TlsSettings.ts"
 import * as ProxyExplain from "../proxy/Explain.ts"
+import { Listener } from "../proxy/Listener.ts"
 import { TcpProxy } from "../proxy/TcpProxy.ts"
+import { Acls } from "../services/Acls.ts"
+import { ClientTable } from "../services/ClientTable.ts"
+import { HealthChecker } from "../services/HealthChecker.ts"
+import { RequestLog } from "../services/RequestLog.ts"
+import * as ServerPool from "../services/ServerPool.ts"
+import { Verbosity } from "../services/Verbosity.ts"
 import { Broadcast } from "../shared/Broadcast.ts"
 import { testHooks, Threads } from "../shared/Threads.ts"
-import { Acls } from "./Acls.ts"
-import { ClientTable } from "./ClientTable.ts"
-import { HealthChecker } from "./HealthChecker.ts"
-import { Listener } from "./Listener.ts"
-import { RequestLog } from "./RequestLog.ts"
-import * as ServerPool from "./ServerPool.ts"
+import * as Command from "./Command.ts"
 import { Status } from "./Status.ts"
-import { Verbosity } from "./Verbosity.ts"
 
 /** A command that could not be carried out (a file that can't be read, a host that does not resolve, ...). */
 export class ControlError extends Error {
@@ -54,7 +54,7 @@ export class Control extends Context.Service<Control, {
    * the file and line, and nothing of it is applied. The replies are returned, in order.
    */
   readonly loadFile: (file: string) => Effect.Effect<string, ControlError>
-}>()("nib/services/Control") {
+}>()("nib/control/Control") {
   static readonly layer: Layer.Layer<
     Control,
     never,

@@ -10,10 +10,10 @@
  */
 import { Context, Effect, Layer } from "effect"
 import { LbConfig } from "../Config.ts"
-import * as Command from "../control/Command.ts"
 import type * as Address from "../domain/Address.ts"
 import type { Socket } from "../net/Socket.ts"
 import * as TcpServer from "../net/TcpServer.ts"
+import * as Command from "./Command.ts"
 import { Control } from "./Control.ts"
 
 /** How long a control client has to send its command line. @category constants */
@@ -32,7 +32,7 @@ export const ROOT_REFUSAL = "Won't open control port running as root; use -u to 
 export class ControlPort extends Context.Service<ControlPort, {
   /** The bound address (with the real port when 0 was asked for); `undefined` without `-C` or when refused. */
   readonly address: Address.Endpoint | undefined
-}>()("nib/services/ControlPort") {
+}>()("nib/control/ControlPort") {
   static readonly layer: Layer.Layer<ControlPort, TcpServer.TcpServerError, LbConfig | Control> = Layer.effect(
     ControlPort,
     Effect.gen(function*() {

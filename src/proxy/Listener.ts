@@ -8,11 +8,11 @@ import { LbConfig } from "../Config.ts"
 import * as Address from "../domain/Address.ts"
 import * as TcpServer from "../net/TcpServer.ts"
 import * as UdpServer from "../net/UdpServer.ts"
-import type { ConnectionInfo } from "../proxy/Slots.ts"
-import { TcpProxy } from "../proxy/TcpProxy.ts"
-import { UdpProxy } from "../proxy/UdpProxy.ts"
 import { SessionBoard } from "../shared/SessionBoard.ts"
 import { SharedState } from "../shared/SharedState.ts"
+import type { ConnectionInfo } from "./Slots.ts"
+import { TcpProxy } from "./TcpProxy.ts"
+import { UdpProxy } from "./UdpProxy.ts"
 
 /** The listen address could not be bound. @category errors */
 export class ListenerError extends Schema.TaggedError<ListenerError>()("ListenerError", {
@@ -42,7 +42,7 @@ export class Listener extends Context.Service<Listener, {
   readonly idleTimeoutSeconds: Effect.Effect<number>
   /** Sets it; false in TCP mode, where nib does not close idle connections. */
   readonly setIdleTimeoutSeconds: (seconds: number) => Effect.Effect<boolean>
-}>()("nib/services/Listener") {
+}>()("nib/proxy/Listener") {
   /** Binds the configured address and serves it through TcpProxy, or UdpProxy with `-U`, until the scope closes. */
   static readonly make: Effect.Effect<
     Listener["Service"],
