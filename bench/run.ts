@@ -406,6 +406,15 @@ const BALANCERS: Array<Balancer> = [
         : {})
     }
   }),
+  // --workers (issue #17): nib on two threads (the main thread and one worker thread). Its start-up line comes once
+  // every worker listens: before that the kernel would give every connection to the main thread.
+  {
+    name: "nib-w2",
+    tool: "node",
+    argv: nibArgv(ROOT, "--workers", "2"),
+    ready: /nib: listening on/,
+    optIn: true
+  },
   {
     name: "pen",
     tool: "pen",
