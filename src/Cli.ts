@@ -188,6 +188,7 @@ export const sections: ReadonlyArray<{ readonly title: string; readonly options:
       { name: "admin", value: "[host:]port", setting: "admin" },
       { name: "admin-token-file", value: "FILE", setting: "adminTokenFile" },
       { name: "workers", value: "N|auto", setting: "workers" },
+      { name: "grace", value: "SEC", setting: "graceSeconds" },
       { name: "help", text: "show this help" },
       { name: "version", text: "show nib's version" }
     ]
@@ -239,6 +240,14 @@ export const normalizeArgv = (args: ReadonlyArray<string>): Result.Result<Normal
       break
     }
     if (arg.startsWith("--") || arg === "-" || !arg.startsWith("-")) {
+      // A negative number after a long option that takes a value is its value (`--grace -1` is out of range), not
+      // an unknown option -1.
+      const next = args[i + 1]
+      if (byName.get(arg.slice(2))?.value !== undefined && next !== undefined && /^-\d/.test(next)) {
+        argv.push(`${arg}=${next}`)
+        i++
+        continue
+      }
       argv.push(arg)
       continue
     }
@@ -440,6 +449,10 @@ const flags = {
     Flag.optional
   ),
   workers: Flag.String("workers").pipe(Flag.withDescription(describe("workers")), Flag.optional),
+  grace: Flag.Finite("grace").pipe(
+    Flag.withDescription(describe("graceSeconds")),
+    Flag.withDefault(Config.defaults.graceSeconds)
+  ),
   foreground: Flag.Boolean("f").pipe(Flag.withDescription(describe("foreground")), Flag.withDefault(false)),
   hash: Flag.Boolean("h").pipe(Flag.withDescription(describe("hash")), Flag.withDefault(false)),
   roundrobin: Flag.Boolean("r").pipe(Flag.withDescription(describe("roundrobin")), Flag.withDefault(false)),
@@ -616,7 +629,8 @@ export const toSettings = (parsed: Parsed, services: Address.ServiceNames) =>
       onDown: parsed.onDown,
       admin,
       adminTokenFile: Option.getOrUndefined(parsed.adminTokenFile),
-      workers
+      workers,
+      graceSeconds: parsed.grace
     }).pipe(Effect.mapError((error) => new UsageError(error.message)))
   })
 
@@ -671,20 +685,22 @@ const ordered = (upper: ReadonlyArray<string>, lower: ReadonlyArray<string>) => 
  * the parser alone.
  */
 const loadBalancer = Effect.promise(async () => {
-  const [{ AppLive }, { Control }, { ControlPort }, { Listener }, { RequestLog }, { ServerPool }] = await Promise.all([
-    import("../layers/Live.ts"),
-    import("./control/Control.ts"),
-    import("./control/ControlPort.ts"),
-    import("./proxy/Listener.ts"),
-    import("./services/RequestLog.ts"),
-    import("./services/ServerPool.ts")
-  ])
-  return { AppLive, Control, ControlPort, Listener, RequestLog, ServerPool }
+  const [{ AppLive }, { Control }, { ControlPort }, { Drain }, { Listener }, { RequestLog }, { ServerPool }] =
+    await Promise.all([
+      import("../layers/Live.ts"),
+      import("./control/Control.ts"),
+      import("./control/ControlPort.ts"),
+      import("./control/Drain.ts"),
+      import("./proxy/Listener.ts"),
+      import("./services/RequestLog.ts"),
+      import("./services/ServerPool.ts")
+    ])
+  return { AppLive, Control, ControlPort, Drain, Listener, RequestLog, ServerPool }
 })
 
 /**
- * Runs the balancer with `settings` until interrupted (SIGTERM/SIGINT) or until the control port's `exit` (with
- * `-X`). Start-up follows pen's order: listeners bound, `-O` commands run, then the `-F` file (their replies on
+ * Runs the balancer with `settings` until interrupted (SIGTERM/SIGINT), until the control port's `exit` (with `-X`),
+ * or until a graceful stop (SIGQUIT) has ended. Start-up follows pen's order: listeners bound, `-O` commands run, then the `-F` file (their replies on
  * stdout; a bad line in the file is fatal, naming its line), the servers of the command line written over any
  * `server N` those gave, privileges dropped (`-u`), then the `-l` log opened and the pid file written.
  */
@@ -694,7 +710,7 @@ export const serve = (
 ) => {
   const level: Verbosity.Level = { debug: settings.debug }
   return Effect.scoped(Effect.gen(function*() {
-    const { AppLive, Control, ControlPort, Listener, RequestLog, ServerPool } = yield* loadBalancer
+    const { AppLive, Control, ControlPort, Drain, Listener, RequestLog, ServerPool } = yield* loadBalancer
     const context = yield* Layer.build(AppLive.pipe(Layer.provide(Config.LbConfig.layerSettings(settings))))
     const listener = Context.get(context, Listener)
     const control = Context.get(context, Control)
@@ -720,7 +736,8 @@ export const serve = (
     }
     if (settings.pidFile !== undefined) yield* Daemon.pidFile(settings.pidFile)
     yield* onReady(listener.address, Context.get(context, ControlPort).address, settings.workers)
-    return yield* control.exitRequested
+    // Until `exit` (with -X), or until a graceful stop (SIGQUIT) has let the connections finish.
+    return yield* Effect.raceFirst(control.exitRequested, Effect.asVoid(Context.get(context, Drain).finished))
   })).pipe(
     // Every level reaches the logger, which filters by the level `debug N` can change while nib runs.
     Effect.provideService(References.MinimumLogLevel, "All"),

@@ -3,24 +3,26 @@
  * certificate and key (nib's addition: a renewed certificate without a restart) and re-reads the `-F` file;
  * SIGUSR1 writes the status page to the `-w` file, or, without one, the same figures as text on stderr (pen's
  * textstats, with its garbled client lines printed properly). SIGTERM and SIGINT are the runtime's: they interrupt
- * the program, which closes everything and exits 0.
+ * the program, which closes everything and exits 0, during a drain too. SIGQUIT is nib's (pen dies of it): a graceful
+ * stop (`Drain.ts`); a second one does nothing more.
  *
  * A bad line in the `-F` file at HUP is logged with its file and line, and the running configuration is kept (the
  * file is decoded whole before any of it is applied).
  */
-import { Effect, Layer } from "effect"
+import { Effect, FiberSet, Layer } from "effect"
 import { LbConfig } from "../Config.ts"
 import * as StatusPage from "../domain/StatusPage.ts"
 import { TcpProxy } from "../proxy/TcpProxy.ts"
 import { RequestLog } from "../services/RequestLog.ts"
 import { Control } from "./Control.ts"
+import { Drain } from "./Drain.ts"
 import { Status } from "./Status.ts"
 
 /** pen's debug line: `YYYY-MM-DD HH:MM:SS: message`. */
 const debugLine = (message: string) => `${StatusPage.formatLocalTime(new Date())}: ${message}`
 
-/** Installs the HUP and USR1 handlers until the scope closes. @category layers */
-export const layer: Layer.Layer<never, never, LbConfig | Control | RequestLog | Status | TcpProxy> = Layer
+/** Installs the HUP, USR1 and QUIT handlers until the scope closes. @category layers */
+export const layer: Layer.Layer<never, never, LbConfig | Control | Drain | RequestLog | Status | TcpProxy> = Layer
   .effectDiscard(
     Effect.gen(function*() {
       const config = yield* LbConfig
@@ -28,8 +30,9 @@ export const layer: Layer.Layer<never, never, LbConfig | Control | RequestLog | 
       const log = yield* RequestLog
       const status = yield* Status
       const proxy = yield* TcpProxy
-      const context = yield* Effect.context<never>()
-      const run = Effect.runForkWith(context)
+      const drain = yield* Drain
+      // Each handler's fiber runs in the layer's scope: none outlives it.
+      const run = yield* FiberSet.makeRuntime<never>()
       const annotate = Effect.annotateLogs({ service: "Signals" })
 
       const hangup = Effect.gen(function*() {
@@ -63,15 +66,18 @@ export const layer: Layer.Layer<never, never, LbConfig | Control | RequestLog | 
 
       const onHup = () => void run(hangup)
       const onUsr1 = () => void run(usr1)
+      const onQuit = () => void run(drain.begin("SIGQUIT").pipe(annotate))
       yield* Effect.acquireRelease(
         Effect.sync(() => {
           process.on("SIGHUP", onHup)
           process.on("SIGUSR1", onUsr1)
+          process.on("SIGQUIT", onQuit)
         }),
         () =>
           Effect.sync(() => {
             process.off("SIGHUP", onHup)
             process.off("SIGUSR1", onUsr1)
+            process.off("SIGQUIT", onQuit)
           })
       )
     })

@@ -256,6 +256,14 @@ export interface UdpServer {
   readonly setMaxSessions: (n: number) => void
   readonly idleSeconds: () => number
   readonly setIdleSeconds: (seconds: number) => void
+  /**
+   * Takes no new session any more, for a graceful stop: a datagram from a new client address:port is dropped. Live
+   * sessions go on, their replies leaving from the listen socket, which closes when the last one ends. Once; `rebind`
+   * must not follow.
+   */
+  readonly drain: () => void
+  /** Completes once the listener has drained and no session is live any more. */
+  readonly idle: Effect.Effect<void>
   /** The listen socket's descriptor (-1 if unknown), for pen's connection listing. */
   readonly fd: () => number
   /** Serves every session, one fiber each, until interrupted; interruption ends every session. */
@@ -317,8 +325,19 @@ export const make = (options: Options): Effect.Effect<UdpServer, UdpServerError,
     let dispatch: ((peer: Peer) => void) | undefined
     /** Sessions opened before `run` started (datagrams that came before the handler was attached). */
     let waiting: Array<Peer> | undefined = []
+    // A graceful stop: no new session; `idle` waits for the last one to end.
+    let draining = false
+    let idleWaiters: Array<() => void> = []
+    const checkIdle = () => {
+      if (demux.count > 0 || idleWaiters.length === 0) return
+      const waiters = idleWaiters
+      idleWaiters = []
+      for (const resolve of waiters) resolve()
+    }
     const demux: Demux = new Demux((peer) => {
-      if (peer.home !== home && peer.home.sessions === 0) closeHome(peer.home, demux)
+      // A socket that takes no new session (replaced, or drained) closes with its last session.
+      if (peer.home.closing && peer.home.sessions === 0) closeHome(peer.home, demux)
+      if (draining) checkIdle()
     }, options.board)
     let closed = false
     // Another worker that needs room may ask this one to end a session: it is woken, without a message.
@@ -378,6 +397,11 @@ export const make = (options: Options): Effect.Effect<UdpServer, UdpServerError,
         closed = true
         for (const peer of demux.all()) peer.abort()
         closeHome(home, demux)
+        // Nothing is left open: whoever waits for the drain to end is told.
+        draining = true
+        const waiters = idleWaiters
+        idleWaiters = []
+        for (const resolve of waiters) resolve()
       })
     )
 
@@ -450,6 +474,22 @@ export const make = (options: Options): Effect.Effect<UdpServer, UdpServerError,
         rearm?.()
       },
       fd: () => fdOf(home.socket),
+      drain: () => {
+        if (draining) return
+        draining = true
+        home.closing = true
+        if (home.sessions === 0) closeHome(home, demux)
+        checkIdle()
+      },
+      idle: Effect.callback<void>((resume) => {
+        const resolve = () => resume(Effect.void)
+        idleWaiters.push(resolve)
+        if (draining) checkIdle()
+        return Effect.sync(() => {
+          const i = idleWaiters.indexOf(resolve)
+          if (i >= 0) idleWaiters.splice(i, 1)
+        })
+      }),
       run
     }
   })

@@ -1,6 +1,7 @@
 /**
  * Who listens: binds the listen address and runs the proxy for each connection (TCP) or session (UDP, `-U`), one
- * fiber each, in the layer's scope. Closing the scope stops listening and ends every connection and session.
+ * fiber each, in the layer's scope. Closing the scope stops listening and ends every connection and session; `drain`
+ * stops listening and lets them end (a graceful stop, `control/Drain.ts`).
  */
 import { Context, Effect, Layer, Schema } from "effect"
 import type { Scope } from "effect"
@@ -42,6 +43,18 @@ export class Listener extends Context.Service<Listener, {
   readonly idleTimeoutSeconds: Effect.Effect<number>
   /** Sets it; false in TCP mode, where nib does not close idle connections. */
   readonly setIdleTimeoutSeconds: (seconds: number) => Effect.Effect<boolean>
+  /**
+   * Stops listening on every thread, for a graceful stop: new clients are refused (UDP: a new client's datagrams are
+   * dropped); live connections and sessions go on, and clients waiting for a slot (`-x`) are served as slots free.
+   * Once: `rebind` is refused from then on.
+   */
+  readonly drain: Effect.Effect<void>
+  /** Whether `drain` has run. */
+  readonly draining: Effect.Effect<boolean>
+  /** Connections open on every thread: served (being dialed or relayed) or waiting for a slot; UDP: live sessions. */
+  readonly open: Effect.Effect<number>
+  /** Completes once `drain` has run and nothing is open any more on any thread. */
+  readonly drained: Effect.Effect<void>
 }>()("nib/proxy/Listener") {
   /** Binds the configured address and serves it through TcpProxy, or UdpProxy with `-U`, until the scope closes. */
   static readonly make: Effect.Effect<
@@ -64,6 +77,24 @@ export class Listener extends Context.Service<Listener, {
     .effect(Listener, Listener.make)
 }
 
+/** The error `rebind` fails with once the listener has drained. */
+const drainingError = () =>
+  new ListenerError({ message: "not listening any more: nib is stopping (draining its connections)" })
+
+/** A listener's graceful stop, over its server's `drain` and `idle`; `refused` tells `rebind` to refuse. */
+const stopping = (server: { readonly drain: () => void; readonly idle: Effect.Effect<void> }) => {
+  let draining = false
+  return {
+    refused: () => draining,
+    drain: Effect.sync(() => {
+      draining = true
+      server.drain()
+    }),
+    draining: Effect.sync(() => draining),
+    drained: server.idle
+  }
+}
+
 const tcp = Effect.gen(function*() {
   const config = yield* LbConfig
   const proxy = yield* TcpProxy
@@ -77,13 +108,16 @@ const tcp = Effect.gen(function*() {
     shared: admission === undefined ? undefined : new Int32Array(admission)
   }).pipe(Effect.mapError((error) => new ListenerError({ message: error.message })))
   yield* Effect.forkScoped(server.run(proxy.handle))
+  const stop = stopping(server)
   return Listener.of({
     get address() {
       return server.address()
     },
     udp: false,
     rebind: (endpoint) =>
-      server.rebind(endpoint).pipe(Effect.mapError((error) => new ListenerError({ message: error.message }))),
+      stop.refused()
+        ? Effect.fail(drainingError())
+        : server.rebind(endpoint).pipe(Effect.mapError((error) => new ListenerError({ message: error.message }))),
     active: Effect.sync(server.active),
     waiting: Effect.sync(server.waiting),
     connectionsMax: Effect.sync(server.maxConnections),
@@ -91,7 +125,11 @@ const tcp = Effect.gen(function*() {
     connections: proxy.connections,
     close: proxy.close,
     idleTimeoutSeconds: Effect.succeed(0),
-    setIdleTimeoutSeconds: () => Effect.succeed(false)
+    setIdleTimeoutSeconds: () => Effect.succeed(false),
+    drain: stop.drain,
+    draining: stop.draining,
+    open: Effect.sync(() => server.active() + server.waiting()),
+    drained: stop.drained
   })
 })
 
@@ -113,13 +151,16 @@ const udp = Effect.gen(function*() {
     board: sessions === undefined ? undefined : new SessionBoard(sessions, shared.worker)
   }).pipe(Effect.mapError((error) => new ListenerError({ message: error.message })))
   yield* Effect.forkScoped(server.run(proxy.handle))
+  const stop = stopping(server)
   return Listener.of({
     get address() {
       return server.address()
     },
     udp: true,
     rebind: (endpoint) =>
-      server.rebind(endpoint).pipe(Effect.mapError((error) => new ListenerError({ message: error.message }))),
+      stop.refused()
+        ? Effect.fail(drainingError())
+        : server.rebind(endpoint).pipe(Effect.mapError((error) => new ListenerError({ message: error.message }))),
     active: Effect.sync(server.active),
     waiting: Effect.succeed(0),
     connectionsMax: Effect.sync(server.maxSessions),
@@ -131,6 +172,10 @@ const udp = Effect.gen(function*() {
       Effect.sync(() => {
         server.setIdleSeconds(seconds)
         return true
-      })
+      }),
+    drain: stop.drain,
+    draining: stop.draining,
+    open: Effect.sync(server.active),
+    drained: stop.drained
   })
 })

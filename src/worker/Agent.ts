@@ -83,5 +83,11 @@ export const answer = (
         return yield* (yield* Listener).connections
       case "Close":
         return yield* (yield* Listener).close(request.slot)
+      case "Drain":
+        return yield* Effect.as((yield* Listener).drain, undefined)
+      case "Open":
+        return yield* (yield* Listener).open
+      case "Drained":
+        return yield* Effect.as((yield* Listener).drained, undefined)
     }
   })
