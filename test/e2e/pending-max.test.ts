@@ -4,7 +4,8 @@
  * accept queue is full (test/utils/Backend.ts `unresponsive`: SYNs are dropped), with `-t 30` so that nothing times
  * out during a test; the connect in progress is ended by `close 0` instead. nib counts a connect on its server from
  * the moment it starts (`servers` shows `conn 1`), which is how the tests see that a second connect did (or did not)
- * start. Also `-O`, `-F`, at run time, `write`. Every wait is bounded; no assertion is about timing.
+ * start. Also `-O`, `-F`, at run time, `write`, and a client still greeting (`--accept-proxy`) holding no place. Every
+ * wait is bounded; no assertion is about timing.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
@@ -115,6 +116,17 @@ describe("pending_max: connects to servers in progress", () => {
       // Raised (with --workers, in the thread that holds the client too): its connect starts.
       assert.strictEqual(yield* Nibctl.ask(target, "pending_max 2"), "")
       assert.isTrue(yield* connectionsReach(target, 2), "the waiting client's connect never started")
+    }))
+
+  it.live("a client still greeting (--accept-proxy, its header not sent) holds no place: pending_max 1 serves the next", () =>
+    Effect.gen(function*() {
+      const a = yield* Backend.identity("a")
+      const lb = yield* Nib.start(["--accept-proxy", "-O", "pending_max 1", "127.0.0.1:0", a.spec()])
+      // Sends nothing: nib waits for its PROXY header (5 s at most).
+      const silent = yield* Client.open(lb.port, { from: ip(2) })
+      const next = yield* sending(lb.port, 3, "PROXY TCP4 192.0.2.1 192.0.2.2 1111 80\r\n")
+      assert.deepStrictEqual(yield* Effect.promise(() => next.firstLine(3_000)), { _tag: "Line", line: "a" })
+      assert.strictEqual(silent.text(), "")
     }))
 
   it.live("-F sets pending_max and idlers; write writes them back when they are not pen's defaults, as commands", () =>
