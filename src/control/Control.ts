@@ -4,9 +4,9 @@
  * and `include` through `loadFile`.
  *
  * Each setting is changed through the service that owns it: the selection flags and servers in ServerPool,
- * `blacklist` in HealthChecker, `tracking` and `clients_max` in ClientTable, `timeout` in TcpProxy, `conn_max`,
- * `listen`, `idle_timeout` (UDP sessions) and the connection table in Listener, the ACLs in Acls, `debug` in
- * Verbosity, `log` in RequestLog, `web_stats` in Status. Only pen's inert knobs (`pending_max`, `tarpit_acl`) live
+ * `blacklist` in HealthChecker, `tracking` and `clients_max` in ClientTable, `timeout`, `pending_max` and `idlers`
+ * in TcpProxy, `conn_max`, `listen`, `idle_timeout` (UDP sessions) and the connection table in Listener, the ACLs in
+ * Acls, `debug` in Verbosity, `log` in RequestLog, `web_stats` in Status. Only pen's inert knob `tarpit_acl` lives
  * here.
  */
 import { Context, Deferred, Effect, Layer, Result } from "effect"
@@ -28,6 +28,7 @@ import { HealthChecker } from "../services/HealthChecker.ts"
 import { RequestLog } from "../services/RequestLog.ts"
 import * as ServerPool from "../services/ServerPool.ts"
 import { Verbosity } from "../services/Verbosity.ts"
+import * as Admission from "../shared/Admission.ts"
 import { Broadcast } from "../shared/Broadcast.ts"
 import { testHooks, Threads } from "../shared/Threads.ts"
 import * as Command from "./Command.ts"
@@ -80,7 +81,6 @@ export class Control extends Context.Service<Control, {
       const access = yield* Acls
       const acls = access.table
       const knobs = {
-        pending_max: 100,
         tarpit_acl: -1
       }
 
@@ -105,11 +105,12 @@ export class Control extends Context.Service<Control, {
           case "idle_timeout":
             return Effect.map(listener.idleTimeoutSeconds, (seconds) => `Idle timeout: ${seconds} seconds\n`)
           case "pending_max":
+            // pen answers nothing, set or not (`write` shows it when it is not pen's 100).
             return Effect.succeed("")
           case "tarpit_acl":
             return Effect.succeed(`tarpit_acl = ${knobs.tarpit_acl}`)
           case "idlers":
-            return Effect.succeed("Idlers: 0/0\n")
+            return Effect.map(proxy.idlers, ({ open, wanted }) => `Idlers: ${open}/${wanted}\n`)
         }
       }
 
@@ -154,13 +155,17 @@ export class Control extends Context.Service<Control, {
               ? refuse("idle_timeout: closing idle TCP connections is not supported yet")
               : taken(Effect.void)
           case "pending_max":
-            return set(() => (knobs.pending_max = Math.max(1, value)))
+            // pen: at most N connects to servers in progress (TCP); N <= 0 is 1.
+            return taken(proxy.setPendingMax(Math.max(1, value)))
           case "tarpit_acl":
             return set(() => (knobs.tarpit_acl = value >= -1 && value < Acl.ACLS_MAX ? value : 0))
           case "idlers":
-            return value > 0
-              ? refuse("idlers: keeping idle server connections is not supported yet")
-              : taken(Effect.void)
+            return listener.udp && value > 0
+              ? refuse("idlers: idle server connections are for TCP, not UDP mode (-U)")
+              : Effect.flatMap(listener.connectionsMax, (max) =>
+                value > max
+                  ? refuse(`idlers: at most conn_max (${max}) idle server connections`)
+                  : taken(proxy.setIdlers(value)))
         }
       }
 
@@ -373,6 +378,8 @@ export class Control extends Context.Service<Control, {
             flag(p.prio, "prio"),
             // nib's TLS settings (pen's write leaves them out, so a rewritten file lost them), when not pen's defaults.
             ...TlsSettings.commands(yield* proxy.tlsTuning),
+            // pending_max and idlers likewise (pen's write leaves them out), when not pen's defaults.
+            ...knobLines(yield* proxy.pendingMax, (yield* proxy.idlers).wanted),
             ""
           ].join("\n")
         })
@@ -421,6 +428,12 @@ export class Control extends Context.Service<Control, {
 }
 
 const line = (value: string | number) => `${value}\n`
+
+/** `write`'s lines for `pending_max` and `idlers`: only those not at pen's defaults (100, 0). */
+const knobLines = (pendingMax: number, idlers: number): ReadonlyArray<string> => [
+  ...(pendingMax === Admission.PENDING_MAX ? [] : [`pending_max ${pendingMax}`]),
+  ...(idlers === 0 ? [] : [`idlers ${idlers}`])
+]
 
 /** pen maps an ACL number outside 0..9 to 0. */
 const aclNumber = (n: number) => (n >= 0 && n < Acl.ACLS_MAX ? n : 0)

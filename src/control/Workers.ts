@@ -26,6 +26,7 @@ import { Listener, ListenerError } from "../proxy/Listener.ts"
 import type { TcpProxy } from "../proxy/TcpProxy.ts"
 import type { UdpProxy } from "../proxy/UdpProxy.ts"
 import { RequestLog } from "../services/RequestLog.ts"
+import * as Admission from "../shared/Admission.ts"
 import { keyOf, type SettingChange } from "../shared/Broadcast.ts"
 import * as CounterMemory from "../shared/CounterMemory.ts"
 import type { FromWorker, ReplyValue, Request, WorkerInit } from "../shared/Messages.ts"
@@ -185,8 +186,8 @@ const make = Effect.fnUntraced(function*(
 
   /**
    * Worker `worker`'s share of the shared state, given back after it died: connections held on servers, connection
-   * numbers, its places under `-x` (TCP) or on the session board (UDP), and the sticky table's lock if it died
-   * holding it. The connections it served.
+   * numbers, its places under `-x` and `pending_max` (TCP) or on the session board (UDP), its idle server connections
+   * (`idlers`), and the sticky table's lock if it died holding it. The connections it served.
    */
   const reclaim = (worker: number) =>
     Effect.gen(function*() {
@@ -194,7 +195,12 @@ const make = Effect.fnUntraced(function*(
       slots?.releaseAllOf(worker)
       board?.releaseAllOf(worker)
       const closed = counters.clearRow("active", worker)
-      if (admission !== undefined) Atomics.sub(admission, 0, Math.min(closed, Atomics.load(admission, 0)))
+      counters.clearRow("idlers", worker)
+      if (admission !== undefined) {
+        Atomics.sub(admission, Admission.LIVE, Math.min(closed, Atomics.load(admission, Admission.LIVE)))
+        Admission.reclaimDials(admission, worker)
+        Admission.wake(admission)
+      }
       if (StickyMemory.releaseLockOf(memory.clients, worker)) {
         const problems = StickyMemory.check(memory.clients)
         yield* Effect.logError(
@@ -453,7 +459,10 @@ export const layerListener: Layer.Layer<
     // client any more, then the worker threads stop, then the main thread's listener and connections close.
     const admission = memory.admission === undefined ? undefined : new Int32Array(memory.admission)
     yield* Effect.addFinalizer(() =>
-      Effect.andThen(Effect.sync(() => admission !== undefined && Atomics.store(admission, 2, 1)), workers.stop)
+      Effect.andThen(
+        Effect.sync(() => admission !== undefined && Atomics.store(admission, Admission.STOPPED, 1)),
+        workers.stop
+      )
     )
     workers.setLogSink(log.chunkUnsafe)
     yield* workers.start(local.address).pipe(Effect.mapError((error) => new ListenerError({ message: error.message })))

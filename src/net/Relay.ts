@@ -61,9 +61,15 @@ const SHARED = Buffer.allocUnsafeSlow(READ_SIZE)
 /** Written behind a write that did not complete at once: its callback says when that one has. */
 const EMPTY = Buffer.alloc(0)
 
+/** What takes a server socket's reads before a relay does (an idle connection, `proxy/Idlers.ts`). @category models */
+export interface Holder {
+  /** `length` bytes were read; `chunk` holds them from index 0, and only until this returns. False stops reading. */
+  readonly chunk: (chunk: Buffer, length: number) => boolean
+}
+
 const kFrom = Symbol("nib/Relay/from")
 const kTo = Symbol("nib/Relay/to")
-type Piped = Net.Socket & { [kFrom]?: Pipe; [kTo]?: Pipe }
+type Piped = Net.Socket & { [kFrom]?: Pipe | Holder; [kTo]?: Pipe }
 
 // Listeners are module-level functions that find their pipe through the socket (`this`): no closures per connection.
 function onRead(this: Net.Socket, length: number, buffer: Uint8Array): boolean {
@@ -74,7 +80,7 @@ function onData(this: Net.Socket, chunk: Buffer) {
   if (!(this as Piped)[kFrom]!.chunk(chunk, chunk.length)) this.pause()
 }
 function onEnd(this: Net.Socket) {
-  ;(this as Piped)[kFrom]!.ended()
+  ;((this as Piped)[kFrom] as Pipe).ended()
 }
 function onDrain(this: Net.Socket) {
   ;(this as Piped)[kTo]!.drained()
@@ -82,6 +88,14 @@ function onDrain(this: Net.Socket) {
 
 /** The `onread` option of a socket whose reads the relay takes (servers are dialed with it). @category constants */
 export const readOptions: Net.OnReadOpts = { buffer: SHARED, callback: onRead }
+
+/**
+ * Gives the reads of `socket`, dialed with {@link readOptions}, to `holder` until a relay starts on it (an idle
+ * server connection keeps what its server sends before a client takes it).
+ */
+export const hold = (socket: Net.Socket, holder: Holder): void => {
+  ;(socket as Piped)[kFrom] = holder
+}
 
 /** The two private fields Node's `onread` sets on a socket, found by their values on a probe socket. */
 interface ReadFields {
@@ -375,12 +389,19 @@ export class Relay {
 
   /**
    * Starts moving bytes: the server is connected, the client accepted and not read yet. `early` is what was read
-   * from the client before (after a PROXY header): it goes first, as chunks read now would.
+   * from the client before (after a PROXY header): it goes first, as chunks read now would. `fromServer` is what the
+   * server sent before (on an idle connection): it goes to the client first.
    */
-  start(early?: ReadonlyArray<Buffer>): void {
+  start(early?: ReadonlyArray<Buffer>, fromServer?: ReadonlyArray<Buffer>): void {
     const { client, server } = this
     wire(client, this.up, this.down)
     wire(server, this.down, this.up)
+    if (fromServer !== undefined) {
+      let reading = true
+      for (const chunk of fromServer) reading = this.down.chunk(chunk, chunk.length)
+      // The client is over its high-water mark already: its `drain` resumes the server.
+      if (!reading) server.pause()
+    }
     let flowing = true
     if (early !== undefined) { for (const chunk of early) flowing = this.up.chunk(chunk, chunk.length) }
     // The server was dialed with `readOptions` and reads already; the client starts now, unless the server's side

@@ -1,13 +1,15 @@
 /**
  * A scoped TCP (or Unix socket) listener on `node:net`. It binds, reports a bind failure as a typed error, runs one
  * fiber per connection in a scope of its own, and applies pen's admission control: at `maxConnections` live
- * connections new ones wait, accepted but unread and not yet sent to a server, and are served in arrival order as
- * connections end. Connections that arrive before a handler is attached wait the same way.
+ * connections, or with `pending_max` connects to servers in progress, new ones wait, accepted but unread and not yet
+ * sent to a server, and are served in arrival order as connections (or connects) end. Connections that arrive before
+ * a handler is attached wait the same way.
  */
 import { Context, Data, Effect, Exit, Fiber, Scope } from "effect"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Address from "../domain/Address.ts"
+import * as Admission from "../shared/Admission.ts"
 import type { Socket } from "./Socket.ts"
 
 /** Why the listener could not be opened. @category errors */
@@ -33,10 +35,14 @@ export interface Options {
   readonly reusePort?: boolean | undefined
   /**
    * The live connections of every worker thread, counted against `maxConnections` together (`-x` is one limit for
-   * the balancer): word 0 the count, word 1 the threads waiting for it to drop, word 2 set once the balancer stops
-   * (no thread admits a waiting client then), over a SharedArrayBuffer.
+   * the balancer), in the admission memory (`shared/Admission.ts`), over a SharedArrayBuffer.
    */
   readonly shared?: Int32Array | undefined
+  /**
+   * `pending_max`: a connection is taken only with a place among the connects in progress, which it holds when it is
+   * handed to the handler; the handler passes it on to its dial or gives it back (`Dials.release`).
+   */
+  readonly dials?: Admission.Dials | undefined
 }
 
 /** A bound listener. @category models */
@@ -85,49 +91,68 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
     let active = 0
     let dispatch: ((socket: Socket) => void) | undefined
     const shared = options.shared
-    // With workers: whether this thread waits for another's connection to end (Atomics.waitAsync on the count).
+    const dials = options.dials
+    // With workers: whether this thread waits for another's connection (or connect) to end (Atomics.waitAsync).
     let watching = false
     let closed = false
     // A graceful stop: not listening any more; `idle` waits for the last connection. Read once per connection end.
     let draining = false
     let idleWaiters: Array<() => void> = []
 
-    /**
-     * Takes a place for one more connection: under `maxConnections` here, or, with workers, in the count they share
-     * (one compare-and-swap, so that threads never admit more than the limit between them).
-     */
-    const take = (): boolean => {
+    /** A place under `maxConnections`: here, or, with workers, in the count they share. */
+    const takeLive = (): boolean => {
       if (shared === undefined) return active < maxConnections
-      if (Atomics.load(shared, 2) !== 0) return false
-      for (let live = Atomics.load(shared, 0); live < maxConnections;) {
-        const seen = Atomics.compareExchange(shared, 0, live, live + 1)
+      if (Atomics.load(shared, Admission.STOPPED) !== 0) return false
+      for (let live = Atomics.load(shared, Admission.LIVE); live < maxConnections;) {
+        const seen = Atomics.compareExchange(shared, Admission.LIVE, live, live + 1)
         if (seen === live) return true
         live = seen
       }
       return false
     }
 
-    /** Gives a place back; a thread waiting for one (another worker's connections waiting) is woken. */
-    const giveBack = () => {
-      if (shared === undefined) return
-      Atomics.sub(shared, 0, 1)
-      if (Atomics.load(shared, 1) > 0) Atomics.notify(shared, 0)
+    /**
+     * Takes a place for one more connection: under `maxConnections`, and among the connects in progress
+     * (`pending_max`). With workers each is one compare-and-swap on the counts they share, so that threads never
+     * admit more than a limit between them.
+     */
+    const take = (): boolean => {
+      if (!takeLive()) return false
+      if (dials === undefined || dials.reserve()) return true
+      giveBack()
+      return false
     }
 
+    /** Gives a place under `maxConnections` back; a thread waiting for one (its connections waiting) is woken. */
+    const giveBack = () => {
+      if (shared === undefined) return
+      Atomics.sub(shared, Admission.LIVE, 1)
+      Admission.wake(shared)
+    }
+
+    /** Whether {@link take} would find places now (with workers; another thread may take them first). */
+    const placesFree = (words: Int32Array) =>
+      Atomics.load(words, Admission.STOPPED) === 0 && Atomics.load(words, Admission.LIVE) < maxConnections &&
+      (dials === undefined || dials.free)
+
     /**
-     * With workers, a connection ending on another thread frees the place this one's waiting connections need: wait
-     * (without blocking) for the count to change, then admit. Bounded, so that nothing waits on past the listener.
+     * With workers, a connection (or a connect) ending on another thread frees the place this one's waiting connections
+     * need: wait (without blocking) until a thread says it freed one, then drain. This thread says it waits before it
+     * looks again, so that a place freed meanwhile is either seen or wakes it. Bounded, so that nothing waits on past
+     * the listener.
      */
     const watch = () => {
       if (shared === undefined || watching || closed || head >= queue.length) return
       watching = true
-      Atomics.add(shared, 1, 1)
+      Atomics.add(shared, Admission.WAITING, 1)
+      const freed = Atomics.load(shared, Admission.FREED)
       const done = () => {
         watching = false
-        Atomics.sub(shared, 1, 1)
+        Atomics.sub(shared, Admission.WAITING, 1)
         admit()
       }
-      const result = Atomics.waitAsync(shared, 0, Atomics.load(shared, 0), 1_000)
+      if (placesFree(shared)) return queueMicrotask(done)
+      const result = Atomics.waitAsync(shared, Admission.FREED, freed, 1_000)
       if (result.async) void result.value.then(done)
       else queueMicrotask(done)
     }
@@ -160,7 +185,10 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
         }
         socket.off("close", onWaitingClose)
         if (!socket.destroyed) run(socket)
-        else if (shared !== undefined) giveBack()
+        else {
+          giveBack()
+          dials?.release()
+        }
       }
     }
     function onWaitingClose(this: Socket) {
@@ -222,6 +250,9 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
           )
         }
       })
+
+    // One thread: a connect that ends frees the place a waiting connection needs.
+    if (dials !== undefined && shared === undefined) dials.onFree = () => admit()
 
     let server = yield* listen(options.endpoint)
     let address = boundAddress(server, options.endpoint)

@@ -105,7 +105,8 @@ const tcp = Effect.gen(function*() {
     backlog: config.backlog,
     maxConnections: config.connectionsMax,
     reusePort: config.workers > 1,
-    shared: admission === undefined ? undefined : new Int32Array(admission)
+    shared: admission === undefined ? undefined : new Int32Array(admission),
+    dials: proxy.dials
   }).pipe(Effect.mapError((error) => new ListenerError({ message: error.message })))
   yield* Effect.forkScoped(server.run(proxy.handle))
   const stop = stopping(server)

@@ -6,7 +6,7 @@
  * (shutdown) destroys both. Everything inside is plain JavaScript on the services' `*Unsafe` members, with no Effect
  * on the data path; bench/README.md has what a connection costs against a hand-written Node proxy.
  */
-import { Context, Effect, Layer } from "effect"
+import { Clock, Context, Effect, Layer } from "effect"
 import type { TLSSocket } from "node:tls"
 import { LbConfig } from "../Config.ts"
 import type { Backend } from "../domain/Backend.ts"
@@ -26,10 +26,13 @@ import { RelayBuffers } from "../services/RelayBuffers.ts"
 import type { RequestLog } from "../services/RequestLog.ts"
 import { ABUSE_SERVER, addressText, type ServerPool } from "../services/ServerPool.ts"
 import type { StatsReporter } from "../services/StatsReporter.ts"
+import * as Admission from "../shared/Admission.ts"
 import { Broadcast } from "../shared/Broadcast.ts"
-import type { SharedState } from "../shared/SharedState.ts"
+import { Counters } from "../shared/CounterMemory.ts"
+import { SharedState } from "../shared/SharedState.ts"
 import * as Common from "./Common.ts"
 import * as Failover from "./Failover.ts"
+import * as Idlers from "./Idlers.ts"
 import type { ConnectionInfo, Slotted } from "./Slots.ts"
 
 /** The TCP proxy service: what the Listener runs for each accepted connection. @category services */
@@ -54,6 +57,19 @@ export class TcpProxy extends Context.Service<TcpProxy, {
   /** -H, the `http` command: whether connections that start relaying from now on get X-Forwarded-For. */
   readonly http: Effect.Effect<boolean>
   readonly setHttp: (on: boolean) => Effect.Effect<void>
+  /**
+   * pen's `pending_max`: the connects to servers in progress (every thread's), and the limit beyond which new clients
+   * wait. The listener takes a client only with a place among them (`Admission.Dials.reserve`), which the connection
+   * passes on to its dial, or gives back.
+   */
+  readonly dials: Admission.Dials
+  readonly pendingMax: Effect.Effect<number>
+  /** Sets `pending_max` (below 1 is 1, as in pen); a higher limit lets waiting clients in at once. */
+  readonly setPendingMax: (n: number) => Effect.Effect<void>
+  /** pen's `idlers`: the idle server connections open now (every thread's), and how many are wanted. */
+  readonly idlers: Effect.Effect<{ readonly open: number; readonly wanted: number }>
+  /** Keeps `n` idle server connections open (spread over the threads that serve); 0 closes them. */
+  readonly setIdlers: (n: number) => Effect.Effect<void>
   /** The live connections, by slot number (pen's connection table). */
   readonly connections: Effect.Effect<ReadonlyArray<ConnectionInfo>>
   /** Closes connection `slot` (pen's `close N`); false when no connection has that slot. */
@@ -90,10 +106,33 @@ export class TcpProxy extends Context.Service<TcpProxy, {
         tlsFiles === undefined
           ? Effect.as(Tls.check(with_), undefined)
           : Tls.context({ ...tlsFiles, ...with_ }, warnUnsafe)
+      const services = yield* Common.services
+      const shared = yield* SharedState
+      const admission = shared.memory.admission
+      const dials = new Admission.Dials(
+        Admission.PENDING_MAX,
+        admission === undefined ? undefined : new Int32Array(admission),
+        shared.worker
+      )
+      const counters = new Counters(shared.memory.counters, shared.worker)
+      const clock = yield* Clock.Clock
+      const idlers = new Idlers.Idlers({
+        pool: services.pool,
+        health: services.health,
+        deadlines,
+        now: () => clock.currentTimeMillisUnsafe(),
+        report: (open) => counters.set("idlers", open),
+        worker: shared.worker
+      })
+      // (after the deadlines' finalizer, so it runs first)
+      yield* Effect.addFinalizer(() => Effect.sync(() => idlers.close()))
+      let idlersWanted = 0
       const env: Env = {
-        ...(yield* Common.services),
+        ...services,
         buffers: (yield* RelayBuffers).pool,
         deadlines,
+        dials,
+        idlers,
         unixListener: config.listen._tag === "Unix",
         acceptProxy: config.acceptProxy,
         http: { on: config.http },
@@ -121,6 +160,19 @@ export class TcpProxy extends Context.Service<TcpProxy, {
             tuning = next
             env.tls = context
           }).pipe(Effect.andThen(broadcast.send({ _tag: "Tls", tuning: next }))),
+        dials,
+        pendingMax: Effect.sync(() => dials.max),
+        setPendingMax: (n) =>
+          Effect.andThen(Effect.sync(() => dials.setMax(n)), broadcast.send({ _tag: "PendingMax", n })),
+        idlers: Effect.sync(() => ({ open: counters.get("idlers"), wanted: idlersWanted })),
+        setIdlers: (n) =>
+          Effect.andThen(
+            Effect.sync(() => {
+              idlersWanted = n
+              idlers.setWanted(Idlers.share(n, shared.memory.workers, shared.worker))
+            }),
+            broadcast.send({ _tag: "Idlers", n })
+          ),
         http: Effect.sync(() => env.http.on),
         setHttp: (on) =>
           Effect.andThen(
@@ -139,6 +191,10 @@ export class TcpProxy extends Context.Service<TcpProxy, {
 interface Env extends Common.Services {
   readonly buffers: BufferPool
   readonly deadlines: Socket.DeadlineQueue
+  /** `pending_max`: the connects in progress. */
+  readonly dials: Admission.Dials
+  /** `idlers`: this thread's idle server connections. */
+  readonly idlers: Idlers.Idlers
   readonly unixListener: boolean
   /** --accept-proxy: each client starts with a PROXY header. */
   readonly acceptProxy: boolean
@@ -240,6 +296,12 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
   private accepted: ProxyProtocol.Header | undefined
   /** The DeadlineQueue ticket of the pending dial. */
   private ticket = 0
+  /**
+   * Whether this connection holds a place among the connects in progress (`pending_max`): the listener took the
+   * client with one; it is passed on to the dial, kept through failover, and given back once a server is connected or
+   * the connection ends. A client greeted first (-E, --accept-proxy) gives it back meanwhile, and its dial takes one.
+   */
+  private dialing = true
   /** Servers this connection has tried, made on its first failover only. */
   tried: Set<number> | undefined
 
@@ -259,7 +321,10 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
     if (this.client.remoteAddress === undefined && !env.unixListener) return this.finish()
     // --accept-proxy: the client is another balancer, whose PROXY header (sent in the clear, before any TLS) says who
     // the real client is.
-    if (env.acceptProxy) return this.readProxyHeader()
+    if (env.acceptProxy) {
+      this.endDialing()
+      return this.readProxyHeader()
+    }
     this.startTls()
   }
 
@@ -279,6 +344,8 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
   private startTls(): void {
     const tls = (this.tlsContext = this.env.tls)
     if (tls === undefined) return this.greeted()
+    // A TLS handshake is not a connect in progress: a slow client does not hold new ones back.
+    this.endDialing()
     const raw = this.client
     raw.off("error", onClientError)
     raw.off("close", onClientClose)
@@ -411,6 +478,19 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
     // servers never pin.
     this.pinned = index >= 0 ? index : Selection.NO_SERVER
     env.clients.pinUnsafe(this.visitor, this.pinned)
+    // `idlers`: a connection to this server is open already, and waiting for a client.
+    const idle = env.idlers.take(index)
+    if (idle !== undefined) {
+      const upstream = (this.upstream = idle.socket)
+      ;(upstream as Owned)[kSession] = this
+      upstream.on("error", onUpstreamError)
+      this.relayTo(upstream, idle.early)
+      return true
+    }
+    if (!this.dialing) {
+      this.dialing = true
+      env.dials.add()
+    }
     const upstream = (this.upstream = Socket.connect(env.pool.dialTarget(index)))
     ;(upstream as Owned)[kSession] = this
     upstream.on("error", onUpstreamError)
@@ -427,10 +507,18 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
   }
 
   upstreamConnected(): void {
-    const { client } = this
-    const upstream = this.upstream!
-    this.relaying = true
     this.env.deadlines.settle(this.ticket)
+    this.relayTo(this.upstream!, undefined)
+  }
+
+  /**
+   * The server is connected (dialed, or an idle connection taken, with what its server sent meanwhile in
+   * `fromServer`): relaying starts.
+   */
+  private relayTo(upstream: Socket.Socket, fromServer: ReadonlyArray<Buffer> | undefined): void {
+    const { client } = this
+    this.relaying = true
+    this.endDialing()
     upstream.on("close", onUpstreamClose)
     const backend = (this.backend = this.env.pool.backendUnsafe(this.server)!)
     // --send-proxy / `server N proxy`: the PROXY protocol header goes first, before any byte of the client's.
@@ -448,7 +536,14 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
     const relay = (this.relay = new Relay(client, upstream, this.env.buffers, this, rewriter))
     // --accept-proxy: what the client sent after its header, and while the server was dialed, goes first (through
     // the relay, so that -H rewrites it and it is counted and logged as any other chunk).
-    relay.start(this.env.acceptProxy ? this.takeEarly() : undefined)
+    relay.start(this.env.acceptProxy ? this.takeEarly() : undefined, fromServer)
+  }
+
+  /** Gives back this connection's place among the connects in progress, if it holds one. */
+  private endDialing(): void {
+    if (!this.dialing) return
+    this.dialing = false
+    this.env.dials.release()
   }
 
   private takeEarly(): Array<Buffer> | undefined {
@@ -579,6 +674,7 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
     if (this.slot >= 0) this.env.slots.release(this.slot)
     this.slot = -1
     Socket.destroy(this.client)
+    this.endDialing()
     this.resume(DONE)
   }
 }

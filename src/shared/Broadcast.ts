@@ -33,6 +33,10 @@ export type SettingChange =
   | { readonly _tag: "Blacklist"; readonly seconds: number }
   /** `-t`, the `timeout` command. */
   | { readonly _tag: "Timeout"; readonly seconds: number }
+  /** `pending_max N`. */
+  | { readonly _tag: "PendingMax"; readonly n: number }
+  /** `idlers N`: the balancer's total (each thread keeps its share). */
+  | { readonly _tag: "Idlers"; readonly n: number }
   /** `-H`, `http` / `no http`. */
   | { readonly _tag: "Http"; readonly on: boolean }
   /** -L, -Z and the `ssl_*` commands. */

@@ -18,8 +18,11 @@ export const NAMES = [
 /** One of the counters. @category models */
 export type Counter = typeof NAMES[number]
 
-/** Figures a thread sets rather than adds to: its relay's buffers, owned and lent out. @category constants */
-export const GAUGES = ["relayBuffers", "relayBuffersInUse"] as const
+/**
+ * Figures a thread sets rather than adds to: its relay's buffers, owned and lent out, and its idle server connections
+ * (`idlers`). @category constants
+ */
+export const GAUGES = ["relayBuffers", "relayBuffersInUse", "idlers"] as const
 
 /** One of the gauges. @category models */
 export type Gauge = typeof GAUGES[number]
@@ -80,7 +83,7 @@ export class Counters {
   }
 
   /** Sets `counter` in row `row` to 0 (a worker that died: its live connections are gone); what it was. */
-  clearRow(counter: Counter, row: number): number {
+  clearRow(counter: Counter | Gauge, row: number): number {
     const at = row * ROW + INDEX[counter]
     const was = this.values[at]!
     this.values[at] = 0

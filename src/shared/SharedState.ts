@@ -9,6 +9,7 @@
  */
 import { Context, Effect, Layer } from "effect"
 import { LbConfig } from "../Config.ts"
+import * as Admission from "./Admission.ts"
 import * as CounterMemory from "./CounterMemory.ts"
 import * as ServerMemory from "./ServerMemory.ts"
 import * as SessionBoard from "./SessionBoard.ts"
@@ -24,8 +25,8 @@ export interface Memory {
   /** pen's connection numbers, one table for all workers; undefined with one thread (its proxy numbers its own). */
   readonly slots: SlotMemory.Memory | undefined
   /**
-   * The live connections of all workers, counted against `-x` together (net/TcpServer.ts: the count, the workers
-   * waiting for it to drop, and whether the balancer stops); undefined with one thread.
+   * The live connections of all workers, counted against `-x` together, and their connects to servers in progress,
+   * against `pending_max` (`Admission.ts`); undefined with one thread.
    */
   readonly admission: SharedArrayBuffer | undefined
   /** UDP sessions of all workers, bounded by `-x` together (`-U`); undefined with one thread. */
@@ -61,7 +62,7 @@ export const allocate = (options: {
       )
     }),
     slots: shared ? SlotMemory.allocate({ size: options.connections, shared }) : undefined,
-    admission: shared ? new SharedArrayBuffer(12) : undefined,
+    admission: shared ? Admission.allocate(workers) : undefined,
     sessions: shared ? SessionBoard.allocate({ places: placesFor(options.connections), workers }) : undefined,
     workers
   }

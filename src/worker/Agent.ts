@@ -30,6 +30,10 @@ export const apply = (change: SettingChange): Effect.Effect<void, { readonly mes
         return yield* (yield* HealthChecker).setBlacklistSeconds(change.seconds)
       case "Timeout":
         return yield* (yield* TcpProxy).setConnectTimeoutSeconds(change.seconds)
+      case "PendingMax":
+        return yield* (yield* TcpProxy).setPendingMax(change.n)
+      case "Idlers":
+        return yield* (yield* TcpProxy).setIdlers(change.n)
       case "Http":
         return yield* (yield* TcpProxy).setHttp(change.on)
       case "Tls":

@@ -66,9 +66,8 @@
  * - `clients_max 0` / `conn_max 0`: pen ignores a shrink and answers the size in force ("400\n", "77\n"), nib
  *   "clients_max: the table needs at least 1 slot\n" / "conn_max: at least 1 connection\n" (the size is kept too).
  * - `idle_timeout 5`: pen "Idle timeout: 5 seconds\n", nib "idle_timeout: closing idle connections is not
- *   supported yet\n" (README: refused, not yet). `idlers 2` (not sent: reference 6.2 has 0.34.1 segfault on it):
- *   pen "Idlers: 0/2\n" and opens idle server connections, nib "idlers: keeping idle server connections is not
- *   supported yet\n".
+ *   supported yet\n" (README: refused, not yet). `idlers 2` is not sent: pen 0.34.1 segfaults on it (reference
+ *   6.2); nib's idle server connections are tested on nib alone (test/e2e/idlers.test.ts).
  * - A command without a line end, from a client that then waits (no EOF): pen answers whatever its one recv() got
  *   ("servers" alone gets the listing at once); nib waits for a line end or the client's EOF (10 s at most, then
  *   closes with nothing; README "A silent control client freezes nothing"). penctl and nibctl always send "\n".

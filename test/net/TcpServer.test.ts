@@ -1,6 +1,7 @@
 /**
  * The listener on its own (`TcpServer.make`, no proxy): connections that arrive before `run` wait and are served,
- * pen's admission control (`maxConnections` live, `maxWaiting` queued, one more reset), a queued client that leaves
+ * pen's admission control (`maxConnections` live, `maxWaiting` queued, one more reset; `pending_max` connects in
+ * progress, one thread's and two listeners' over shared admission memory), a queued client that leaves
  * (kept in its place, as in pen's backlog),
  * what closing the scope ends, a drain (not listening; the live and waiting connections served, then idle), bind
  * failures, and Unix socket paths (a stale file at the path is replaced).
@@ -12,6 +13,7 @@ import type * as Net from "node:net"
 import * as Path from "node:path"
 import * as Address from "../../src/domain/Address.ts"
 import * as TcpServer from "../../src/net/TcpServer.ts"
+import * as Admission from "../../src/shared/Admission.ts"
 import * as Backend from "../utils/Backend.ts"
 import * as Client from "../utils/Client.ts"
 import * as Nib from "../utils/Nib.ts"
@@ -192,6 +194,77 @@ describe("TcpServer: admission control", () => {
         assert.isTrue(yield* Poll.waitUntil(() => server.active() === 0 && server.waiting() === 0))
       }).pipe(Effect.scoped))
   }
+})
+
+// The handler stands in for the proxy: each client it is handed holds a place among the connects in progress, which the
+// test gives back (as the proxy does when the client's server is connected).
+describe("TcpServer: pending_max (connects in progress)", () => {
+  it.live("pending_max 1: a second client waits, unread, until the first gives its place back", () =>
+    Effect.gen(function*() {
+      const dials = new Admission.Dials(1)
+      const server = yield* TcpServer.make({ endpoint: LOCAL, backlog: 50, maxConnections: 10, dials })
+      const port = portOf(server)
+      const held = yield* holding
+      yield* Effect.forkScoped(server.run(held.handler))
+
+      const a = yield* Client.open(port)
+      assert.deepStrictEqual(yield* firstLine(a), HI)
+      assert.strictEqual(dials.inProgress, 1)
+      const b = yield* Client.open(port)
+      assert.isTrue(yield* Poll.waitUntil(() => server.waiting() === 1), `waiting: ${server.waiting()}`)
+      assert.strictEqual((yield* firstLine(b, 200))._tag, "Timeout")
+      assert.strictEqual(held.served.length, 1)
+
+      // a's connect is done: b takes the place, though a's connection goes on.
+      dials.release()
+      assert.deepStrictEqual(yield* firstLine(b), HI)
+      assert.deepStrictEqual(held.served, [a.socket.localPort, b.socket.localPort])
+      assert.strictEqual(server.active(), 2)
+      assert.strictEqual(server.waiting(), 0)
+      dials.release()
+      assert.strictEqual(dials.inProgress, 0)
+      yield* held.releaseAll
+    }).pipe(Effect.scoped))
+
+  it.live("without a limit reached, clients are served at once (the default, 100)", () =>
+    Effect.gen(function*() {
+      const dials = new Admission.Dials(Admission.PENDING_MAX)
+      const server = yield* TcpServer.make({ endpoint: LOCAL, backlog: 50, maxConnections: 10, dials })
+      const port = portOf(server)
+      const held = yield* holding
+      yield* Effect.forkScoped(server.run(held.handler))
+      for (let i = 0; i < 3; i++) assert.deepStrictEqual(yield* firstLine(yield* Client.open(port)), HI)
+      assert.strictEqual(dials.inProgress, 3)
+      assert.strictEqual(server.waiting(), 0)
+      yield* held.releaseAll
+    }).pipe(Effect.scoped))
+
+  it.live("two listeners over shared admission memory (workers): a place freed by one wakes the other's client", () =>
+    Effect.gen(function*() {
+      const words = new Int32Array(Admission.allocate(2))
+      const [d0, d1] = [new Admission.Dials(1, words, 0), new Admission.Dials(1, words, 1)]
+      const s0 = yield* TcpServer.make({ endpoint: LOCAL, backlog: 50, maxConnections: 10, shared: words, dials: d0 })
+      const s1 = yield* TcpServer.make({ endpoint: LOCAL, backlog: 50, maxConnections: 10, shared: words, dials: d1 })
+      const [h0, h1] = [yield* holding, yield* holding]
+      yield* Effect.forkScoped(s0.run(h0.handler))
+      yield* Effect.forkScoped(s1.run(h1.handler))
+
+      const a = yield* Client.open(portOf(s0))
+      assert.deepStrictEqual(yield* firstLine(a), HI)
+      const b = yield* Client.open(portOf(s1))
+      assert.isTrue(yield* Poll.waitUntil(() => s1.waiting() === 1), `waiting: ${s1.waiting()}`)
+      assert.strictEqual((yield* firstLine(b, 200))._tag, "Timeout")
+      assert.strictEqual(Atomics.load(words, Admission.LIVE), 1, "b waits without a place under -x")
+
+      d0.release()
+      assert.deepStrictEqual(yield* firstLine(b), HI)
+      assert.strictEqual(Atomics.load(words, Admission.DIALS), 1)
+      assert.strictEqual(Atomics.load(words, Admission.LIVE), 2)
+      yield* h0.releaseAll
+      yield* h1.releaseAll
+      assert.isTrue(yield* Poll.waitUntil(() => Atomics.load(words, Admission.LIVE) === 0))
+      d1.release()
+    }).pipe(Effect.scoped))
 })
 
 describe("TcpServer: closing the scope", () => {

@@ -6,6 +6,7 @@ import * as TestLayers from "../../layers/Test.ts"
 import * as Address from "../../src/domain/Address.ts"
 import * as ServerSpec from "../../src/domain/ServerSpec.ts"
 import { Listener } from "../../src/proxy/Listener.ts"
+import { TcpProxy } from "../../src/proxy/TcpProxy.ts"
 import { ClientTable } from "../../src/services/ClientTable.ts"
 import { ServerPool } from "../../src/services/ServerPool.ts"
 import { StatsReporter } from "../../src/services/StatsReporter.ts"
@@ -106,6 +107,34 @@ const statsWhenIdle = Effect.gen(function*() {
 })
 
 describe("TcpProxy", () => {
+  it.live("every connection gives back its place among the connects in progress (pending_max): failed over, refused, relayed, served over an idle connection", () =>
+    Effect.gen(function*() {
+      const a = yield* backend("a")
+      const refused = yield* refusedPort
+      yield* Effect.gen(function*() {
+        const port = yield* listenerPort
+        const proxy = yield* TcpProxy
+        // Failed over from the refused server 1 to server 0, then straight to server 0 (pinned).
+        assert.strictEqual(yield* firstLine(port), "a")
+        assert.strictEqual(yield* firstLine(port), "a")
+        yield* statsWhenIdle
+        assert.strictEqual(proxy.dials.inProgress, 0)
+        // With every server blacklisted or refused, a client is refused: its place goes back too.
+        yield* (yield* ServerPool).blacklist(0, 60)
+        assert.strictEqual((yield* exchange(port)).data, "")
+        yield* (yield* ServerPool).blacklist(0, 0)
+        yield* statsWhenIdle
+        assert.strictEqual(proxy.dials.inProgress, 0)
+        // Served over an idle connection: it makes no connect, and holds no place once served.
+        yield* proxy.setIdlers(1)
+        assert.strictEqual((yield* eventually(proxy.idlers, (i) => i.open === 1)).open, 1)
+        assert.strictEqual(yield* firstLine(port), "a")
+        yield* statsWhenIdle
+        assert.strictEqual(proxy.dials.inProgress, 0)
+        yield* proxy.setIdlers(0)
+      }).pipe(Effect.provide(makeAppTest({ listen, servers: [spec(a), spec(refused)] })))
+    }).pipe(Effect.scoped))
+
   it.live("fails over from a refused server to the next and blacklists the refused one", () =>
     Effect.gen(function*() {
       const a = yield* backend("a")
