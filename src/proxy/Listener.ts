@@ -38,10 +38,13 @@ export class Listener extends Context.Service<Listener, {
   readonly connections: Effect.Effect<ReadonlyArray<ConnectionInfo>>
   /** Ends connection (or session) `slot` (pen's `close N`); false when none has that slot. */
   readonly close: (slot: number) => Effect.Effect<boolean>
-  /** Seconds an idle UDP session is kept (pen's `idle_timeout`; 0: never); 0 in TCP mode. */
+  /**
+   * pen's `idle_timeout` (0: never): seconds an established TCP connection may move no byte before it is closed
+   * (TcpProxy), or in UDP mode seconds an idle session is kept.
+   */
   readonly idleTimeoutSeconds: Effect.Effect<number>
-  /** Sets it; false in TCP mode, where nib does not close idle connections. */
-  readonly setIdleTimeoutSeconds: (seconds: number) => Effect.Effect<boolean>
+  /** Sets it, for live connections (sessions) too. */
+  readonly setIdleTimeoutSeconds: (seconds: number) => Effect.Effect<void>
 }>()("nib/proxy/Listener") {
   /** Binds the configured address and serves it through TcpProxy, or UdpProxy with `-U`, until the scope closes. */
   static readonly make: Effect.Effect<
@@ -90,8 +93,8 @@ const tcp = Effect.gen(function*() {
     setConnectionsMax: (n) => Effect.sync(() => server.setMaxConnections(n)),
     connections: proxy.connections,
     close: proxy.close,
-    idleTimeoutSeconds: Effect.succeed(0),
-    setIdleTimeoutSeconds: () => Effect.succeed(false)
+    idleTimeoutSeconds: proxy.idleTimeoutSeconds,
+    setIdleTimeoutSeconds: proxy.setIdleTimeoutSeconds
   })
 })
 
@@ -108,7 +111,8 @@ const udp = Effect.gen(function*() {
   const server = yield* UdpServer.make({
     endpoint: listen,
     maxSessions: config.connectionsMax,
-    idleSeconds: config.udpIdleSeconds,
+    // --idle-timeout (pen's idle_timeout) is the sessions' idle timeout when given.
+    idleSeconds: config.idleTimeoutSeconds ?? config.udpIdleSeconds,
     reusePort: config.workers > 1,
     board: sessions === undefined ? undefined : new SessionBoard(sessions, shared.worker)
   }).pipe(Effect.mapError((error) => new ListenerError({ message: error.message })))
@@ -127,10 +131,6 @@ const udp = Effect.gen(function*() {
     connections: proxy.connections,
     close: proxy.close,
     idleTimeoutSeconds: Effect.sync(server.idleSeconds),
-    setIdleTimeoutSeconds: (seconds) =>
-      Effect.sync(() => {
-        server.setIdleSeconds(seconds)
-        return true
-      })
+    setIdleTimeoutSeconds: (seconds) => Effect.sync(() => server.setIdleSeconds(seconds))
   })
 })
