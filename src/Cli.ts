@@ -176,6 +176,7 @@ export const sections: ReadonlyArray<{ readonly title: string; readonly options:
     title: "nib's options:",
     options: [
       { name: "demo", text: "run a demo: two HTTP backends and nib on 127.0.0.1:8080 (or the listen address given)" },
+      { name: "idle-timeout", value: "SEC", setting: "idleTimeoutSeconds" },
       { name: "udp-idle-timeout", value: "SEC", setting: "udpIdleSeconds" },
       { name: "send-proxy", value: "v1|v2", setting: "sendProxy" },
       { name: "accept-proxy", setting: "acceptProxy" },
@@ -408,6 +409,7 @@ const flags = {
   emergency: Flag.String("e").pipe(Flag.withDescription(describe("emergency")), Flag.optional),
   abuse: Flag.String("B").pipe(Flag.withDescription(describe("abuse")), Flag.optional),
   udp: Flag.Boolean("U").pipe(Flag.withDescription(describe("udp")), Flag.withDefault(false)),
+  idleTimeout: Flag.Int("idle-timeout").pipe(Flag.withDescription(describe("idleTimeoutSeconds")), Flag.optional),
   udpIdle: Flag.Finite("udp-idle-timeout").pipe(
     Flag.withDescription(describe("udpIdleSeconds")),
     Flag.withDefault(Config.defaults.udpIdleSeconds)
@@ -588,6 +590,7 @@ export const toSettings = (parsed: Parsed, services: Address.ServiceNames) =>
       abuse,
       udp: parsed.udp,
       udpIdleSeconds: parsed.udpIdle,
+      idleTimeoutSeconds: Option.getOrUndefined(parsed.idleTimeout),
       sendProxy: Option.getOrUndefined(parsed.sendProxy),
       acceptProxy: parsed.acceptProxy,
       http: parsed.http,

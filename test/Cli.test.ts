@@ -138,6 +138,7 @@ const parsed = (overrides: Partial<Parsed> = {}): Parsed => ({
   abuse: Option.none(),
   udp: false,
   udpIdle: 60,
+  idleTimeout: Option.none(),
   sendProxy: Option.none(),
   acceptProxy: false,
   http: false,
@@ -205,6 +206,21 @@ describe("Cli.toSettings", () => {
       assert.strictEqual(settings.backlog, 500)
       assert.strictEqual(settings.blacklistSeconds, 30)
       assert.strictEqual(settings.debug, 0)
+      // No --idle-timeout: pen's 0 in TCP mode, --udp-idle-timeout's with -U (the listener decides).
+      assert.isUndefined(settings.idleTimeoutSeconds)
+    }))
+
+  it.effect("--idle-timeout SEC is carried over, 0 included", () =>
+    Effect.gen(function*() {
+      assert.strictEqual(
+        (yield* Cli.toSettings(parsed({ idleTimeout: Option.some(5) }), services)).idleTimeoutSeconds,
+        5
+      )
+      assert.strictEqual(
+        (yield* Cli.toSettings(parsed({ idleTimeout: Option.some(0) }), services)).idleTimeoutSeconds,
+        0
+      )
+      assert.match(yield* usageError(parsed({ idleTimeout: Option.some(-1) })), /^--idle-timeout \(seconds without/)
     }))
 
   it.effect("the listen port may be a service name, and servers inherit it", () =>
@@ -363,7 +379,7 @@ describe("Cli.helpText", () => {
 
   it("lists nib's long options in their own section", () => {
     const section = Cli.helpText.slice(Cli.helpText.indexOf("nib's options:"))
-    for (const option of ["--demo", "--udp-idle-timeout SEC", "--help", "--version"]) {
+    for (const option of ["--demo", "--idle-timeout SEC", "--udp-idle-timeout SEC", "--help", "--version"]) {
       assert.include(section, `  ${option}`)
     }
     assert.include(
@@ -494,6 +510,16 @@ describe("Cli.run: the command line's errors", () => {
         `nib: ${numeric[6]![1]}: needs a value`,
         pointer
       ])
+      const idle = "--idle-timeout (seconds without a byte either way after which a connection is closed " +
+        "(0 = never, the default; with -U, replaces --udp-idle-timeout))"
+      assert.deepStrictEqual(yield* reported("--idle-timeout", "abc", "8080", "h1"), [
+        `nib: ${idle}: 'abc' is not a number`,
+        pointer
+      ])
+      assert.deepStrictEqual(yield* reported("--idle-timeout", "1.5", "8080", "h1"), [
+        `nib: ${idle}: '1.5' is not a whole number`,
+        pointer
+      ])
     }))
 
   it.effect("a value out of range names the flag too", () =>
@@ -509,7 +535,9 @@ describe("Cli.run: the command line's errors", () => {
             "-T ("
           ],
           [["--udp-idle-timeout", "0"], "--udp-idle-timeout ("],
-          [["--grace", "-1"], "--grace ("]
+          [["--grace", "-1"], "--grace ("],
+          [["--idle-timeout=-1"], "--idle-timeout ("],
+          [["--idle-timeout", "-1"], "--idle-timeout ("]
         ] as const
       ) {
         const lines = yield* reported(...argv, "8080", "h1")

@@ -42,6 +42,8 @@ export interface Update {
     readonly blacklistings: number
     readonly healthTransitions: number
     readonly localFailures: number
+    /** Connections closed by idle_timeout. */
+    readonly idleClosed: number
   }
   /** Live connections per worker thread (`--workers`; one figure when the main thread serves). */
   readonly workers: ReadonlyArray<number>

@@ -289,6 +289,7 @@ export const script = String.raw`(function () {
       ["refused", num(u.totals.refused)],
       ["blacklistings", num(u.totals.blacklistings)],
       ["health transitions", num(u.totals.healthTransitions)],
+      ["idle closed", num(u.totals.idleClosed)],
       ["sticky clients", num(u.clients.total) + " / " + num(u.clients.capacity)]
     ];
     // With --workers, the live connections of each worker thread.

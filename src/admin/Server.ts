@@ -77,7 +77,8 @@ export const layer = (admin: NonNullable<Settings["admin"]>): Layer.Layer<
               failovers: stats.failovers,
               blacklistings: stats.blacklistings,
               healthTransitions: stats.healthTransitions,
-              localFailures: stats.localFailures
+              localFailures: stats.localFailures,
+              idleClosed: stats.idleClosed
             },
             workers: stats.workers,
             servers,

@@ -5,9 +5,9 @@
  *
  * Each setting is changed through the service that owns it: the selection flags and servers in ServerPool,
  * `blacklist` in HealthChecker, `tracking` and `clients_max` in ClientTable, `timeout`, `pending_max` and `idlers`
- * in TcpProxy, `conn_max`, `listen`, `idle_timeout` (UDP sessions) and the connection table in Listener, the ACLs in
- * Acls, `debug` in Verbosity, `log` in RequestLog, `web_stats` in Status. Only pen's inert knob `tarpit_acl` lives
- * here.
+ * in TcpProxy, `conn_max`, `listen`, `idle_timeout` (TCP connections or UDP sessions) and the connection table in
+ * Listener, the ACLs in Acls, `debug` in Verbosity, `log` in RequestLog, `web_stats` in Status. Only pen's inert knob
+ * `tarpit_acl` lives here.
  */
 import { Context, Deferred, Effect, Layer, Result } from "effect"
 import * as Fs from "node:fs"
@@ -148,12 +148,8 @@ export class Control extends Context.Service<Control, {
               )
             )
           case "idle_timeout":
-            // In UDP mode it is the sessions' idle timeout (0: never); nib does not close idle TCP connections.
-            return listener.udp
-              ? taken(listener.setIdleTimeoutSeconds(value))
-              : value > 0
-              ? refuse("idle_timeout: closing idle TCP connections is not supported yet")
-              : taken(Effect.void)
+            // Idle TCP connections are closed after it, or in UDP mode idle sessions end; pen takes < 0 as 0 (never).
+            return taken(listener.setIdleTimeoutSeconds(Math.max(0, value)))
           case "pending_max":
             // pen: at most N connects to servers in progress (TCP); N <= 0 is 1.
             return taken(proxy.setPendingMax(Math.max(1, value)))
@@ -326,6 +322,10 @@ export class Control extends Context.Service<Control, {
         }
       }
 
+      /** `idle_timeout N` when N is not the default: 0 in TCP mode, --udp-idle-timeout's in UDP mode. */
+      const idleTimeoutLine = (seconds: number): ReadonlyArray<string> =>
+        seconds === (config.udp ? config.udpIdleSeconds : 0) ? [] : [`idle_timeout ${seconds}`]
+
       /** The slot of the client at `address` (pen's client index), -1 if it is not remembered. */
       const clientIndex = (address: string) =>
         Effect.map(clients.inOrder, (entries) => entries.find((e) => e.address === address)?.slot ?? -1)
@@ -365,6 +365,9 @@ export class Control extends Context.Service<Control, {
             `debug ${verbosity.debug}`,
             flag(p.hash, "hash"),
             flag(yield* proxy.http, "http"),
+            // pen's write leaves idle_timeout out; nib writes it when it is not the mode's default, so that a default
+            // configuration's write stays pen's.
+            ...idleTimeoutLine(yield* listener.idleTimeoutSeconds),
             logTarget === undefined ? "no log" : `log ${logTarget}`,
             flag(p.roundrobin, "roundrobin"),
             ...servers,

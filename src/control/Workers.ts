@@ -179,7 +179,7 @@ const make = Effect.fnUntraced(function*(
     let settings: Settings = { ...config, listen: address }
     for (const change of changes.values()) {
       if (change._tag === "ConnectionsMax") settings = { ...settings, connectionsMax: change.n }
-      if (change._tag === "IdleTimeout") settings = { ...settings, udpIdleSeconds: change.seconds }
+      if (change._tag === "IdleTimeout") settings = { ...settings, idleTimeoutSeconds: change.seconds }
     }
     return settings
   }
@@ -493,10 +493,7 @@ export const layerListener: Layer.Layer<
       close: (slot) => workers.ownerOf(slot) === 0 ? local.close(slot) : workers.close(slot),
       idleTimeoutSeconds: local.idleTimeoutSeconds,
       setIdleTimeoutSeconds: (seconds) =>
-        Effect.tap(
-          local.setIdleTimeoutSeconds(seconds),
-          (taken) => taken ? workers.send({ _tag: "IdleTimeout", seconds }) : Effect.void
-        ),
+        Effect.andThen(local.setIdleTimeoutSeconds(seconds), workers.send({ _tag: "IdleTimeout", seconds })),
       // The main thread's listener first, then every worker thread's; `rebind` is refused by the main's from then on.
       drain: Effect.andThen(local.drain, workers.drain),
       draining: local.draining,

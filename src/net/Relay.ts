@@ -26,6 +26,9 @@
  * - **Half-close.** Each side's EOF becomes a FIN to the other after the bytes already queued, and the other
  *   direction keeps flowing. Errors, resets and closing are the owner's (`proxy/TcpProxy.ts`): it calls `dispose`
  *   once both sockets have closed, which gives back whatever is still borrowed.
+ * - **Activity.** Each read, and each drain of a stalled direction, stamps its pipe with the tick of an
+ *   {@link ActivityClock} (a field write: no clock is read), so that the owner's idle sweep can tell a connection that
+ *   has moved no byte for a while (`lastActive`).
  *
  * A relay allocates its two pipes and their write callbacks once; per write it allocates only the small view that
  * `write` needs (and Node, for a corked batch, the list it hands to `writev`).
@@ -54,6 +57,17 @@ export interface Tap {
  * only after a read) and measured no faster. @category constants
  */
 export const READ_SIZE = 4 * BUFFER_SIZE
+
+/**
+ * A coarse clock the relay stamps activity with: a count that only the idle sweep advances
+ * (`domain/IdleClock.ts`), so a read costs a field write. @category models
+ */
+export interface ActivityClock {
+  tick: number
+}
+
+/** The clock of relays whose owner runs no idle sweep: it never advances. */
+const STOPPED: ActivityClock = { tick: 0 }
 
 /** The buffer every relayed socket reads into; a chunk is copied out before the next read. */
 const SHARED = Buffer.allocUnsafeSlow(READ_SIZE)
@@ -167,6 +181,10 @@ class Pipe {
   private disposed = false
   /** -H: the rewriter's bytes handed over so far (a rewritten chunk is counted as what it became). */
   private rewritten = 0
+  /** The idle clock's tick when bytes last moved this way (a read, or a drain of `dst`). */
+  active: number
+  /** `src` reached EOF: the connection is half-closed. */
+  eof = false
   /** The write callback, made once per pipe. */
   private readonly written = () => this.writeDone()
 
@@ -176,12 +194,16 @@ class Pipe {
     private readonly pool: BufferPool,
     private readonly tap: Tap,
     private readonly fromClient: boolean,
+    private readonly clock: ActivityClock,
     /** -H: rewrites the request heads (client to server only), until the connection leaves HTTP. */
     private rewriter?: HttpRewrite.Rewriter | undefined
-  ) {}
+  ) {
+    this.active = clock.tick
+  }
 
   /** `length` bytes read from `src` are in `chunk` from index 0; false stops reading until `dst` drains. */
   chunk(chunk: Buffer, length: number): boolean {
+    this.active = this.clock.tick
     const dst = this.dst
     // The other side is gone (an error or reset, which ends the connection): nothing more to move.
     if (this.disposed || dst.destroyed) return false
@@ -350,6 +372,7 @@ class Pipe {
 
   /** `dst` drained: reading from `src` resumes if this pipe had stopped it. */
   drained(): void {
+    this.active = this.clock.tick
     if (!this.paused) return
     this.paused = false
     if (!this.src.destroyed) this.src.resume()
@@ -357,6 +380,7 @@ class Pipe {
 
   /** `src` reached EOF: a FIN to `dst` once the bytes queued there are written. */
   ended(): void {
+    this.eof = true
     if (!this.dst.destroyed) this.dst.end()
   }
 
@@ -381,10 +405,24 @@ export class Relay {
     private readonly server: Net.Socket,
     pool: BufferPool,
     tap: Tap,
-    rewriter?: HttpRewrite.Rewriter
+    rewriter?: HttpRewrite.Rewriter,
+    /** What activity is stamped with (an owner without an idle sweep leaves it out). */
+    clock: ActivityClock = STOPPED
   ) {
-    this.up = new Pipe(client, server, pool, tap, true, rewriter)
-    this.down = new Pipe(server, client, pool, tap, false)
+    this.up = new Pipe(client, server, pool, tap, true, clock, rewriter)
+    this.down = new Pipe(server, client, pool, tap, false, clock)
+  }
+
+  /** The clock's tick when a byte last moved either way (or when relaying started). */
+  get lastActive(): number {
+    const up = this.up.active
+    const down = this.down.active
+    return up > down ? up : down
+  }
+
+  /** Whether either side has sent its EOF (the other direction may still flow). */
+  get halfClosed(): boolean {
+    return this.up.eof || this.down.eof
   }
 
   /**

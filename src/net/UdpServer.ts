@@ -431,6 +431,9 @@ export const make = (options: Options): Effect.Effect<UdpServer, UdpServerError,
         let timer: ReturnType<typeof setInterval> | undefined
         const arm = () => {
           if (timer !== undefined) clearInterval(timer)
+          timer = undefined
+          // 0 (never): no sweep at all.
+          if (idleSeconds <= 0) return
           timer = setInterval(sweep, sweepMillis(idleSeconds))
           timer.unref()
         }

@@ -11,40 +11,41 @@ import { RequestLog } from "../services/RequestLog.ts"
 import { ServerPool } from "../services/ServerPool.ts"
 import { StatsReporter } from "../services/StatsReporter.ts"
 import { SharedState } from "../shared/SharedState.ts"
-import { type ConnectionInfo, Slots } from "./Slots.ts"
+import { type ConnectionInfo, Slots, type Slotted } from "./Slots.ts"
 
-/** The services a session uses on its per-connection path, and the connection table. @category models */
-export interface Services {
+/** The services a session uses on its per-connection path, and the connection table of its sessions (`T`). */
+export interface Services<T extends Slotted = Slotted> {
   readonly pool: ServerPool["Service"]
   readonly clients: ClientTable["Service"]
   readonly health: HealthChecker["Service"]
   readonly stats: StatsReporter["Service"]
   readonly log: RequestLog["Service"]
   readonly acls: Acls["Service"]
-  readonly slots: Slots
+  readonly slots: Slots<T>
 }
 
 /**
  * The services, and a connection table numbered as pen numbers its connections: the first free slot after the last
  * one taken, wrapping at `-x`.
  */
-export const services = Effect.gen(function*() {
-  const shared = yield* SharedState
-  const numbers = shared.memory.slots
-  return {
-    pool: yield* ServerPool,
-    clients: yield* ClientTable,
-    health: yield* HealthChecker,
-    stats: yield* StatsReporter,
-    log: yield* RequestLog,
-    acls: yield* Acls,
-    // With workers, pen's connection numbers are taken in one table for all of them.
-    slots: new Slots(
-      (yield* LbConfig).connectionsMax,
-      numbers === undefined ? undefined : { memory: numbers, worker: shared.worker }
-    )
-  } satisfies Services
-})
+export const services = <T extends Slotted>() =>
+  Effect.gen(function*() {
+    const shared = yield* SharedState
+    const numbers = shared.memory.slots
+    return {
+      pool: yield* ServerPool,
+      clients: yield* ClientTable,
+      health: yield* HealthChecker,
+      stats: yield* StatsReporter,
+      log: yield* RequestLog,
+      acls: yield* Acls,
+      // With workers, pen's connection numbers are taken in one table for all of them.
+      slots: new Slots<T>(
+        (yield* LbConfig).connectionsMax,
+        numbers === undefined ? undefined : { memory: numbers, worker: shared.worker }
+      )
+    } satisfies Services<T>
+  })
 
 /** The live connections of `slots` (pen's connection table), and `close N`. */
 export const table = (slots: Slots): {

@@ -39,10 +39,13 @@ export class Listener extends Context.Service<Listener, {
   readonly connections: Effect.Effect<ReadonlyArray<ConnectionInfo>>
   /** Ends connection (or session) `slot` (pen's `close N`); false when none has that slot. */
   readonly close: (slot: number) => Effect.Effect<boolean>
-  /** Seconds an idle UDP session is kept (pen's `idle_timeout`; 0: never); 0 in TCP mode. */
+  /**
+   * pen's `idle_timeout` (0: never): seconds an established TCP connection may move no byte before it is closed
+   * (TcpProxy), or in UDP mode seconds an idle session is kept.
+   */
   readonly idleTimeoutSeconds: Effect.Effect<number>
-  /** Sets it; false in TCP mode, where nib does not close idle connections. */
-  readonly setIdleTimeoutSeconds: (seconds: number) => Effect.Effect<boolean>
+  /** Sets it, for live connections (sessions) too. */
+  readonly setIdleTimeoutSeconds: (seconds: number) => Effect.Effect<void>
   /**
    * Stops listening on every thread, for a graceful stop: new clients are refused (UDP: a new client's datagrams are
    * dropped); live connections and sessions go on, and clients waiting for a slot (`-x`) are served as slots free.
@@ -125,8 +128,8 @@ const tcp = Effect.gen(function*() {
     setConnectionsMax: (n) => Effect.sync(() => server.setMaxConnections(n)),
     connections: proxy.connections,
     close: proxy.close,
-    idleTimeoutSeconds: Effect.succeed(0),
-    setIdleTimeoutSeconds: () => Effect.succeed(false),
+    idleTimeoutSeconds: proxy.idleTimeoutSeconds,
+    setIdleTimeoutSeconds: proxy.setIdleTimeoutSeconds,
     drain: stop.drain,
     draining: stop.draining,
     open: Effect.sync(() => server.active() + server.waiting()),
@@ -147,7 +150,8 @@ const udp = Effect.gen(function*() {
   const server = yield* UdpServer.make({
     endpoint: listen,
     maxSessions: config.connectionsMax,
-    idleSeconds: config.udpIdleSeconds,
+    // --idle-timeout (pen's idle_timeout) is the sessions' idle timeout when given.
+    idleSeconds: config.idleTimeoutSeconds ?? config.udpIdleSeconds,
     reusePort: config.workers > 1,
     board: sessions === undefined ? undefined : new SessionBoard(sessions, shared.worker)
   }).pipe(Effect.mapError((error) => new ListenerError({ message: error.message })))
@@ -169,11 +173,7 @@ const udp = Effect.gen(function*() {
     connections: proxy.connections,
     close: proxy.close,
     idleTimeoutSeconds: Effect.sync(server.idleSeconds),
-    setIdleTimeoutSeconds: (seconds) =>
-      Effect.sync(() => {
-        server.setIdleSeconds(seconds)
-        return true
-      }),
+    setIdleTimeoutSeconds: (seconds) => Effect.sync(() => server.setIdleSeconds(seconds)),
     drain: stop.drain,
     draining: stop.draining,
     open: Effect.sync(server.active),

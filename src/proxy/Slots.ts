@@ -23,8 +23,8 @@ export interface Slotted {
  *
  * @category models
  */
-export class Slots {
-  private readonly entries = new Map<number, Slotted>()
+export class Slots<T extends Slotted = Slotted> {
+  private readonly entries = new Map<number, T>()
   private readonly numbers: SlotMemory.SlotTable
 
   /**
@@ -37,7 +37,7 @@ export class Slots {
       : new SlotMemory.SlotTable(shared.memory, shared.worker)
   }
 
-  take(entry: Slotted): number {
+  take(entry: T): number {
     const slot = this.numbers.take()
     this.entries.set(slot, entry)
     return slot
@@ -47,7 +47,7 @@ export class Slots {
     if (this.entries.delete(slot)) this.numbers.release(slot)
   }
 
-  get(slot: number): Slotted | undefined {
+  get(slot: number): T | undefined {
     return this.entries.get(slot)
   }
 
@@ -74,6 +74,11 @@ export class Slots {
       }
     }
     return closed
+  }
+
+  /** Calls `visit` with each of this thread's connections (and its slot), in no particular order. */
+  each(visit: (entry: T, slot: number) => void): void {
+    this.entries.forEach(visit)
   }
 
   /** This thread's live connections, by slot. */

@@ -1,6 +1,7 @@
 /**
  * The per-connection handler: choose a server as pen does, dial it with the connect timeout, fail over on refusal or
- * timeout, then relay bytes (`net/Relay.ts`) until both directions are closed. See LIFECYCLE.md.
+ * timeout, then relay bytes (`net/Relay.ts`) until both directions are closed, or until the connection has moved no
+ * byte for `idle_timeout` seconds (`IdleSweep.ts`). See LIFECYCLE.md.
  *
  * One `Effect.callback` per connection owns both sockets: its fiber is the connection's scope, and interrupting it
  * (shutdown) destroys both. Everything inside is plain JavaScript on the services' `*Unsafe` members, with no Effect
@@ -26,6 +27,7 @@ import { RelayBuffers } from "../services/RelayBuffers.ts"
 import type { RequestLog } from "../services/RequestLog.ts"
 import { ABUSE_SERVER, addressText, type ServerPool } from "../services/ServerPool.ts"
 import type { StatsReporter } from "../services/StatsReporter.ts"
+import { Verbosity } from "../services/Verbosity.ts"
 import * as Admission from "../shared/Admission.ts"
 import { Broadcast } from "../shared/Broadcast.ts"
 import { Counters } from "../shared/CounterMemory.ts"
@@ -33,6 +35,7 @@ import { SharedState } from "../shared/SharedState.ts"
 import * as Common from "./Common.ts"
 import * as Failover from "./Failover.ts"
 import * as Idlers from "./Idlers.ts"
+import { IdleSweep } from "./IdleSweep.ts"
 import type { ConnectionInfo, Slotted } from "./Slots.ts"
 
 /** The TCP proxy service: what the Listener runs for each accepted connection. @category services */
@@ -54,6 +57,13 @@ export class TcpProxy extends Context.Service<TcpProxy, {
    * cannot be used fails and changes nothing. Without -E they are checked and kept (pen keeps them too).
    */
   readonly setTlsTuning: (tuning: TlsSettings.Tuning) => Effect.Effect<void, Tls.TlsError>
+  /**
+   * pen's `idle_timeout` (`--idle-timeout`): seconds an established connection may move no byte either way before
+   * both its sides are closed; 0: never.
+   */
+  readonly idleTimeoutSeconds: Effect.Effect<number>
+  /** Sets it for this thread's connections, live ones included (the Listener tells the worker threads). */
+  readonly setIdleTimeoutSeconds: (seconds: number) => Effect.Effect<void>
   /** -H, the `http` command: whether connections that start relaying from now on get X-Forwarded-For. */
   readonly http: Effect.Effect<boolean>
   readonly setHttp: (on: boolean) => Effect.Effect<void>
@@ -98,15 +108,27 @@ export class TcpProxy extends Context.Service<TcpProxy, {
         compat: config.tlsCompat
       }
       yield* Effect.addFinalizer(() => Effect.sync(() => deadlines.close()))
+      const fork = Effect.runForkWith(yield* Effect.context<never>())
       const warnUnsafe = Common.rateLimited(
-        Effect.runForkWith(yield* Effect.context<never>()),
+        fork,
         (message) => Effect.logWarning(message).pipe(Effect.annotateLogs({ service: "TcpProxy" }))
       )
+      const verbosity = yield* Verbosity
+      const debugUnsafe = (message: string) => {
+        // (built and logged only at -d: the logger would drop it anyway)
+        if (verbosity.debug >= 1) fork(Effect.logDebug(message).pipe(Effect.annotateLogs({ service: "TcpProxy" })))
+      }
+      const services = yield* Common.services<Session>()
+      // pen's idle_timeout: one sweep for this thread's connections (in UDP mode the Listener's sessions have theirs).
+      const sweep = new IdleSweep(
+        () => services.slots.each(closeIfIdle),
+        config.udp ? 0 : config.idleTimeoutSeconds ?? 0
+      )
+      yield* Effect.addFinalizer(() => Effect.sync(() => sweep.close()))
       const tlsContext = (with_: TlsSettings.Tuning) =>
         tlsFiles === undefined
           ? Effect.as(Tls.check(with_), undefined)
           : Tls.context({ ...tlsFiles, ...with_ }, warnUnsafe)
-      const services = yield* Common.services
       const shared = yield* SharedState
       const admission = shared.memory.admission
       const dials = new Admission.Dials(
@@ -137,7 +159,9 @@ export class TcpProxy extends Context.Service<TcpProxy, {
         acceptProxy: config.acceptProxy,
         http: { on: config.http },
         tls: yield* tlsContext(tuning),
-        warnUnsafe
+        warnUnsafe,
+        debugUnsafe,
+        sweep
       }
       yield* Common.closeOnDown(env.slots, "connections")
       // Worker threads apply each change too (a no-op without workers).
@@ -173,6 +197,8 @@ export class TcpProxy extends Context.Service<TcpProxy, {
             }),
             broadcast.send({ _tag: "Idlers", n })
           ),
+        idleTimeoutSeconds: Effect.sync(() => sweep.timeoutSeconds),
+        setIdleTimeoutSeconds: (seconds) => Effect.sync(() => sweep.set(seconds)),
         http: Effect.sync(() => env.http.on),
         setHttp: (on) =>
           Effect.andThen(
@@ -188,7 +214,7 @@ export class TcpProxy extends Context.Service<TcpProxy, {
   )
 }
 
-interface Env extends Common.Services {
+interface Env extends Common.Services<Session> {
   readonly buffers: BufferPool
   readonly deadlines: Socket.DeadlineQueue
   /** `pending_max`: the connects in progress. */
@@ -204,6 +230,10 @@ interface Env extends Common.Services {
   tls: Tls.Context | undefined
   /** Logs a warning, at most one line a second (the ones in between are counted into the next). */
   readonly warnUnsafe: (message: string) => void
+  /** Logs a debug line, at -d. */
+  readonly debugUnsafe: (message: string) => void
+  /** pen's idle_timeout: the clock relays stamp, and the timeout. */
+  readonly sweep: IdleSweep
 }
 
 export type { ConnectionInfo }
@@ -256,6 +286,9 @@ function onUpstreamError(this: Socket.Socket, error: Error) {
 }
 function onUpstreamClose(this: Socket.Socket) {
   sessionOf(this).closed()
+}
+function closeIfIdle(session: Session) {
+  session.closeIfIdle()
 }
 
 /**
@@ -533,7 +566,7 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
     const rewriter = this.env.http.on
       ? HttpRewrite.make({ proto: this.tlsContext === undefined ? "http" : "https", clientIp: this.peer })
       : undefined
-    const relay = (this.relay = new Relay(client, upstream, this.env.buffers, this, rewriter))
+    const relay = (this.relay = new Relay(client, upstream, this.env.buffers, this, rewriter, this.env.sweep.clock))
     // --accept-proxy: what the client sent after its header, and while the server was dialed, goes first (through
     // the relay, so that -H rewrites it and it is counted and logged as any other chunk).
     relay.start(this.env.acceptProxy ? this.takeEarly() : undefined, fromServer)
@@ -630,6 +663,27 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
   clientClosed(): void {
     if (this.relaying) this.closed()
     else this.abort()
+  }
+
+  /**
+   * The idle sweep's visit (pen's idle_timeout): a relaying connection that has moved no byte either way for the
+   * timeout is closed on both sides at once, as pen's close() does; nothing is pending on it, so each peer sees a FIN.
+   * Like pen, only connections relaying both ways are closed: not those still greeting or dialing (they have limits of
+   * their own), nor half-closed ones.
+   */
+  closeIfIdle(): void {
+    const relay = this.relay
+    if (relay === undefined || relay.halfClosed) return
+    const upstream = this.upstream!
+    if (this.client.destroyed || upstream.destroyed || !this.env.sweep.isIdle(relay.lastActive)) return
+    this.env.stats.addUnsafe("idleClosed", 1)
+    const seconds = this.env.sweep.timeoutSeconds
+    this.env.debugUnsafe(
+      `connection ${this.slot} idle for ${seconds} seconds, closing (client ${this.peer}, server ${this.server})`
+    )
+    // The close handlers release the server once both sockets are closed.
+    Socket.destroy(this.client)
+    Socket.destroy(upstream)
   }
 
   /** One socket of a relayed connection closed; when both have, the relay's buffers go back and the server is released. */

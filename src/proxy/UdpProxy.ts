@@ -45,7 +45,7 @@ export class UdpProxy extends Context.Service<UdpProxy, {
   > = Layer.effect(
     UdpProxy,
     Effect.gen(function*() {
-      const env: Env = yield* Common.services
+      const env: Env = yield* Common.services()
       yield* Common.closeOnDown(env.slots, "sessions")
       return UdpProxy.of({
         ...Common.table(env.slots),

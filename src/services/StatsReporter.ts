@@ -1,5 +1,5 @@
 /**
- * What happened: counters (connections accepted, refused, failovers, blacklistings, local failures), the
+ * What happened: counters (connections accepted, refused, failovers, blacklistings, local failures, idle closes), the
  * live-connection gauge, the sticky table's size and per-server figures, exposed as Effect `Metric`s and as a typed
  * snapshot.
  *
@@ -27,6 +27,7 @@ export const MetricNames = {
   blacklistings: "nib_blacklistings_total",
   localFailures: "nib_local_failures_total",
   healthTransitions: "nib_health_transitions_total",
+  idleClosed: "nib_idle_closed_total",
   serverConnections: "nib_server_connections",
   serverBytesSent: "nib_server_bytes_sent_total",
   serverBytesReceived: "nib_server_bytes_received_total",
@@ -57,6 +58,8 @@ export interface StatsSnapshot {
   readonly localFailures: number
   /** Servers an active check took down or brought back up. */
   readonly healthTransitions: number
+  /** Connections closed for having moved no byte for `idle_timeout` seconds. */
+  readonly idleClosed: number
   readonly servers: ReadonlyArray<ServerStatus>
   readonly emergency: ServerStatus | undefined
   /** The relay's buffer pool: buffers owned, lent out, and their bytes. */
@@ -145,6 +148,11 @@ export class StatsReporter extends Context.Service<StatsReporter, {
           MetricNames.healthTransitions,
           "servers an active check took down or brought back up",
           () => counters.get("healthTransitions")
+        ),
+        counterOf(
+          MetricNames.idleClosed,
+          "connections closed after idle_timeout seconds without a byte either way",
+          () => counters.get("idleClosed")
         ),
         gauge(MetricNames.relayBuffers, "buffers the relay owns (lent out or free)", () => buffers.stats().buffers),
         gauge(
@@ -264,5 +272,14 @@ export class StatsReporter extends Context.Service<StatsReporter, {
 function noop() {}
 
 function zeroCounts(): Record<Counter, number> {
-  return { accepted: 0, active: 0, refused: 0, failovers: 0, blacklistings: 0, localFailures: 0, healthTransitions: 0 }
+  return {
+    accepted: 0,
+    active: 0,
+    refused: 0,
+    failovers: 0,
+    blacklistings: 0,
+    localFailures: 0,
+    healthTransitions: 0,
+    idleClosed: 0
+  }
 }

@@ -49,7 +49,7 @@ export type SettingChange =
   | { readonly _tag: "Listen"; readonly endpoint: Endpoint }
   /** `-x`, `conn_max`. */
   | { readonly _tag: "ConnectionsMax"; readonly n: number }
-  /** `idle_timeout` (UDP sessions). */
+  /** `idle_timeout`: TCP connections' idle timeout, or in UDP mode the sessions'. */
   | { readonly _tag: "IdleTimeout"; readonly seconds: number }
   /** `-d`, `debug N`. */
   | { readonly _tag: "Debug"; readonly level: number }

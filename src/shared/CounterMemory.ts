@@ -12,7 +12,8 @@ export const NAMES = [
   "failovers",
   "blacklistings",
   "localFailures",
-  "healthTransitions"
+  "healthTransitions",
+  "idleClosed"
 ] as const
 
 /** One of the counters. @category models */

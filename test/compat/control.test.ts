@@ -65,9 +65,9 @@
  * - `client_acl -1` / `control_acl -2`: identical, "0\n" (any value outside 0..9 sets list 0, on both).
  * - `clients_max 0` / `conn_max 0`: pen ignores a shrink and answers the size in force ("400\n", "77\n"), nib
  *   "clients_max: the table needs at least 1 slot\n" / "conn_max: at least 1 connection\n" (the size is kept too).
- * - `idle_timeout 5`: pen "Idle timeout: 5 seconds\n", nib "idle_timeout: closing idle connections is not
- *   supported yet\n" (README: refused, not yet). `idlers 2` is not sent: pen 0.34.1 segfaults on it (reference
- *   6.2); nib's idle server connections are tested on nib alone (test/e2e/idlers.test.ts).
+ * - `idlers 2` is not sent: pen 0.34.1 segfaults on it (reference 6.2); nib's idle server connections are tested on
+ *   nib alone (test/e2e/idlers.test.ts). (`idle_timeout 5`, sent among them, is identical: nib closes idle
+ *   connections too; test/compat/idle.test.ts compares that they close.)
  * - A command without a line end, from a client that then waits (no EOF): pen answers whatever its one recv() got
  *   ("servers" alone gets the listing at once); nib waits for a line end or the client's EOF (10 s at most, then
  *   closes with nothing; README "A silent control client freezes nothing"). penctl and nibctl always send "\n".
@@ -448,7 +448,8 @@ const withExit: ReadonlyArray<Case> = [
       q("clients_max\n", "400\n"),
       q("conn_max 0\n", "77\n", { nib: matches(/^conn_max: .+\n$/) }),
       q("conn_max\n", "77\n"),
-      q("idle_timeout 5\n", "Idle timeout: 5 seconds\n", { nib: matches(/^idle_timeout: .*not supported yet\n$/) }),
+      q("idle_timeout 5\n", "Idle timeout: 5 seconds\n"),
+      q("idle_timeout\n", "Idle timeout: 5 seconds\n"),
       q("idle_timeout 0\n", "Idle timeout: 0 seconds\n")
     ]
   },

@@ -1,7 +1,7 @@
 /**
- * The relay's Node primitives on their own: the buffer pool, and switching an accepted socket to the shared read
- * buffer (`readShared`). The relay as a whole (both directions, half-close, back-pressure, buffers given back) is
- * tested through nib's proxy in test/proxy/Relay.test.ts.
+ * The relay's Node primitives on their own: the buffer pool, switching an accepted socket to the shared read buffer
+ * (`readShared`), and the activity stamps the idle sweep reads. The relay as a whole (both directions, half-close,
+ * back-pressure, buffers given back) is tested through nib's proxy in test/proxy/Relay.test.ts.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
@@ -80,5 +80,64 @@ describe("readShared", () => {
         yield* Poll.waitUntil(() => (socket as unknown as { _handle: { reading: boolean } })._handle.reading)
       )
       assert.isFalse(Relay.readShared(socket))
+    }).pipe(Effect.scoped))
+})
+
+/** A server whose accepted sockets allow half-open connections, and a socket dialed to it as nib dials servers. */
+const dialed = Effect.acquireRelease(
+  Effect.callback<{ server: Net.Server; up: Net.Socket; far: Net.Socket }>((resume) => {
+    let up: Net.Socket
+    const server = Net.createServer({ allowHalfOpen: true }, (far) => resume(Effect.succeed({ server, up, far })))
+    server.listen(0, "127.0.0.1", () => {
+      const port = (server.address() as Net.AddressInfo).port
+      up = Net.connect({ host: "127.0.0.1", port, allowHalfOpen: true, onread: Relay.readOptions })
+      up.on("error", () => {})
+    })
+  }),
+  ({ far, server, up }) =>
+    Effect.sync(() => {
+      up.destroy()
+      far.destroy()
+      server.close()
+    })
+)
+
+describe("Relay: activity", () => {
+  it.live("stamps its clock's tick on each read either way, and is half-closed once either side has ended", () =>
+    Effect.gen(function*() {
+      const { client, socket } = yield* accepted
+      const { far, up } = yield* dialed
+      const clock: Relay.ActivityClock = { tick: 5 }
+      const relay = new Relay.Relay(
+        socket,
+        up,
+        new BufferPool(4),
+        { fromClient: () => {}, fromServer: () => {} },
+        undefined,
+        clock
+      )
+      relay.start()
+      assert.strictEqual(relay.lastActive, 5, "relaying counts as activity")
+      let atServer = ""
+      far.on("data", (chunk: Buffer) => (atServer += chunk.toString()))
+      let atClient = ""
+      client.on("data", (chunk: Buffer) => (atClient += chunk.toString()))
+      clock.tick = 9
+      client.write("up")
+      assert.isTrue(yield* Poll.waitUntil(() => atServer === "up"))
+      assert.strictEqual(relay.lastActive, 9)
+      clock.tick = 12
+      far.write("down")
+      assert.isTrue(yield* Poll.waitUntil(() => atClient === "down"))
+      assert.strictEqual(relay.lastActive, 12)
+      clock.tick = 20
+      assert.strictEqual(relay.lastActive, 12, "no byte, no stamp")
+      assert.isFalse(relay.halfClosed)
+      let farEnded = false
+      far.on("end", () => (farEnded = true))
+      client.end()
+      assert.isTrue(yield* Poll.waitUntil(() => farEnded), "the client's EOF reaches the server")
+      assert.isTrue(relay.halfClosed)
+      relay.dispose()
     }).pipe(Effect.scoped))
 })

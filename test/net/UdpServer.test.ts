@@ -143,4 +143,16 @@ describe("UdpServer", () => {
       assert.strictEqual(seen.live, 0)
       assert.strictEqual(server.active(), 0)
     }))
+
+  it.live("idleSeconds 0 keeps sessions (and runs no sweep); set later, the sweep starts and ends idle ones", () =>
+    Effect.gen(function*() {
+      const { seen, server, port } = yield* serve({ maxSessions: 10, idleSeconds: 0 })
+      const quiet = yield* Udp.client(port)
+      quiet.send("once")
+      yield* Effect.promise(() => quiet.waitReplies(1))
+      yield* Effect.sleep("600 millis")
+      assert.strictEqual(seen.live, 1, "a session ended with no idle timeout")
+      server.setIdleSeconds(0.3)
+      assert.isTrue(yield* Poll.waitUntil(() => seen.live === 0, 3_000), "the idle session never ended")
+    }))
 })

@@ -203,6 +203,7 @@ describe("TcpProxy", () => {
           blacklistings: 0,
           localFailures: 0,
           healthTransitions: 0,
+          idleClosed: 0,
           servers: [],
           emergency: undefined,
           buffers: { buffers: 0, inUse: 0, bytes: 0 },

@@ -88,6 +88,7 @@ describe("StatsReporter", () => {
           blacklistings: 0,
           localFailures: 0,
           healthTransitions: 0,
+          idleClosed: 0,
           servers: [],
           emergency: undefined,
           buffers: { buffers: 0, inUse: 0, bytes: 0 },
@@ -101,6 +102,7 @@ describe("StatsReporter", () => {
       reporter.addUnsafe("failovers", 4)
       reporter.addUnsafe("blacklistings", 5)
       reporter.addUnsafe("localFailures", 6)
+      reporter.addUnsafe("idleClosed", 7)
       assert.isTrue(servers.tryAcquireUnsafe(1, false))
       moved(servers, 1, 10, 20)
       servers.releaseUnsafe(1)
@@ -112,6 +114,7 @@ describe("StatsReporter", () => {
       assert.strictEqual(snapshot.failovers, 4)
       assert.strictEqual(snapshot.blacklistings, 5)
       assert.strictEqual(snapshot.localFailures, 6)
+      assert.strictEqual(snapshot.idleClosed, 7)
       assert.deepStrictEqual(snapshot.servers, (yield* servers.snapshot).servers)
       assert.strictEqual(snapshot.servers[1]!.bytesSent, 10)
       assert.isTrue(snapshot.servers[0]!.blacklisted)
@@ -129,6 +132,7 @@ describe("StatsReporter", () => {
       reporter.addUnsafe("failovers", 2)
       reporter.addUnsafe("blacklistings", 1)
       reporter.addUnsafe("localFailures", 3)
+      reporter.addUnsafe("idleClosed", 4)
       assert.isTrue(servers.tryAcquireUnsafe(0, false))
       assert.isTrue(servers.tryAcquireUnsafe(1, false))
       assert.isTrue(servers.tryAcquireUnsafe(1, false))
@@ -143,6 +147,7 @@ describe("StatsReporter", () => {
       assert.strictEqual(valueOf(metrics, MetricNames.failovers), 2)
       assert.strictEqual(valueOf(metrics, MetricNames.blacklistings), 1)
       assert.strictEqual(valueOf(metrics, MetricNames.localFailures), 3)
+      assert.strictEqual(valueOf(metrics, MetricNames.idleClosed), 4)
 
       assert.strictEqual(valueOf(metrics, MetricNames.serverConnections, S0), 1)
       assert.strictEqual(valueOf(metrics, MetricNames.serverConnections, S1), 1)
@@ -156,6 +161,7 @@ describe("StatsReporter", () => {
       assert.strictEqual(types.get(MetricNames.connectionsAccepted), "Counter")
       assert.strictEqual(types.get(MetricNames.connectionsActive), "Gauge")
       assert.strictEqual(types.get(MetricNames.localFailures), "Counter")
+      assert.strictEqual(types.get(MetricNames.idleClosed), "Counter")
       assert.strictEqual(types.get(MetricNames.serverConnections), "Gauge")
       assert.strictEqual(types.get(MetricNames.serverBytesSent), "Counter")
       assert.isTrue(metrics.every((m) => typeof m.description === "string" && m.description.length > 0))
@@ -246,9 +252,8 @@ describe("StatsReporter", () => {
       const reporter = Context.get(context, StatsReporter)
       reporter.addUnsafe("accepted", 1)
       const before = yield* nibMetrics
-      // 7 counters, 3 relay-buffer gauges, 2 sticky-table gauges, 6 series for each of the 2 servers
-      // 7 counters, 3 buffer gauges, 2 sticky-table gauges, nib_workers and one worker's connections, 6 per server.
-      assert.strictEqual(before.length, 7 + 3 + 2 + 2 + 6 * 2)
+      // 8 counters, 3 buffer gauges, 2 sticky-table gauges, nib_workers and one worker's connections, 6 per server.
+      assert.strictEqual(before.length, 8 + 3 + 2 + 2 + 6 * 2)
       assert.strictEqual(valueOf(before, MetricNames.connectionsAccepted), 1)
       const other = Metric.counter("test_other_total")
       yield* Metric.update(other, 2)
@@ -345,6 +350,7 @@ describe("StatsReporter", () => {
         blacklistings: 0,
         localFailures: 0,
         healthTransitions: 0,
+        idleClosed: 0,
         servers: [],
         emergency: undefined,
         buffers: { buffers: 0, inUse: 0, bytes: 0 },
