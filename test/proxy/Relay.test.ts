@@ -430,9 +430,10 @@ describe("Relay with tcp_fastclose", () => {
             const [closer, other] = mode === "down" ? [client, upstream] : [upstream, client]
             // The closer does not read: the other side's bytes pile up in the kernel, then in nib's buffers.
             closer.socket.pause()
-            let stop = false
+            // (an object: the loop reads what the test sets later)
+            const sender = { stop: false }
             const send = async () => {
-              for (let i = 0; i < 64 && !stop && !other.socket.destroyed; i++) {
+              for (let i = 0; i < 64 && !sender.stop && !other.socket.destroyed; i++) {
                 if (!other.socket.write(block)) {
                   await new Promise<void>((resolve) => {
                     other.socket.once("drain", resolve)
@@ -457,7 +458,7 @@ describe("Relay with tcp_fastclose", () => {
             closer.socket.end()
             const ended = yield* Poll.waitUntil(() => other.ended || other.error !== undefined, 10_000)
             assert.isTrue(ended, `the ${otherName} never saw the connection end`)
-            stop = true
+            sender.stop = true
             closer.socket.resume()
             assert.isTrue(yield* Poll.waitUntil(() => closer.ended, 20_000), `the ${closerName} never got its EOF`)
             yield* Effect.promise(() => sending)
