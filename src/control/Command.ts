@@ -11,6 +11,7 @@ import { isIP } from "node:net"
 import * as Acl from "../domain/Acl.ts"
 import * as HealthCheck from "../domain/HealthCheck.ts"
 import type { PolicyFlag, ServerChange } from "../domain/Pool.ts"
+import * as SocketOptions from "../domain/SocketOptions.ts"
 import * as TlsSettings from "../domain/TlsSettings.ts"
 
 export type { ServerChange }
@@ -41,22 +42,10 @@ export const FLAGS = ["hash", "roundrobin", "stubborn", "weight", "prio"] as con
 export type Flag = (typeof FLAGS)[number]
 
 /**
- * Switches pen has that change nothing nib does (event backends, dump formats, socket options nib leaves to Node, pen's
- * unfinished features): accepted and answered as pen answers them, with nothing. @category constants
+ * Switches pen has that change nothing nib does (event backends, dump formats): accepted and answered as pen answers
+ * them, with nothing. @category constants
  */
-export const IGNORED = [
-  "abort_on_error",
-  "ascii",
-  "keepalive",
-  "tcp_nodelay",
-  "epoll",
-  "kqueue",
-  "poll",
-  "select",
-  "dsr_if",
-  "dsr_ip",
-  "tcp_fastclose"
-] as const
+export const IGNORED = ["abort_on_error", "ascii", "epoll", "kqueue", "poll", "select"] as const
 
 /** A switch nib accepts and ignores. @category models */
 export type Ignored = (typeof IGNORED)[number]
@@ -74,6 +63,10 @@ export type Command =
   | { readonly _tag: "TlsGet"; readonly setting: TlsSettings.CommandName }
   /** An `ssl_*` command: TLS clients that connect from now on get the changed settings. */
   | { readonly _tag: "TlsSet"; readonly change: TlsSettings.Change }
+  /** `keepalive`, `tcp_nodelay`, `tcp_fastclose MODE`, their `no` forms, and `no source`. */
+  | { readonly _tag: "Sockets"; readonly change: SocketOptions.Change }
+  /** `source ADDRESS`: server sockets are bound to it (resolved and checked when run); `source` alone shows it. */
+  | { readonly _tag: "Source"; readonly address: string | undefined }
   | { readonly _tag: "Unsupported"; readonly name: string; readonly why: string }
   | { readonly _tag: "Acl"; readonly list: number; readonly entry: Acl.Entry }
   | { readonly _tag: "NoAcl"; readonly list: number }
@@ -116,10 +109,14 @@ const isFlag = oneOf(FLAGS)
 const isIgnored = oneOf(IGNORED)
 const isTls = oneOf(TlsSettings.COMMANDS)
 const isTlsOption = oneOf(TlsSettings.OPTIONS)
+/** Why nib has no direct server return (pen's `dsr_if`, `dsr_ip`, and its `tarpit_acl`, which DSR serves). */
+const DSR = "direct server return needs raw Ethernet frames, which Node cannot send: nib relays through its own sockets"
+const TARPIT = "the tarpit of direct server return answers ARP and SYNs with raw packets, which Node cannot send"
 /** pen features nib does not have (yet), with what to say when asked for them. */
 const UNSUPPORTED: Readonly<Record<string, string>> = {
   transparent: "transparent proxying is not available on Node: --send-proxy v1|v2 passes client addresses to servers",
-  source: "binding to a source address is not supported yet",
+  dsr_if: DSR,
+  dsr_ip: DSR,
   dummy: "the built-in test server is not supported",
   peek: "pen's unfinished peek feature is not supported"
 }
@@ -169,6 +166,10 @@ export const parse = (line: string): Command | Invalid => {
   const [head, ...args] = words(line)
   if (head === undefined || head.startsWith("#")) return { _tag: "Nothing" }
   if (head === "no") return parseNo(args)
+  // The tarpit answers ARP and SYNs with raw packets, for DSR: only its query (and -1, none) is pen's.
+  if (head === "tarpit_acl" && args[0] !== undefined && args[0] !== "-1") {
+    return { _tag: "Unsupported", name: head, why: TARPIT }
+  }
   if (isKnob(head)) {
     const knob = head
     if (args[0] === undefined) return { _tag: "Get", knob }
@@ -195,6 +196,16 @@ export const parse = (line: string): Command | Invalid => {
       const n = needInteger(head, "the file descriptor", args[0], true)
       return typeof n === "number" ? { _tag: "Socket", fd: n } : n
     }
+    case "keepalive":
+    case "tcp_nodelay":
+      return { _tag: "Sockets", change: { setting: head, on: true } }
+    case "tcp_fastclose":
+      // pen takes a word it does not know as off, and only a missing one as a mistake.
+      return args[0] === undefined
+        ? invalid("do_cmd: ignoring tcp_fastclose without argument")
+        : { _tag: "Sockets", change: { setting: head, value: SocketOptions.parseFastClose(args[0]) } }
+    case "source":
+      return { _tag: "Source", address: args[0] }
     case "control":
       return { _tag: "Control" }
     case "exit":
@@ -270,6 +281,12 @@ const parseNo = (args: ReadonlyArray<string>): Command | Invalid => {
       return { _tag: "NoLog" }
     case "web_stats":
       return { _tag: "NoWebStats" }
+    case "keepalive":
+    case "tcp_nodelay":
+      return { _tag: "Sockets", change: { setting: what, on: false } }
+    // nib's own (pen has no way back to the system's choice of address).
+    case "source":
+      return { _tag: "Sockets", change: { setting: what, address: undefined } }
   }
   // pen ignores an unknown `no X` silently.
   return { _tag: "Nothing" }

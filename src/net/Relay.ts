@@ -29,6 +29,10 @@
  * - **Activity.** Each read, and each drain of a stalled direction, stamps its pipe with the tick of an
  *   {@link ActivityClock} (a field write: no clock is read), so that the owner's idle sweep can tell a connection that
  *   has moved no byte for a while (`lastActive`).
+ * - **Fast close.** When the tap says an EOF ends the whole connection (pen's `tcp_fastclose`), both sockets close
+ *   once the bytes already read from either side are written to the other; what either side sends from then on is
+ *   read and dropped, so that its socket closes with nothing unread (a FIN, not a reset). The tap is asked at each
+ *   EOF, not per read: off, it costs a call per EOF.
  *
  * A relay allocates its two pipes and their write callbacks once; per write it allocates only the small view that
  * `write` needs (and Node, for a corked batch, the list it hands to `writev`).
@@ -48,6 +52,11 @@ export interface Tap {
   readonly fromServer: (length: number) => void
   /** -H: a request head was refused with `status` (the client got it, and a close). */
   readonly httpError?: (status: 400 | 431, reason: string) => void
+  /**
+   * The client (`fromClient`) or the server closed its side (EOF): true ends the whole connection (pen's
+   * `tcp_fastclose`), false passes the half-close on and lets the other direction go on.
+   */
+  readonly closesAll: (fromClient: boolean) => boolean
 }
 
 /**
@@ -83,7 +92,16 @@ export interface Holder {
 
 const kFrom = Symbol("nib/Relay/from")
 const kTo = Symbol("nib/Relay/to")
-type Piped = Net.Socket & { [kFrom]?: Pipe | Holder; [kTo]?: Pipe }
+type Piped = Net.Socket & { [kFrom]?: Reader | Holder; [kTo]?: Pipe }
+
+/** What takes the bytes and the EOF read from a socket: the pipe they go through, or {@link DISCARD}. */
+interface Reader {
+  readonly chunk: (chunk: Buffer, length: number) => boolean
+  readonly ended: () => void
+}
+
+/** Takes the bytes of a socket whose connection is closing (`tcp_fastclose`): dropped, reading on. */
+const DISCARD: Reader = { chunk: () => true, ended: () => {} }
 
 // Listeners are module-level functions that find their pipe through the socket (`this`): no closures per connection.
 function onRead(this: Net.Socket, length: number, buffer: Uint8Array): boolean {
@@ -94,7 +112,7 @@ function onData(this: Net.Socket, chunk: Buffer) {
   if (!(this as Piped)[kFrom]!.chunk(chunk, chunk.length)) this.pause()
 }
 function onEnd(this: Net.Socket) {
-  ;((this as Piped)[kFrom] as Pipe).ended()
+  ;((this as Piped)[kFrom] as Reader).ended()
 }
 function onDrain(this: Net.Socket) {
   ;(this as Piped)[kTo]!.drained()
@@ -179,6 +197,8 @@ class Pipe {
   /** Where `dst` stands with Nagle: nothing written yet, one write made (Nagle still on), or off (TCP_NODELAY). */
   private nagle: "unwritten" | "once" | "off" = "unwritten"
   private disposed = false
+  /** The pipe of the other direction (set once, by the relay). */
+  partner: Pipe | undefined
   /** -H: the rewriter's bytes handed over so far (a rewritten chunk is counted as what it became). */
   private rewritten = 0
   /** The idle clock's tick when bytes last moved this way (a read, or a drain of `dst`). */
@@ -378,10 +398,34 @@ class Pipe {
     if (!this.src.destroyed) this.src.resume()
   }
 
-  /** `src` reached EOF: a FIN to `dst` once the bytes queued there are written. */
+  /**
+   * `src` reached EOF: a FIN to `dst` once the bytes queued there are written, the other direction going on; or, when
+   * the tap says so (`tcp_fastclose`), the whole connection closes.
+   */
   ended(): void {
     this.eof = true
+    if (this.tap.closesAll(this.fromClient)) {
+      this.closing()
+      this.partner!.closing()
+      return
+    }
     if (!this.dst.destroyed) this.dst.end()
+  }
+
+  /**
+   * This direction's part of closing the whole connection: what `src` sends from now on is read and dropped (reading
+   * resumes if this pipe had stopped it), and `dst` is closed once the bytes queued for it are written (a FIN, then
+   * the socket destroyed). Both directions do it, so nothing read from either side is lost.
+   */
+  private closing(): void {
+    const src = this.src as Piped
+    src[kFrom] = DISCARD
+    if (this.paused) {
+      this.paused = false
+      // (a socket that has reached EOF reads no more: it may not be started again)
+      if (!src.destroyed && !src.readableEnded) src.resume()
+    }
+    if (!this.dst.destroyed) this.dst.destroySoon()
   }
 
   /** Gives back every buffer; only once both sockets are closed, when no write can still refer to one. */
@@ -411,6 +455,8 @@ export class Relay {
   ) {
     this.up = new Pipe(client, server, pool, tap, true, clock, rewriter)
     this.down = new Pipe(server, client, pool, tap, false, clock)
+    this.up.partner = this.down
+    this.down.partner = this.up
   }
 
   /** The clock's tick when a byte last moved either way (or when relaying started). */

@@ -1,9 +1,11 @@
 /**
- * The byte path's Node primitives: connect options computed once per server, opening an upstream connection, and
- * the connect deadlines of all dials in one queue with one timer. The per-connection state machine that uses them
- * (dial, fail over, relay) is `proxy/TcpProxy.ts`, the relay itself `Relay.ts`; modules of `net/` are the only ones
- * that import `node:net`.
+ * The byte path's Node primitives: connect options computed once per server, opening an upstream connection (with
+ * pen's socket settings: `Dialer`), and the connect deadlines of all dials in one queue with one timer. The
+ * per-connection state machine that uses them (dial, fail over, relay) is `proxy/TcpProxy.ts`, the relay itself
+ * `Relay.ts`; modules of `net/` are the only ones that import `node:net`.
  */
+import { Data, Effect } from "effect"
+import * as Dns from "node:dns"
 import * as Net from "node:net"
 import type { Endpoint } from "../domain/Address.ts"
 import { readOptions } from "./Relay.ts"
@@ -51,6 +53,88 @@ export const dialTarget = (endpoint: Endpoint): DialTarget =>
 
 /** Starts a connection to `target`. */
 export const connect = (target: DialTarget): Socket => Net.connect(target)
+
+/** What pen's settings change in a dial to a server (`keepalive`, `tcp_nodelay`, `source`). @category models */
+export interface DialSettings {
+  /** SO_KEEPALIVE, with the system's timers (as pen's setsockopt). */
+  readonly keepAlive: boolean
+  /** TCP_NODELAY from the connect on, instead of from the relay's second write. */
+  readonly noDelay: boolean
+  /** The local address to bind (an IP address of this host); a server of the other family is dialed without it. */
+  readonly localAddress: string | undefined
+}
+
+/**
+ * Starts connections to servers with {@link DialSettings}. With none set, a dial uses the server's own options as
+ * they are, and costs nothing more; with some, each server's options are derived once, on its first dial, and kept
+ * until the settings change, so that a dial still allocates no options of its own. A setting applies to the
+ * sockets dialed from then on. @category models
+ */
+export class Dialer {
+  /** The options derived from each server's for the settings in force; undefined while none is set. */
+  private derived: WeakMap<DialTarget, DialTarget> | undefined
+  private settings: DialSettings = { keepAlive: false, noDelay: false, localAddress: undefined }
+
+  /** The settings for the dials from now on. */
+  set(settings: DialSettings): void {
+    this.settings = settings
+    const none = !settings.keepAlive && !settings.noDelay && settings.localAddress === undefined
+    this.derived = none ? undefined : new WeakMap()
+  }
+
+  /** Starts a connection to `target` (options made by {@link dialTarget}), with the settings in force. */
+  connect(target: DialTarget): Socket {
+    const derived = this.derived
+    if (derived === undefined) return Net.connect(target)
+    let options = derived.get(target)
+    if (options === undefined) derived.set(target, options = derive(target, this.settings))
+    return Net.connect(options)
+  }
+}
+
+/** `target` with `settings` (a Unix socket takes none of them: it has neither keepalives, Nagle nor addresses). */
+const derive = (target: DialTarget, settings: DialSettings): DialTarget => {
+  if (!("host" in target) || target.host === undefined) return target
+  const family = Net.isIP(target.host)
+  const local = settings.localAddress
+  return {
+    ...target,
+    ...(settings.keepAlive ? { keepAlive: true } : {}),
+    ...(settings.noDelay ? { noDelay: true } : {}),
+    // pen's bind fails for a server of the other family, and it connects from the system's choice: so does nib.
+    ...(local !== undefined && Net.isIP(local) === family ? { localAddress: local } : {})
+  }
+}
+
+/** `source ADDRESS` could not be set: the name does not resolve, or the address is not this host's. @category errors */
+export class SourceError extends Data.TaggedError("SourceError")<{
+  readonly address: string
+  readonly cause: unknown
+}> {
+  /** pen's reply, without a line end as pen's. */
+  override get message(): string {
+    return `unable to set source address to '${this.address}'`
+  }
+}
+
+/**
+ * The IP address `text` names, for `source`: an IP address, or a host name resolved now (its first address, as pen's
+ * getaddrinfo), checked by binding a socket to it, which the system refuses for an address that is not this host's.
+ * (pen takes any address and, when its bind fails, dials from the system's choice without a word.)
+ */
+export const localAddress = (text: string): Effect.Effect<string, SourceError> =>
+  Effect.gen(function*() {
+    const address = Net.isIP(text) !== 0 ? text : yield* Effect.tryPromise({
+      try: () => Dns.promises.lookup(text).then((found) => found.address),
+      catch: (cause) => new SourceError({ address: text, cause })
+    })
+    yield* Effect.callback<void, SourceError>((resume) => {
+      const probe = Net.createServer()
+      probe.once("error", (cause) => resume(Effect.fail(new SourceError({ address: text, cause }))))
+      probe.listen({ host: address, port: 0, exclusive: true }, () => probe.close(() => resume(Effect.void)))
+    })
+    return address
+  })
 
 /** Something waiting for a connect: told when its deadline passes, unless it has settled by then. */
 export interface Dialing {

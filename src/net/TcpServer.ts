@@ -215,7 +215,9 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
     /** A server listening on `endpoint`, feeding `onConnection`. */
     const listen = (endpoint: Address.Endpoint) =>
       Effect.callback<Net.Server, TcpServerError>((resume) => {
-        const server = Net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, onConnection)
+        // SO_KEEPALIVE on every client socket, with the system's timers: pen's listener has it, and the sockets it
+        // accepts inherit it. (Node sets it on each accepted socket; a Unix socket has none.)
+        const server = Net.createServer({ allowHalfOpen: true, pauseOnConnect: true, keepAlive: true }, onConnection)
         const onError = (error: Error) => {
           server.close()
           resume(Effect.fail(new TcpServerError({ address: Address.format(endpoint), cause: error })))

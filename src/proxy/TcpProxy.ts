@@ -14,6 +14,7 @@ import type { Backend } from "../domain/Backend.ts"
 import * as HttpRewrite from "../domain/HttpRewrite.ts"
 import * as ProxyProtocol from "../domain/ProxyProtocol.ts"
 import * as Selection from "../domain/Selection.ts"
+import * as SocketOptions from "../domain/SocketOptions.ts"
 import * as TlsSettings from "../domain/TlsSettings.ts"
 import type { BufferPool } from "../net/BufferPool.ts"
 import { Relay, type Tap } from "../net/Relay.ts"
@@ -80,6 +81,13 @@ export class TcpProxy extends Context.Service<TcpProxy, {
   readonly idlers: Effect.Effect<{ readonly open: number; readonly wanted: number }>
   /** Keeps `n` idle server connections open (spread over the threads that serve); 0 closes them. */
   readonly setIdlers: (n: number) => Effect.Effect<void>
+  /** pen's socket settings: `keepalive`, `tcp_nodelay`, `tcp_fastclose`, `source` (its address resolved). */
+  readonly sockets: Effect.Effect<SocketOptions.SocketOptions>
+  /**
+   * Changes them: `keepalive`, `tcp_nodelay` and `source` reach the sockets dialed (and for `tcp_nodelay` accepted)
+   * from then on, `tcp_fastclose` the next close of every connection, live ones too (as pen's).
+   */
+  readonly setSockets: (options: SocketOptions.SocketOptions) => Effect.Effect<void>
   /** The live connections, by slot number (pen's connection table). */
   readonly connections: Effect.Effect<ReadonlyArray<ConnectionInfo>>
   /** Closes connection `slot` (pen's `close N`); false when no connection has that slot. */
@@ -161,7 +169,9 @@ export class TcpProxy extends Context.Service<TcpProxy, {
         tls: yield* tlsContext(tuning),
         warnUnsafe,
         debugUnsafe,
-        sweep
+        sweep,
+        sockets: SocketOptions.defaults,
+        dialer: new Socket.Dialer()
       }
       yield* Common.closeOnDown(env.slots, "connections")
       // Worker threads apply each change too (a no-op without workers).
@@ -199,6 +209,19 @@ export class TcpProxy extends Context.Service<TcpProxy, {
           ),
         idleTimeoutSeconds: Effect.sync(() => sweep.timeoutSeconds),
         setIdleTimeoutSeconds: (seconds) => Effect.sync(() => sweep.set(seconds)),
+        sockets: Effect.sync(() => env.sockets),
+        setSockets: (options) =>
+          Effect.andThen(
+            Effect.sync(() => {
+              env.sockets = options
+              env.dialer.set({
+                keepAlive: options.keepalive,
+                noDelay: options.nodelay,
+                localAddress: options.source
+              })
+            }),
+            broadcast.send({ _tag: "Sockets", options })
+          ),
         http: Effect.sync(() => env.http.on),
         setHttp: (on) =>
           Effect.andThen(
@@ -234,6 +257,10 @@ interface Env extends Common.Services<Session> {
   readonly debugUnsafe: (message: string) => void
   /** pen's idle_timeout: the clock relays stamp, and the timeout. */
   readonly sweep: IdleSweep
+  /** `keepalive`, `tcp_nodelay`, `tcp_fastclose`, `source`: read as a connection starts, dials, and at each EOF. */
+  sockets: SocketOptions.SocketOptions
+  /** Dials servers with them. */
+  readonly dialer: Socket.Dialer
 }
 
 export type { ConnectionInfo }
@@ -349,6 +376,8 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
     env.stats.addUnsafe("accepted", 1)
     env.stats.addUnsafe("active", 1)
     this.slot = env.slots.take(this)
+    // tcp_nodelay: on from the first byte (off, the relay turns Nagle off from a socket's second write).
+    if (env.sockets.nodelay) this.client.setNoDelay(true)
     this.own(this.client)
     // A TCP client with no peer address reset its connection while it waited (-x): nothing to serve.
     if (this.client.remoteAddress === undefined && !env.unixListener) return this.finish()
@@ -524,7 +553,7 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
       this.dialing = true
       env.dials.add()
     }
-    const upstream = (this.upstream = Socket.connect(env.pool.dialTarget(index)))
+    const upstream = (this.upstream = env.dialer.connect(env.pool.dialTarget(index)))
     ;(upstream as Owned)[kSession] = this
     upstream.on("error", onUpstreamError)
     upstream.on("connect", onUpstreamConnect)
@@ -599,6 +628,11 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
   /** -H: a bad request head was answered with `status` and a close. */
   httpError(status: 400 | 431, reason: string): void {
     this.env.warnUnsafe(`-H: ${this.peer}: answered ${status} and closed: ${reason}`)
+  }
+
+  /** tcp_fastclose: whether this side's close ends the whole connection (read at the close: a change reaches all). */
+  closesAll(fromClient: boolean): boolean {
+    return SocketOptions.closesAll(this.env.sockets.fastclose, fromClient)
   }
 
   /** Bytes from the server (pen's copy_down). */

@@ -14,6 +14,7 @@ import type { Endpoint } from "../domain/Address.ts"
 import type { ProxyHeader } from "../domain/Backend.ts"
 import type { Check } from "../domain/HealthCheck.ts"
 import type { ServerSpec } from "../domain/ServerSpec.ts"
+import type { SocketOptions } from "../domain/SocketOptions.ts"
 import type { Tuning } from "../domain/TlsSettings.ts"
 
 /** A server's settings, as `server N ...` leaves them (its address resolved by the main thread). @category models */
@@ -39,6 +40,8 @@ export type SettingChange =
   | { readonly _tag: "Idlers"; readonly n: number }
   /** `-H`, `http` / `no http`. */
   | { readonly _tag: "Http"; readonly on: boolean }
+  /** `keepalive`, `tcp_nodelay`, `tcp_fastclose`, `source` (resolved by the main thread) and their `no` forms. */
+  | { readonly _tag: "Sockets"; readonly options: SocketOptions }
   /** -L, -Z and the `ssl_*` commands. */
   | { readonly _tag: "Tls"; readonly tuning: Tuning }
   /** SIGHUP: read the certificate and key again. */

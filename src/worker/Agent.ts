@@ -36,6 +36,8 @@ export const apply = (change: SettingChange): Effect.Effect<void, { readonly mes
         return yield* (yield* TcpProxy).setIdlers(change.n)
       case "Http":
         return yield* (yield* TcpProxy).setHttp(change.on)
+      case "Sockets":
+        return yield* (yield* TcpProxy).setSockets(change.options)
       case "Tls":
         return yield* (yield* TcpProxy).setTlsTuning(change.tuning)
       case "TlsReload":

@@ -41,7 +41,10 @@
  *   line, as pen's does".
  * - `debug N` and `tarpit_acl N` answered the previous value (`debug 1` pen "1\n", nib "0\n"; `tarpit_acl 5` pen
  *   "tarpit_acl = 5", nib "tarpit_acl = -1"), though the value was set. Case "debug and tarpit_acl setters answer
- *   the new value".
+ *   the new value; ...".
+ * - `write` always wrote "tcp_fastclose off" and "no tcp_nodelay"; pen writes the settings in force
+ *   ("tcp_fastclose both", "tcp_nodelay"). Case "tcp_fastclose and tcp_nodelay: write saves them as pen's does;
+ *   ...".
  * - `servers`, `recent` and the status page showed an open connection's bytes only once it closed (pen counts them
  *   while relaying); nib now counts every chunk as it moves (a server whose only connection is open: pen and nib
  *   "1 addr 127.0.0.1 port B2 conn 1 max 10 hard 20 weight 3 prio 1 sx 23 rx 25", nib "... sx 0 rx 0" before).
@@ -65,6 +68,9 @@
  * - `client_acl -1` / `control_acl -2`: identical, "0\n" (any value outside 0..9 sets list 0, on both).
  * - `clients_max 0` / `conn_max 0`: pen ignores a shrink and answers the size in force ("400\n", "77\n"), nib
  *   "clients_max: the table needs at least 1 slot\n" / "conn_max: at least 1 connection\n" (the size is kept too).
+ * - `tarpit_acl 5` / `tarpit_acl 12`: pen "tarpit_acl = 5" / "tarpit_acl = 0" (a tarpit for DSR), nib "tarpit_acl:
+ *   the tarpit of direct server return answers ARP and SYNs with raw packets, which Node cannot send\n" (README:
+ *   DSR is refused); `tarpit_acl` then answers pen's value on pen, "tarpit_acl = -1" (none) on nib.
  * - `idlers 2` is not sent: pen 0.34.1 segfaults on it (reference 6.2); nib's idle server connections are tested on
  *   nib alone (test/e2e/idlers.test.ts). (`idle_timeout 5`, sent among them, is identical: nib closes idle
  *   connections too; test/compat/idle.test.ts compares that they close.)
@@ -243,6 +249,9 @@ const down = (n: number) => "a\n".length + up(n)
 
 const MODE_DEFAULT = "no hash no roundrobin no stubborn no weight no prio\n"
 
+/** nib's refusal of `tarpit_acl N` (N other than -1): DSR's tarpit needs raw packets. */
+const TARPIT_REFUSED = matches(/^tarpit_acl: .*raw packets, which Node cannot send\n$/)
+
 interface Counters {
   readonly conn: number
   readonly sx: number
@@ -410,18 +419,19 @@ const withExit: ReadonlyArray<Case> = [
     ]
   },
   {
-    name: "debug and tarpit_acl setters answer the new value",
+    name: "debug and tarpit_acl setters answer the new value; nib refuses a tarpit (differs on purpose)",
     ref: "6.2 (debug, tarpit_acl)",
     steps: [
       q("debug 1\n", "1\n"),
       q("debug\n", "1\n"),
       q("debug 0\n", "0\n"),
       q("debug\n", "0\n"),
-      q("tarpit_acl 5\n", "tarpit_acl = 5"),
-      q("tarpit_acl\n", "tarpit_acl = 5"),
+      // The tarpit is part of DSR, which nib refuses: it takes -1 (none) alone, and its query answers -1.
+      q("tarpit_acl 5\n", "tarpit_acl = 5", { nib: TARPIT_REFUSED }),
+      q("tarpit_acl\n", "tarpit_acl = 5", { nib: exact("tarpit_acl = -1") }),
       // Outside -1..9: 0.
-      q("tarpit_acl 12\n", "tarpit_acl = 0"),
-      q("tarpit_acl\n", "tarpit_acl = 0"),
+      q("tarpit_acl 12\n", "tarpit_acl = 0", { nib: TARPIT_REFUSED }),
+      q("tarpit_acl\n", "tarpit_acl = 0", { nib: exact("tarpit_acl = -1") }),
       q("tarpit_acl -1\n", "tarpit_acl = -1")
     ]
   },
@@ -684,6 +694,9 @@ interface Saved {
   readonly files?: boolean
   /** Whether line 2's `-F '...'` must name the file written (pen's write_cfg), or may name any file. */
   readonly namesFile?: boolean
+  /** `tcp_fastclose`'s mode (default off) and whether `tcp_nodelay` is on (default not). */
+  readonly fastclose?: string
+  readonly nodelay?: boolean
 }
 
 /** `write`'s command lines after the comment lines, the state of the write cases (pen-reference 6.4). */
@@ -707,8 +720,8 @@ const configLines = (o: Saved): Array<string> => {
     `server 0 acl 0 address 127.0.0.1 port {B1} max 0 hard 0${more(0, 0)}`,
     `server 1 acl 0 address 127.0.0.1 port {B2} max 5 hard 9${more(3, 1)}`,
     "no stubborn",
-    "tcp_fastclose off",
-    "no tcp_nodelay",
+    `tcp_fastclose ${o.fastclose ?? "off"}`,
+    o.nodelay === true ? "tcp_nodelay" : "no tcp_nodelay",
     "timeout 3",
     "tracking 40",
     files ? "web_stats {DIR}/web.html" : "no web_stats",
@@ -874,6 +887,39 @@ const withFiles: ReadonlyArray<Case> = [
     steps: [
       q("write {DIR}/named.cfg\n", ""),
       written("write named.cfg", "{DIR}/named.cfg", { weight: false, prio: false, namesFile: true })
+    ]
+  },
+  {
+    name: "tcp_fastclose and tcp_nodelay: write saves them as pen's does; an unknown mode is off, no mode is refused",
+    ref: "6.2 (tcp_fastclose, tcp_nodelay), 6.4",
+    steps: [
+      q("tcp_fastclose both\n", ""),
+      q("tcp_nodelay\n", ""),
+      q("write {DIR}/s.cfg\n", ""),
+      written("write s.cfg: both, nodelay", "{DIR}/s.cfg", {
+        weight: false,
+        prio: false,
+        fastclose: "both",
+        nodelay: true
+      }),
+      q("tcp_fastclose up\n", ""),
+      // No mode: pen's message, and the mode stays.
+      q("tcp_fastclose\n", "do_cmd: ignoring tcp_fastclose without argument\n"),
+      q("write {DIR}/s.cfg\n", ""),
+      written("write s.cfg: up, nodelay", "{DIR}/s.cfg", {
+        weight: false,
+        prio: false,
+        fastclose: "up",
+        nodelay: true
+      }),
+      q("tcp_fastclose down\n", ""),
+      q("no tcp_nodelay\n", ""),
+      q("write {DIR}/s.cfg\n", ""),
+      written("write s.cfg: down", "{DIR}/s.cfg", { weight: false, prio: false, fastclose: "down" }),
+      // A mode pen does not know is off.
+      q("tcp_fastclose sideways\n", ""),
+      q("write {DIR}/s.cfg\n", ""),
+      written("write s.cfg: off again", "{DIR}/s.cfg", { weight: false, prio: false })
     ]
   },
   {

@@ -17,7 +17,8 @@
  * settings and wait well past them. Expected records come from pen's reference (/work/shared/pen-reference.md, the
  * section is named with each scenario) and were checked on the pen 0.34.1 binary.
  *
- * Not here: prio selection. It needs `-O prio` (or the `prio` control command), and nib does not accept `-O` yet.
+ * Not here: prio selection (`-O prio`). pen's socket settings whose effect a client cannot see alone (`source`,
+ * `keepalive`, `tcp_fastclose up` with a client that stays open) are side by side in test/compat/sockets.test.ts.
  */
 
 /** What a backend is. */
@@ -506,6 +507,42 @@ export const scenarios: ReadonlyArray<Scenario> = [
     penOnlyArgs: ["-P"],
     steps: [{ do: "halfClose", from: 2, pause: true }, { do: "halfClose", from: 3 }],
     expect: ["a", "a"]
+  },
+  {
+    name: "tcp_fastclose down: the client's half-close ends the whole connection; the reply after it is lost",
+    ref: "5.2 (tcp_fastclose)",
+    servers: [{ name: "a", kind: "late-reply" }],
+    args: ["-O", "tcp_fastclose down"],
+    // The server gets the request and an EOF (the balancer closed its side), so it replies into a closed connection.
+    steps: [{ do: "halfClose", from: 2 }],
+    expect: ["closed"]
+  },
+  {
+    name: "tcp_fastclose both: the client's half-close ends the whole connection too",
+    ref: "5.2 (tcp_fastclose)",
+    servers: [{ name: "a", kind: "late-reply" }],
+    args: ["-O", "tcp_fastclose both"],
+    steps: [{ do: "halfClose", from: 2 }],
+    expect: ["closed"]
+  },
+  {
+    name: "tcp_fastclose up: the client's half-close is passed on; the server's reply and close end it, reply whole",
+    ref: "5.2 (tcp_fastclose), 5.4",
+    servers: [{ name: "a", kind: "late-reply" }],
+    args: ["-O", "tcp_fastclose up"],
+    // pen's epoll build loses a reply that comes with the server's FIN (5.4): its poll build does not.
+    penOnlyArgs: ["-P"],
+    steps: [{ do: "halfClose", from: 2 }, { do: "halfClose", from: 3 }],
+    expect: ["a", "a"]
+  },
+  {
+    name: "tcp_fastclose with a mode pen does not know is off: the half-close is honoured",
+    ref: "5.2 (tcp_fastclose), 6.2",
+    servers: [{ name: "a", kind: "late-reply" }],
+    args: ["-O", "tcp_fastclose sideways"],
+    penOnlyArgs: ["-P"],
+    steps: [{ do: "halfClose", from: 2 }],
+    expect: ["a"]
   },
   {
     name: "-H: a GET gets X-Forwarded-Proto: http (no TLS), then X-Forwarded-For, before its blank line",

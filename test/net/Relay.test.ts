@@ -112,7 +112,7 @@ describe("Relay: activity", () => {
         socket,
         up,
         new BufferPool(4),
-        { fromClient: () => {}, fromServer: () => {} },
+        { fromClient: () => {}, fromServer: () => {}, closesAll: () => false },
         undefined,
         clock
       )

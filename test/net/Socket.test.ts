@@ -1,6 +1,7 @@
 /**
  * The byte path's Node primitives on their own: `dialTarget` (TCP and Unix forms, half-open allowed), `connect`
- * (reaches a listening server, refused by a closed port, keeps its writable side after the server's FIN), and
+ * (reaches a listening server, refused by a closed port, keeps its writable side after the server's FIN), `Dialer`
+ * (pen's `source` as the address a server sees) and `localAddress` (what `source` accepts), and
  * `DeadlineQueue` (connect deadlines in one FIFO with one timer) against a server whose accept queue is full.
  *
  * The relay itself (half-close, resets, byte totals) is tested through nib's proxy in test/proxy/TcpProxy.test.ts.
@@ -183,6 +184,90 @@ describe("connect", () => {
       assert.deepStrictEqual(yield* Effect.promise(() => conn.firstLine()), { _tag: "Line", line: "u" })
       assert.isTrue(conn.socket.allowHalfOpen)
     }).pipe(Effect.scoped))
+})
+
+/** A server that records the address each connection comes from. */
+const recordingPeers = Effect.gen(function*() {
+  const peers: Array<string | undefined> = []
+  const server = yield* Backend.custom("peers", (socket) => {
+    peers.push(socket.remoteAddress)
+    socket.end()
+  })
+  /** The address of connection `n` (1-based), once the server has accepted it. */
+  const peer = (n: number) =>
+    Effect.gen(function*() {
+      assert.isTrue(yield* Poll.waitUntil(() => peers.length >= n), `the server never accepted connection ${n}`)
+      return peers[n - 1]
+    })
+  return { port: server.port, peer }
+})
+
+/** A connection started by `dialer` to `target` (reading with data events), destroyed when the scope closes. */
+const dialedBy = (dialer: Socket.Dialer, target: Socket.DialTarget) =>
+  Effect.acquireRelease(
+    Effect.sync(() => new Client.Conn(dialer.connect({ ...target, onread: undefined }))),
+    (conn) => Effect.sync(() => conn.close())
+  )
+
+describe("Dialer", () => {
+  it.live("source: the server sees the local address; back to the system's choice once it is unset", () =>
+    Effect.gen(function*() {
+      const server = yield* recordingPeers
+      const dialer = new Socket.Dialer()
+      const target = { ...tcpTarget(server.port), onread: undefined }
+      yield* dialedBy(dialer, target)
+      assert.strictEqual(yield* server.peer(1), "127.0.0.1")
+      dialer.set({ keepAlive: false, noDelay: false, localAddress: "127.0.0.2" })
+      // Twice to the same server: the options derived on the first dial serve the second.
+      yield* dialedBy(dialer, target)
+      yield* dialedBy(dialer, target)
+      assert.strictEqual(yield* server.peer(2), "127.0.0.2")
+      assert.strictEqual(yield* server.peer(3), "127.0.0.2")
+      dialer.set({ keepAlive: true, noDelay: true, localAddress: "127.0.0.3" })
+      yield* dialedBy(dialer, target)
+      assert.strictEqual(yield* server.peer(4), "127.0.0.3", "a change reaches the dials after it")
+      dialer.set({ keepAlive: false, noDelay: false, localAddress: undefined })
+      yield* dialedBy(dialer, target)
+      assert.strictEqual(yield* server.peer(5), "127.0.0.1")
+    }).pipe(Effect.scoped))
+
+  it.live("an IPv6 source and an IPv4 server: dialed from the system's choice (pen's bind fails, it connects on)", () =>
+    Effect.gen(function*() {
+      const server = yield* recordingPeers
+      const dialer = new Socket.Dialer()
+      dialer.set({ keepAlive: true, noDelay: true, localAddress: "::1" })
+      const conn = yield* dialedBy(dialer, tcpTarget(server.port))
+      assert.strictEqual(yield* server.peer(1), "127.0.0.1")
+      assert.strictEqual(yield* Effect.promise(() => conn.ended()), "eof", "connected, then the server's FIN")
+    }).pipe(Effect.scoped))
+
+  it.live("a Unix socket server takes none of the settings, and is reached", () =>
+    Effect.gen(function*() {
+      const dir = yield* Nib.tempDir
+      const path = Path.join(dir, "server.sock")
+      yield* Unix.identity("u", path)
+      const dialer = new Socket.Dialer()
+      dialer.set({ keepAlive: true, noDelay: true, localAddress: "127.0.0.2" })
+      const conn = yield* dialedBy(dialer, Socket.dialTarget(Address.unix(path)))
+      assert.deepStrictEqual(yield* Effect.promise(() => conn.firstLine()), { _tag: "Line", line: "u" })
+    }).pipe(Effect.scoped))
+})
+
+describe("localAddress", () => {
+  it.live("an address of this host is taken, a name is resolved to one", () =>
+    Effect.gen(function*() {
+      assert.strictEqual(yield* Socket.localAddress("127.0.0.2"), "127.0.0.2")
+      assert.strictEqual(yield* Socket.localAddress("::1"), "::1")
+      assert.include(["127.0.0.1", "::1"], yield* Socket.localAddress("localhost"))
+    }))
+
+  it.live("an address that is not this host's, a name that does not resolve, a path: pen's reply, no line end", () =>
+    Effect.gen(function*() {
+      for (const text of ["192.0.2.1", "no-such-host.invalid", "/tmp/x.sock", "127.0.0.2:80"]) {
+        const error = yield* Effect.flip(Socket.localAddress(text))
+        assert.strictEqual(error.message, `unable to set source address to '${text}'`)
+      }
+    }))
 })
 
 describe("DeadlineQueue", () => {

@@ -6,7 +6,9 @@
  *   counters equal what was sent, and every buffer the relay borrowed is back in the pool once the connection ends;
  * - a slow reader: a 200 MiB download to a client that does not read for a while holds a bounded number of pooled
  *   buffers, then arrives whole;
- * - an idle connection holds no buffer.
+ * - an idle connection holds no buffer;
+ * - `tcp_fastclose`: a property test where the side the mode names closes while the other side is still sending; the
+ *   whole connection ends without the other side closing, and nothing nib read before the close is lost.
  *
  * Timers here only pace the peers (pauses, gaps); nothing asserts how long anything took, and every wait is bounded.
  */
@@ -17,7 +19,9 @@ import * as Net from "node:net"
 import * as TestLayers from "../../layers/Test.ts"
 import * as Address from "../../src/domain/Address.ts"
 import * as ServerSpec from "../../src/domain/ServerSpec.ts"
+import * as SocketOptions from "../../src/domain/SocketOptions.ts"
 import { Listener } from "../../src/proxy/Listener.ts"
+import { TcpProxy } from "../../src/proxy/TcpProxy.ts"
 import * as Backend from "../utils/Backend.ts"
 import * as Poll from "../utils/Poll.ts"
 import * as Stats from "../utils/Stats.ts"
@@ -256,4 +260,220 @@ describe("Relay", () => {
         assert.isAtLeast(s.buffers.buffers, 1, "the pool keeps the buffers it lent, for the next chunk")
       }).pipe(Effect.provide(app(server.port)))
     }).pipe(Effect.scoped))
+})
+
+/**
+ * The side that stays open under `tcp_fastclose`: it sends `sizes` random chunks (honouring back-pressure, `gapMs`
+ * apart), stopping if the connection ends under it, and never ends its own side (without tcp_fastclose the connection
+ * would stay half-open for ever). Keeps what it sent, in order, and what it received.
+ */
+class Stayer {
+  private readonly sent: Array<Buffer> = []
+  private readonly got: Array<Buffer> = []
+  ended = false
+  closed = false
+  error: NodeJS.ErrnoException | undefined
+
+  constructor(readonly socket: Net.Socket) {
+    socket.on("data", (chunk: Buffer) => this.got.push(chunk))
+    socket.on("end", () => (this.ended = true))
+    socket.on("error", (error: NodeJS.ErrnoException) => (this.error = error))
+    socket.on("close", () => (this.closed = true))
+  }
+
+  private get over(): boolean {
+    return this.ended || this.closed || this.error !== undefined
+  }
+
+  async send(sizes: ReadonlyArray<number>, gapMs: number): Promise<void> {
+    for (const size of sizes) {
+      if (this.over) return
+      const chunk = Crypto.randomBytes(size)
+      this.sent.push(chunk)
+      if (!this.socket.write(chunk)) await this.drainedOrOver()
+      if (gapMs > 0) await sleep(gapMs)
+    }
+  }
+
+  private drainedOrOver(): Promise<void> {
+    if (this.over) return Promise.resolve()
+    return new Promise((resolve) => {
+      const done = () => {
+        for (const event of ["drain", "close", "end", "error"]) this.socket.off(event, done)
+        resolve()
+      }
+      for (const event of ["drain", "close", "end", "error"]) this.socket.on(event, done)
+    })
+  }
+
+  sentBytes(): Buffer {
+    return Buffer.concat(this.sent)
+  }
+
+  receivedBytes(): Buffer {
+    return Buffer.concat(this.got)
+  }
+}
+
+describe("Relay with tcp_fastclose", () => {
+  it.live.prop(
+    "the side the mode names closes while the other sends: the connection ends under the other side, nothing read is lost, every buffer comes back",
+    {
+      mode: Schema.Literals(["up", "down", "both"]),
+      clientCloses: Schema.Boolean,
+      closing: Sizes,
+      staying: Sizes,
+      closerPauses: Pauses,
+      stayerPauses: Pauses,
+      closeDelay: int(0, 20),
+      gap: int(0, 2)
+    },
+    ({ clientCloses: either, closeDelay, closerPauses, closing, gap, mode, stayerPauses, staying }) =>
+      Effect.gen(function*() {
+        // up: the server closes; down: the client; both: either.
+        const clientCloses = mode === "both" ? either : mode === "down"
+        const peers: Array<Net.Socket> = []
+        const server = yield* Backend.custom("relayed", (socket) => peers.push(socket), { allowHalfOpen: true })
+        yield* Effect.gen(function*() {
+          const proxy = yield* TcpProxy
+          yield* proxy.setSockets({ ...SocketOptions.defaults, fastclose: mode })
+          const port = yield* listenerPort
+          const socket: Net.Socket = yield* Effect.acquireRelease(
+            Effect.callback<Net.Socket>((resume) => {
+              const s = Net.connect({ host: "127.0.0.1", port, allowHalfOpen: true }, () => resume(Effect.succeed(s)))
+            }),
+            (s) => Effect.sync(() => s.destroy())
+          )
+          assert.isTrue(yield* Poll.waitUntil(() => peers.length > 0, 10_000), "nib never connected to the server")
+          const [closerSocket, stayerSocket] = clientCloses ? [socket, peers[0]!] : [peers[0]!, socket]
+          const closer = new Peer(closerSocket, closerPauses)
+          const stayer = new Stayer(stayerSocket)
+          if (stayerPauses.length > 0) {
+            // The stayer's reader pauses too, once, at its first pause's byte count.
+            const pause = stayerPauses[0]!
+            let received = 0
+            stayerSocket.on("data", (chunk: Buffer) => {
+              if (received < pause.at && (received += chunk.length) >= pause.at) {
+                stayerSocket.pause()
+                setTimeout(() => stayerSocket.resume(), pause.ms)
+              }
+            })
+          }
+          const [closerDigest] = yield* Effect.promise(() =>
+            Promise.all([closer.send(closing, closeDelay, gap), stayer.send(staying, gap)])
+          )
+          // nib ends the connection, though the other side never closes its own.
+          const finished = yield* Poll.waitUntil(
+            () => closer.closed && (stayer.ended || stayer.error !== undefined),
+            20_000
+          )
+          assert.isTrue(
+            finished,
+            `not finished: closer got ${closer.received} (EOF ${closer.ended}, closed ${closer.closed}), the other got ${stayer.receivedBytes().length}/${
+              total(closing)
+            } (EOF ${stayer.ended}, error ${stayer.error?.code})`
+          )
+          const stats = yield* whenOver
+          assert.isFalse(stayer.socket.writableEnded, "the other side did not close its side")
+          assert.strictEqual(stats.buffers.inUse, 0, "every borrowed buffer is back in the pool")
+          assert.strictEqual(stats.servers[0]!.connections, 0, "the server is released")
+          // The closer gets what nib had read from the other side, in order, then an EOF.
+          assert.isUndefined(closer.error)
+          assert.isTrue(closer.ended, "the closer saw an EOF")
+          const sent = stayer.sentBytes()
+          assert.isAtMost(closer.received, sent.length)
+          const expected = Crypto.createHash("sha256").update(sent.subarray(0, closer.received)).digest("hex")
+          assert.strictEqual(closer.receivedDigest(), expected, "the closer got a prefix of what the other side sent")
+          // The other side sees the end without having closed first: an EOF (then every byte the closer sent), or a
+          // reset, when its own bytes arrived as nib closed (as they would at pen).
+          const received = stayer.receivedBytes()
+          assert.isTrue(stayer.ended || stayer.error !== undefined, "the other side saw the connection end")
+          const all = Crypto.createHash("sha256").update(received).digest("hex")
+          if (stayer.ended) {
+            assert.strictEqual(received.length, total(closing), "after its EOF, the other side has every byte")
+            assert.strictEqual(all, closerDigest, "the closer's bytes, whole")
+          } else {
+            assert.isAtMost(received.length, total(closing))
+          }
+          console.log(
+            "FC",
+            mode,
+            clientCloses,
+            total(closing),
+            total(staying),
+            closer.received,
+            received.length,
+            stayer.ended,
+            stayer.error?.code
+          )
+          stayerSocket.destroy()
+        }).pipe(Effect.provide(app(server.port)))
+      }).pipe(Effect.scoped),
+    { timeout: 180_000, arbitrary: { runs: 25 } }
+  )
+
+  for (const mode of ["down", "up"] as const) {
+    const [closerName, otherName] = mode === "down" ? ["client", "server"] : ["server", "client"]
+    it.live(
+      `${mode}: the ${closerName} closes while nib holds the ${otherName}'s bytes for it: it gets every byte nib read, then the end`,
+      () =>
+        Effect.gen(function*() {
+          const MiB = 1024 * 1024
+          const block = Crypto.randomBytes(MiB)
+          const peers: Array<Net.Socket> = []
+          const server = yield* Backend.custom("relayed", (socket) => peers.push(socket), { allowHalfOpen: true })
+          yield* Effect.gen(function*() {
+            yield* (yield* TcpProxy).setSockets({ ...SocketOptions.defaults, fastclose: mode })
+            const client = yield* connectClient(yield* listenerPort)
+            assert.isTrue(yield* Poll.waitUntil(() => peers.length > 0, 10_000), "nib never connected to the server")
+            const upstream = new Peer(peers[0]!)
+            const [closer, other] = mode === "down" ? [client, upstream] : [upstream, client]
+            // The closer does not read: the other side's bytes pile up in the kernel, then in nib's buffers.
+            closer.socket.pause()
+            // (an object: the loop reads what the test sets later)
+            const sender = { stop: false }
+            const send = async () => {
+              for (let i = 0; i < 64 && !sender.stop && !other.socket.destroyed; i++) {
+                if (!other.socket.write(block)) {
+                  await new Promise<void>((resolve) => {
+                    other.socket.once("drain", resolve)
+                    other.socket.once("close", resolve)
+                  })
+                }
+              }
+            }
+            const sending = send()
+            const read = yield* Stats.reader
+            const counted = () => mode === "down" ? read().servers[0]!.bytesReceived : read().servers[0]!.bytesSent
+            let last = -1
+            let quiet = 0
+            const stalled = yield* Poll.waitUntil(() => {
+              const now = counted()
+              quiet = now === last && read().buffers.inUse > 0 ? quiet + 1 : 0
+              last = now
+              return quiet >= 20
+            }, 20_000)
+            assert.isTrue(stalled, "nib never stopped reading while it held bytes for the closer")
+            // The close, with nib's buffers full of bytes for the closer; it reads them afterwards.
+            closer.socket.end()
+            const ended = yield* Poll.waitUntil(() => other.ended || other.error !== undefined, 10_000)
+            assert.isTrue(ended, `the ${otherName} never saw the connection end`)
+            sender.stop = true
+            closer.socket.resume()
+            assert.isTrue(yield* Poll.waitUntil(() => closer.ended, 20_000), `the ${closerName} never got its EOF`)
+            yield* Effect.promise(() => sending)
+            const over = yield* whenOver
+            const relayed = mode === "down" ? over.servers[0]!.bytesReceived : over.servers[0]!.bytesSent
+            assert.isAbove(relayed, 0)
+            assert.strictEqual(closer.received, relayed, `the ${closerName} got every byte nib read for it`)
+            const expected = Crypto.createHash("sha256")
+            for (let n = relayed; n > 0; n -= MiB) expected.update(n >= MiB ? block : block.subarray(0, n))
+            assert.strictEqual(closer.receivedDigest(), expected.digest("hex"), "in order")
+            assert.isFalse(other.socket.writableEnded, `nib ended the connection; the ${otherName} did not close`)
+            assert.strictEqual(over.buffers.inUse, 0)
+          }).pipe(Effect.provide(app(server.port)))
+        }).pipe(Effect.scoped),
+      120_000
+    )
+  }
 })
