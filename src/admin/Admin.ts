@@ -63,6 +63,8 @@ export class Admin extends Context.Service<Admin, {
   readonly address: Address.Endpoint | undefined
   /** Whether the API refuses changes (no `--admin-token-file`). */
   readonly readOnly: boolean
+  /** The listening socket's descriptor, to hand it over in an upgrade; `undefined` without `--admin`. */
+  readonly descriptor: () => number | undefined
 }>()("nib/admin/Admin") {
   /**
    * The endpoint `--admin` asks for, its server loaded only then (`admin/Server.ts`); without `--admin` the layer does
@@ -74,7 +76,16 @@ export class Admin extends Context.Service<Admin, {
     LbConfig | ServerPool | ClientTable | StatsReporter | Listener | HealthChecker | TcpProxy | Acls
   > = Layer.unwrap(Effect.gen(function*() {
     const { admin } = yield* LbConfig
-    if (admin === undefined) return Layer.succeed(Admin, Admin.of({ address: undefined, readOnly: true }))
+    if (admin === undefined) {
+      return Layer.succeed(
+        Admin,
+        Admin.of({
+          address: undefined,
+          readOnly: true,
+          descriptor: () => undefined
+        })
+      )
+    }
     const Server = yield* Effect.promise(() => import("./Server.ts"))
     return Server.layer(admin)
   }))

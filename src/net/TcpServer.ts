@@ -37,6 +37,11 @@ export interface Options {
    * (no thread admits a waiting client then), over a SharedArrayBuffer.
    */
   readonly shared?: Int32Array | undefined
+  /**
+   * Listening sockets inherited from the nib this one replaces (an upgrade), served instead of binding `endpoint`:
+   * none is accepted from until {@link TcpServer.adopt}, so that until then their clients wait in the kernel's queue.
+   */
+  readonly descriptors?: ReadonlyArray<number> | undefined
 }
 
 /** A bound listener. @category models */
@@ -55,11 +60,30 @@ export interface TcpServer {
   /** The live connections at which new ones wait (`-x`); raising it serves waiting ones at once. */
   readonly maxConnections: () => number
   readonly setMaxConnections: (n: number) => void
+  /** Starts accepting on the inherited sockets (`descriptors`); nothing to do for a listener that bound its address. */
+  readonly adopt: Effect.Effect<void, TcpServerError>
+  /** The descriptors of the sockets it listens on (to hand them to the nib that replaces this one). */
+  readonly descriptors: () => ReadonlyArray<number>
   /** Handles every connection, one fiber each, until interrupted; interruption ends every connection fiber. */
   readonly run: <R>(handler: (socket: Socket) => Effect.Effect<void, never, R>) => Effect.Effect<never, never, R>
 }
 
 const ignore = () => {}
+
+/** The descriptor of a listening server, read from Node's handle (Unix); -1 when it has none. */
+export const fdOf = (server: Net.Server): number => {
+  const fd = (server as unknown as { readonly _handle?: { readonly fd?: unknown } | null })._handle?.fd
+  return typeof fd === "number" ? fd : -1
+}
+
+/** Closes an inherited descriptor that will not be served. */
+const closeDescriptor = (fd: number): void => {
+  try {
+    Fs.closeSync(fd)
+  } catch {
+    // already closed
+  }
+}
 
 /** The address `server` is bound to: the real port for TCP, `endpoint` itself for a Unix socket. */
 const boundAddress = (server: Net.Server, endpoint: Address.Endpoint): Address.Endpoint => {
@@ -158,8 +182,8 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
       watch()
     }
 
-    /** A server listening on `endpoint`, feeding `onConnection`. */
-    const listen = (endpoint: Address.Endpoint) =>
+    /** A server feeding `onConnection`, listening on `endpoint`, or on the inherited socket `fd`. */
+    const listen = (endpoint: Address.Endpoint, fd?: number) =>
       Effect.callback<Net.Server, TcpServerError>((resume) => {
         const server = Net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, onConnection)
         const onError = (error: Error) => {
@@ -177,7 +201,10 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
           server.on("error", ignore)
           resume(Effect.succeed(server))
         }
-        if (endpoint._tag === "Unix") {
+        if (fd !== undefined) {
+          // Bound and listening already (in the nib this one replaces): its accept queue is served as it is.
+          server.listen({ fd, backlog: options.backlog }, onListening)
+        } else if (endpoint._tag === "Unix") {
           try {
             Fs.rmSync(endpoint.path, { force: true })
           } catch (error) {
@@ -197,8 +224,11 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
         }
       })
 
-    let server = yield* listen(options.endpoint)
-    let address = boundAddress(server, options.endpoint)
+    const inherited = options.descriptors ?? []
+    // Inherited sockets are listened on by `adopt`; until then the address is the one they were given under.
+    let servers: ReadonlyArray<Net.Server> = inherited.length > 0 ? [] : [yield* listen(options.endpoint)]
+    let address = servers.length > 0 ? boundAddress(servers[0]!, options.endpoint) : options.endpoint
+    let opened = inherited.length === 0
     yield* Effect.addFinalizer(() =>
       Effect.callback<void>((resume) => {
         dispatch = undefined
@@ -207,19 +237,44 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
         queue.length = head = 0
         // Stop listening now; connections already handed to handlers end with their own fibers (interrupted
         // before this runs), so there is nothing to wait for here (close's callback would wait for all of them).
-        server.close()
+        for (const server of servers) server.close()
         setImmediate(() => resume(Effect.void))
       })
     )
 
+    const adopt = Effect.suspend(() => {
+      if (opened) return Effect.void
+      opened = true
+      return Effect.forEach(inherited, (fd) =>
+        Effect.map(listen(options.endpoint, fd), (server) => {
+          if (closed) return server.close()
+          servers = [...servers, server]
+          if (servers.length === 1) address = boundAddress(server, options.endpoint)
+        }), { discard: true })
+    })
+
     const rebind = (endpoint: Address.Endpoint) =>
-      Effect.map(listen(endpoint), (next) => {
-        const previous = server
-        server = next
-        address = boundAddress(next, endpoint)
-        // Stop accepting on the old address; its connections go on (close's callback would wait for them).
-        previous.close()
-        return address
+      Effect.suspend(() => {
+        if (!opened) {
+          // Before `adopt`, the inherited sockets are what the replaced nib's own `listen` left: the same address again
+          // (its -F read again) keeps them; another one is bound, and they are closed, never served.
+          if (Address.format(endpoint) === Address.format(address)) return Effect.succeed(address)
+          return Effect.map(listen(endpoint), (next) => {
+            opened = true
+            for (const fd of inherited) closeDescriptor(fd)
+            servers = [next]
+            address = boundAddress(next, endpoint)
+            return address
+          })
+        }
+        return Effect.map(listen(endpoint), (next) => {
+          const previous = servers
+          servers = [next]
+          address = boundAddress(next, endpoint)
+          // Stop accepting on the old address; its connections go on (close's callback would wait for them).
+          for (const server of previous) server.close()
+          return address
+        })
       })
 
     const run = <R>(handler: (socket: Socket) => Effect.Effect<void, never, R>) =>
@@ -249,6 +304,8 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
     return {
       address: () => address,
       rebind,
+      adopt,
+      descriptors: () => servers.map(fdOf),
       active: () => active,
       waiting: () => queue.length - head,
       maxConnections: () => maxConnections,

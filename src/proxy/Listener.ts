@@ -8,11 +8,24 @@ import { LbConfig } from "../Config.ts"
 import * as Address from "../domain/Address.ts"
 import * as TcpServer from "../net/TcpServer.ts"
 import * as UdpServer from "../net/UdpServer.ts"
+import * as Handover from "../shared/Handover.ts"
 import { SessionBoard } from "../shared/SessionBoard.ts"
 import { SharedState } from "../shared/SharedState.ts"
 import type { ConnectionInfo } from "./Slots.ts"
 import { TcpProxy } from "./TcpProxy.ts"
 import { UdpProxy } from "./UdpProxy.ts"
+
+/**
+ * What this thread listens on: the configured address, or, after an upgrade, its share of the sockets taken over and
+ * the address they are bound to.
+ */
+const inherited = Effect.gen(function*() {
+  const config = yield* LbConfig
+  const handover = yield* Handover.Handover
+  const shared = yield* SharedState
+  const descriptors = Handover.share(handover.listen, config.workers, shared.worker)
+  return { endpoint: handover.address ?? config.listen, descriptors }
+})
 
 /** The listen address could not be bound. @category errors */
 export class ListenerError extends Schema.TaggedError<ListenerError>()("ListenerError", {
@@ -42,6 +55,13 @@ export class Listener extends Context.Service<Listener, {
   readonly idleTimeoutSeconds: Effect.Effect<number>
   /** Sets it; false in TCP mode, where nib does not close idle connections. */
   readonly setIdleTimeoutSeconds: (seconds: number) => Effect.Effect<boolean>
+  /**
+   * Starts serving the sockets taken over from the nib this one replaces (`Handover`), every thread's: until then their
+   * clients wait in the kernel's queues. Nothing to do for a listener that bound its address.
+   */
+  readonly takeOver: Effect.Effect<void, ListenerError>
+  /** The descriptors of the listening sockets, every thread's (the main thread's first), to hand them over. */
+  readonly descriptors: Effect.Effect<ReadonlyArray<number>, ListenerError>
 }>()("nib/proxy/Listener") {
   /** Binds the configured address and serves it through TcpProxy, or UdpProxy with `-U`, until the scope closes. */
   static readonly make: Effect.Effect<
@@ -69,8 +89,10 @@ const tcp = Effect.gen(function*() {
   const proxy = yield* TcpProxy
   // With workers, -x is one limit for all of them.
   const admission = (yield* SharedState).memory.admission
+  const { descriptors, endpoint } = yield* inherited
   const server = yield* TcpServer.make({
-    endpoint: config.listen,
+    endpoint,
+    descriptors,
     backlog: config.backlog,
     maxConnections: config.connectionsMax,
     reusePort: config.workers > 1,
@@ -91,14 +113,16 @@ const tcp = Effect.gen(function*() {
     connections: proxy.connections,
     close: proxy.close,
     idleTimeoutSeconds: Effect.succeed(0),
-    setIdleTimeoutSeconds: () => Effect.succeed(false)
+    setIdleTimeoutSeconds: () => Effect.succeed(false),
+    takeOver: server.adopt.pipe(Effect.mapError((error) => new ListenerError({ message: error.message }))),
+    descriptors: Effect.sync(server.descriptors)
   })
 })
 
 const udp = Effect.gen(function*() {
   const config = yield* LbConfig
   const proxy = yield* UdpProxy
-  const listen = config.listen
+  const { descriptors, endpoint: listen } = yield* inherited
   if (listen._tag !== "Tcp") {
     return yield* new ListenerError({ message: `UDP mode (-U) needs a [host:]port to listen on, not ${listen.path}` })
   }
@@ -107,6 +131,7 @@ const udp = Effect.gen(function*() {
   const sessions = shared.memory.sessions
   const server = yield* UdpServer.make({
     endpoint: listen,
+    descriptors,
     maxSessions: config.connectionsMax,
     idleSeconds: config.udpIdleSeconds,
     reusePort: config.workers > 1,
@@ -131,6 +156,8 @@ const udp = Effect.gen(function*() {
       Effect.sync(() => {
         server.setIdleSeconds(seconds)
         return true
-      })
+      }),
+    takeOver: server.adopt.pipe(Effect.mapError((error) => new ListenerError({ message: error.message }))),
+    descriptors: Effect.sync(server.descriptors)
   })
 })

@@ -6,6 +6,7 @@ import type { Settings } from "../Config.ts"
 import type { Endpoint } from "../domain/Address.ts"
 import type { ConnectionInfo } from "../domain/Connection.ts"
 import type { SettingChange } from "./Broadcast.ts"
+import type { Inherited } from "./Handover.ts"
 import type { Memory } from "./SharedState.ts"
 
 /** What a worker thread is started with (`workerData`). @category models */
@@ -17,6 +18,8 @@ export interface WorkerInit {
   readonly worker: number
   /** The settings changed since start-up, last change of each first, applied before the worker listens. */
   readonly changes: ReadonlyArray<SettingChange>
+  /** The listening sockets taken over in an upgrade (`Handover.none` otherwise, and for a worker started again). */
+  readonly handover: Inherited
 }
 
 /** A request from the main thread; each is answered with a {@link Reply} of the same id. @category models */
@@ -25,6 +28,10 @@ export type Request =
   | { readonly _tag: "Connections"; readonly id: number }
   | { readonly _tag: "Close"; readonly id: number; readonly slot: number }
   | { readonly _tag: "Stop"; readonly id: number }
+  /** Start serving the sockets taken over in an upgrade (`Listener.takeOver`). */
+  | { readonly _tag: "TakeOver"; readonly id: number }
+  /** The descriptors of the worker's listening sockets, to hand them over in an upgrade. */
+  | { readonly _tag: "Descriptors"; readonly id: number }
   /** The test hook of `workers crash N` (only with NIB_TEST_HOOKS=1): the worker fails with a defect. */
   | { readonly _tag: "Crash"; readonly id: number }
 
@@ -33,8 +40,11 @@ export type Reply =
   | { readonly _tag: "Done"; readonly id: number; readonly value: ReplyValue }
   | { readonly _tag: "Failed"; readonly id: number; readonly message: string }
 
-/** What a request answers: the bound address (Change Listen), the live connections, whether one was closed. */
-export type ReplyValue = Endpoint | ReadonlyArray<ConnectionInfo> | boolean | undefined
+/**
+ * What a request answers: the bound address (Change Listen), the live connections, whether one was closed, the
+ * listening sockets' descriptors.
+ */
+export type ReplyValue = Endpoint | ReadonlyArray<ConnectionInfo> | boolean | ReadonlyArray<number> | undefined
 
 /** What a worker says unasked. @category models */
 export type Notice =

@@ -83,5 +83,9 @@ export const answer = (
         return yield* (yield* Listener).connections
       case "Close":
         return yield* (yield* Listener).close(request.slot)
+      case "TakeOver":
+        return yield* Effect.as((yield* Listener).takeOver, undefined)
+      case "Descriptors":
+        return yield* (yield* Listener).descriptors
     }
   })
