@@ -1,0 +1,299 @@
+/**
+ * The upgrade on SIGUSR2 (control/Upgrade.ts) through the real process: the new nib takes the listening sockets over
+ * while clients keep connecting (none refused, none reset, long transfers whole), takes the sticky table over, and
+ * the pid file names it; a new nib that cannot start leaves the old one serving, its error logged. Every nib a test
+ * starts, the new ones included, is stopped by its pid when the test ends.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import * as Crypto from "node:crypto"
+import * as Fs from "node:fs"
+import type * as Net from "node:net"
+import * as Path from "node:path"
+import * as Backend from "../utils/Backend.ts"
+import * as Client from "../utils/Client.ts"
+import * as Nib from "../utils/Nib.ts"
+import * as Poll from "../utils/Poll.ts"
+
+const { ip } = Client
+
+const sha256 = (data: Buffer): string => Crypto.createHash("sha256").update(data).digest("hex")
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+/** The new nib's start-up line, naming the one it replaced. */
+const takenOver = (old: number) => new RegExp(`\\(pid (\\d+)[^)]*\\), taken over from pid ${old}`)
+
+/**
+ * Sends SIGUSR2 to the nib `old` (a foreground one, whose stderr the new one shares) and waits for the new one's
+ * start-up line: its pid, stopped when the scope closes.
+ */
+const upgrade = (balancer: Nib.Proc) =>
+  Effect.gen(function*() {
+    const line = takenOver(balancer.pid)
+    process.kill(balancer.pid, "SIGUSR2")
+    const seen = yield* Effect.promise(() => Poll.until(() => line.test(balancer.stderr()), 20_000, 20))
+    assert.isTrue(seen, `no new nib said it took over:\n${balancer.stderr()}`)
+    const pid = Number(line.exec(balancer.stderr())![1])
+    yield* Nib.killOnClose(pid)
+    return pid
+  })
+
+/**
+ * One short request/response: connect from `from`, send a line, read the server's name and the line echoed, end.
+ * What went wrong, or undefined.
+ */
+const exchange = async (port: number, n: number, from = "127.0.0.1"): Promise<string | undefined> => {
+  const conn = Client.dial(port, { from })
+  try {
+    const request = `request ${n}\n`
+    conn.socket.write(request)
+    const whole = await conn.until(() => /^[a-z]+\n/.test(conn.text()) && conn.text().endsWith(request), 10_000)
+    if (!whole) {
+      return `connection ${n}: ${conn.ending ?? "no reply"} (${conn.error?.code ?? ""}) after ${
+        JSON.stringify(conn.text())
+      }`
+    }
+    conn.socket.end()
+    const ending = await conn.ended(10_000)
+    return ending === "eof" ? undefined : `connection ${n}: ended by ${ending} (${conn.error?.code ?? ""})`
+  } finally {
+    conn.close()
+  }
+}
+
+/** The payload of a long transfer: 3 MiB, sent in 64 KiB pieces 80 ms apart (about 4 s). */
+const PAYLOAD = Crypto.randomBytes(3 * 1024 * 1024)
+const PIECE = 65536
+
+/**
+ * A server named `name` that says its name, then either echoes (a short request) or, asked `long`, sends
+ * {@link PAYLOAD} slowly and closes (a long transfer).
+ */
+const server = (name: string) =>
+  Backend.custom(name, (socket: Net.Socket) => {
+    socket.write(`${name}\n`)
+    socket.once("data", (first: Buffer) => {
+      if (!first.toString("latin1").startsWith("long\n")) {
+        socket.write(first)
+        socket.pipe(socket)
+        return
+      }
+      let at = 0
+      const next = () => {
+        if (socket.destroyed) return
+        if (at >= PAYLOAD.length) return void socket.end()
+        socket.write(PAYLOAD.subarray(at, at + PIECE))
+        at += PIECE
+        setTimeout(next, 80)
+      }
+      next()
+    })
+  })
+
+/** A long transfer: asks for the payload; resolves with what went wrong, or undefined once it arrived whole. */
+const transfer = async (port: number, from: string): Promise<string | undefined> => {
+  const conn = Client.dial(port, { from })
+  try {
+    conn.socket.write("long\n")
+    const ending = await conn.ended(60_000)
+    const data = conn.data()
+    const body = data.subarray(data.indexOf(10) + 1)
+    if (ending !== "eof") {
+      return `transfer from ${from}: ${ending} (${conn.error?.code ?? ""}) after ${data.length} bytes`
+    }
+    if (body.length !== PAYLOAD.length || sha256(body) !== sha256(PAYLOAD)) {
+      return `transfer from ${from}: ${body.length} bytes, not the payload`
+    }
+    return undefined
+  } finally {
+    conn.close()
+  }
+}
+
+describe("upgrade (SIGUSR2)", () => {
+  it.live(
+    "under load: no connection refused or reset, 20 long transfers whole, sticky clients on the same servers",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* Nib.tempDir
+        const pidPath = Path.join(dir, "nib.pid")
+        const servers = [yield* server("a"), yield* server("b"), yield* server("c")]
+        const lb = yield* Nib.start(["-p", pidPath, "127.0.0.1:0", ...servers.map((s) => s.spec())])
+
+        // Sticky clients: each address remembers its server.
+        const sticky = [2, 3, 4, 5, 6, 7].map(ip)
+        const before = yield* Client.askAll(lb.port, sticky)
+        assert.isTrue(before.every((name) => ["a", "b", "c"].includes(name)), before.join())
+
+        // Short connections, 16 at a time, until 3,000 have been made and 300 since the old nib stopped accepting.
+        const errors: Array<string> = []
+        let made = 0
+        let afterHandover = 0
+        let handedOver = false
+        let stop = false
+        const deadline = Date.now() + 90_000
+        const loop = async () => {
+          while (!stop && Date.now() < deadline && (made < 3000 || afterHandover < 300)) {
+            const n = made++
+            if (handedOver) afterHandover++
+            const error = await exchange(lb.port, n)
+            if (error !== undefined) errors.push(error)
+          }
+        }
+        const load = Promise.all(Array.from({ length: 16 }, loop))
+
+        // 20 long transfers in flight when the signal comes.
+        yield* Effect.promise(() => Poll.until(() => made >= 600, 30_000))
+        const transfers = Promise.all(Array.from({ length: 20 }, (_, i) => transfer(lb.port, ip(20 + i))))
+        yield* Effect.promise(() => sleep(300))
+        const newPid = yield* upgrade(lb)
+        handedOver = true
+        yield* Effect.promise(() => load)
+        stop = true
+        assert.deepStrictEqual(errors.slice(0, 5), [], `${errors.length} short connections failed`)
+        assert.deepStrictEqual((yield* Effect.promise(() => transfers)).filter((e) => e !== undefined), [])
+        assert.isAtLeast(made, 3000)
+        assert.isAtLeast(afterHandover, 300)
+
+        // The old nib drained and ended; the pid file names the new one.
+        const status = yield* Effect.promise(() =>
+          Promise.race([lb.exited, sleep(30_000).then(() => "timeout" as const)])
+        )
+        assert.deepStrictEqual(status, { code: 0, signal: null }, lb.stderr())
+        assert.strictEqual(Fs.readFileSync(pidPath, "utf8"), String(newPid))
+        assert.isTrue(Nib.isAlive(newPid))
+
+        // The sticky clients reach the servers they had.
+        assert.deepStrictEqual(yield* Client.askAll(lb.port, sticky), before)
+      }),
+    180_000
+  )
+})
+
+describe("upgrade (SIGUSR2): when the new nib cannot start", () => {
+  it.live("a bad line added to -F: the old nib serves on, the new one's error logged, the pid file still its own", () =>
+    Effect.gen(function*() {
+      const dir = yield* Nib.tempDir
+      const pidPath = Path.join(dir, "nib.pid")
+      const cfg = Path.join(dir, "nib.cfg")
+      Fs.writeFileSync(cfg, "blacklist 10\n")
+      const a = yield* Backend.identity("a")
+      const lb = yield* Nib.start(["-F", cfg, "-p", pidPath, "127.0.0.1:0", a.spec()])
+      assert.strictEqual(yield* Client.ask(lb.port, ip(2)), "a")
+
+      Fs.appendFileSync(cfg, "bogus command\n")
+      process.kill(lb.pid, "SIGUSR2")
+      const failed =
+        `SIGUSR2: upgrade failed: -F ${cfg}:2: do_cmd: ignoring command starting with 'bogus'; pid ${lb.pid} serves on`
+      yield* Nib.logged(lb, failed, 20_000)
+      // The new nib said why itself too, and is gone; the old one serves, and the pid file names it.
+      assert.include(lb.stderr(), `nib: -F ${cfg}:2: do_cmd: ignoring command starting with 'bogus'`)
+      assert.notMatch(lb.stderr(), /taken over from pid/)
+      assert.strictEqual(yield* Client.ask(lb.port, ip(2)), "a")
+      assert.strictEqual(Fs.readFileSync(pidPath, "utf8"), String(lb.pid))
+      assert.isTrue(Nib.isAlive(lb.pid))
+
+      // Fixed, the next SIGUSR2 upgrades.
+      Fs.writeFileSync(cfg, "blacklist 10\n")
+      const pid = yield* upgrade(lb)
+      assert.strictEqual(yield* Client.ask(lb.port, ip(2)), "a")
+      yield* Effect.promise(() => Poll.until(() => Fs.readFileSync(pidPath, "utf8") === String(pid), 5_000))
+      assert.strictEqual(Fs.readFileSync(pidPath, "utf8"), String(pid))
+    }))
+
+  it.live("a broken install (the script fails as it loads): the old nib serves on and says how the new one ended", () =>
+    Effect.gen(function*() {
+      const dir = yield* Nib.tempDir
+      const install = Path.join(dir, "bundle")
+      Fs.cpSync(Path.dirname(Nib.NIB), install, { recursive: true })
+      const a = yield* Backend.identity("a")
+      const lb = yield* Effect.acquireRelease(
+        Effect.promise(() =>
+          Nib.spawnReady(
+            Nib.NODE,
+            [Path.join(install, "nib.js"), "-f", ...Nib.WORKERS, "127.0.0.1:0", a.spec()],
+            Nib.LISTENING
+          )
+        ),
+        ({ proc }) => Effect.promise(() => Nib.stop(proc))
+      )
+      const port = Number(lb.match[2])
+      Fs.writeFileSync(Path.join(install, "nib.js"), "process.exit(3)\n")
+      process.kill(lb.proc.pid, "SIGUSR2")
+      yield* Nib.logged(
+        lb.proc,
+        `SIGUSR2: upgrade failed: the new nib exited with code 3 before it was ready; pid ${lb.proc.pid} serves on`,
+        20_000
+      )
+      assert.strictEqual(yield* Client.ask(port, ip(2)), "a")
+    }))
+})
+
+describe("upgrade (SIGUSR2): what the new nib is", () => {
+  it.live("the program at the executable's path now: a new version installed there takes over", () =>
+    Effect.gen(function*() {
+      const dir = yield* Nib.tempDir
+      const install = Path.join(dir, "bundle")
+      Fs.cpSync(Path.dirname(Nib.NIB), install, { recursive: true })
+      const a = yield* Backend.identity("a")
+      const lb = yield* Effect.acquireRelease(
+        Effect.promise(() =>
+          Nib.spawnReady(
+            Nib.NODE,
+            [Path.join(install, "nib.js"), "-f", ...Nib.WORKERS, "127.0.0.1:0", a.spec()],
+            Nib.LISTENING
+          )
+        ),
+        ({ proc }) => Effect.promise(() => Nib.stop(proc))
+      )
+      // "Version 2": the same nib, with a line that says which it is.
+      const script = Path.join(install, "nib.js")
+      const [shebang, ...rest] = Fs.readFileSync(script, "utf8").split("\n")
+      Fs.writeFileSync(
+        script,
+        [shebang, "process.stderr.write(`nib version 2 (pid ${process.pid})\\n`)", ...rest].join("\n")
+      )
+      const pid = yield* upgrade(lb.proc)
+      assert.include(lb.proc.stderr(), `nib version 2 (pid ${pid})`)
+      assert.strictEqual(yield* Client.ask(Number(lb.match[2]), ip(2)), "a")
+    }))
+
+  it.live("without -f the new nib is a daemon too (its own session), and the pid file names it", () =>
+    Effect.gen(function*() {
+      const dir = yield* Nib.tempDir
+      const pidPath = Path.join(dir, "nib.pid")
+      const a = yield* Backend.identity("a")
+      // A free port, which another process may take before nib binds it: then another one (three tries).
+      let port = 0
+      let parent: Nib.Completed | undefined
+      for (let tries = 0; tries < 3 && (parent === undefined || /EADDRINUSE/.test(parent.stderr)); tries++) {
+        port = yield* Backend.freePort
+        parent = yield* Nib.run([...Nib.WORKERS, "-p", pidPath, `127.0.0.1:${port}`, a.spec()])
+      }
+      assert.deepStrictEqual([parent!.code, parent!.stderr], [0, ""])
+      const old = Number(yield* Effect.promise(() => Nib.readPidFile(pidPath)))
+      yield* Nib.killOnClose(old)
+      assert.strictEqual(yield* Client.ask(port, ip(2)), "a")
+
+      process.kill(old, "SIGUSR2")
+      const changed = yield* Effect.promise(() =>
+        Poll.until(() => {
+          const text = Fs.existsSync(pidPath) ? Fs.readFileSync(pidPath, "utf8") : ""
+          return text !== "" && text !== String(old)
+        }, 20_000)
+      )
+      assert.isTrue(changed, "the pid file never named another process")
+      const pid = Number(Fs.readFileSync(pidPath, "utf8"))
+      yield* Nib.killOnClose(pid)
+      assert.isTrue(yield* Effect.promise(() => Nib.waitGone(old, 20_000)), "the old daemon did not end")
+      assert.isTrue(Nib.isAlive(pid))
+      // setsid: the new daemon leads its own session, as the first one did.
+      const stat = Fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+      assert.strictEqual(Number(fields[3]), pid, "its session is its own")
+      assert.strictEqual(yield* Client.ask(port, ip(2)), "a")
+      // The pid file survived the old nib's end, and goes with the new one's.
+      assert.isTrue(yield* Effect.promise(() => Nib.stopPid(pid)))
+      assert.isFalse(Fs.existsSync(pidPath))
+    }))
+})
