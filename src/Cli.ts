@@ -189,6 +189,7 @@ export const sections: ReadonlyArray<{ readonly title: string; readonly options:
       { name: "admin", value: "[host:]port", setting: "admin" },
       { name: "admin-token-file", value: "FILE", setting: "adminTokenFile" },
       { name: "workers", value: "N|auto", setting: "workers" },
+      { name: "grace", value: "SEC", setting: "graceSeconds" },
       { name: "help", text: "show this help" },
       { name: "version", text: "show nib's version" }
     ]
@@ -240,6 +241,14 @@ export const normalizeArgv = (args: ReadonlyArray<string>): Result.Result<Normal
       break
     }
     if (arg.startsWith("--") || arg === "-" || !arg.startsWith("-")) {
+      // A negative number after a long option that takes a value is its value (`--grace -1` is out of range), not
+      // an unknown option -1.
+      const next = args[i + 1]
+      if (byName.get(arg.slice(2))?.value !== undefined && next !== undefined && /^-\d/.test(next)) {
+        argv.push(`${arg}=${next}`)
+        i++
+        continue
+      }
       argv.push(arg)
       continue
     }
@@ -441,6 +450,10 @@ const flags = {
     Flag.optional
   ),
   workers: Flag.String("workers").pipe(Flag.withDescription(describe("workers")), Flag.optional),
+  grace: Flag.Finite("grace").pipe(
+    Flag.withDescription(describe("graceSeconds")),
+    Flag.withDefault(Config.defaults.graceSeconds)
+  ),
   foreground: Flag.Boolean("f").pipe(Flag.withDescription(describe("foreground")), Flag.withDefault(false)),
   hash: Flag.Boolean("h").pipe(Flag.withDescription(describe("hash")), Flag.withDefault(false)),
   roundrobin: Flag.Boolean("r").pipe(Flag.withDescription(describe("roundrobin")), Flag.withDefault(false)),
@@ -617,7 +630,8 @@ export const toSettings = (parsed: Parsed, services: Address.ServiceNames) =>
       onDown: parsed.onDown,
       admin,
       adminTokenFile: Option.getOrUndefined(parsed.adminTokenFile),
-      workers
+      workers,
+      graceSeconds: parsed.grace
     }).pipe(Effect.mapError((error) => new UsageError(error.message)))
   })
 
@@ -672,26 +686,26 @@ const ordered = (upper: ReadonlyArray<string>, lower: ReadonlyArray<string>) => 
  * the parser alone.
  */
 const loadBalancer = Effect.promise(async () => {
-  const [{ AppLive }, { Control }, { ControlPort }, Upgrade, { Listener }, { RequestLog }, { ServerPool }] =
-    await Promise
-      .all([
-        import("../layers/Live.ts"),
-        import("./control/Control.ts"),
-        import("./control/ControlPort.ts"),
-        import("./control/Upgrade.ts"),
-        import("./proxy/Listener.ts"),
-        import("./services/RequestLog.ts"),
-        import("./services/ServerPool.ts")
-      ])
-  return { AppLive, Control, ControlPort, Upgrade, Listener, RequestLog, ServerPool }
+  const [{ AppLive }, { Control }, { ControlPort }, { Drain }, Upgrade, { Listener }, { RequestLog }, { ServerPool }] =
+    await Promise.all([
+      import("../layers/Live.ts"),
+      import("./control/Control.ts"),
+      import("./control/ControlPort.ts"),
+      import("./control/Drain.ts"),
+      import("./control/Upgrade.ts"),
+      import("./proxy/Listener.ts"),
+      import("./services/RequestLog.ts"),
+      import("./services/ServerPool.ts")
+    ])
+  return { AppLive, Control, ControlPort, Drain, Upgrade, Listener, RequestLog, ServerPool }
 })
 
 /**
  * Runs the balancer with `settings` until interrupted (SIGTERM/SIGINT), until the control port's `exit` (with `-X`),
- * or until a new nib took its place (SIGUSR2) and it has drained. Start-up follows pen's order: listeners bound, `-O`
- * commands run, then the `-F` file (their replies on stdout; a bad line in the file is fatal, naming its line), the
- * servers of the command line written over any `server N` those gave, privileges dropped (`-u`), then the `-l` log
- * opened and the pid file written.
+ * until a graceful stop (SIGQUIT) has ended, or until a new nib took its place (SIGUSR2) and this one has drained.
+ * Start-up follows pen's order: listeners bound, `-O` commands run, then the `-F` file (their replies on stdout; a bad
+ * line in the file is fatal, naming its line), the servers of the command line written over any `server N` those gave,
+ * privileges dropped (`-u`), then the `-l` log opened and the pid file written.
  *
  * A nib started by an upgrade (`control/Upgrade.ts`) builds its listeners over the sockets the old nib hands over,
  * and, once configured, takes in the old nib's state, writes the pid file and starts accepting, on every thread.
@@ -702,7 +716,7 @@ export const serve = (
 ) => {
   const level: Verbosity.Level = { debug: settings.debug }
   return Effect.scoped(Effect.gen(function*() {
-    const { AppLive, Control, ControlPort, Listener, RequestLog, ServerPool, Upgrade } = yield* loadBalancer
+    const { AppLive, Control, ControlPort, Drain, Listener, RequestLog, ServerPool, Upgrade } = yield* loadBalancer
     const upgrading = Daemon.upgradeOf() !== undefined
     const handover = upgrading ? yield* Upgrade.receiveOffer : Handover.none
     const context = yield* Layer.build(AppLive.pipe(Layer.provide(Config.LbConfig.layerSettings(settings)))).pipe(
@@ -734,11 +748,9 @@ export const serve = (
     if (settings.pidFile !== undefined) yield* Daemon.pidFile(settings.pidFile)
     if (upgrading) yield* listener.takeOver
     yield* onReady(listener.address, Context.get(context, ControlPort).address, settings.workers)
-    const upgrade = Context.get(context, Upgrade.Upgrade)
-    return yield* Effect.raceFirst(
-      control.exitRequested,
-      Effect.andThen(upgrade.handedOver, drainStandIn(listener))
-    )
+    // Until `exit` (with -X), or until a graceful stop (SIGQUIT, or SIGUSR2 once the new nib serves) has let the
+    // connections finish.
+    return yield* Effect.raceFirst(control.exitRequested, Effect.asVoid(Context.get(context, Drain).finished))
   })).pipe(
     // Every level reaches the logger, which filters by the level `debug N` can change while nib runs.
     Effect.provideService(References.MinimumLogLevel, "All"),
@@ -746,18 +758,6 @@ export const serve = (
     Effect.provideService(Verbosity.Verbosity, level)
   )
 }
-
-/**
- * A stand-in for the graceful stop's drain (branch graceful-stop): waits, at most a minute, until no connection is
- * served any more.
- */
-const drainStandIn = (listener: { readonly active: Effect.Effect<number> }) =>
-  Effect.gen(function*() {
-    for (let i = 0; i < 600; i++) {
-      if ((yield* listener.active) === 0) return
-      yield* Effect.sleep(100)
-    }
-  })
 
 const main = (services: Address.ServiceNames) =>
   Command.make("nib", { ...flags, ...args }, (parsed) =>

@@ -83,7 +83,8 @@ export const descriptions = {
   onDown: "--on-down: what happens to a server's live connections when a check takes it down: keep or close",
   admin: "--admin: HTTP admin endpoint: dashboard, /metrics and /api ([host:]port; a port alone binds 127.0.0.1)",
   adminTokenFile: "--admin-token-file: file holding the bearer token that changes through /api need",
-  workers: "--workers: threads that serve connections (auto: one per core the process may run on)"
+  workers: "--workers: threads that serve connections (auto: one per core the process may run on)",
+  graceSeconds: "--grace: seconds open connections may take to finish after SIGQUIT (a graceful stop)"
 } as const
 
 const AtLeastOne = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
@@ -146,7 +147,10 @@ export const Settings = Schema.Struct({
     description: descriptions.admin
   }),
   adminTokenFile: Schema.UndefinedOr(Schema.NonEmptyString).annotate({ description: descriptions.adminTokenFile }),
-  workers: AtLeastOne.annotate({ description: descriptions.workers })
+  workers: AtLeastOne.annotate({ description: descriptions.workers }),
+  graceSeconds: Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0)).annotate({
+    description: descriptions.graceSeconds
+  })
 })
 
 /** The decoded settings. @category models */
@@ -198,7 +202,8 @@ export const defaults = {
   onDown: "keep",
   admin: undefined,
   adminTokenFile: undefined,
-  workers: 1
+  workers: 1,
+  graceSeconds: 30
 } satisfies Omit<Settings, "listen" | "servers">
 
 /** A setting that could not be decoded; `message` says which and why. @category errors */

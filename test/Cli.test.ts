@@ -68,6 +68,11 @@ describe("Cli.normalizeArgv", () => {
     assert.deepStrictEqual(argvOf("-dd", "-O", "a", "-o", "b", "-O", "c"), ["-d", "-d", "-O=a", "-o=b", "-O=c"])
   })
 
+  it("a negative number after a long option that takes a value is that value, not an option", () => {
+    assert.deepStrictEqual(argvOf("--grace", "-1", "8080"), ["--grace=-1", "8080"])
+    assert.deepStrictEqual(argvOf("--grace", "5", "-r", "8080"), ["--grace", "5", "-r", "8080"])
+  })
+
   it("-- passes the rest through untouched", () => {
     assert.deepStrictEqual(argvOf("-r", "--", "-U", "-rh", "8080"), ["-r", "--", "-U", "-rh", "8080"])
   })
@@ -172,6 +177,7 @@ const parsed = (overrides: Partial<Parsed> = {}): Parsed => ({
   admin: Option.none(),
   adminTokenFile: Option.none(),
   workers: Option.none(),
+  grace: 30,
   listen: Option.some("8080"),
   servers: ["10.0.0.1", "10.0.0.2:9002:10:20:3:1"],
   ...overrides
@@ -238,6 +244,13 @@ describe("Cli.toSettings", () => {
       assert.isTrue(settings.roundrobin && settings.hash && settings.weight && settings.stubborn && settings.foreground)
       assert.strictEqual(settings.pidFile, "/tmp/nib.pid")
       assert.strictEqual(settings.debug, 2)
+    }))
+
+  it.effect("--grace: 30 s unless given; 0 and fractions are taken", () =>
+    Effect.gen(function*() {
+      assert.strictEqual((yield* Cli.toSettings(parsed(), services)).graceSeconds, 30)
+      assert.strictEqual((yield* Cli.toSettings(parsed({ grace: 0 }), services)).graceSeconds, 0)
+      assert.strictEqual((yield* Cli.toSettings(parsed({ grace: 2.5 }), services)).graceSeconds, 2.5)
     }))
 
   it.effect("parses the emergency server, defaulting its port to the listen port", () =>
@@ -353,6 +366,11 @@ describe("Cli.helpText", () => {
     for (const option of ["--demo", "--udp-idle-timeout SEC", "--help", "--version"]) {
       assert.include(section, `  ${option}`)
     }
+    assert.include(
+      section,
+      "  --grace SEC     seconds open connections may take to finish after SIGQUIT (a\n" +
+        "                  graceful stop) [30]\n"
+    )
   })
 
   it("shows none of effect/cli's own rendering", () => {
@@ -455,7 +473,8 @@ describe("Cli.run: the command line's errors", () => {
         ["-t", "-t (seconds to wait for a server to accept)"],
         ["-x", "-x (live connections before nib stops accepting)"],
         ["-q", "-q (listen backlog (at least 50))"],
-        ["--udp-idle-timeout", "--udp-idle-timeout (seconds an idle UDP session is kept (idle_timeout overrides))"]
+        ["--udp-idle-timeout", "--udp-idle-timeout (seconds an idle UDP session is kept (idle_timeout overrides))"],
+        ["--grace", "--grace (seconds open connections may take to finish after SIGQUIT (a graceful stop))"]
       ]
       for (const [flag, label] of numeric) {
         assert.deepStrictEqual(yield* reported(flag, "abc", "8080", "h1"), [
@@ -463,7 +482,9 @@ describe("Cli.run: the command line's errors", () => {
           pointer
         ])
       }
-      for (const [flag, label] of numeric.filter(([name]) => !["-t", "--udp-idle-timeout"].includes(name))) {
+      for (
+        const [flag, label] of numeric.filter(([name]) => !["-t", "--udp-idle-timeout", "--grace"].includes(name))
+      ) {
         assert.deepStrictEqual(yield* reported(`${flag}1.5`, "8080", "h1"), [
           `nib: ${label}: '1.5' is not a whole number`,
           pointer
@@ -487,7 +508,8 @@ describe("Cli.run: the command line's errors", () => {
             ["-T", "-1"],
             "-T ("
           ],
-          [["--udp-idle-timeout", "0"], "--udp-idle-timeout ("]
+          [["--udp-idle-timeout", "0"], "--udp-idle-timeout ("],
+          [["--grace", "-1"], "--grace ("]
         ] as const
       ) {
         const lines = yield* reported(...argv, "8080", "h1")

@@ -32,6 +32,8 @@ export const BUSIEST_CLIENTS = 10
 export interface Update {
   readonly time: number
   readonly readOnly: boolean
+  /** `draining` once a graceful stop (SIGQUIT) has closed the listeners. */
+  readonly state: "serving" | "draining"
   readonly totals: {
     readonly accepted: number
     readonly active: number

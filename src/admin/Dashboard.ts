@@ -1,10 +1,10 @@
 /**
  * The live dashboard, as three strings nib serves itself (`/`, `/dashboard.css`, `/dashboard.js`): no build step, no
  * framework, nothing from the network. The page opens `/api/events` (server-sent events: the state once a second) and
- * redraws in place: servers with their state, health, live connections, throughput and a two-minute graph; the
- * sticky table's busiest clients; recent events (servers going down or blacklisted, failovers). Reading needs no
- * token; the actions (blacklist, drain, weight) ask for it once and send it as `Authorization: Bearer`, keeping it in
- * the page only.
+ * redraws in place: whether nib serves or drains (a graceful stop); servers with their state, health, live
+ * connections, throughput and a two-minute graph; the sticky table's busiest clients; recent events (servers going
+ * down or blacklisted, failovers). Reading needs no token; the actions (blacklist, drain, weight) ask for it once and
+ * send it as `Authorization: Bearer`, keeping it in the page only.
  *
  * The script builds every element with `textContent`, never `innerHTML`, so an address or a client cannot inject
  * markup. Each server row and each state carry `data-` attributes the tests (and scripts) can select.
@@ -25,6 +25,7 @@ export const html = String.raw`<!doctype html>
 <header>
   <h1>nib</h1>
   <span id="listen" class="muted"></span>
+  <span id="state" class="badge serving" data-state="serving">serving</span>
   <span id="live" class="stream off" data-live="false">connecting</span>
   <form id="token-form" autocomplete="off">
     <label for="token">Token for actions</label>
@@ -97,7 +98,7 @@ td.graph svg { width: 120px; height: 24px; display: block; }
 body.read-only .actions { display: none; }
 .muted { color: var(--muted); }
 .badge { display: inline-block; min-width: 6.5em; text-align: center; padding: 2px 8px; border-radius: 10px; color: #fff; font-weight: 600; font-size: 12px; }
-.badge.up { background: var(--up); }
+.badge.up, .badge.serving { background: var(--up); }
 .badge.down, .badge.blacklisted { background: var(--down); }
 .badge.draining { background: var(--draining); }
 .badge.unconfigured { background: var(--off); }
@@ -324,6 +325,11 @@ export const script = String.raw`(function () {
   function apply(u) {
     readOnly = u.readOnly;
     document.body.classList.toggle("read-only", readOnly);
+    // "draining" once a graceful stop (SIGQUIT) has closed the listeners: nib stops when the connections are done.
+    var state = $("state");
+    state.textContent = u.state;
+    state.className = "badge " + u.state;
+    state.setAttribute("data-state", u.state);
     if (readOnly) $("token-form").hidden = true;
     if (u.reset) samples = [];
     var lastTime = samples.length > 0 ? samples[samples.length - 1].time : 0;

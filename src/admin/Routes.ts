@@ -143,6 +143,7 @@ export const routes = (ctx: Context) => {
     ),
     get("/api/connections", Effect.map(State.connections(s), (connections) => json({ connections }))),
     get("/api/settings", Effect.map(State.settings(s, readOnly), (view) => json(view))),
+    get("/api/state", Effect.map(State.state(s), (view) => json(view))),
     get(
       "/api/explain",
       Effect.flatMap(

@@ -70,6 +70,7 @@ export const layer = (admin: NonNullable<Settings["admin"]>): Layer.Layer<
           const body: Update = {
             time: yield* Clock.currentTimeMillis,
             readOnly,
+            state: (yield* services.listener.draining) ? "draining" : "serving",
             totals: {
               accepted: stats.accepted,
               active: stats.active,

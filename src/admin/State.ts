@@ -74,6 +74,19 @@ export interface SettingsView {
   readonly readOnly: boolean
 }
 
+/** `GET /api/state`: whether nib serves or drains (a graceful stop, SIGQUIT), and the connections open. @category models */
+export interface StateView {
+  readonly state: "serving" | "draining"
+  /** Connections (UDP sessions) open on every thread: served, or waiting for a slot. */
+  readonly open: number
+}
+
+/** Serving, or draining: its listeners closed, the open connections finishing before nib stops. @category getters */
+export const state = (s: Services): Effect.Effect<StateView> =>
+  Effect.gen(function*() {
+    return { state: (yield* s.listener.draining) ? "draining" : "serving", open: yield* s.listener.open }
+  })
+
 /** The servers now. @category getters */
 export const servers = (s: Services): Effect.Effect<ServersView> =>
   Effect.map(s.pool.snapshot, (snapshot) => ({

@@ -14,7 +14,9 @@
  * 2. new -> old `Ask`, old -> new `State`: the sticky table (client, server, last visit, in LRU order) and each server's
  *    blacklist deadline and drain. The new nib takes them in, writes the pid file (`-p`), starts accepting on every
  *    thread, and
- * 3. new -> old `Ready` (the new nib prints its start-up line). The old nib stops accepting and drains, as on SIGQUIT.
+ * 3. new -> old `Ready` (the new nib prints its start-up line). The old nib says so (`nib: SIGUSR2: pid N took over
+ *    ADDR`), stops reading its UDP sockets (`Listener.handOver`), and stops accepting and drains, as on SIGQUIT
+ *    (`Drain.ts`): its open connections finish, for up to `--grace` seconds, then it ends.
  *
  * If the new nib fails (it says `Failed`, with its error; it exits; it is not ready within {@link READY_MILLIS}), the
  * old one logs why in one line, stops it, writes its own pid file again, and serves on: nothing changed.
@@ -22,7 +24,7 @@
  * Without `-f` the new nib is started detached with its stdio closed, as the daemon's child is (`Daemon.detach`); with
  * `-f` it shares the old one's stdin, stdout and stderr.
  */
-import { Cause, Clock, Context, Deferred, Effect, Exit, Layer, Queue, Schema } from "effect"
+import { Cause, Clock, Console, Context, Effect, Exit, Layer, Queue, Schema } from "effect"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import { LbConfig } from "../Config.ts"
@@ -32,6 +34,7 @@ import { ClientTable } from "../services/ClientTable.ts"
 import * as ServerPool from "../services/ServerPool.ts"
 import * as Handover from "../shared/Handover.ts"
 import { ControlPort } from "./ControlPort.ts"
+import { Drain } from "./Drain.ts"
 
 /** How long the new nib has to say it serves, from its start. @category constants */
 export const READY_MILLIS = 30_000
@@ -50,17 +53,16 @@ type State = typeof Handover.State.Type
 /** The upgrade service: the old nib's side. @category services */
 export class Upgrade extends Context.Service<Upgrade, {
   /**
-   * SIGUSR2: starts the new nib and hands it over the sockets and the state; once it serves, {@link handedOver}
-   * completes. A failure is logged, and this nib serves on. One upgrade at a time.
+   * SIGUSR2: starts the new nib and hands it over the sockets and the state; once it serves, this one stops accepting
+   * and drains (`Drain`), then ends. A failure is logged, and this nib serves on. One upgrade at a time; none once a
+   * drain has begun.
    */
   readonly start: Effect.Effect<void>
-  /** Completes once a new nib serves in this one's place: this one then stops accepting, drains and ends. */
-  readonly handedOver: Effect.Effect<void>
 }>()("nib/control/Upgrade") {
   /** The upgrade of this balancer; `admin` says the admin endpoint's socket (admin/ is not imported from here). */
   static readonly layer = (
     admin: () => number | undefined
-  ): Layer.Layer<Upgrade, never, LbConfig | Listener | ClientTable | ServerPool.ServerPool | ControlPort> =>
+  ): Layer.Layer<Upgrade, never, LbConfig | Listener | ClientTable | ServerPool.ServerPool | ControlPort | Drain> =>
     Layer.effect(
       Upgrade,
       Effect.gen(function*() {
@@ -69,7 +71,7 @@ export class Upgrade extends Context.Service<Upgrade, {
         const clients = yield* ClientTable
         const pool = yield* ServerPool.ServerPool
         const control = yield* ControlPort
-        const handedOver = yield* Deferred.make<void>()
+        const drain = yield* Drain
         let busy = false
 
         const snapshot: Effect.Effect<State> = Effect.gen(function*() {
@@ -105,14 +107,14 @@ export class Upgrade extends Context.Service<Upgrade, {
 
         const start = Effect.gen(function*() {
           if (busy) return yield* Effect.logWarning("SIGUSR2: an upgrade is under way already; this one is ignored")
+          if (yield* drain.draining) return yield* Effect.logWarning("SIGUSR2: nib is stopping (draining): no upgrade")
           busy = true
           const exit = yield* Effect.exit(attempt)
           if (Exit.isSuccess(exit)) {
-            yield* Effect.logWarning(
-              `SIGUSR2: pid ${exit.value} serves ${Address.format(listener.address)} now; ` +
-                `pid ${process.pid} stops accepting and drains`
-            )
-            return yield* Deferred.succeed(handedOver, undefined)
+            yield* Console.error(`nib: SIGUSR2: pid ${exit.value} took over ${Address.format(listener.address)}`)
+            // UDP: no datagram is read here any more (the live sessions still reply); then the graceful stop.
+            yield* listener.handOver
+            return yield* drain.begin("SIGUSR2")
           }
           busy = false
           // The new nib may have written the pid file before it failed: it names this one again.
@@ -124,7 +126,7 @@ export class Upgrade extends Context.Service<Upgrade, {
           )
         }).pipe(Effect.annotateLogs({ service: "Upgrade" }))
 
-        return Upgrade.of({ start, handedOver: Deferred.await(handedOver) })
+        return Upgrade.of({ start })
       })
     )
 }

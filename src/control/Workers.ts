@@ -65,12 +65,23 @@ export class Workers extends Context.Service<Workers, {
   readonly status: Effect.Effect<ReadonlyArray<WorkerStatus>>
   /** Stops every worker thread (its listener closed, its connections ended) and waits for them; once. */
   readonly stop: Effect.Effect<void>
+  /**
+   * A graceful stop: every worker thread stops listening, its live connections going on; a worker that dies from
+   * then on is not started again (it would listen).
+   */
+  readonly drain: Effect.Effect<void>
+  /** Connections open on the worker threads: served, or waiting for a slot (UDP: live sessions). */
+  readonly open: Effect.Effect<number>
+  /** Completes once every worker thread has drained and has nothing open (or has died). */
+  readonly drained: Effect.Effect<void>
   /** The test hook of `workers crash N`: tells worker `worker` to fail (it does with NIB_TEST_HOOKS=1). */
   readonly crash: (worker: number) => Effect.Effect<boolean>
   /** Every worker thread starts serving the sockets it took over in an upgrade (`Listener.takeOver`). */
   readonly takeOver: Effect.Effect<void, WorkersError>
   /** The descriptors of the worker threads' listening sockets, worker 1 first. */
   readonly descriptors: Effect.Effect<ReadonlyArray<number>, WorkersError>
+  /** The worker threads' listening sockets were handed over (`Listener.handOver`). */
+  readonly handOver: Effect.Effect<void>
 }>()("nib/control/Workers") {
   /** `config.workers` workers over the shared memory of `SharedState`, stopped (and waited for) with the scope. */
   static readonly layer: Layer.Layer<Workers, never, LbConfig | SharedState> = Layer.effect(
@@ -139,19 +150,26 @@ const make = Effect.fnUntraced(function*(
   /** Worker thread numbers: 1 to count - 1 (0 is the main thread). */
   const threads = Array.from({ length: count - 1 }, (_, i) => i + 1)
   let closing = false
+  // A graceful stop began: workers stop listening, and one that dies is not started again.
+  let draining = false
   let nextId = 1
   let logSink: (clientIp: string, serverIp: string, chunk: Buffer) => void = ignoreChunk
   // The sockets taken over in an upgrade go to each worker's first start; one started again binds the address (its
   // share closed with the thread that died).
   const firstStart = Array.from({ length: count }, () => true)
 
-  const request = (handle: Handle, build: (id: number) => Request): Effect.Effect<ReplyValue, WorkersError> =>
+  /** Asks `handle` and waits for its answer, at most `millis` (undefined: until it answers or exits). */
+  const request = (
+    handle: Handle,
+    build: (id: number) => Request,
+    millis: number | undefined = ANSWER_MILLIS
+  ): Effect.Effect<ReplyValue, WorkersError> =>
     Effect.callback<ReplyValue, WorkersError>((resume) => {
       const id = nextId++
-      const timer = setTimeout(() => {
+      const timer = millis === undefined ? undefined : setTimeout(() => {
         handle.pending.delete(id)
-        resume(Effect.fail(new WorkersError(`worker ${handle.worker} did not answer within ${ANSWER_MILLIS / 1000} s`)))
-      }, ANSWER_MILLIS)
+        resume(Effect.fail(new WorkersError(`worker ${handle.worker} did not answer within ${millis / 1000} s`)))
+      }, millis)
       handle.pending.set(id, {
         done: (exit) => {
           clearTimeout(timer)
@@ -265,11 +283,13 @@ const make = Effect.fnUntraced(function*(
       const closed = yield* reclaim(worker)
       // A worker that dies within a minute of its start is started again later each time (at most 10 s later).
       quickDeaths[worker] = Date.now() - startedAt[worker]! < 60_000 ? quickDeaths[worker]! + 1 : 1
+      // During a drain it is not started again: it would listen.
+      const next = draining ? "not started again (draining)" : "starting it again"
       yield* Effect.logError(
         `worker ${worker} died (exit code ${code}${cause === undefined ? "" : `: ${cause}`}); ` +
-          `${closed} connection${closed === 1 ? "" : "s"} closed; starting it again`
+          `${closed} connection${closed === 1 ? "" : "s"} closed; ${next}`
       )
-      yield* restart(worker)
+      if (!draining) yield* restart(worker)
     }).pipe(Effect.annotateLogs({ service: "Workers" }))
 
   /**
@@ -279,9 +299,11 @@ const make = Effect.fnUntraced(function*(
   const restart = (worker: number): Effect.Effect<void> =>
     Effect.gen(function*() {
       yield* Effect.sleep(quickDeaths[worker]! <= 1 ? 0 : Math.min(10_000, 100 * 2 ** (quickDeaths[worker]! - 2)))
-      if (closing) return
+      if (closing || draining) return
       restarts[worker]!++
       const exit = yield* Effect.exit(spawn(worker))
+      // A drain that began while it started: it stops listening too.
+      if (Exit.isSuccess(exit) && draining) return yield* drainOne(handles[worker])
       if (Exit.isFailure(exit)) {
         quickDeaths[worker]!++
         const error = Cause.squash(exit.cause)
@@ -308,6 +330,17 @@ const make = Effect.fnUntraced(function*(
   })
   yield* Scope.addFinalizer(scope, stopAll)
 
+  /** Worker `handle` stops listening (a worker that does not answer is logged; the drain goes on). */
+  const drainOne = (handle: Handle | undefined): Effect.Effect<void> =>
+    handle === undefined ? Effect.void : request(handle, (id) => ({ _tag: "Drain", id })).pipe(
+      Effect.asVoid,
+      Effect.catch((error) =>
+        Effect.logWarning(`worker ${handle.worker}: drain: ${error.message}`).pipe(
+          Effect.annotateLogs({ service: "Workers" })
+        )
+      )
+    )
+
   const send = (change: SettingChange): Effect.Effect<void> =>
     Effect.suspend(() => {
       const key = keyOf(change)
@@ -327,6 +360,28 @@ const make = Effect.fnUntraced(function*(
 
   return Workers.of({
     stop: stopAll,
+    drain: Effect.suspend(() => {
+      draining = true
+      return Effect.forEach(live(), drainOne, { concurrency: "unbounded", discard: true })
+    }),
+    open: Effect.map(
+      Effect.suspend(() =>
+        Effect.forEach(live(), (handle) =>
+          request(handle, (id) => ({ _tag: "Open", id })).pipe(
+            Effect.map((value) => value as number),
+            Effect.orElseSucceed(() => 0)
+          ), { concurrency: "unbounded" })
+      ),
+      (counts) => counts.reduce((a, b) => a + b, 0)
+    ),
+    // A worker that exits meanwhile has nothing open any more: its request fails, and counts as drained.
+    drained: Effect.suspend(() =>
+      Effect.forEach(
+        live(),
+        (handle) => Effect.ignore(request(handle, (id) => ({ _tag: "Drained", id }), undefined)),
+        { concurrency: "unbounded", discard: true }
+      )
+    ),
     send,
     start: (bound) =>
       Effect.suspend(() => {
@@ -387,6 +442,12 @@ const make = Effect.fnUntraced(function*(
         })
       ),
       (lists) => lists.flatMap((list) => list as ReadonlyArray<number>)
+    ),
+    handOver: Effect.suspend(() =>
+      Effect.forEach(live(), (handle) => Effect.ignore(request(handle, (id) => ({ _tag: "HandOver", id }))), {
+        concurrency: "unbounded",
+        discard: true
+      })
     ),
     status: Effect.sync(() =>
       Array.from({ length: count }, (_, worker) => {
@@ -461,6 +522,14 @@ export const layerListener: Layer.Layer<
           local.setIdleTimeoutSeconds(seconds),
           (taken) => taken ? workers.send({ _tag: "IdleTimeout", seconds }) : Effect.void
         ),
+      // The main thread's listener first, then every worker thread's; `rebind` is refused by the main's from then on.
+      drain: Effect.andThen(local.drain, workers.drain),
+      draining: local.draining,
+      open: Effect.map(
+        Effect.all([local.open, workers.open], { concurrency: "unbounded" }),
+        ([mine, theirs]) => mine + theirs
+      ),
+      drained: Effect.all([local.drained, workers.drained], { concurrency: "unbounded", discard: true }),
       // The main thread's sockets first, then every worker thread's.
       takeOver: Effect.andThen(
         local.takeOver,
@@ -474,7 +543,8 @@ export const layerListener: Layer.Layer<
           Effect.mapError((error) => new ListenerError({ message: `worker threads: ${error.message}` }))
         ),
         (mine, theirs) => [...mine, ...theirs]
-      )
+      ),
+      handOver: Effect.andThen(local.handOver, workers.handOver)
     })
   })
 )

@@ -60,6 +60,14 @@ export interface TcpServer {
   /** The live connections at which new ones wait (`-x`); raising it serves waiting ones at once. */
   readonly maxConnections: () => number
   readonly setMaxConnections: (n: number) => void
+  /**
+   * Stops listening for a graceful stop: the listening socket closes, so new clients are refused (or go to another
+   * process bound with SO_REUSEPORT). Connections being handled go on, and those waiting for a slot are still served
+   * as slots free. Once; `rebind` must not follow.
+   */
+  readonly drain: () => void
+  /** Completes once the listener has drained and no connection is open any more, handled or waiting. */
+  readonly idle: Effect.Effect<void>
   /** Starts accepting on the inherited sockets (`descriptors`); nothing to do for a listener that bound its address. */
   readonly adopt: Effect.Effect<void, TcpServerError>
   /** The descriptors of the sockets it listens on (to hand them to the nib that replaces this one). */
@@ -104,6 +112,9 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
     // With workers: whether this thread waits for another's connection to end (Atomics.waitAsync on the count).
     let watching = false
     let closed = false
+    // A graceful stop: not listening any more; `idle` waits for the last connection. Read once per connection end.
+    let draining = false
+    let idleWaiters: Array<() => void> = []
 
     /**
      * Takes a place for one more connection: under `maxConnections` here, or, with workers, in the count they share
@@ -129,7 +140,7 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
 
     /**
      * With workers, a connection ending on another thread frees the place this one's waiting connections need: wait
-     * (without blocking) for the count to change, then drain. Bounded, so that nothing waits on past the listener.
+     * (without blocking) for the count to change, then admit. Bounded, so that nothing waits on past the listener.
      */
     const watch = () => {
       if (shared === undefined || watching || closed || head >= queue.length) return
@@ -138,14 +149,28 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
       const done = () => {
         watching = false
         Atomics.sub(shared, 1, 1)
-        drain()
+        admit()
       }
       const result = Atomics.waitAsync(shared, 0, Atomics.load(shared, 0), 1_000)
       if (result.async) void result.value.then(done)
       else queueMicrotask(done)
     }
 
-    const drain = () => {
+    /** Once draining, tells whoever waits for it that no connection is open any more. */
+    const checkIdle = () => {
+      if (active > 0 || head < queue.length || idleWaiters.length === 0) return
+      const waiters = idleWaiters
+      idleWaiters = []
+      for (const resolve of waiters) resolve()
+    }
+
+    /** Serves waiting connections while there are places for them. */
+    const admit = () => {
+      serveWaiting()
+      if (draining) checkIdle()
+    }
+
+    const serveWaiting = () => {
       // `run` may start a connection that ends at once: `active`, `head` and `dispatch` change under the loop.
       while (true) {
         const run = dispatch
@@ -165,6 +190,7 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
     function onWaitingClose(this: Socket) {
       const i = queue.indexOf(this, head)
       if (i >= 0) queue.splice(i, 1)
+      if (draining) checkIdle()
     }
     const onConnection = (socket: Socket) => {
       if (dispatch !== undefined && head === queue.length && take()) {
@@ -235,6 +261,11 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
         closed = true
         for (let i = head; i < queue.length; i++) queue[i]!.destroy()
         queue.length = head = 0
+        // Nothing is left open: whoever waits for the drain to end is told.
+        draining = true
+        const waiters = idleWaiters
+        idleWaiters = []
+        for (const resolve of waiters) resolve()
         // Stop listening now; connections already handed to handlers end with their own fibers (interrupted
         // before this runs), so there is nothing to wait for here (close's callback would wait for all of them).
         for (const server of servers) server.close()
@@ -247,7 +278,7 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
       opened = true
       return Effect.forEach(inherited, (fd) =>
         Effect.map(listen(options.endpoint, fd), (server) => {
-          if (closed) return server.close()
+          if (closed || draining) return server.close()
           servers = [...servers, server]
           if (servers.length === 1) address = boundAddress(server, options.endpoint)
         }), { discard: true })
@@ -286,7 +317,7 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
         const onEnd = () => {
           active--
           giveBack()
-          drain()
+          admit()
         }
         dispatch = (socket) => {
           active++
@@ -294,7 +325,7 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
           fiber.addObserver(onEnd)
           track(fiber)
         }
-        drain()
+        admit()
         return yield* Effect.never.pipe(
           Effect.onInterrupt(() => Effect.sync(() => (dispatch = undefined))),
           Effect.ensuring(Scope.close(scope, Exit.void))
@@ -311,8 +342,23 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
       maxConnections: () => maxConnections,
       setMaxConnections: (n) => {
         maxConnections = n
-        drain()
+        admit()
       },
+      drain: () => {
+        if (draining) return
+        draining = true
+        for (const server of servers) server.close()
+        checkIdle()
+      },
+      idle: Effect.callback<void>((resume) => {
+        const resolve = () => resume(Effect.void)
+        idleWaiters.push(resolve)
+        if (draining) checkIdle()
+        return Effect.sync(() => {
+          const i = idleWaiters.indexOf(resolve)
+          if (i >= 0) idleWaiters.splice(i, 1)
+        })
+      }),
       run
     }
   })

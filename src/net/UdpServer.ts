@@ -262,12 +262,25 @@ export interface UdpServer {
   readonly setMaxSessions: (n: number) => void
   readonly idleSeconds: () => number
   readonly setIdleSeconds: (seconds: number) => void
+  /**
+   * Takes no new session any more, for a graceful stop: a datagram from a new client address:port is dropped. Live
+   * sessions go on, their replies leaving from the listen socket, which closes when the last one ends. Once; `rebind`
+   * must not follow.
+   */
+  readonly drain: () => void
+  /** Completes once the listener has drained and no session is live any more. */
+  readonly idle: Effect.Effect<void>
   /** The listen socket's descriptor (-1 if unknown), for pen's connection listing. */
   readonly fd: () => number
   /** Starts reading the inherited sockets (`descriptors`); nothing to do for a listener that bound its address. */
   readonly adopt: Effect.Effect<void, UdpServerError>
   /** The descriptors of the sockets that take new sessions (to hand them to the nib that replaces this one). */
   readonly descriptors: () => ReadonlyArray<number>
+  /**
+   * The listen sockets were handed over (an upgrade): stops reading them, so that every datagram goes to the nib that
+   * took them over. Live sessions still send their replies from them, until they end (`drain` follows).
+   */
+  readonly handOver: () => void
   /** Serves every session, one fiber each, until interrupted; interruption ends every session. */
   readonly run: <R>(handler: (peer: Peer) => Effect.Effect<void, never, R>) => Effect.Effect<never, never, R>
 }
@@ -298,6 +311,18 @@ export const fdOf = (socket: Datagram | undefined): number => {
     if (typeof handle?.fd === "number") return handle.fd
   }
   return -1
+}
+
+/**
+ * Stops reading a datagram socket without closing it: dgram has no pause, so its private handle's `recvStop` is
+ * called (Node's own `close` calls it first); without such a handle, nothing is done and the socket is read on.
+ */
+const stopReceiving = (socket: Datagram): void => {
+  for (const symbol of Object.getOwnPropertySymbols(socket)) {
+    const handle = (socket as unknown as Record<symbol, { handle?: { recvStop?: () => void } } | undefined>)[symbol]
+      ?.handle
+    if (typeof handle?.recvStop === "function") return void handle.recvStop()
+  }
 }
 
 /** Closes an inherited descriptor that will not be read. */
@@ -336,8 +361,19 @@ export const make = (options: Options): Effect.Effect<UdpServer, UdpServerError,
     let dispatch: ((peer: Peer) => void) | undefined
     /** Sessions opened before `run` started (datagrams that came before the handler was attached). */
     let waiting: Array<Peer> | undefined = []
+    // A graceful stop: no new session; `idle` waits for the last one to end.
+    let draining = false
+    let idleWaiters: Array<() => void> = []
+    const checkIdle = () => {
+      if (demux.count > 0 || idleWaiters.length === 0) return
+      const waiters = idleWaiters
+      idleWaiters = []
+      for (const resolve of waiters) resolve()
+    }
     const demux: Demux = new Demux((peer) => {
-      if (peer.home !== home && peer.home.sessions === 0) closeHome(peer.home, demux)
+      // A socket that takes no new session (replaced, or drained) closes with its last session.
+      if (peer.home.closing && peer.home.sessions === 0) closeHome(peer.home, demux)
+      if (draining) checkIdle()
     }, options.board)
     let closed = false
     // Another worker that needs room may ask this one to end a session: it is woken, without a message.
@@ -404,6 +440,11 @@ export const make = (options: Options): Effect.Effect<UdpServer, UdpServerError,
         for (const peer of demux.all()) peer.abort()
         // (A Set may lose members while it is iterated.)
         for (const h of demux.homes) closeHome(h, demux)
+        // Nothing is left open: whoever waits for the drain to end is told.
+        draining = true
+        const waiters = idleWaiters
+        idleWaiters = []
+        for (const resolve of waiters) resolve()
       })
     )
 
@@ -502,6 +543,28 @@ export const make = (options: Options): Effect.Effect<UdpServer, UdpServerError,
       fd: () => fdOf(home?.socket),
       adopt,
       descriptors: () => [...demux.homes].filter((h) => !h.closing).map((h) => fdOf(h.socket)),
+      drain: () => {
+        if (draining) return
+        draining = true
+        for (const h of demux.homes) {
+          if (h.closing) continue
+          h.closing = true
+          if (h.sessions === 0) closeHome(h, demux)
+        }
+        checkIdle()
+      },
+      handOver: () => {
+        for (const h of demux.homes) stopReceiving(h.socket)
+      },
+      idle: Effect.callback<void>((resume) => {
+        const resolve = () => resume(Effect.void)
+        idleWaiters.push(resolve)
+        if (draining) checkIdle()
+        return Effect.sync(() => {
+          const i = idleWaiters.indexOf(resolve)
+          if (i >= 0) idleWaiters.splice(i, 1)
+        })
+      }),
       run
     }
   })

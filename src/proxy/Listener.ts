@@ -1,6 +1,7 @@
 /**
  * Who listens: binds the listen address and runs the proxy for each connection (TCP) or session (UDP, `-U`), one
- * fiber each, in the layer's scope. Closing the scope stops listening and ends every connection and session.
+ * fiber each, in the layer's scope. Closing the scope stops listening and ends every connection and session; `drain`
+ * stops listening and lets them end (a graceful stop, `control/Drain.ts`).
  */
 import { Context, Effect, Layer, Schema } from "effect"
 import type { Scope } from "effect"
@@ -56,12 +57,30 @@ export class Listener extends Context.Service<Listener, {
   /** Sets it; false in TCP mode, where nib does not close idle connections. */
   readonly setIdleTimeoutSeconds: (seconds: number) => Effect.Effect<boolean>
   /**
+   * Stops listening on every thread, for a graceful stop: new clients are refused (UDP: a new client's datagrams are
+   * dropped); live connections and sessions go on, and clients waiting for a slot (`-x`) are served as slots free.
+   * Once: `rebind` is refused from then on.
+   */
+  readonly drain: Effect.Effect<void>
+  /** Whether `drain` has run. */
+  readonly draining: Effect.Effect<boolean>
+  /** Connections open on every thread: served (being dialed or relayed) or waiting for a slot; UDP: live sessions. */
+  readonly open: Effect.Effect<number>
+  /** Completes once `drain` has run and nothing is open any more on any thread. */
+  readonly drained: Effect.Effect<void>
+  /**
    * Starts serving the sockets taken over from the nib this one replaces (`Handover`), every thread's: until then their
    * clients wait in the kernel's queues. Nothing to do for a listener that bound its address.
    */
   readonly takeOver: Effect.Effect<void, ListenerError>
   /** The descriptors of the listening sockets, every thread's (the main thread's first), to hand them over. */
   readonly descriptors: Effect.Effect<ReadonlyArray<number>, ListenerError>
+  /**
+   * The listening sockets were handed over to a new nib, which serves them now: UDP stops reading them on every thread
+   * (live sessions still reply from them), so that no datagram is read here and dropped while this one drains. TCP has
+   * nothing to do: `drain` closes them.
+   */
+  readonly handOver: Effect.Effect<void>
 }>()("nib/proxy/Listener") {
   /** Binds the configured address and serves it through TcpProxy, or UdpProxy with `-U`, until the scope closes. */
   static readonly make: Effect.Effect<
@@ -84,6 +103,24 @@ export class Listener extends Context.Service<Listener, {
     .effect(Listener, Listener.make)
 }
 
+/** The error `rebind` fails with once the listener has drained. */
+const drainingError = () =>
+  new ListenerError({ message: "not listening any more: nib is stopping (draining its connections)" })
+
+/** A listener's graceful stop, over its server's `drain` and `idle`; `refused` tells `rebind` to refuse. */
+const stopping = (server: { readonly drain: () => void; readonly idle: Effect.Effect<void> }) => {
+  let draining = false
+  return {
+    refused: () => draining,
+    drain: Effect.sync(() => {
+      draining = true
+      server.drain()
+    }),
+    draining: Effect.sync(() => draining),
+    drained: server.idle
+  }
+}
+
 const tcp = Effect.gen(function*() {
   const config = yield* LbConfig
   const proxy = yield* TcpProxy
@@ -99,13 +136,16 @@ const tcp = Effect.gen(function*() {
     shared: admission === undefined ? undefined : new Int32Array(admission)
   }).pipe(Effect.mapError((error) => new ListenerError({ message: error.message })))
   yield* Effect.forkScoped(server.run(proxy.handle))
+  const stop = stopping(server)
   return Listener.of({
     get address() {
       return server.address()
     },
     udp: false,
     rebind: (endpoint) =>
-      server.rebind(endpoint).pipe(Effect.mapError((error) => new ListenerError({ message: error.message }))),
+      stop.refused()
+        ? Effect.fail(drainingError())
+        : server.rebind(endpoint).pipe(Effect.mapError((error) => new ListenerError({ message: error.message }))),
     active: Effect.sync(server.active),
     waiting: Effect.sync(server.waiting),
     connectionsMax: Effect.sync(server.maxConnections),
@@ -114,8 +154,13 @@ const tcp = Effect.gen(function*() {
     close: proxy.close,
     idleTimeoutSeconds: Effect.succeed(0),
     setIdleTimeoutSeconds: () => Effect.succeed(false),
+    drain: stop.drain,
+    draining: stop.draining,
+    open: Effect.sync(() => server.active() + server.waiting()),
+    drained: stop.drained,
     takeOver: server.adopt.pipe(Effect.mapError((error) => new ListenerError({ message: error.message }))),
-    descriptors: Effect.sync(server.descriptors)
+    descriptors: Effect.sync(server.descriptors),
+    handOver: Effect.void
   })
 })
 
@@ -138,13 +183,16 @@ const udp = Effect.gen(function*() {
     board: sessions === undefined ? undefined : new SessionBoard(sessions, shared.worker)
   }).pipe(Effect.mapError((error) => new ListenerError({ message: error.message })))
   yield* Effect.forkScoped(server.run(proxy.handle))
+  const stop = stopping(server)
   return Listener.of({
     get address() {
       return server.address()
     },
     udp: true,
     rebind: (endpoint) =>
-      server.rebind(endpoint).pipe(Effect.mapError((error) => new ListenerError({ message: error.message }))),
+      stop.refused()
+        ? Effect.fail(drainingError())
+        : server.rebind(endpoint).pipe(Effect.mapError((error) => new ListenerError({ message: error.message }))),
     active: Effect.sync(server.active),
     waiting: Effect.succeed(0),
     connectionsMax: Effect.sync(server.maxSessions),
@@ -157,7 +205,12 @@ const udp = Effect.gen(function*() {
         server.setIdleSeconds(seconds)
         return true
       }),
+    drain: stop.drain,
+    draining: stop.draining,
+    open: Effect.sync(server.active),
+    drained: stop.drained,
     takeOver: server.adopt.pipe(Effect.mapError((error) => new ListenerError({ message: error.message }))),
-    descriptors: Effect.sync(server.descriptors)
+    descriptors: Effect.sync(server.descriptors),
+    handOver: Effect.sync(server.handOver)
   })
 })

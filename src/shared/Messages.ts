@@ -27,11 +27,19 @@ export type Request =
   | { readonly _tag: "Change"; readonly id: number; readonly change: SettingChange }
   | { readonly _tag: "Connections"; readonly id: number }
   | { readonly _tag: "Close"; readonly id: number; readonly slot: number }
+  /** A graceful stop: stop listening; live connections and clients waiting for a slot go on. */
+  | { readonly _tag: "Drain"; readonly id: number }
+  /** How many connections (UDP sessions) are open: served, or waiting for a slot. */
+  | { readonly _tag: "Open"; readonly id: number }
+  /** Answered (without a deadline) once the worker has drained and nothing is open on it any more. */
+  | { readonly _tag: "Drained"; readonly id: number }
   | { readonly _tag: "Stop"; readonly id: number }
   /** Start serving the sockets taken over in an upgrade (`Listener.takeOver`). */
   | { readonly _tag: "TakeOver"; readonly id: number }
   /** The descriptors of the worker's listening sockets, to hand them over in an upgrade. */
   | { readonly _tag: "Descriptors"; readonly id: number }
+  /** They were handed over: UDP stops reading them (`Listener.handOver`). */
+  | { readonly _tag: "HandOver"; readonly id: number }
   /** The test hook of `workers crash N` (only with NIB_TEST_HOOKS=1): the worker fails with a defect. */
   | { readonly _tag: "Crash"; readonly id: number }
 
@@ -41,10 +49,11 @@ export type Reply =
   | { readonly _tag: "Failed"; readonly id: number; readonly message: string }
 
 /**
- * What a request answers: the bound address (Change Listen), the live connections, whether one was closed, the
- * listening sockets' descriptors.
+/**
+ * What a request answers: the bound address (Change Listen), the live connections, whether one was closed, how many
+ * are open, the listening sockets' descriptors.
  */
-export type ReplyValue = Endpoint | ReadonlyArray<ConnectionInfo> | boolean | ReadonlyArray<number> | undefined
+export type ReplyValue = Endpoint | ReadonlyArray<ConnectionInfo> | boolean | number | ReadonlyArray<number> | undefined
 
 /** What a worker says unasked. @category models */
 export type Notice =

@@ -83,9 +83,17 @@ export const answer = (
         return yield* (yield* Listener).connections
       case "Close":
         return yield* (yield* Listener).close(request.slot)
+      case "Drain":
+        return yield* Effect.as((yield* Listener).drain, undefined)
+      case "Open":
+        return yield* (yield* Listener).open
+      case "Drained":
+        return yield* Effect.as((yield* Listener).drained, undefined)
       case "TakeOver":
         return yield* Effect.as((yield* Listener).takeOver, undefined)
       case "Descriptors":
         return yield* (yield* Listener).descriptors
+      case "HandOver":
+        return yield* Effect.as((yield* Listener).handOver, undefined)
     }
   })

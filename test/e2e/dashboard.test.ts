@@ -2,7 +2,7 @@
  * The dashboard in a real browser: Debian's headless Chromium driven by playwright-core, against the built nib. It
  * shows the servers; a server taken down (stopped, then blacklisted by a failed connect) turns red and comes back
  * green without a reload; the actions ask for the token and send it (a wrong one is refused, the right one drains a
- * server and sets a weight).
+ * server and sets a weight); after SIGQUIT the header says draining.
  *
  * With NIB_DASHBOARD_SCREENSHOT=FILE the first test also sends traffic all along and saves the page, one server down,
  * to FILE (the README's docs/dashboard.png is made this way). Without Chromium the tests are skipped.
@@ -227,6 +227,28 @@ describe.skipIf(!hasChromium)("dashboard in Chromium", () => {
       yield* Effect.promise(() => p.click(`${row(0)} button[data-action="drain"]`))
       yield* waitFor(p, row(0, "up"))
       assert.deepStrictEqual(errors, [])
+    }))
+
+  it.live("SIGQUIT: the header says draining (amber) while the connections finish", () =>
+    Effect.gen(function*() {
+      const a = yield* Backend.identity("a")
+      const lb = yield* Nib.start(["--admin", "127.0.0.1:0", "127.0.0.1:0", a.spec()])
+      const { errors, page: p } = yield* page(`${Admin.baseUrl(lb)}/`)
+      yield* waitFor(p, `#state[data-state="serving"]`)
+      const held = yield* Client.hold(lb.port)
+      assert.strictEqual(held.name, "a")
+
+      lb.child.kill("SIGQUIT")
+      yield* waitFor(p, `#state[data-state="draining"]`)
+      assert.strictEqual(yield* Effect.promise(() => p.textContent("#state")), "draining")
+      const color = yield* Effect.promise(() =>
+        p.locator("#state").evaluate((el) => (globalThis as any).getComputedStyle(el).backgroundColor)
+      )
+      assert.strictEqual(color, AMBER)
+      assert.deepStrictEqual(errors, [])
+      held.conn.close()
+      const exit = yield* Effect.promise(() => lb.exited).pipe(Effect.timeout("10 seconds"))
+      assert.deepStrictEqual(exit, { code: 0, signal: null })
     }))
 
   it.live("read-only: no token box, no actions", () =>

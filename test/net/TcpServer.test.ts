@@ -2,7 +2,8 @@
  * The listener on its own (`TcpServer.make`, no proxy): connections that arrive before `run` wait and are served,
  * pen's admission control (`maxConnections` live, `maxWaiting` queued, one more reset), a queued client that leaves
  * (kept in its place, as in pen's backlog),
- * what closing the scope ends, bind failures, and Unix socket paths (a stale file at the path is replaced).
+ * what closing the scope ends, a drain (not listening; the live and waiting connections served, then idle), bind
+ * failures, and Unix socket paths (a stale file at the path is replaced).
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Scope } from "effect"
@@ -225,6 +226,50 @@ describe("TcpServer: closing the scope", () => {
       const late = yield* Client.opening(port)
       assert.strictEqual(yield* ended(late), "error")
       assert.strictEqual(late.error?.code, "ECONNREFUSED")
+    }).pipe(Effect.scoped))
+})
+
+describe("TcpServer: drain (a graceful stop)", () => {
+  it.live("refuses new clients at once; the live and the waiting connections are served; idle once they end", () =>
+    Effect.gen(function*() {
+      const server = yield* TcpServer.make({ endpoint: LOCAL, backlog: 50, maxConnections: 1 })
+      const port = portOf(server)
+      const held = yield* holding
+      yield* Effect.forkScoped(server.run(held.handler))
+      const running = yield* Client.open(port)
+      assert.deepStrictEqual(yield* firstLine(running), HI)
+      const waiting = yield* Client.open(port)
+      assert.isTrue(yield* Poll.waitUntil(() => server.waiting() === 1), `waiting: ${server.waiting()}`)
+      const idle = yield* Effect.forkScoped(server.idle)
+
+      server.drain()
+      server.drain()
+      const late = yield* Client.opening(port)
+      assert.strictEqual(yield* ended(late), "error")
+      assert.strictEqual(late.error?.code, "ECONNREFUSED")
+
+      // The running connection ends: the waiting one is served in its place, and the listener is not idle yet.
+      yield* held.release(0)
+      assert.strictEqual(yield* ended(running), "eof")
+      assert.deepStrictEqual(yield* firstLine(waiting), HI)
+      assert.strictEqual(held.interrupted(), 0)
+      assert.isUndefined(idle.pollUnsafe())
+      yield* held.release(1)
+      assert.strictEqual(yield* ended(waiting), "eof")
+      const done = yield* Fiber.await(idle).pipe(Effect.timeoutOption("5 seconds"))
+      assert.isTrue(done._tag === "Some", "idle did not complete once the last connection ended")
+      assert.strictEqual(server.active() + server.waiting(), 0)
+      // Idle completes at once from then on.
+      assert.isTrue((yield* server.idle.pipe(Effect.timeoutOption("1 second")))._tag === "Some")
+    }).pipe(Effect.scoped))
+
+  it.live("with nothing open, idle completes as soon as it drains, and not before", () =>
+    Effect.gen(function*() {
+      const server = yield* TcpServer.make({ endpoint: LOCAL, backlog: 50, maxConnections: 1 })
+      yield* Effect.forkScoped(server.run(greetAndEnd([])))
+      assert.isTrue((yield* server.idle.pipe(Effect.timeoutOption("200 millis")))._tag === "None")
+      server.drain()
+      assert.isTrue((yield* server.idle.pipe(Effect.timeoutOption("1 second")))._tag === "Some")
     }).pipe(Effect.scoped))
 })
 

@@ -1,7 +1,8 @@
 /**
  * The UDP listener's session table (`net/UdpServer.ts`) on real sockets: datagrams split into sessions by client
  * address:port, `maxSessions` never exceeded (the least recently active session makes room), nothing lost or
- * reordered across evictions, the idle sweep, and every session ended with the scope.
+ * reordered across evictions, the idle sweep, a drain (no new session; the live ones until idle), and every session
+ * ended with the scope.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, Schema } from "effect"
@@ -119,5 +120,27 @@ describe("UdpServer", () => {
       assert.strictEqual(seen.sessions.length, 2, "the busy session never ended")
       yield* Fiber.interrupt(fiber)
       assert.strictEqual(seen.live, 0, "interrupting run ends every session")
+    }))
+
+  it.live("drain: a new client gets no session, a live one goes on until it goes idle, then idle completes", () =>
+    Effect.gen(function*() {
+      const { seen, port, server } = yield* serve({ maxSessions: 10, idleSeconds: 0.5 })
+      const live = yield* Udp.client(port)
+      live.send("before")
+      assert.deepStrictEqual(yield* Effect.promise(() => live.waitReplies(1)), ["0:before"])
+      const idle = yield* Effect.forkScoped(server.idle)
+
+      server.drain()
+      live.send("after")
+      assert.deepStrictEqual(yield* Effect.promise(() => live.waitReplies(2)), ["0:before", "0:after"])
+      const fresh = yield* Udp.client(port)
+      fresh.send("new")
+      assert.deepStrictEqual(yield* Effect.promise(() => fresh.waitReplies(1, 300)), [])
+      assert.strictEqual(seen.sessions.length, 1, "no session for the new client")
+
+      const done = yield* Fiber.await(idle).pipe(Effect.timeoutOption("5 seconds"))
+      assert.isTrue(done._tag === "Some", "idle did not complete once the session went idle")
+      assert.strictEqual(seen.live, 0)
+      assert.strictEqual(server.active(), 0)
     }))
 })
