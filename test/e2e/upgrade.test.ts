@@ -7,15 +7,23 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as Crypto from "node:crypto"
+import * as Dgram from "node:dgram"
 import * as Fs from "node:fs"
 import type * as Net from "node:net"
 import * as Path from "node:path"
+import * as Tls from "node:tls"
+import * as Admin from "../utils/Admin.ts"
 import * as Backend from "../utils/Backend.ts"
+import { certificate, openssl } from "../utils/Certs.ts"
 import * as Client from "../utils/Client.ts"
 import * as Nib from "../utils/Nib.ts"
+import * as Nibctl from "../utils/Nibctl.ts"
 import * as Poll from "../utils/Poll.ts"
+import * as Udp from "../utils/Udp.ts"
 
 const { ip } = Client
+/** As root, nib opens the control port only with `-u` (pen's rule). */
+const AS_USER: ReadonlyArray<string> = process.getuid?.() === 0 ? ["-u", "root"] : []
 
 const sha256 = (data: Buffer): string => Crypto.createHash("sha256").update(data).digest("hex")
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
@@ -296,4 +304,136 @@ describe("upgrade (SIGUSR2): what the new nib is", () => {
       assert.isTrue(yield* Effect.promise(() => Nib.stopPid(pid)))
       assert.isFalse(Fs.existsSync(pidPath))
     }))
+})
+
+describe("upgrade (SIGUSR2): the other sockets", () => {
+  it.live("the control port and the admin endpoint are handed over too: the same ports answer once the old nib is gone", () =>
+    Effect.gen(function*() {
+      const a = yield* Backend.identity("a")
+      const lb = yield* Nib.start([...AS_USER, "-C", "127.0.0.1:0", "--admin", "127.0.0.1:0", "127.0.0.1:0", a.spec()])
+      const target = Nibctl.targetOf(lb)
+      const base = Admin.baseUrl(lb)
+      assert.strictEqual(yield* Nibctl.ask(target, "blacklist"), "30\n")
+      yield* upgrade(lb)
+      const status = yield* Effect.promise(() =>
+        Promise.race([lb.exited, sleep(30_000).then(() => "timeout" as const)])
+      )
+      assert.deepStrictEqual(status, { code: 0, signal: null }, lb.stderr())
+      // Only the new nib can answer now, on the ports the old one bound.
+      assert.strictEqual(yield* Nibctl.ask(target, "blacklist"), "30\n")
+      assert.strictEqual((yield* Admin.call(base, "GET", "/api/state")).status, 200)
+      assert.strictEqual(yield* Client.ask(lb.port, ip(2)), "a")
+    }))
+
+  it.live.skipIf(openssl === undefined)(
+    "with -E the new nib reads the certificate again: a renewed one is served",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* Nib.tempDir
+        const { cert, key } = yield* certificate(dir, "first.example")
+        const a = yield* Backend.identity("a")
+        const lb = yield* Nib.start(["-E", cert, "-K", key, "127.0.0.1:0", a.spec()])
+        const served = (name: string) =>
+          Effect.promise(() =>
+            new Promise<string>((resolve, reject) => {
+              const socket = Tls.connect({
+                host: "127.0.0.1",
+                port: lb.port,
+                servername: name,
+                rejectUnauthorized: false
+              })
+              socket.once("error", reject)
+              socket.once("secureConnect", () => {
+                const subject = socket.getPeerCertificate().subject.CN
+                socket.once("data", (data: Buffer) => {
+                  socket.destroy()
+                  resolve(`${subject} ${data.toString("latin1").trim()}`)
+                })
+              })
+            })
+          )
+        assert.strictEqual(yield* served("first.example"), "first.example a")
+        // The renewed certificate, written where the old one was.
+        const renewed = yield* certificate(Fs.mkdtempSync(Path.join(dir, "renewed-")), "second.example")
+        Fs.copyFileSync(renewed.cert, cert)
+        Fs.copyFileSync(renewed.key, key)
+        assert.strictEqual(yield* served("first.example"), "first.example a", "the old nib keeps its certificate")
+        yield* upgrade(lb)
+        assert.strictEqual(yield* served("second.example"), "second.example a")
+      })
+  )
+})
+
+describe("upgrade (SIGUSR2): UDP (-U)", () => {
+  it.live(
+    "the socket is handed over: the new nib takes every new datagram (new sessions, same servers), the old one's sessions still reply until idle",
+    () =>
+      Effect.gen(function*() {
+        // Servers that answer `name:text`, a `slow...` text only after 1.5 s.
+        const names = ["a", "b"]
+        const ports = yield* Effect.forEach(names, (name) =>
+          Effect.acquireRelease(
+            Effect.promise(() =>
+              new Promise<Dgram.Socket>((resolve) => {
+                const socket = Dgram.createSocket("udp4")
+                socket.on("message", (data, from) => {
+                  const text = data.toString()
+                  const reply = () => socket.send(`${name}:${text}`, from.port, from.address)
+                  if (text.startsWith("slow")) setTimeout(reply, 1_500)
+                  else reply()
+                })
+                socket.bind(0, "127.0.0.1", () => resolve(socket))
+              })
+            ),
+            (socket) => Effect.promise(() => new Promise<void>((done) => socket.close(() => done())))
+          ).pipe(Effect.map((socket) => socket.address().port)))
+        const lb = yield* Nib.start([
+          "-U",
+          "--udp-idle-timeout",
+          "2",
+          "127.0.0.1:0",
+          ...ports.map((port) => `127.0.0.1:${port}`)
+        ])
+        const sticky = [2, 3, 4, 5].map(ip)
+        const before = yield* Udp.askAll(lb.port, sticky)
+        assert.isTrue(before.every((name) => names.includes(name)), before.join())
+
+        // A live session with a request in flight when the signal comes.
+        const client = yield* Udp.client(lb.port, ip(9))
+        client.send("first")
+        const [first] = yield* Effect.promise(() => client.waitReplies(1))
+        const server = first!.slice(0, first!.indexOf(":"))
+        client.send("slow one")
+        yield* upgrade(lb)
+        // Its reply comes through the old nib's session, from the address the client sent to.
+        const replies = yield* Effect.promise(() => client.waitReplies(2, 5_000))
+        assert.deepStrictEqual(replies, [first, `${server}:slow one`])
+        // Its next datagrams reach the new nib: a new session there, to the same server.
+        client.send("after 1", "after 2")
+        assert.deepStrictEqual(yield* Effect.promise(() => client.waitReplies(4, 5_000)), [
+          first,
+          `${server}:slow one`,
+          `${server}:after 1`,
+          `${server}:after 2`
+        ])
+        assert.deepStrictEqual(new Set(client.sources), new Set([`127.0.0.1:${lb.port}`]))
+        assert.deepStrictEqual(yield* Udp.askAll(lb.port, sticky), before)
+        // New clients while the old nib drains: every datagram is answered (none read, and dropped, by the old one).
+        const fresh = yield* Udp.askAll(lb.port, Array.from({ length: 20 }, (_, i) => ip(30 + i)))
+        assert.isTrue(Nib.isAlive(lb.pid), "the old nib was still draining")
+        assert.deepStrictEqual(fresh.filter((name) => !names.includes(name)), [])
+        // The old nib ends once its sessions have gone idle.
+        const status = yield* Effect.promise(() =>
+          Promise.race([lb.exited, sleep(30_000).then(() => "timeout" as const)])
+        )
+        assert.deepStrictEqual(status, { code: 0, signal: null }, lb.stderr())
+        assert.include(lb.stderr(), "nib: all sessions done, exiting")
+        client.send("after the old one")
+        assert.strictEqual(
+          (yield* Effect.promise(() => client.waitReplies(5, 5_000)))[4],
+          `${server}:after the old one`
+        )
+      }),
+    60_000
+  )
 })
