@@ -49,7 +49,7 @@ const graph = <E, R, LE, LR>(
   const control = Layer.merge(Control.layer, Drain.layer).pipe(Layer.provideMerge(status))
   const ports = Layer.merge(ControlPort.layer, Admin.layer).pipe(Layer.provideMerge(control))
   // SIGUSR2 hands the listening sockets over, the admin endpoint's among them.
-  const upgrade = Layer.unwrap(Effect.map(Effect.service(Admin), (admin) => Upgrade.layer(admin.descriptor))).pipe(
+  const upgrade = Layer.unwrap(Effect.map(Effect.service(Admin), (admin) => Upgrade.layer(admin))).pipe(
     Layer.provideMerge(ports)
   )
   return Signals.layer.pipe(Layer.provideMerge(upgrade))

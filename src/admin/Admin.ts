@@ -67,6 +67,8 @@ export class Admin extends Context.Service<Admin, {
   readonly readOnly: boolean
   /** The listening socket's descriptor, to hand it over in an upgrade; `undefined` without `--admin`. */
   readonly descriptor: () => number | undefined
+  /** The socket was handed over (an upgrade): this nib stops listening; requests under way are answered. */
+  readonly handOver: Effect.Effect<void>
 }>()("nib/admin/Admin") {
   /**
    * The endpoint `--admin` asks for, its server loaded only then (`admin/Server.ts`); without `--admin` the layer does
@@ -84,7 +86,8 @@ export class Admin extends Context.Service<Admin, {
         Admin.of({
           address: undefined,
           readOnly: true,
-          descriptor: () => undefined
+          descriptor: () => undefined,
+          handOver: Effect.void
         })
       )
     }

@@ -120,6 +120,12 @@ export const layer = (admin: NonNullable<Settings["admin"]>): Layer.Layer<
           new AdminError({ message: `--admin '${admin.text}': cannot listen: ${describe(error.cause ?? error)}` })
         )
       )
+      // A socket path moves from its temporary name into place now that the server listens.
+      yield* http.settle.pipe(
+        Effect.mapError((error) =>
+          new AdminError({ message: `--admin '${admin.text}': cannot listen: ${describe(error)}` })
+        )
+      )
       // Added after the server, so it runs before the server's own finalizer: event streams end, their connections
       // go idle, and the server closes without waiting for a dashboard.
       yield* Effect.addFinalizer(() => Deferred.succeed(closing, undefined))
@@ -134,7 +140,7 @@ export const layer = (admin: NonNullable<Settings["admin"]>): Layer.Layer<
       yield* Console.error(
         `nib: admin endpoint on ${url(address)}${readOnly ? " (read-only: no --admin-token-file)" : ""}`
       )
-      return Admin.of({ address, readOnly, descriptor: http.descriptor })
+      return Admin.of({ address, readOnly, descriptor: http.descriptor, handOver: Effect.sync(http.handOver) })
     }).pipe(Effect.annotateLogs({ service: "Admin" }))
   )
 

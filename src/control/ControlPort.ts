@@ -35,13 +35,18 @@ export class ControlPort extends Context.Service<ControlPort, {
   readonly address: Address.Endpoint | undefined
   /** The listening socket's descriptor, to hand it over in an upgrade; `undefined` without a control port. */
   readonly descriptor: () => number | undefined
+  /**
+   * The socket was handed over (an upgrade): this nib stops listening, so that every control client reaches the new
+   * one; a client being served is answered.
+   */
+  readonly handOver: Effect.Effect<void>
 }>()("nib/control/ControlPort") {
   static readonly layer: Layer.Layer<ControlPort, TcpServer.TcpServerError, LbConfig | Control> = Layer.effect(
     ControlPort,
     Effect.gen(function*() {
       const config = yield* LbConfig
       const control = yield* Control
-      const none = ControlPort.of({ address: undefined, descriptor: () => undefined })
+      const none = ControlPort.of({ address: undefined, descriptor: () => undefined, handOver: Effect.void })
       if (config.control === undefined) return none
       if (process.getuid?.() === 0 && config.user === undefined) {
         // pen goes on without a control port; so does nib, saying why.
@@ -58,7 +63,14 @@ export class ControlPort extends Context.Service<ControlPort, {
       })
       yield* server.adopt
       yield* Effect.forkScoped(server.run((socket) => serveClient(control, socket)))
-      return ControlPort.of({ address: server.address(), descriptor: () => server.descriptors()[0] })
+      return ControlPort.of({
+        address: server.address(),
+        descriptor: () => server.descriptors()[0],
+        handOver: Effect.sync(() => {
+          server.handOver()
+          server.drain()
+        })
+      })
     })
   )
 }

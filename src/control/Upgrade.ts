@@ -59,9 +59,12 @@ export class Upgrade extends Context.Service<Upgrade, {
    */
   readonly start: Effect.Effect<void>
 }>()("nib/control/Upgrade") {
-  /** The upgrade of this balancer; `admin` says the admin endpoint's socket (admin/ is not imported from here). */
+  /**
+   * The upgrade of this balancer; `admin` is the admin endpoint's socket: its descriptor, and how it stops listening once
+   * handed over (admin/ is not imported from here).
+   */
   static readonly layer = (
-    admin: () => number | undefined
+    admin: { readonly descriptor: () => number | undefined; readonly handOver: Effect.Effect<void> }
   ): Layer.Layer<Upgrade, never, LbConfig | Listener | ClientTable | ServerPool.ServerPool | ControlPort | Drain> =>
     Layer.effect(
       Upgrade,
@@ -101,7 +104,7 @@ export class Upgrade extends Context.Service<Upgrade, {
             listen,
             address: listener.address,
             control: control.descriptor(),
-            admin: admin()
+            admin: admin.descriptor()
           }, snapshot)
         })
 
@@ -112,7 +115,10 @@ export class Upgrade extends Context.Service<Upgrade, {
           const exit = yield* Effect.exit(attempt)
           if (Exit.isSuccess(exit)) {
             yield* Console.error(`nib: SIGUSR2: pid ${exit.value} took over ${Address.format(listener.address)}`)
-            // UDP: no datagram is read here any more (the live sessions still reply); then the graceful stop.
+            // The control port and the admin endpoint are the new nib's alone; UDP: no datagram is read here any more
+            // (the live sessions still reply); then the graceful stop.
+            yield* control.handOver
+            yield* admin.handOver
             yield* listener.handOver
             return yield* drain.begin("SIGUSR2")
           }

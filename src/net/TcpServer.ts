@@ -9,6 +9,7 @@ import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Address from "../domain/Address.ts"
 import type { Socket } from "./Socket.ts"
+import * as UnixPath from "./UnixPath.ts"
 
 /** Why the listener could not be opened. @category errors */
 export class TcpServerError extends Data.TaggedError("TcpServerError")<{
@@ -72,6 +73,8 @@ export interface TcpServer {
   readonly adopt: Effect.Effect<void, TcpServerError>
   /** The descriptors of the sockets it listens on (to hand them to the nib that replaces this one). */
   readonly descriptors: () => ReadonlyArray<number>
+  /** The sockets were handed over (an upgrade): a socket path stays when they close, the new nib's now. */
+  readonly handOver: () => void
   /** Handles every connection, one fiber each, until interrupted; interruption ends every connection fiber. */
   readonly run: <R>(handler: (socket: Socket) => Effect.Effect<void, never, R>) => Effect.Effect<never, never, R>
 }
@@ -208,6 +211,18 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
       watch()
     }
 
+    // The socket path each server holds (Unix), removed when it stops listening unless the socket was handed over.
+    const claims = new Map<Net.Server, UnixPath.Claim | undefined>()
+    let handedOver = false
+    /** Stops listening: the servers close, and their paths go (unless a nib took the sockets over). */
+    const closeServers = (closing: ReadonlyArray<Net.Server>) => {
+      for (const server of closing) {
+        server.close()
+        if (!handedOver) UnixPath.release(claims.get(server))
+        claims.delete(server)
+      }
+    }
+
     /** A server feeding `onConnection`, listening on `endpoint`, or on the inherited socket `fd`. */
     const listen = (endpoint: Address.Endpoint, fd?: number) =>
       Effect.callback<Net.Server, TcpServerError>((resume) => {
@@ -231,12 +246,21 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
           // Bound and listening already (in the nib this one replaces): its accept queue is served as it is.
           server.listen({ fd, backlog: options.backlog }, onListening)
         } else if (endpoint._tag === "Unix") {
+          // Bound under a temporary name, then moved to the path: see UnixPath.
+          let name: string
           try {
-            Fs.rmSync(endpoint.path, { force: true })
+            name = UnixPath.bindName(endpoint.path)
           } catch (error) {
             return onError(error as Error)
           }
-          server.listen({ path: endpoint.path, backlog: options.backlog }, onListening)
+          server.listen({ path: name, backlog: options.backlog }, () => {
+            try {
+              claims.set(server, UnixPath.claim(name, endpoint.path))
+            } catch (error) {
+              return onError(error as Error)
+            }
+            onListening()
+          })
         } else {
           server.listen(
             {
@@ -268,7 +292,7 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
         for (const resolve of waiters) resolve()
         // Stop listening now; connections already handed to handlers end with their own fibers (interrupted
         // before this runs), so there is nothing to wait for here (close's callback would wait for all of them).
-        for (const server of servers) server.close()
+        closeServers(servers)
         setImmediate(() => resume(Effect.void))
       })
     )
@@ -279,6 +303,9 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
       return Effect.forEach(inherited, (fd) =>
         Effect.map(listen(options.endpoint, fd), (server) => {
           if (closed || draining) return server.close()
+          if (options.endpoint._tag === "Unix" && servers.length === 0) {
+            claims.set(server, UnixPath.adopt(options.endpoint.path))
+          }
           servers = [...servers, server]
           if (servers.length === 1) address = boundAddress(server, options.endpoint)
         }), { discard: true })
@@ -303,7 +330,7 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
           servers = [next]
           address = boundAddress(next, endpoint)
           // Stop accepting on the old address; its connections go on (close's callback would wait for them).
-          for (const server of previous) server.close()
+          closeServers(previous)
           return address
         })
       })
@@ -337,6 +364,9 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
       rebind,
       adopt,
       descriptors: () => servers.map(fdOf),
+      handOver: () => {
+        handedOver = true
+      },
       active: () => active,
       waiting: () => queue.length - head,
       maxConnections: () => maxConnections,
@@ -347,7 +377,7 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
       drain: () => {
         if (draining) return
         draining = true
-        for (const server of servers) server.close()
+        closeServers(servers)
         checkIdle()
       },
       idle: Effect.callback<void>((resume) => {

@@ -76,9 +76,9 @@ export class Listener extends Context.Service<Listener, {
   /** The descriptors of the listening sockets, every thread's (the main thread's first), to hand them over. */
   readonly descriptors: Effect.Effect<ReadonlyArray<number>, ListenerError>
   /**
-   * The listening sockets were handed over to a new nib, which serves them now: UDP stops reading them on every thread
-   * (live sessions still reply from them), so that no datagram is read here and dropped while this one drains. TCP has
-   * nothing to do: `drain` closes them.
+   * The listening sockets were handed over to a new nib, which serves them now, on every thread: UDP stops reading them
+   * (live sessions still reply from them), so that no datagram is read here and dropped while this one drains; a Unix
+   * socket's path stays when `drain` closes them (it is the new nib's).
    */
   readonly handOver: Effect.Effect<void>
 }>()("nib/proxy/Listener") {
@@ -160,7 +160,7 @@ const tcp = Effect.gen(function*() {
     drained: stop.drained,
     takeOver: server.adopt.pipe(Effect.mapError((error) => new ListenerError({ message: error.message }))),
     descriptors: Effect.sync(server.descriptors),
-    handOver: Effect.void
+    handOver: Effect.sync(server.handOver)
   })
 })
 

@@ -20,6 +20,7 @@ import * as Nib from "../utils/Nib.ts"
 import * as Nibctl from "../utils/Nibctl.ts"
 import * as Poll from "../utils/Poll.ts"
 import * as Udp from "../utils/Udp.ts"
+import * as Unix from "../utils/Unix.ts"
 
 const { ip } = Client
 /** As root, nib opens the control port only with `-u` (pen's rule). */
@@ -32,8 +33,8 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 const takenOver = (old: number) => new RegExp(`\\(pid (\\d+)[^)]*\\), taken over from pid ${old}`)
 
 /**
- * Sends SIGUSR2 to the nib `old` (a foreground one, whose stderr the new one shares) and waits for the new one's
- * start-up line: its pid, stopped when the scope closes.
+ * Sends SIGUSR2 to the nib `old` (a foreground one, whose stderr the new one shares), waits for the new one's start-up
+ * line, then for the old one to say it no longer listens: the new one's pid, stopped when the scope closes.
  */
 const upgrade = (balancer: Nib.Proc) =>
   Effect.gen(function*() {
@@ -43,6 +44,8 @@ const upgrade = (balancer: Nib.Proc) =>
     assert.isTrue(seen, `no new nib said it took over:\n${balancer.stderr()}`)
     const pid = Number(line.exec(balancer.stderr())![1])
     yield* Nib.killOnClose(pid)
+    yield* Nib.logged(balancer, `nib: SIGUSR2: pid ${pid} took over`, 10_000)
+    yield* Nib.logged(balancer, "nib: SIGUSR2: listeners closed", 10_000)
     return pid
   })
 
@@ -307,21 +310,30 @@ describe("upgrade (SIGUSR2): what the new nib is", () => {
 })
 
 describe("upgrade (SIGUSR2): the other sockets", () => {
-  it.live("the control port and the admin endpoint are handed over too: the same ports answer once the old nib is gone", () =>
+  it.live("the control port and the admin endpoint are handed over too: only the new nib answers, while the old drains", () =>
     Effect.gen(function*() {
       const a = yield* Backend.identity("a")
       const lb = yield* Nib.start([...AS_USER, "-C", "127.0.0.1:0", "--admin", "127.0.0.1:0", "127.0.0.1:0", a.spec()])
       const target = Nibctl.targetOf(lb)
       const base = Admin.baseUrl(lb)
-      assert.strictEqual(yield* Nibctl.ask(target, "blacklist"), "30\n")
+      // A setting changed at run time is the old nib's own (the new one starts from its command line): it tells them
+      // apart. A connection held open keeps the old one draining.
+      assert.strictEqual(yield* Nibctl.ask(target, "blacklist 7"), "7\n")
+      const held = yield* Client.hold(lb.port, ip(2))
+      assert.strictEqual(held.name, "a")
       yield* upgrade(lb)
+      yield* Nib.logged(lb, "nib: SIGUSR2: listeners closed, 1 connection open", 10_000)
+      for (let i = 0; i < 10; i++) {
+        assert.strictEqual(yield* Nibctl.ask(target, "blacklist"), "30\n", `control client ${i}`)
+        assert.deepStrictEqual((yield* Admin.call(base, "GET", "/api/state")).json, { state: "serving", open: 0 })
+      }
+      assert.isTrue(Nib.isAlive(lb.pid), "the old nib still drains")
+      held.conn.close()
       const status = yield* Effect.promise(() =>
         Promise.race([lb.exited, sleep(30_000).then(() => "timeout" as const)])
       )
       assert.deepStrictEqual(status, { code: 0, signal: null }, lb.stderr())
-      // Only the new nib can answer now, on the ports the old one bound.
       assert.strictEqual(yield* Nibctl.ask(target, "blacklist"), "30\n")
-      assert.strictEqual((yield* Admin.call(base, "GET", "/api/state")).status, 200)
       assert.strictEqual(yield* Client.ask(lb.port, ip(2)), "a")
     }))
 
@@ -436,4 +448,36 @@ describe("upgrade (SIGUSR2): UDP (-U)", () => {
       }),
     60_000
   )
+})
+
+describe("upgrade (SIGUSR2): Unix socket paths", () => {
+  it.live("the listen path and the control port's path are the new nib's: they stay when the old one ends, and go with the new one", () =>
+    Effect.gen(function*() {
+      const dir = yield* Nib.tempDir
+      const listen = Path.join(dir, "nib.sock")
+      const control = Path.join(dir, "control.sock")
+      const a = yield* Backend.identity("a")
+      const escaped = listen.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+      const ready = new RegExp(`nib: listening on ${escaped} \\(pid (\\d+)(?:, \\d+ workers)?\\)`)
+      const { proc } = yield* Effect.acquireRelease(
+        Effect.promise(() =>
+          Nib.spawnReady(Nib.NODE, [Nib.NIB, "-f", ...AS_USER, "-C", control, listen, a.spec()], ready)
+        ),
+        ({ proc }) => Effect.promise(() => Nib.stop(proc))
+      )
+      assert.strictEqual(yield* Unix.ask(listen), "a")
+      assert.strictEqual(yield* Nibctl.ask(control, "blacklist"), "30\n")
+      const pid = yield* upgrade(proc)
+      const status = yield* Effect.promise(() =>
+        Promise.race([proc.exited, sleep(30_000).then(() => "timeout" as const)])
+      )
+      assert.deepStrictEqual(status, { code: 0, signal: null }, proc.stderr())
+      // The old nib closed its sockets and left the paths: the new one serves on them.
+      assert.strictEqual(yield* Unix.ask(listen), "a")
+      assert.strictEqual(yield* Nibctl.ask(control, "blacklist"), "30\n")
+      // Stopped, the new one removes them, as any nib does.
+      assert.isTrue(yield* Effect.promise(() => Nib.stopPid(pid)))
+      assert.isFalse(Fs.existsSync(listen), "the listen path stays")
+      assert.isFalse(Fs.existsSync(control), "the control port's path stays")
+    }))
 })
