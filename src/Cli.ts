@@ -720,7 +720,9 @@ export const serve = (
     const upgrading = Daemon.upgradeOf() !== undefined
     const handover = upgrading ? yield* Upgrade.receiveOffer : Handover.none
     const context = yield* Layer.build(AppLive.pipe(Layer.provide(Config.LbConfig.layerSettings(settings)))).pipe(
-      Effect.provideService(Handover.Handover, handover)
+      Effect.provideService(Handover.Handover, handover),
+      // SIGUSR2 starts this same command again.
+      Effect.provideService(Upgrade.Command, Upgrade.ownCommand())
     )
     const listener = Context.get(context, Listener)
     const control = Context.get(context, Control)

@@ -42,6 +42,27 @@ export const READY_MILLIS = 30_000
 /** How long the new nib waits for each answer of the old one. @category constants */
 export const ANSWER_MILLIS = 10_000
 
+/** How to start a new nib: the executable and its arguments (`undefined`: upgrades are off). @category models */
+export interface Launch {
+  readonly executable: string
+  readonly args: ReadonlyArray<string>
+}
+
+/**
+ * How this process starts the nib that replaces it: the CLI provides its own command line (the same executable,
+ * Node options, script and arguments). Without it (nib embedded in another program) SIGUSR2 only says that upgrades
+ * are the CLI's. @category services
+ */
+export const Command = Context.Reference<Launch | undefined>("nib/control/Upgrade/Command", {
+  defaultValue: () => undefined
+})
+
+/** This process's own command line, for {@link Command}. @category constructors */
+export const ownCommand = (): Launch => ({
+  executable: process.execPath,
+  args: [...process.execArgv, ...process.argv.slice(1)]
+})
+
 /** The upgrade did not happen: why, in one line. @category errors */
 export class UpgradeError extends Schema.TaggedError<UpgradeError>()("UpgradeError", {
   message: Schema.String
@@ -75,6 +96,7 @@ export class Upgrade extends Context.Service<Upgrade, {
         const pool = yield* ServerPool.ServerPool
         const control = yield* ControlPort
         const drain = yield* Drain
+        const launch = yield* Command
         let busy = false
 
         const snapshot: Effect.Effect<State> = Effect.gen(function*() {
@@ -93,26 +115,30 @@ export class Upgrade extends Context.Service<Upgrade, {
           }
         })
 
-        const attempt = Effect.gen(function*() {
-          const listen = yield* listener.descriptors.pipe(
-            Effect.mapError((error) => new UpgradeError({ message: `listening sockets: ${error.message}` }))
-          )
-          if (listen.length === 0 || listen.some((fd) => fd < 0)) {
-            return yield* new UpgradeError({ message: "the listening sockets' descriptors are not known" })
-          }
-          return yield* handOver(config, {
-            listen,
-            address: listener.address,
-            control: control.descriptor(),
-            admin: admin.descriptor()
-          }, snapshot)
-        })
+        const attempt = (launch: Launch) =>
+          Effect.gen(function*() {
+            const listen = yield* listener.descriptors.pipe(
+              Effect.mapError((error) => new UpgradeError({ message: `listening sockets: ${error.message}` }))
+            )
+            if (listen.length === 0 || listen.some((fd) => fd < 0)) {
+              return yield* new UpgradeError({ message: "the listening sockets' descriptors are not known" })
+            }
+            return yield* handOver(config, launch, {
+              listen,
+              address: listener.address,
+              control: control.descriptor(),
+              admin: admin.descriptor()
+            }, snapshot)
+          })
 
         const start = Effect.gen(function*() {
+          if (launch === undefined) {
+            return yield* Effect.logWarning("SIGUSR2: no upgrade: nib runs embedded (upgrades are the nib command's)")
+          }
           if (busy) return yield* Effect.logWarning("SIGUSR2: an upgrade is under way already; this one is ignored")
           if (yield* drain.draining) return yield* Effect.logWarning("SIGUSR2: nib is stopping (draining): no upgrade")
           busy = true
-          const exit = yield* Effect.exit(attempt)
+          const exit = yield* Effect.exit(attempt(launch))
           if (Exit.isSuccess(exit)) {
             yield* Console.error(`nib: SIGUSR2: pid ${exit.value} took over ${Address.format(listener.address)}`)
             // The control port and the admin endpoint are the new nib's alone; UDP: no datagram is read here any more
@@ -158,7 +184,7 @@ const decodeFromNew = Schema.decodeUnknownExit(Handover.FromNew)
  * Starts the new nib with the sockets, answers its `Ask` with `state`, and succeeds with its pid once it is `Ready`;
  * fails with the reason otherwise, the new nib stopped.
  */
-const handOver = (config: LbConfig["Service"], sockets: Sockets, state: Effect.Effect<State>) =>
+const handOver = (config: LbConfig["Service"], launch: Launch, sockets: Sockets, state: Effect.Effect<State>) =>
   Effect.scoped(Effect.gen(function*() {
     // The descriptors the new nib gets: stdin, stdout, stderr and the IPC channel first, then the sockets in order.
     const passed = [
@@ -183,12 +209,12 @@ const handOver = (config: LbConfig["Service"], sockets: Sockets, state: Effect.E
     const child = yield* Effect.acquireRelease(
       Effect.try({
         try: () =>
-          ChildProcess.spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
+          ChildProcess.spawn(launch.executable, launch.args, {
             stdio: [std, std, std, "ipc", ...passed],
             detached: !config.foreground,
             env: { ...process.env, [Handover.UPGRADE_ENV]: String(process.pid) }
           }),
-        catch: (error) => new UpgradeError({ message: `cannot start ${process.execPath}: ${describe(error)}` })
+        catch: (error) => new UpgradeError({ message: `cannot start ${launch.executable}: ${describe(error)}` })
       }).pipe(Effect.tap((spawned) =>
         Effect.sync(() => {
           spawned.on("message", (message: unknown) => Queue.offerUnsafe(events, { _tag: "Message", message }))

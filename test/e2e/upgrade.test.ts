@@ -285,6 +285,9 @@ describe("upgrade (SIGUSR2): what the new nib is", () => {
       const old = Number(yield* Effect.promise(() => Nib.readPidFile(pidPath)))
       yield* Nib.killOnClose(old)
       assert.strictEqual(yield* Client.ask(port, ip(2)), "a")
+      // A connection held open keeps the old nib draining.
+      const held = yield* Client.hold(port, ip(3))
+      assert.strictEqual(held.name, "a")
 
       process.kill(old, "SIGUSR2")
       const changed = yield* Effect.promise(() =>
@@ -296,6 +299,9 @@ describe("upgrade (SIGUSR2): what the new nib is", () => {
       assert.isTrue(changed, "the pid file never named another process")
       const pid = Number(Fs.readFileSync(pidPath, "utf8"))
       yield* Nib.killOnClose(pid)
+      // What systemd relies on (docs/nib.service): the pid file names the new nib before the old one exits.
+      assert.isTrue(Nib.isAlive(old), "the old nib still drains when the pid file names the new one")
+      held.conn.close()
       assert.isTrue(yield* Effect.promise(() => Nib.waitGone(old, 20_000)), "the old daemon did not end")
       assert.isTrue(Nib.isAlive(pid))
       // setsid: the new daemon leads its own session, as the first one did.
