@@ -115,7 +115,7 @@ export class Upgrade extends Context.Service<Upgrade, {
           }
         })
 
-        const attempt = (launch: Launch) =>
+        const attempt = (command: Launch) =>
           Effect.gen(function*() {
             const listen = yield* listener.descriptors.pipe(
               Effect.mapError((error) => new UpgradeError({ message: `listening sockets: ${error.message}` }))
@@ -123,7 +123,7 @@ export class Upgrade extends Context.Service<Upgrade, {
             if (listen.length === 0 || listen.some((fd) => fd < 0)) {
               return yield* new UpgradeError({ message: "the listening sockets' descriptors are not known" })
             }
-            return yield* handOver(config, launch, {
+            return yield* handOver(config, command, {
               listen,
               address: listener.address,
               control: control.descriptor(),
@@ -135,8 +135,8 @@ export class Upgrade extends Context.Service<Upgrade, {
           if (launch === undefined) {
             return yield* Effect.logWarning("SIGUSR2: no upgrade: nib runs embedded (upgrades are the nib command's)")
           }
-          if (busy) return yield* Effect.logWarning("SIGUSR2: an upgrade is under way already; this one is ignored")
           if (yield* drain.draining) return yield* Effect.logWarning("SIGUSR2: nib is stopping (draining): no upgrade")
+          if (busy) return yield* Effect.logWarning("SIGUSR2: an upgrade is under way already; this one is ignored")
           busy = true
           const exit = yield* Effect.exit(attempt(launch))
           if (Exit.isSuccess(exit)) {
@@ -180,6 +180,9 @@ type Event =
 
 const decodeFromNew = Schema.decodeUnknownExit(Handover.FromNew)
 
+/** The new nib's descriptor of the `i`th socket passed: after stdin, stdout, stderr and the IPC channel. */
+const at = (i: number) => 4 + i
+
 /**
  * Starts the new nib with the sockets, answers its `Ask` with `state`, and succeeds with its pid once it is `Ready`;
  * fails with the reason otherwise, the new nib stopped.
@@ -192,7 +195,6 @@ const handOver = (config: LbConfig["Service"], launch: Launch, sockets: Sockets,
       ...(sockets.control === undefined ? [] : [sockets.control]),
       ...(sockets.admin === undefined ? [] : [sockets.admin])
     ]
-    const at = (i: number) => 4 + i
     const offer: Offer = {
       _tag: "Offer",
       pid: process.pid,

@@ -126,10 +126,10 @@ const tcp = Effect.gen(function*() {
   const proxy = yield* TcpProxy
   // With workers, -x is one limit for all of them.
   const admission = (yield* SharedState).memory.admission
-  const { descriptors, endpoint } = yield* inherited
+  const listen = yield* inherited
   const server = yield* TcpServer.make({
-    endpoint,
-    descriptors,
+    endpoint: listen.endpoint,
+    descriptors: listen.descriptors,
     backlog: config.backlog,
     maxConnections: config.connectionsMax,
     reusePort: config.workers > 1,

@@ -80,7 +80,7 @@ const PIECE = 65536
  * A server named `name` that says its name, then either echoes (a short request) or, asked `long`, sends
  * {@link PAYLOAD} slowly and closes (a long transfer).
  */
-const server = (name: string) =>
+const mixedServer = (name: string) =>
   Backend.custom(name, (socket: Net.Socket) => {
     socket.write(`${name}\n`)
     socket.once("data", (first: Buffer) => {
@@ -128,7 +128,7 @@ describe("upgrade (SIGUSR2)", () => {
       Effect.gen(function*() {
         const dir = yield* Nib.tempDir
         const pidPath = Path.join(dir, "nib.pid")
-        const servers = [yield* server("a"), yield* server("b"), yield* server("c")]
+        const servers = [yield* mixedServer("a"), yield* mixedServer("b"), yield* mixedServer("c")]
         const lb = yield* Nib.start(["-p", pidPath, "127.0.0.1:0", ...servers.map((s) => s.spec())])
 
         // Sticky clients: each address remembers its server.
@@ -141,10 +141,9 @@ describe("upgrade (SIGUSR2)", () => {
         let made = 0
         let afterHandover = 0
         let handedOver = false
-        let stop = false
         const deadline = Date.now() + 90_000
         const loop = async () => {
-          while (!stop && Date.now() < deadline && (made < 3000 || afterHandover < 300)) {
+          while (Date.now() < deadline && (made < 3000 || afterHandover < 300)) {
             const n = made++
             if (handedOver) afterHandover++
             const error = await exchange(lb.port, n)
@@ -160,7 +159,6 @@ describe("upgrade (SIGUSR2)", () => {
         const newPid = yield* upgrade(lb)
         handedOver = true
         yield* Effect.promise(() => load)
-        stop = true
         assert.deepStrictEqual(errors.slice(0, 5), [], `${errors.length} short connections failed`)
         assert.deepStrictEqual((yield* Effect.promise(() => transfers)).filter((e) => e !== undefined), [])
         assert.isAtLeast(made, 3000)
@@ -469,7 +467,7 @@ describe("upgrade (SIGUSR2): Unix socket paths", () => {
         Effect.promise(() =>
           Nib.spawnReady(Nib.NODE, [Nib.NIB, "-f", ...AS_USER, "-C", control, listen, a.spec()], ready)
         ),
-        ({ proc }) => Effect.promise(() => Nib.stop(proc))
+        (started) => Effect.promise(() => Nib.stop(started.proc))
       )
       assert.strictEqual(yield* Unix.ask(listen), "a")
       assert.strictEqual(yield* Nibctl.ask(control, "blacklist"), "30\n")
