@@ -33,6 +33,19 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 const takenOver = (old: number) => new RegExp(`\\(pid (\\d+)[^)]*\\), taken over from pid ${old}`)
 
 /**
+ * Stops, when the scope closes, every nib that said in `balancer`'s stderr that it took over: an upgrade a test did
+ * not expect to happen leaves no process behind either.
+ */
+const stopTakeovers = (balancer: Pick<Nib.Proc, "stderr">) =>
+  Effect.addFinalizer(() =>
+    Effect.promise(async () => {
+      for (const match of balancer.stderr().matchAll(/\(pid (\d+)[^)]*\), taken over from pid \d+/g)) {
+        await Nib.stopPid(Number(match[1]))
+      }
+    })
+  )
+
+/**
  * Sends SIGUSR2 to the nib `old` (a foreground one, whose stderr the new one shares), waits for the new one's start-up
  * line, then for the old one to say it no longer listens: the new one's pid, stopped when the scope closes.
  */
@@ -130,6 +143,7 @@ describe("upgrade (SIGUSR2)", () => {
         const pidPath = Path.join(dir, "nib.pid")
         const servers = [yield* mixedServer("a"), yield* mixedServer("b"), yield* mixedServer("c")]
         const lb = yield* Nib.start(["-p", pidPath, "127.0.0.1:0", ...servers.map((s) => s.spec())])
+        yield* stopTakeovers(lb)
 
         // Sticky clients: each address remembers its server.
         const sticky = [2, 3, 4, 5, 6, 7].map(ip)
@@ -188,6 +202,7 @@ describe("upgrade (SIGUSR2): when the new nib cannot start", () => {
       Fs.writeFileSync(cfg, "blacklist 10\n")
       const a = yield* Backend.identity("a")
       const lb = yield* Nib.start(["-F", cfg, "-p", pidPath, "127.0.0.1:0", a.spec()])
+      yield* stopTakeovers(lb)
       assert.strictEqual(yield* Client.ask(lb.port, ip(2)), "a")
 
       Fs.appendFileSync(cfg, "bogus command\n")
@@ -226,6 +241,7 @@ describe("upgrade (SIGUSR2): when the new nib cannot start", () => {
         ),
         ({ proc }) => Effect.promise(() => Nib.stop(proc))
       )
+      yield* stopTakeovers(lb.proc)
       const port = Number(lb.match[2])
       Fs.writeFileSync(Path.join(install, "nib.js"), "process.exit(3)\n")
       process.kill(lb.proc.pid, "SIGUSR2")
@@ -255,6 +271,7 @@ describe("upgrade (SIGUSR2): what the new nib is", () => {
         ),
         ({ proc }) => Effect.promise(() => Nib.stop(proc))
       )
+      yield* stopTakeovers(lb.proc)
       // "Version 2": the same nib, with a line that says which it is.
       const script = Path.join(install, "nib.js")
       const [shebang, ...rest] = Fs.readFileSync(script, "utf8").split("\n")
@@ -318,6 +335,7 @@ describe("upgrade (SIGUSR2): the other sockets", () => {
     Effect.gen(function*() {
       const a = yield* Backend.identity("a")
       const lb = yield* Nib.start([...AS_USER, "-C", "127.0.0.1:0", "--admin", "127.0.0.1:0", "127.0.0.1:0", a.spec()])
+      yield* stopTakeovers(lb)
       const target = Nibctl.targetOf(lb)
       const base = Admin.baseUrl(lb)
       // A setting changed at run time is the old nib's own (the new one starts from its command line): it tells them
@@ -349,6 +367,7 @@ describe("upgrade (SIGUSR2): the other sockets", () => {
         const { cert, key } = yield* certificate(dir, "first.example")
         const a = yield* Backend.identity("a")
         const lb = yield* Nib.start(["-E", cert, "-K", key, "127.0.0.1:0", a.spec()])
+        yield* stopTakeovers(lb)
         const served = (name: string) =>
           Effect.promise(() =>
             new Promise<string>((resolve, reject) => {
@@ -410,6 +429,7 @@ describe("upgrade (SIGUSR2): UDP (-U)", () => {
           "127.0.0.1:0",
           ...ports.map((port) => `127.0.0.1:${port}`)
         ])
+        yield* stopTakeovers(lb)
         const sticky = [2, 3, 4, 5].map(ip)
         const before = yield* Udp.askAll(lb.port, sticky)
         assert.isTrue(before.every((name) => names.includes(name)), before.join())
@@ -469,6 +489,7 @@ describe("upgrade (SIGUSR2): Unix socket paths", () => {
         ),
         (started) => Effect.promise(() => Nib.stop(started.proc))
       )
+      yield* stopTakeovers(proc)
       assert.strictEqual(yield* Unix.ask(listen), "a")
       assert.strictEqual(yield* Nibctl.ask(control, "blacklist"), "30\n")
       const pid = yield* upgrade(proc)
