@@ -14,6 +14,7 @@ import { ControlPort } from "../src/control/ControlPort.ts"
 import { Drain } from "../src/control/Drain.ts"
 import * as Signals from "../src/control/Signals.ts"
 import { Status } from "../src/control/Status.ts"
+import { Upgrade } from "../src/control/Upgrade.ts"
 import * as Workers from "../src/control/Workers.ts"
 import { Listener } from "../src/proxy/Listener.ts"
 import { TcpProxy } from "../src/proxy/TcpProxy.ts"
@@ -46,7 +47,12 @@ const graph = <E, R, LE, LR>(
   const listener = listen.pipe(Layer.provideMerge(proxy))
   const status = Status.layer.pipe(Layer.provideMerge(listener))
   const control = Layer.merge(Control.layer, Drain.layer).pipe(Layer.provideMerge(status))
-  return Layer.mergeAll(ControlPort.layer, Signals.layer, Admin.layer).pipe(Layer.provideMerge(control))
+  const ports = Layer.merge(ControlPort.layer, Admin.layer).pipe(Layer.provideMerge(control))
+  // SIGUSR2 hands the listening sockets over, the admin endpoint's among them.
+  const upgrade = Layer.unwrap(Effect.map(Effect.service(Admin), (admin) => Upgrade.layer(admin))).pipe(
+    Layer.provideMerge(ports)
+  )
+  return Signals.layer.pipe(Layer.provideMerge(upgrade))
 }
 
 /** The balancer whose main thread serves (one worker), over a given ServerPool layer. */
@@ -75,8 +81,8 @@ export const makeMain = <E, R>(pool: Layer.Layer<ServerPool, E, R>) => {
 
 /**
  * The whole balancer: Listener, ServerPool, ClientTable, HealthChecker, StatsReporter, TcpProxy, UdpProxy, RelayBuffers,
- * RequestLog, Status, Control, Drain, the control port, the signals (pen's HUP and USR1, nib's QUIT) and the admin
- * endpoint (`--admin`), needing `LbConfig`; with `--workers N`, the main thread of N workers.
+ * RequestLog, Status, Control, Drain, the control port, the signals (pen's HUP and USR1, nib's QUIT and USR2: the
+ * upgrade) and the admin endpoint (`--admin`), needing `LbConfig`; with `--workers N`, the main thread of N workers.
  */
 export const AppLive = Layer.unwrap(
   Effect.map(

@@ -17,6 +17,7 @@ import * as HealthCheck from "./domain/HealthCheck.ts"
 import * as ServerSpec from "./domain/ServerSpec.ts"
 import * as TlsSettings from "./domain/TlsSettings.ts"
 import * as Verbosity from "./services/Verbosity.ts"
+import * as Handover from "./shared/Handover.ts"
 
 /** nib's version. @category constants */
 export const VERSION = "0.1.0"
@@ -688,24 +689,29 @@ const ordered = (upper: ReadonlyArray<string>, lower: ReadonlyArray<string>) => 
  * the parser alone.
  */
 const loadBalancer = Effect.promise(async () => {
-  const [{ AppLive }, { Control }, { ControlPort }, { Drain }, { Listener }, { RequestLog }, { ServerPool }] =
+  const [{ AppLive }, { Control }, { ControlPort }, { Drain }, Upgrade, { Listener }, { RequestLog }, { ServerPool }] =
     await Promise.all([
       import("../layers/Live.ts"),
       import("./control/Control.ts"),
       import("./control/ControlPort.ts"),
       import("./control/Drain.ts"),
+      import("./control/Upgrade.ts"),
       import("./proxy/Listener.ts"),
       import("./services/RequestLog.ts"),
       import("./services/ServerPool.ts")
     ])
-  return { AppLive, Control, ControlPort, Drain, Listener, RequestLog, ServerPool }
+  return { AppLive, Control, ControlPort, Drain, Upgrade, Listener, RequestLog, ServerPool }
 })
 
 /**
  * Runs the balancer with `settings` until interrupted (SIGTERM/SIGINT), until the control port's `exit` (with `-X`),
- * or until a graceful stop (SIGQUIT) has ended. Start-up follows pen's order: listeners bound, `-O` commands run, then the `-F` file (their replies on
- * stdout; a bad line in the file is fatal, naming its line), the servers of the command line written over any
- * `server N` those gave, privileges dropped (`-u`), then the `-l` log opened and the pid file written.
+ * until a graceful stop (SIGQUIT) has ended, or until a new nib took its place (SIGUSR2) and this one has drained.
+ * Start-up follows pen's order: listeners bound, `-O` commands run, then the `-F` file (their replies on stdout; a bad
+ * line in the file is fatal, naming its line), the servers of the command line written over any `server N` those gave,
+ * privileges dropped (`-u`), then the `-l` log opened and the pid file written.
+ *
+ * A nib started by an upgrade (`control/Upgrade.ts`) builds its listeners over the sockets the old nib hands over,
+ * and, once configured, takes in the old nib's state, writes the pid file and starts accepting, on every thread.
  */
 export const serve = (
   settings: Config.Settings,
@@ -713,8 +719,14 @@ export const serve = (
 ) => {
   const level: Verbosity.Level = { debug: settings.debug }
   return Effect.scoped(Effect.gen(function*() {
-    const { AppLive, Control, ControlPort, Drain, Listener, RequestLog, ServerPool } = yield* loadBalancer
-    const context = yield* Layer.build(AppLive.pipe(Layer.provide(Config.LbConfig.layerSettings(settings))))
+    const { AppLive, Control, ControlPort, Drain, Listener, RequestLog, ServerPool, Upgrade } = yield* loadBalancer
+    const upgrading = Daemon.upgradeOf() !== undefined
+    const handover = upgrading ? yield* Upgrade.receiveOffer : Handover.none
+    const context = yield* Layer.build(AppLive.pipe(Layer.provide(Config.LbConfig.layerSettings(settings)))).pipe(
+      Effect.provideService(Handover.Handover, handover),
+      // SIGUSR2 starts this same command again.
+      Effect.provideService(Upgrade.Command, Upgrade.ownCommand())
+    )
     const listener = Context.get(context, Listener)
     const control = Context.get(context, Control)
     for (const command of settings.commands) {
@@ -737,9 +749,12 @@ export const serve = (
       yield* Daemon.dropPrivileges(settings.user)
       if (settings.logTarget !== undefined) yield* Context.get(context, RequestLog).open(settings.logTarget)
     }
+    if (upgrading) yield* Effect.provide(Upgrade.takeState, context)
     if (settings.pidFile !== undefined) yield* Daemon.pidFile(settings.pidFile)
+    if (upgrading) yield* listener.takeOver
     yield* onReady(listener.address, Context.get(context, ControlPort).address, settings.workers)
-    // Until `exit` (with -X), or until a graceful stop (SIGQUIT) has let the connections finish.
+    // Until `exit` (with -X), or until a graceful stop (SIGQUIT, or SIGUSR2 once the new nib serves) has let the
+    // connections finish.
     return yield* Effect.raceFirst(control.exitRequested, Effect.asVoid(Context.get(context, Drain).finished))
   })).pipe(
     // Every level reaches the logger, which filters by the level `debug N` can change while nib runs.

@@ -49,10 +49,12 @@ export * as RequestLog from "./services/RequestLog.ts"
 export * as Status from "./control/Status.ts"
 /** The access control lists in use (`client_acl`, `control_acl`, `server N acl`). */
 export * as Acls from "./services/Acls.ts"
-/** pen's HUP and USR1 handlers, and nib's QUIT (a graceful stop), as a layer. */
+/** pen's HUP and USR1 handlers, and nib's QUIT (a graceful stop) and USR2 (an upgrade), as a layer. */
 export * as Signals from "./control/Signals.ts"
 /** The graceful stop: the listeners closed, the open connections let finish within `--grace`. */
 export * as Drain from "./control/Drain.ts"
+/** The upgrade (SIGUSR2): a new nib takes over the listening sockets and the sticky table, and this one drains. */
+export * as Upgrade from "./control/Upgrade.ts"
 /** pen's debug level, and the logger that follows it. */
 export * as Verbosity from "./services/Verbosity.ts"
 /** The relay's buffer pool service (its size is in StatsReporter's snapshot). */

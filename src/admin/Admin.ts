@@ -67,6 +67,10 @@ export class Admin extends Context.Service<Admin, {
   readonly address: Address.Endpoint | undefined
   /** Whether the API refuses changes (no `--admin-token-file`). */
   readonly readOnly: boolean
+  /** The listening socket's descriptor, to hand it over in an upgrade; `undefined` without `--admin`. */
+  readonly descriptor: () => number | undefined
+  /** The socket was handed over (an upgrade): this nib stops listening; requests under way are answered. */
+  readonly handOver: Effect.Effect<void>
 }>()("nib/admin/Admin") {
   /**
    * The endpoint `--admin` asks for, its server loaded only then (`admin/Server.ts`); without `--admin` the layer does
@@ -78,7 +82,17 @@ export class Admin extends Context.Service<Admin, {
     LbConfig | ServerPool | ClientTable | StatsReporter | Listener | HealthChecker | TcpProxy | Acls
   > = Layer.unwrap(Effect.gen(function*() {
     const { admin } = yield* LbConfig
-    if (admin === undefined) return Layer.succeed(Admin, Admin.of({ address: undefined, readOnly: true }))
+    if (admin === undefined) {
+      return Layer.succeed(
+        Admin,
+        Admin.of({
+          address: undefined,
+          readOnly: true,
+          descriptor: () => undefined,
+          handOver: Effect.void
+        })
+      )
+    }
     const Server = yield* Effect.promise(() => import("./Server.ts"))
     return Server.layer(admin)
   }))

@@ -22,6 +22,7 @@ import { ClientTable } from "../services/ClientTable.ts"
 import { HealthChecker } from "../services/HealthChecker.ts"
 import { ServerPool } from "../services/ServerPool.ts"
 import { StatsReporter } from "../services/StatsReporter.ts"
+import { Handover } from "../shared/Handover.ts"
 import { Admin, AdminError, BUSIEST_CLIENTS, SAMPLE_INTERVAL, type Update, url } from "./Admin.ts"
 import * as Auth from "./Auth.ts"
 import * as History from "./History.ts"
@@ -108,21 +109,31 @@ export const layer = (admin: NonNullable<Settings["admin"]>): Layer.Layer<
       })).pipe(Stream.interruptWhen(Deferred.await(closing)), Stream.encodeText)
 
       const endpoint = admin.endpoint
+      // After an upgrade, the socket of the nib this one replaces.
+      const http = HttpListener.make(endpoint, (yield* Handover).admin)
       const context = yield* Layer.build(
         HttpRouter.serve(Routes.layer({ services, token, events }), { disableLogger: true, disableListenLog: true })
           .pipe(
-            Layer.provideMerge(HttpListener.layer(endpoint))
+            Layer.provideMerge(http.layer)
           )
       ).pipe(
         Effect.mapError((error) =>
           new AdminError({ message: `--admin '${admin.text}': cannot listen: ${describe(error.cause ?? error)}` })
         )
       )
+      // A socket path moves from its temporary name into place now that the server listens.
+      yield* http.settle.pipe(
+        Effect.mapError((error) =>
+          new AdminError({ message: `--admin '${admin.text}': cannot listen: ${describe(error)}` })
+        )
+      )
       // Added after the server, so it runs before the server's own finalizer: event streams end, their connections
       // go idle, and the server closes without waiting for a dashboard.
       yield* Effect.addFinalizer(() => Deferred.succeed(closing, undefined))
       const bound = Context.get(context, HttpServer.HttpServer).address
-      const address: Address.Endpoint = bound._tag === "UnixPathAddress"
+      const address: Address.Endpoint = endpoint._tag === "Unix"
+        ? endpoint
+        : bound._tag === "UnixPathAddress"
         ? Address.unix(bound.path)
         : endpoint._tag === "Tcp"
         ? Address.tcp(endpoint.host, bound.port)
@@ -130,7 +141,7 @@ export const layer = (admin: NonNullable<Settings["admin"]>): Layer.Layer<
       yield* Console.error(
         `nib: admin endpoint on ${url(address)}${readOnly ? " (read-only: no --admin-token-file)" : ""}`
       )
-      return Admin.of({ address, readOnly })
+      return Admin.of({ address, readOnly, descriptor: http.descriptor, handOver: Effect.sync(http.handOver) })
     }).pipe(Effect.annotateLogs({ service: "Admin" }))
   )
 

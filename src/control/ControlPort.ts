@@ -13,6 +13,7 @@ import { LbConfig } from "../Config.ts"
 import type * as Address from "../domain/Address.ts"
 import type { Socket } from "../net/Socket.ts"
 import * as TcpServer from "../net/TcpServer.ts"
+import { Handover } from "../shared/Handover.ts"
 import * as Command from "./Command.ts"
 import { Control } from "./Control.ts"
 
@@ -32,25 +33,44 @@ export const ROOT_REFUSAL = "Won't open control port running as root; use -u to 
 export class ControlPort extends Context.Service<ControlPort, {
   /** The bound address (with the real port when 0 was asked for); `undefined` without `-C` or when refused. */
   readonly address: Address.Endpoint | undefined
+  /** The listening socket's descriptor, to hand it over in an upgrade; `undefined` without a control port. */
+  readonly descriptor: () => number | undefined
+  /**
+   * The socket was handed over (an upgrade): this nib stops listening, so that every control client reaches the new
+   * one; a client being served is answered.
+   */
+  readonly handOver: Effect.Effect<void>
 }>()("nib/control/ControlPort") {
   static readonly layer: Layer.Layer<ControlPort, TcpServer.TcpServerError, LbConfig | Control> = Layer.effect(
     ControlPort,
     Effect.gen(function*() {
       const config = yield* LbConfig
       const control = yield* Control
-      if (config.control === undefined) return ControlPort.of({ address: undefined })
+      const none = ControlPort.of({ address: undefined, descriptor: () => undefined, handOver: Effect.void })
+      if (config.control === undefined) return none
       if (process.getuid?.() === 0 && config.user === undefined) {
         // pen goes on without a control port; so does nib, saying why.
         yield* Effect.logWarning(ROOT_REFUSAL)
-        return ControlPort.of({ address: undefined })
+        return none
       }
+      // After an upgrade, the socket of the nib this one replaces, taken over at once.
+      const inherited = (yield* Handover).control
       const server = yield* TcpServer.make({
         endpoint: config.control.endpoint,
         backlog: 50,
-        maxConnections: MAX_CLIENTS
+        maxConnections: MAX_CLIENTS,
+        descriptors: inherited === undefined ? undefined : [inherited]
       })
+      yield* server.adopt
       yield* Effect.forkScoped(server.run((socket) => serveClient(control, socket)))
-      return ControlPort.of({ address: server.address() })
+      return ControlPort.of({
+        address: server.address(),
+        descriptor: () => server.descriptors()[0],
+        handOver: Effect.sync(() => {
+          server.handOver()
+          server.drain()
+        })
+      })
     })
   )
 }

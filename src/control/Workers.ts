@@ -29,6 +29,7 @@ import { RequestLog } from "../services/RequestLog.ts"
 import * as Admission from "../shared/Admission.ts"
 import { keyOf, type SettingChange } from "../shared/Broadcast.ts"
 import * as CounterMemory from "../shared/CounterMemory.ts"
+import * as Handover from "../shared/Handover.ts"
 import type { FromWorker, ReplyValue, Request, WorkerInit } from "../shared/Messages.ts"
 import * as ServerMemory from "../shared/ServerMemory.ts"
 import * as SessionBoard from "../shared/SessionBoard.ts"
@@ -76,6 +77,12 @@ export class Workers extends Context.Service<Workers, {
   readonly drained: Effect.Effect<void>
   /** The test hook of `workers crash N`: tells worker `worker` to fail (it does with NIB_TEST_HOOKS=1). */
   readonly crash: (worker: number) => Effect.Effect<boolean>
+  /** Every worker thread starts serving the sockets it took over in an upgrade (`Listener.takeOver`). */
+  readonly takeOver: Effect.Effect<void, WorkersError>
+  /** The descriptors of the worker threads' listening sockets, worker 1 first. */
+  readonly descriptors: Effect.Effect<ReadonlyArray<number>, WorkersError>
+  /** The worker threads' listening sockets were handed over (`Listener.handOver`). */
+  readonly handOver: Effect.Effect<void>
 }>()("nib/control/Workers") {
   /** `config.workers` workers over the shared memory of `SharedState`, stopped (and waited for) with the scope. */
   static readonly layer: Layer.Layer<Workers, never, LbConfig | SharedState> = Layer.effect(
@@ -84,7 +91,8 @@ export class Workers extends Context.Service<Workers, {
       const config = yield* LbConfig
       const shared = yield* SharedState
       const scope = yield* Effect.scope
-      return yield* make(config, shared.memory, scope)
+      const handover = yield* Handover.Handover
+      return yield* make(config, shared.memory, scope, handover)
     })
   )
 }
@@ -119,7 +127,8 @@ class Handle {
 const make = Effect.fnUntraced(function*(
   config: Settings,
   memory: SharedState["Service"]["memory"],
-  scope: Scope.Scope
+  scope: Scope.Scope,
+  handover: Handover.Inherited
 ) {
   const count = config.workers
   // Restarts run in the layer's scope: none outlives it.
@@ -146,6 +155,9 @@ const make = Effect.fnUntraced(function*(
   let draining = false
   let nextId = 1
   let logSink: (clientIp: string, serverIp: string, chunk: Buffer) => void = ignoreChunk
+  // The sockets taken over in an upgrade go to each worker's first start; one started again binds the address (its
+  // share closed with the thread that died).
+  const firstStart = Array.from({ length: count }, () => true)
 
   /** Asks `handle` and waits for its answer, at most `millis` (undefined: until it answers or exits). */
   const request = (
@@ -218,8 +230,10 @@ const make = Effect.fnUntraced(function*(
         settings: settingsNow(),
         memory,
         worker,
-        changes: [...changes.values()].filter((c) => c._tag !== "Listen")
+        changes: [...changes.values()].filter((c) => c._tag !== "Listen"),
+        handover: firstStart[worker] ? { ...handover, control: undefined, admin: undefined } : Handover.none
       }
+      firstStart[worker] = false
       const thread = new Worker(script(), { workerData: init, name: `nib worker ${worker}` })
       const handle = new Handle(worker, thread)
       handles[worker] = handle
@@ -421,6 +435,26 @@ const make = Effect.fnUntraced(function*(
         handle?.thread.postMessage({ _tag: "Crash", id: nextId++ } satisfies Request)
         return handle !== undefined
       }),
+    takeOver: Effect.suspend(() =>
+      Effect.forEach(live(), (handle) => request(handle, (id) => ({ _tag: "TakeOver", id })), {
+        concurrency: "unbounded",
+        discard: true
+      })
+    ),
+    descriptors: Effect.map(
+      Effect.suspend(() =>
+        Effect.forEach(live(), (handle) => request(handle, (id) => ({ _tag: "Descriptors", id })), {
+          concurrency: "unbounded"
+        })
+      ),
+      (lists) => lists.flatMap((list) => list as ReadonlyArray<number>)
+    ),
+    handOver: Effect.suspend(() =>
+      Effect.forEach(live(), (handle) => Effect.ignore(request(handle, (id) => ({ _tag: "HandOver", id }))), {
+        concurrency: "unbounded",
+        discard: true
+      })
+    ),
     status: Effect.sync(() =>
       Array.from({ length: count }, (_, worker) => {
         const handle = handles[worker]
@@ -501,7 +535,22 @@ export const layerListener: Layer.Layer<
         Effect.all([local.open, workers.open], { concurrency: "unbounded" }),
         ([mine, theirs]) => mine + theirs
       ),
-      drained: Effect.all([local.drained, workers.drained], { concurrency: "unbounded", discard: true })
+      drained: Effect.all([local.drained, workers.drained], { concurrency: "unbounded", discard: true }),
+      // The main thread's sockets first, then every worker thread's.
+      takeOver: Effect.andThen(
+        local.takeOver,
+        workers.takeOver.pipe(
+          Effect.mapError((error) => new ListenerError({ message: `worker threads: ${error.message}` }))
+        )
+      ),
+      descriptors: Effect.zipWith(
+        local.descriptors,
+        workers.descriptors.pipe(
+          Effect.mapError((error) => new ListenerError({ message: `worker threads: ${error.message}` }))
+        ),
+        (mine, theirs) => [...mine, ...theirs]
+      ),
+      handOver: Effect.andThen(local.handOver, workers.handOver)
     })
   })
 )

@@ -11,6 +11,7 @@ import * as Net from "node:net"
 import * as Address from "../domain/Address.ts"
 import * as Admission from "../shared/Admission.ts"
 import type { Socket } from "./Socket.ts"
+import * as UnixPath from "./UnixPath.ts"
 
 /** Why the listener could not be opened. @category errors */
 export class TcpServerError extends Data.TaggedError("TcpServerError")<{
@@ -43,6 +44,11 @@ export interface Options {
    * handed to the handler; the handler passes it on to its dial or gives it back (`Dials.release`).
    */
   readonly dials?: Admission.Dials | undefined
+  /**
+   * Listening sockets inherited from the nib this one replaces (an upgrade), served instead of binding `endpoint`:
+   * none is accepted from until {@link TcpServer.adopt}, so that until then their clients wait in the kernel's queue.
+   */
+  readonly descriptors?: ReadonlyArray<number> | undefined
 }
 
 /** A bound listener. @category models */
@@ -69,11 +75,32 @@ export interface TcpServer {
   readonly drain: () => void
   /** Completes once the listener has drained and no connection is open any more, handled or waiting. */
   readonly idle: Effect.Effect<void>
+  /** Starts accepting on the inherited sockets (`descriptors`); nothing to do for a listener that bound its address. */
+  readonly adopt: Effect.Effect<void, TcpServerError>
+  /** The descriptors of the sockets it listens on (to hand them to the nib that replaces this one). */
+  readonly descriptors: () => ReadonlyArray<number>
+  /** The sockets were handed over (an upgrade): a socket path stays when they close, the new nib's now. */
+  readonly handOver: () => void
   /** Handles every connection, one fiber each, until interrupted; interruption ends every connection fiber. */
   readonly run: <R>(handler: (socket: Socket) => Effect.Effect<void, never, R>) => Effect.Effect<never, never, R>
 }
 
 const ignore = () => {}
+
+/** The descriptor of a listening server, read from Node's handle (Unix); -1 when it has none. */
+export const fdOf = (server: Net.Server): number => {
+  const fd = (server as unknown as { readonly _handle?: { readonly fd?: unknown } | null })._handle?.fd
+  return typeof fd === "number" ? fd : -1
+}
+
+/** Closes an inherited descriptor that will not be served. */
+const closeDescriptor = (fd: number): void => {
+  try {
+    Fs.closeSync(fd)
+  } catch {
+    // already closed
+  }
+}
 
 /** The address `server` is bound to: the real port for TCP, `endpoint` itself for a Unix socket. */
 const boundAddress = (server: Net.Server, endpoint: Address.Endpoint): Address.Endpoint => {
@@ -212,8 +239,20 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
       watch()
     }
 
-    /** A server listening on `endpoint`, feeding `onConnection`. */
-    const listen = (endpoint: Address.Endpoint) =>
+    // The socket path each server holds (Unix), removed when it stops listening unless the socket was handed over.
+    const claims = new Map<Net.Server, UnixPath.Claim | undefined>()
+    let handedOver = false
+    /** Stops listening: the servers close, and their paths go (unless a nib took the sockets over). */
+    const closeServers = (closing: ReadonlyArray<Net.Server>) => {
+      for (const server of closing) {
+        server.close()
+        if (!handedOver) UnixPath.release(claims.get(server))
+        claims.delete(server)
+      }
+    }
+
+    /** A server feeding `onConnection`, listening on `endpoint`, or on the inherited socket `fd`. */
+    const listen = (endpoint: Address.Endpoint, fd?: number) =>
       Effect.callback<Net.Server, TcpServerError>((resume) => {
         // SO_KEEPALIVE on every client socket, with the system's timers: pen's listener has it, and the sockets it
         // accepts inherit it. (Node sets it on each accepted socket; a Unix socket has none.)
@@ -233,13 +272,25 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
           server.on("error", ignore)
           resume(Effect.succeed(server))
         }
-        if (endpoint._tag === "Unix") {
+        if (fd !== undefined) {
+          // Bound and listening already (in the nib this one replaces): its accept queue is served as it is.
+          server.listen({ fd, backlog: options.backlog }, onListening)
+        } else if (endpoint._tag === "Unix") {
+          // Bound under a temporary name, then moved to the path: see UnixPath.
+          let name: string
           try {
-            Fs.rmSync(endpoint.path, { force: true })
+            name = UnixPath.bindName(endpoint.path)
           } catch (error) {
             return onError(error as Error)
           }
-          server.listen({ path: endpoint.path, backlog: options.backlog }, onListening)
+          server.listen({ path: name, backlog: options.backlog }, () => {
+            try {
+              claims.set(server, UnixPath.claim(name, endpoint.path))
+            } catch (error) {
+              return onError(error as Error)
+            }
+            onListening()
+          })
         } else {
           server.listen(
             {
@@ -256,8 +307,11 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
     // One thread: a connect that ends frees the place a waiting connection needs.
     if (dials !== undefined && shared === undefined) dials.onFree = () => admit()
 
-    let server = yield* listen(options.endpoint)
-    let address = boundAddress(server, options.endpoint)
+    const inherited = options.descriptors ?? []
+    // Inherited sockets are listened on by `adopt`; until then the address is the one they were given under.
+    let servers: ReadonlyArray<Net.Server> = inherited.length > 0 ? [] : [yield* listen(options.endpoint)]
+    let address = servers.length > 0 ? boundAddress(servers[0]!, options.endpoint) : options.endpoint
+    let opened = inherited.length === 0
     yield* Effect.addFinalizer(() =>
       Effect.callback<void>((resume) => {
         dispatch = undefined
@@ -271,19 +325,47 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
         for (const resolve of waiters) resolve()
         // Stop listening now; connections already handed to handlers end with their own fibers (interrupted
         // before this runs), so there is nothing to wait for here (close's callback would wait for all of them).
-        server.close()
+        closeServers(servers)
         setImmediate(() => resume(Effect.void))
       })
     )
 
+    const adopt = Effect.suspend(() => {
+      if (opened) return Effect.void
+      opened = true
+      return Effect.forEach(inherited, (fd) =>
+        Effect.map(listen(options.endpoint, fd), (server) => {
+          if (closed || draining) return server.close()
+          if (options.endpoint._tag === "Unix" && servers.length === 0) {
+            claims.set(server, UnixPath.adopt(options.endpoint.path))
+          }
+          servers = [...servers, server]
+          if (servers.length === 1) address = boundAddress(server, options.endpoint)
+        }), { discard: true })
+    })
+
     const rebind = (endpoint: Address.Endpoint) =>
-      Effect.map(listen(endpoint), (next) => {
-        const previous = server
-        server = next
-        address = boundAddress(next, endpoint)
-        // Stop accepting on the old address; its connections go on (close's callback would wait for them).
-        previous.close()
-        return address
+      Effect.suspend(() => {
+        if (!opened) {
+          // Before `adopt`, the inherited sockets are what the replaced nib's own `listen` left: the same address again
+          // (its -F read again) keeps them; another one is bound, and they are closed, never served.
+          if (Address.format(endpoint) === Address.format(address)) return Effect.succeed(address)
+          return Effect.map(listen(endpoint), (next) => {
+            opened = true
+            for (const fd of inherited) closeDescriptor(fd)
+            servers = [next]
+            address = boundAddress(next, endpoint)
+            return address
+          })
+        }
+        return Effect.map(listen(endpoint), (next) => {
+          const previous = servers
+          servers = [next]
+          address = boundAddress(next, endpoint)
+          // Stop accepting on the old address; its connections go on (close's callback would wait for them).
+          closeServers(previous)
+          return address
+        })
       })
 
     const run = <R>(handler: (socket: Socket) => Effect.Effect<void, never, R>) =>
@@ -313,6 +395,11 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
     return {
       address: () => address,
       rebind,
+      adopt,
+      descriptors: () => servers.map(fdOf),
+      handOver: () => {
+        handedOver = true
+      },
       active: () => active,
       waiting: () => queue.length - head,
       maxConnections: () => maxConnections,
@@ -323,7 +410,7 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
       drain: () => {
         if (draining) return
         draining = true
-        server.close()
+        closeServers(servers)
         checkIdle()
       },
       idle: Effect.callback<void>((resume) => {

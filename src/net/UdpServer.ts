@@ -16,6 +16,7 @@
 import { Context, Data, Effect, Exit, Fiber, Scope } from "effect"
 import * as Dgram from "node:dgram"
 import * as Dns from "node:dns"
+import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Address from "../domain/Address.ts"
 import { now as boardNow, type SessionBoard } from "../shared/SessionBoard.ts"
@@ -241,6 +242,11 @@ export interface Options {
   readonly board?: SessionBoard | undefined
   /** Seconds without a datagram either way after which a session ends (0: never). */
   readonly idleSeconds: number
+  /**
+   * Bound sockets inherited from the nib this one replaces (an upgrade), served instead of binding `endpoint` (which
+   * names their address): none is read until {@link UdpServer.adopt}, so that until then datagrams wait in the kernel.
+   */
+  readonly descriptors?: ReadonlyArray<number> | undefined
 }
 
 /** A bound UDP listener. @category models */
@@ -266,6 +272,15 @@ export interface UdpServer {
   readonly idle: Effect.Effect<void>
   /** The listen socket's descriptor (-1 if unknown), for pen's connection listing. */
   readonly fd: () => number
+  /** Starts reading the inherited sockets (`descriptors`); nothing to do for a listener that bound its address. */
+  readonly adopt: Effect.Effect<void, UdpServerError>
+  /** The descriptors of the sockets that take new sessions (to hand them to the nib that replaces this one). */
+  readonly descriptors: () => ReadonlyArray<number>
+  /**
+   * The listen sockets were handed over (an upgrade): stops reading them, so that every datagram goes to the nib that
+   * took them over. Live sessions still send their replies from them, until they end (`drain` follows).
+   */
+  readonly handOver: () => void
   /** Serves every session, one fiber each, until interrupted; interruption ends every session. */
   readonly run: <R>(handler: (peer: Peer) => Effect.Effect<void, never, R>) => Effect.Effect<never, never, R>
 }
@@ -296,6 +311,27 @@ export const fdOf = (socket: Datagram | undefined): number => {
     if (typeof handle?.fd === "number") return handle.fd
   }
   return -1
+}
+
+/**
+ * Stops reading a datagram socket without closing it: dgram has no pause, so its private handle's `recvStop` is
+ * called (Node's own `close` calls it first); without such a handle, nothing is done and the socket is read on.
+ */
+const stopReceiving = (socket: Datagram): void => {
+  for (const symbol of Object.getOwnPropertySymbols(socket)) {
+    const handle = (socket as unknown as Record<symbol, { handle?: { recvStop?: () => void } } | undefined>)[symbol]
+      ?.handle
+    if (typeof handle?.recvStop === "function") return void handle.recvStop()
+  }
+}
+
+/** Closes an inherited descriptor that will not be read. */
+const closeDescriptor = (fd: number): void => {
+  try {
+    Fs.closeSync(fd)
+  } catch {
+    // already closed
+  }
 }
 
 /** The tick of the idle sweep: a quarter of the timeout, between 50 ms and 1 s. */
@@ -359,7 +395,8 @@ export const make = (options: Options): Effect.Effect<UdpServer, UdpServerError,
       peer.deliver(datagram)
     }
 
-    const listen = (endpoint: Address.Endpoint) =>
+    /** A socket bound to `endpoint`, or the inherited socket `fd`, its datagrams read from now on. */
+    const listen = (endpoint: Address.Endpoint, fd?: number) =>
       Effect.callback<Home, UdpServerError>((resume) => {
         if (endpoint._tag === "Unix") {
           resume(
@@ -378,25 +415,31 @@ export const make = (options: Options): Effect.Effect<UdpServer, UdpServerError,
           resume(Effect.fail(new UdpServerError({ address: Address.format(endpoint), cause: error })))
         }
         socket.once("error", onError)
-        socket.bind(endpoint.port, endpoint.host, () => {
+        const onBound = () => {
           socket.off("error", onError)
           // Errors on the listen socket concern one reply (a send that failed); the listener goes on.
           socket.on("error", ignore)
           socket.on("message", onMessage(h))
           demux.homes.add(h)
           resume(Effect.succeed(h))
-        })
+        }
+        if (fd !== undefined) socket.bind({ fd }, onBound)
+        else socket.bind(endpoint.port, endpoint.host, onBound)
       })
 
-    let home = yield* listen(options.endpoint)
-    let address = boundAddress(home)
+    const inherited = options.descriptors ?? []
+    // Inherited sockets are read from `adopt` on; until then there is no home, and the address is the one given.
+    let home: Home | undefined = inherited.length > 0 ? undefined : yield* listen(options.endpoint)
+    let address = home === undefined ? options.endpoint : boundAddress(home)
+    let opened = inherited.length === 0
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
         dispatch = undefined
         waiting = undefined
         closed = true
         for (const peer of demux.all()) peer.abort()
-        closeHome(home, demux)
+        // (A Set may lose members while it is iterated.)
+        for (const h of demux.homes) closeHome(h, demux)
         // Nothing is left open: whoever waits for the drain to end is told.
         draining = true
         const waiters = idleWaiters
@@ -405,15 +448,39 @@ export const make = (options: Options): Effect.Effect<UdpServer, UdpServerError,
       })
     )
 
+    const adopt = Effect.suspend(() => {
+      if (opened) return Effect.void
+      opened = true
+      return Effect.forEach(inherited, (fd) =>
+        Effect.map(listen(options.endpoint, fd), (h) => {
+          if (closed) return closeHome(h, demux)
+          // The first is the current home; one more (the replaced nib had more threads) serves its own clients.
+          if (home === undefined) {
+            home = h
+            address = boundAddress(h)
+          }
+        }), { discard: true })
+    })
+
     const rebind = (endpoint: Address.Endpoint) =>
-      Effect.map(listen(endpoint), (next) => {
-        const previous = home
-        home = next
-        address = boundAddress(next)
-        // The old socket takes no new sessions; it closes when its last session ends.
-        previous.closing = true
-        if (previous.sessions === 0) closeHome(previous, demux)
-        return address
+      Effect.suspend(() => {
+        // Before `adopt`: the same address again keeps the inherited sockets; another one is bound instead.
+        if (!opened && Address.format(endpoint) === Address.format(address)) return Effect.succeed(address)
+        return Effect.map(listen(endpoint), (next) => {
+          if (!opened) {
+            opened = true
+            for (const fd of inherited) closeDescriptor(fd)
+          }
+          const previous = home
+          home = next
+          address = boundAddress(next)
+          // The old socket takes no new sessions; it closes when its last session ends.
+          if (previous !== undefined) {
+            previous.closing = true
+            if (previous.sessions === 0) closeHome(previous, demux)
+          }
+          return address
+        })
       })
 
     const sweep = () => {
@@ -476,13 +543,21 @@ export const make = (options: Options): Effect.Effect<UdpServer, UdpServerError,
         idleSeconds = seconds
         rearm?.()
       },
-      fd: () => fdOf(home.socket),
+      fd: () => fdOf(home?.socket),
+      adopt,
+      descriptors: () => [...demux.homes].filter((h) => !h.closing).map((h) => fdOf(h.socket)),
       drain: () => {
         if (draining) return
         draining = true
-        home.closing = true
-        if (home.sessions === 0) closeHome(home, demux)
+        for (const h of demux.homes) {
+          if (h.closing) continue
+          h.closing = true
+          if (h.sessions === 0) closeHome(h, demux)
+        }
         checkIdle()
+      },
+      handOver: () => {
+        for (const h of demux.homes) stopReceiving(h.socket)
       },
       idle: Effect.callback<void>((resume) => {
         const resolve = () => resume(Effect.void)

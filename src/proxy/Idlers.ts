@@ -1,7 +1,7 @@
 /**
  * pen's `idlers N`: connections to servers opened before any client needs them and kept idle, so that a new client
  * whose server has one takes it instead of waiting for a connect. pen 0.34.1 crashes on `idlers N` (reference 6.2);
- * this is what its idlers.c sets out to do, finished. See LIFECYCLE.md, section 6.
+ * this is what its idlers.c sets out to do, finished. See LIFECYCLE.md, section 7.
  *
  * - **Which server.** Selection is unchanged: a client's server is chosen as it would be without idlers, and the client
  *   takes an idle connection only if one is open to that server (else it dials, as always). The idle connections are

@@ -9,11 +9,24 @@ import { LbConfig } from "../Config.ts"
 import * as Address from "../domain/Address.ts"
 import * as TcpServer from "../net/TcpServer.ts"
 import * as UdpServer from "../net/UdpServer.ts"
+import * as Handover from "../shared/Handover.ts"
 import { SessionBoard } from "../shared/SessionBoard.ts"
 import { SharedState } from "../shared/SharedState.ts"
 import type { ConnectionInfo } from "./Slots.ts"
 import { TcpProxy } from "./TcpProxy.ts"
 import { UdpProxy } from "./UdpProxy.ts"
+
+/**
+ * What this thread listens on: the configured address, or, after an upgrade, its share of the sockets taken over and
+ * the address they are bound to.
+ */
+const inherited = Effect.gen(function*() {
+  const config = yield* LbConfig
+  const handover = yield* Handover.Handover
+  const shared = yield* SharedState
+  const descriptors = Handover.share(handover.listen, config.workers, shared.worker)
+  return { endpoint: handover.address ?? config.listen, descriptors }
+})
 
 /** The listen address could not be bound. @category errors */
 export class ListenerError extends Schema.TaggedError<ListenerError>()("ListenerError", {
@@ -58,6 +71,19 @@ export class Listener extends Context.Service<Listener, {
   readonly open: Effect.Effect<number>
   /** Completes once `drain` has run and nothing is open any more on any thread. */
   readonly drained: Effect.Effect<void>
+  /**
+   * Starts serving the sockets taken over from the nib this one replaces (`Handover`), every thread's: until then their
+   * clients wait in the kernel's queues. Nothing to do for a listener that bound its address.
+   */
+  readonly takeOver: Effect.Effect<void, ListenerError>
+  /** The descriptors of the listening sockets, every thread's (the main thread's first), to hand them over. */
+  readonly descriptors: Effect.Effect<ReadonlyArray<number>, ListenerError>
+  /**
+   * The listening sockets were handed over to a new nib, which serves them now, on every thread: UDP stops reading them
+   * (live sessions still reply from them), so that no datagram is read here and dropped while this one drains; a Unix
+   * socket's path stays when `drain` closes them (it is the new nib's).
+   */
+  readonly handOver: Effect.Effect<void>
 }>()("nib/proxy/Listener") {
   /** Binds the configured address and serves it through TcpProxy, or UdpProxy with `-U`, until the scope closes. */
   static readonly make: Effect.Effect<
@@ -103,8 +129,10 @@ const tcp = Effect.gen(function*() {
   const proxy = yield* TcpProxy
   // With workers, -x is one limit for all of them.
   const admission = (yield* SharedState).memory.admission
+  const listen = yield* inherited
   const server = yield* TcpServer.make({
-    endpoint: config.listen,
+    endpoint: listen.endpoint,
+    descriptors: listen.descriptors,
     backlog: config.backlog,
     maxConnections: config.connectionsMax,
     reusePort: config.workers > 1,
@@ -133,14 +161,17 @@ const tcp = Effect.gen(function*() {
     drain: stop.drain,
     draining: stop.draining,
     open: Effect.sync(() => server.active() + server.waiting()),
-    drained: stop.drained
+    drained: stop.drained,
+    takeOver: server.adopt.pipe(Effect.mapError((error) => new ListenerError({ message: error.message }))),
+    descriptors: Effect.sync(server.descriptors),
+    handOver: Effect.sync(server.handOver)
   })
 })
 
 const udp = Effect.gen(function*() {
   const config = yield* LbConfig
   const proxy = yield* UdpProxy
-  const listen = config.listen
+  const { descriptors, endpoint: listen } = yield* inherited
   if (listen._tag !== "Tcp") {
     return yield* new ListenerError({ message: `UDP mode (-U) needs a [host:]port to listen on, not ${listen.path}` })
   }
@@ -149,6 +180,7 @@ const udp = Effect.gen(function*() {
   const sessions = shared.memory.sessions
   const server = yield* UdpServer.make({
     endpoint: listen,
+    descriptors,
     maxSessions: config.connectionsMax,
     // --idle-timeout (pen's idle_timeout) is the sessions' idle timeout when given.
     idleSeconds: config.idleTimeoutSeconds ?? config.udpIdleSeconds,
@@ -177,6 +209,9 @@ const udp = Effect.gen(function*() {
     drain: stop.drain,
     draining: stop.draining,
     open: Effect.sync(server.active),
-    drained: stop.drained
+    drained: stop.drained,
+    takeOver: server.adopt.pipe(Effect.mapError((error) => new ListenerError({ message: error.message }))),
+    descriptors: Effect.sync(server.descriptors),
+    handOver: Effect.sync(server.handOver)
   })
 })

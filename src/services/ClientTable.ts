@@ -39,6 +39,11 @@ export class ClientTable extends Context.Service<ClientTable, {
   readonly recent: Effect.Effect<ReadonlyArray<StickyTable.ClientEntry>>
   /** Remembered clients in table order, by slot (`StickyTable.inOrder`): pen's order for `recent` and the page. */
   readonly inOrder: Effect.Effect<ReadonlyArray<StickyTable.ClientEntry>>
+  /**
+   * Takes in the clients the nib this one replaces remembered (an upgrade), given least recently seen first, each in
+   * its slot with its server, last visit, connects and bytes (`StickyMemory.restore`); how many were taken.
+   */
+  readonly restore: (entries: ReadonlyArray<StickyTable.ClientEntry>) => Effect.Effect<number>
   /** Slots in the table (`-c`, the `clients_max` command). */
   readonly capacity: Effect.Effect<number>
   /** Changes the number of slots; false (nothing changed) beyond the most the table was made for. */
@@ -75,6 +80,7 @@ export class ClientTable extends Context.Service<ClientTable, {
         lookup: (address) => Effect.sync(() => Option.fromUndefinedOr(table.lookup(keyOf(address), now()))),
         recent: Effect.sync(() => table.recent(now())),
         inOrder: Effect.sync(() => table.inOrder(now())),
+        restore: (entries) => Effect.sync(() => table.restore(entries, now())),
         capacity: Effect.sync(() => table.capacity),
         capacityMax: table.capacityMax,
         resize: (slots) => Effect.sync(() => table.resize(Math.max(1, Math.floor(slots)))),

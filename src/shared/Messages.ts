@@ -6,6 +6,7 @@ import type { Settings } from "../Config.ts"
 import type { Endpoint } from "../domain/Address.ts"
 import type { ConnectionInfo } from "../domain/Connection.ts"
 import type { SettingChange } from "./Broadcast.ts"
+import type { Inherited } from "./Handover.ts"
 import type { Memory } from "./SharedState.ts"
 
 /** What a worker thread is started with (`workerData`). @category models */
@@ -17,6 +18,8 @@ export interface WorkerInit {
   readonly worker: number
   /** The settings changed since start-up, last change of each first, applied before the worker listens. */
   readonly changes: ReadonlyArray<SettingChange>
+  /** The listening sockets taken over in an upgrade (`Handover.none` otherwise, and for a worker started again). */
+  readonly handover: Inherited
 }
 
 /** A request from the main thread; each is answered with a {@link Reply} of the same id. @category models */
@@ -31,6 +34,12 @@ export type Request =
   /** Answered (without a deadline) once the worker has drained and nothing is open on it any more. */
   | { readonly _tag: "Drained"; readonly id: number }
   | { readonly _tag: "Stop"; readonly id: number }
+  /** Start serving the sockets taken over in an upgrade (`Listener.takeOver`). */
+  | { readonly _tag: "TakeOver"; readonly id: number }
+  /** The descriptors of the worker's listening sockets, to hand them over in an upgrade. */
+  | { readonly _tag: "Descriptors"; readonly id: number }
+  /** They were handed over: UDP stops reading them (`Listener.handOver`). */
+  | { readonly _tag: "HandOver"; readonly id: number }
   /** The test hook of `workers crash N` (only with NIB_TEST_HOOKS=1): the worker fails with a defect. */
   | { readonly _tag: "Crash"; readonly id: number }
 
@@ -40,10 +49,11 @@ export type Reply =
   | { readonly _tag: "Failed"; readonly id: number; readonly message: string }
 
 /**
+/**
  * What a request answers: the bound address (Change Listen), the live connections, whether one was closed, how many
- * are open.
+ * are open, the listening sockets' descriptors.
  */
-export type ReplyValue = Endpoint | ReadonlyArray<ConnectionInfo> | boolean | number | undefined
+export type ReplyValue = Endpoint | ReadonlyArray<ConnectionInfo> | boolean | number | ReadonlyArray<number> | undefined
 
 /** What a worker says unasked. @category models */
 export type Notice =

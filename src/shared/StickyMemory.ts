@@ -508,6 +508,68 @@ export class StickyMemory {
     return true
   }
 
+  /**
+   * Takes in clients another table remembered (`recent`'s entries, given least recently seen first), as the
+   * most recently seen ones, in that order, each with its server, last visit, connects and bytes, in the slot it had
+   * (the lowest free slot when that one is taken or past the capacity). Clients already known, forgotten at `now`, or
+   * past the capacity (the least recently seen are left out) are not taken. Returns how many were.
+   */
+  restore(entries: ReadonlyArray<StickyTable.ClientEntry>, now: number): number {
+    this.lock()
+    try {
+      const header = this.header
+      const tracking = this.settings[TRACKING]
+      const fresh = entries.filter((entry) => {
+        const hash = hashOf(entry.address)
+        return hash !== INVALID && !(tracking > 0 && now - entry.lastSeen >= tracking) &&
+          this.find(entry.address, hash) < 0
+      })
+      const taken = fresh.slice(Math.max(0, fresh.length - (header[CAPACITY] - header[COUNT])))
+      // Each client's own slot where it is free and within the table; the others take the lowest free ones after.
+      const slotOf = taken.map(() => -1)
+      const claimed = new Set<number>()
+      taken.forEach((entry, i) => {
+        const slot = entry.slot
+        if (!(Number.isInteger(slot) && slot >= 0 && slot < header[CAPACITY]) || claimed.has(slot)) return
+        if (slot < header[HIGH] && this.slots[slot] >= 0) return
+        claimed.add(slot)
+        slotOf[i] = slot
+      })
+      for (const slot of claimed) {
+        for (let below = header[HIGH]; below < slot; below++) {
+          this.slots[below] = -1
+          this.pushFree(below)
+        }
+        if (slot >= header[HIGH]) header[HIGH] = slot + 1
+      }
+      // The claimed slots leave the free heap (a slot claimed below the old high-water mark was in it).
+      const heap = this.heap
+      let size = 0
+      for (let i = 0; i < header[FREE]; i++) if (!claimed.has(heap[i])) heap[size++] = heap[i]
+      header[FREE] = size
+      for (let at = (size >> 1) - 1; at >= 0; at--) this.siftDown(heap[at], at, size)
+      taken.forEach((entry, i) => {
+        const slot = slotOf[i]! >= 0 ? slotOf[i]! : this.takeSlot()
+        const record = this.takeRecord()
+        this.ints[record * INTS + SLOT] = slot
+        this.slots[slot] = record
+        header[COUNT]++
+        this.settle(record, entry.address, hashOf(entry.address))
+        Atomics.store(this.ints, record * INTS + SERVER, entry.server)
+        this.floats[record * FLOATS + SEEN] = entry.lastSeen
+        this.floats[record * FLOATS + CONNECTS] = entry.connects
+        const at = record * ROW
+        this.ownCounts[at + TO_CLIENT] = entry.bytesToClient
+        this.ownCounts[at + FROM_CLIENT] = entry.bytesFromClient
+        Atomics.store(this.ownGens, at * 2, this.ints[record * INTS + GEN])
+        this.append(record)
+      })
+      return taken.length
+    } finally {
+      this.unlock()
+    }
+  }
+
   /** Every broken invariant of the table's structure, in words; empty when it is sound. Takes the lock. */
   violations(): Array<string> {
     this.lock()

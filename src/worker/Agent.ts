@@ -95,5 +95,11 @@ export const answer = (
         return yield* (yield* Listener).open
       case "Drained":
         return yield* Effect.as((yield* Listener).drained, undefined)
+      case "TakeOver":
+        return yield* Effect.as((yield* Listener).takeOver, undefined)
+      case "Descriptors":
+        return yield* (yield* Listener).descriptors
+      case "HandOver":
+        return yield* Effect.as((yield* Listener).handOver, undefined)
     }
   })

@@ -8,6 +8,7 @@ import { parentPort, workerData } from "node:worker_threads"
 import { makeWorker } from "../../layers/Worker.ts"
 import { Listener } from "../proxy/Listener.ts"
 import * as Verbosity from "../services/Verbosity.ts"
+import { Handover } from "../shared/Handover.ts"
 import type { FromWorker, Request, WorkerInit } from "../shared/Messages.ts"
 import { testHooks } from "../shared/Threads.ts"
 import * as Agent from "./Agent.ts"
@@ -74,7 +75,8 @@ const fiber = Effect.runFork(
     Effect.provideService(Logger.LogToStderr, true),
     Effect.provideService(References.MinimumLogLevel, "All"),
     Effect.provideService(References.CurrentLoggers, new Set([Verbosity.logger(level)])),
-    Effect.provideService(Verbosity.Verbosity, level)
+    Effect.provideService(Verbosity.Verbosity, level),
+    Effect.provideService(Handover, init.handover)
   )
 )
 fiber.addObserver((exit) => {

@@ -303,6 +303,85 @@ describe("StickyMemory", () => {
     assert.isUndefined(table.lookup(longest + "f", 0))
   })
 
+  it.prop(
+    "restore (an upgrade): another table's clients come back in their slots and LRU order, with every figure",
+    {
+      capacity: int(1, 10),
+      visits: Schema.Array(
+        Schema.Struct({ client: int(0, ADDRESSES.length - 1), server: int(0, 4), bytes: int(0, 99) })
+      )
+        .check(Schema.isMinLength(1), Schema.isMaxLength(40))
+    },
+    ({ capacity, visits }) => {
+      const from = StickyMemory.attach(StickyMemory.allocate({ capacity, trackingMillis: 0, workers: 2 }), 1)
+      let now = 1_000
+      for (const visit of visits) {
+        const ref = from.visit(ADDRESSES[visit.client]!, now++)
+        if (visit.server > 0) from.pin(ref, visit.server)
+        from.addBytes(ref, visit.bytes, 2 * visit.bytes)
+      }
+      const saved = from.recent(now).toReversed()
+      // The new nib's table, the same size; its main thread (worker 0) takes the clients in.
+      const memory = StickyMemory.allocate({ capacity, trackingMillis: 0, workers: 2 })
+      const into = StickyMemory.attach(memory, 0)
+      assert.strictEqual(into.restore(saved, now), saved.length)
+      assert.deepStrictEqual(StickyMemory.check(memory), [])
+      assert.deepStrictEqual(into.inOrder(now), from.inOrder(now))
+      assert.deepStrictEqual(into.recent(now), from.recent(now))
+      // And it goes on as the old table would: the next new client evicts the same one, into the same slot.
+      const stranger = "203.0.113.9"
+      from.visit(stranger, now)
+      const ref = into.visit(stranger, now)
+      assert.deepStrictEqual(into.inOrder(now), from.inOrder(now))
+      assert.isDefined(into.entry(ref))
+      // Another worker's bytes add to the restored ones (of the newest client, which the stranger did not evict).
+      const newest = saved.at(-1)!
+      if (capacity > 1) {
+        const known = into.visit(newest.address, now)
+        StickyMemory.attach(memory, 1).addBytes(known, 1, 1)
+        assert.strictEqual(into.entry(known)!.bytesToClient, newest.bytesToClient + 1)
+      }
+    }
+  )
+
+  it("restore into a smaller table keeps the most recent clients, moving those past the end to free slots", () => {
+    const from = StickyMemory.attach(StickyMemory.allocate({ capacity: 4, trackingMillis: 0, workers: 1 }), 0)
+    for (const [i, address] of ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"].entries()) {
+      from.pin(from.visit(address, i), i)
+    }
+    const into = StickyMemory.attach(StickyMemory.allocate({ capacity: 2, trackingMillis: 0, workers: 1 }), 0)
+    assert.strictEqual(into.restore(from.recent(10).toReversed(), 10), 2)
+    assert.deepStrictEqual(
+      into.inOrder(10).map((e) => [e.address, e.slot, e.server]),
+      [["10.0.0.3", 0, 2], ["10.0.0.4", 1, 3]]
+    )
+    assert.deepStrictEqual(into.violations(), [])
+  })
+
+  it("restore skips clients known already, and clients whose tracking time has run out", () => {
+    const into = StickyMemory.attach(StickyMemory.allocate({ capacity: 4, trackingMillis: 1000, workers: 1 }), 0)
+    into.pin(into.visit("10.0.0.1", 5000), 1)
+    const entry = (address: string, lastSeen: number, slot: number) => ({
+      address,
+      server: 3,
+      lastSeen,
+      connects: 2,
+      bytesToClient: 0,
+      bytesFromClient: 0,
+      slot
+    })
+    const taken = into.restore(
+      [entry("10.0.0.2", 3000, 1), entry("10.0.0.1", 4500, 0), entry("10.0.0.3", 4800, 0)],
+      5000
+    )
+    assert.strictEqual(taken, 1, "10.0.0.2 forgotten, 10.0.0.1 known: only 10.0.0.3")
+    assert.deepStrictEqual(
+      into.recent(5000).map((e) => [e.address, e.slot, e.server]),
+      [["10.0.0.3", 1, 3], ["10.0.0.1", 0, 1]]
+    )
+    assert.deepStrictEqual(into.violations(), [])
+  })
+
   it("allocate: at least one slot; a capacity past the limit, or a bad worker count, is refused", () => {
     const table = StickyMemory.attach(StickyMemory.allocate({ capacity: 0, trackingMillis: 0, workers: 1 }), 0)
     assert.strictEqual(table.capacity, 1)
