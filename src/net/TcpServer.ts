@@ -10,6 +10,7 @@ import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Address from "../domain/Address.ts"
 import * as Admission from "../shared/Admission.ts"
+import { IdleWaiters } from "./IdleWaiters.ts"
 import type { Socket } from "./Socket.ts"
 import * as UnixPath from "./UnixPath.ts"
 
@@ -124,7 +125,7 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
     let closed = false
     // A graceful stop: not listening any more; `idle` waits for the last connection. Read once per connection end.
     let draining = false
-    let idleWaiters: Array<() => void> = []
+    const idleWaiters = new IdleWaiters(() => active === 0 && head >= queue.length)
 
     /** A place under `maxConnections`: here, or, with workers, in the count they share. */
     const takeLive = (): boolean => {
@@ -184,18 +185,10 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
       else queueMicrotask(done)
     }
 
-    /** Once draining, tells whoever waits for it that no connection is open any more. */
-    const checkIdle = () => {
-      if (active > 0 || head < queue.length || idleWaiters.length === 0) return
-      const waiters = idleWaiters
-      idleWaiters = []
-      for (const resolve of waiters) resolve()
-    }
-
     /** Serves waiting connections while there are places for them. */
     const admit = () => {
       serveWaiting()
-      if (draining) checkIdle()
+      if (draining) idleWaiters.check()
     }
 
     const serveWaiting = () => {
@@ -221,7 +214,7 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
     function onWaitingClose(this: Socket) {
       const i = queue.indexOf(this, head)
       if (i >= 0) queue.splice(i, 1)
-      if (draining) checkIdle()
+      if (draining) idleWaiters.check()
     }
     const onConnection = (socket: Socket) => {
       if (dispatch !== undefined && head === queue.length && take()) {
@@ -320,9 +313,7 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
         queue.length = head = 0
         // Nothing is left open: whoever waits for the drain to end is told.
         draining = true
-        const waiters = idleWaiters
-        idleWaiters = []
-        for (const resolve of waiters) resolve()
+        idleWaiters.wakeAll()
         // Stop listening now; connections already handed to handlers end with their own fibers (interrupted
         // before this runs), so there is nothing to wait for here (close's callback would wait for all of them).
         closeServers(servers)
@@ -411,17 +402,9 @@ export const make = (options: Options): Effect.Effect<TcpServer, TcpServerError,
         if (draining) return
         draining = true
         closeServers(servers)
-        checkIdle()
+        idleWaiters.check()
       },
-      idle: Effect.callback<void>((resume) => {
-        const resolve = () => resume(Effect.void)
-        idleWaiters.push(resolve)
-        if (draining) checkIdle()
-        return Effect.sync(() => {
-          const i = idleWaiters.indexOf(resolve)
-          if (i >= 0) idleWaiters.splice(i, 1)
-        })
-      }),
+      idle: idleWaiters.wait(() => draining),
       run
     }
   })

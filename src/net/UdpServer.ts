@@ -20,6 +20,7 @@ import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Address from "../domain/Address.ts"
 import { now as boardNow, type SessionBoard } from "../shared/SessionBoard.ts"
+import { IdleWaiters } from "./IdleWaiters.ts"
 
 /** Why the listener could not be opened. @category errors */
 export class UdpServerError extends Data.TaggedError("UdpServerError")<{
@@ -363,17 +364,11 @@ export const make = (options: Options): Effect.Effect<UdpServer, UdpServerError,
     let waiting: Array<Peer> | undefined = []
     // A graceful stop: no new session; `idle` waits for the last one to end.
     let draining = false
-    let idleWaiters: Array<() => void> = []
-    const checkIdle = () => {
-      if (demux.count > 0 || idleWaiters.length === 0) return
-      const waiters = idleWaiters
-      idleWaiters = []
-      for (const resolve of waiters) resolve()
-    }
+    const idleWaiters = new IdleWaiters(() => demux.count === 0)
     const demux: Demux = new Demux((peer) => {
       // A socket that takes no new session (replaced, or drained) closes with its last session.
       if (peer.home.closing && peer.home.sessions === 0) closeHome(peer.home, demux)
-      if (draining) checkIdle()
+      if (draining) idleWaiters.check()
     }, options.board)
     let closed = false
     // Another worker that needs room may ask this one to end a session: it is woken, without a message.
@@ -442,9 +437,7 @@ export const make = (options: Options): Effect.Effect<UdpServer, UdpServerError,
         for (const h of demux.homes) closeHome(h, demux)
         // Nothing is left open: whoever waits for the drain to end is told.
         draining = true
-        const waiters = idleWaiters
-        idleWaiters = []
-        for (const resolve of waiters) resolve()
+        idleWaiters.wakeAll()
       })
     )
 
@@ -554,20 +547,12 @@ export const make = (options: Options): Effect.Effect<UdpServer, UdpServerError,
           h.closing = true
           if (h.sessions === 0) closeHome(h, demux)
         }
-        checkIdle()
+        idleWaiters.check()
       },
       handOver: () => {
         for (const h of demux.homes) stopReceiving(h.socket)
       },
-      idle: Effect.callback<void>((resume) => {
-        const resolve = () => resume(Effect.void)
-        idleWaiters.push(resolve)
-        if (draining) checkIdle()
-        return Effect.sync(() => {
-          const i = idleWaiters.indexOf(resolve)
-          if (i >= 0) idleWaiters.splice(i, 1)
-        })
-      }),
+      idle: idleWaiters.wait(() => draining),
       run
     }
   })

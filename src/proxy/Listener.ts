@@ -110,17 +110,38 @@ export class Listener extends Context.Service<Listener, {
 const drainingError = () =>
   new ListenerError({ message: "not listening any more: nib is stopping (draining its connections)" })
 
-/** A listener's graceful stop, over its server's `drain` and `idle`; `refused` tells `rebind` to refuse. */
-const stopping = (server: { readonly drain: () => void; readonly idle: Effect.Effect<void> }) => {
+/** What `TcpServer` and `UdpServer` have alike for rebinding, a graceful stop and an upgrade. */
+interface Server {
+  readonly rebind: (endpoint: Address.Endpoint) => Effect.Effect<Address.Endpoint, { readonly message: string }>
+  readonly drain: () => void
+  readonly idle: Effect.Effect<void>
+  readonly adopt: Effect.Effect<void, { readonly message: string }>
+  readonly descriptors: () => ReadonlyArray<number>
+  readonly handOver: () => void
+}
+
+const listenerError = Effect.mapError((error: { readonly message: string }) =>
+  new ListenerError({ message: error.message })
+)
+
+/**
+ * The members of a listener that are its server's alike in both modes: `listen ADDRESS` (refused once draining), the
+ * graceful stop (over the server's `drain` and `idle`) and an upgrade's hand-over.
+ */
+const lifecycle = (server: Server) => {
   let draining = false
   return {
-    refused: () => draining,
+    rebind: (endpoint: Address.Endpoint) =>
+      draining ? Effect.fail(drainingError()) : listenerError(server.rebind(endpoint)),
     drain: Effect.sync(() => {
       draining = true
       server.drain()
     }),
     draining: Effect.sync(() => draining),
-    drained: server.idle
+    drained: server.idle,
+    takeOver: listenerError(server.adopt),
+    descriptors: Effect.sync(server.descriptors),
+    handOver: Effect.sync(server.handOver)
   }
 }
 
@@ -138,18 +159,14 @@ const tcp = Effect.gen(function*() {
     reusePort: config.workers > 1,
     shared: admission === undefined ? undefined : new Int32Array(admission),
     dials: proxy.dials
-  }).pipe(Effect.mapError((error) => new ListenerError({ message: error.message })))
+  }).pipe(listenerError)
   yield* Effect.forkScoped(server.run(proxy.handle))
-  const stop = stopping(server)
   return Listener.of({
     get address() {
       return server.address()
     },
     udp: false,
-    rebind: (endpoint) =>
-      stop.refused()
-        ? Effect.fail(drainingError())
-        : server.rebind(endpoint).pipe(Effect.mapError((error) => new ListenerError({ message: error.message }))),
+    ...lifecycle(server),
     active: Effect.sync(server.active),
     waiting: Effect.sync(server.waiting),
     connectionsMax: Effect.sync(server.maxConnections),
@@ -158,13 +175,7 @@ const tcp = Effect.gen(function*() {
     close: proxy.close,
     idleTimeoutSeconds: proxy.idleTimeoutSeconds,
     setIdleTimeoutSeconds: proxy.setIdleTimeoutSeconds,
-    drain: stop.drain,
-    draining: stop.draining,
-    open: Effect.sync(() => server.active() + server.waiting()),
-    drained: stop.drained,
-    takeOver: server.adopt.pipe(Effect.mapError((error) => new ListenerError({ message: error.message }))),
-    descriptors: Effect.sync(server.descriptors),
-    handOver: Effect.sync(server.handOver)
+    open: Effect.sync(() => server.active() + server.waiting())
   })
 })
 
@@ -186,18 +197,14 @@ const udp = Effect.gen(function*() {
     idleSeconds: config.idleTimeoutSeconds ?? config.udpIdleSeconds,
     reusePort: config.workers > 1,
     board: sessions === undefined ? undefined : new SessionBoard(sessions, shared.worker)
-  }).pipe(Effect.mapError((error) => new ListenerError({ message: error.message })))
+  }).pipe(listenerError)
   yield* Effect.forkScoped(server.run(proxy.handle))
-  const stop = stopping(server)
   return Listener.of({
     get address() {
       return server.address()
     },
     udp: true,
-    rebind: (endpoint) =>
-      stop.refused()
-        ? Effect.fail(drainingError())
-        : server.rebind(endpoint).pipe(Effect.mapError((error) => new ListenerError({ message: error.message }))),
+    ...lifecycle(server),
     active: Effect.sync(server.active),
     waiting: Effect.succeed(0),
     connectionsMax: Effect.sync(server.maxSessions),
@@ -206,12 +213,6 @@ const udp = Effect.gen(function*() {
     close: proxy.close,
     idleTimeoutSeconds: Effect.sync(server.idleSeconds),
     setIdleTimeoutSeconds: (seconds) => Effect.sync(() => server.setIdleSeconds(seconds)),
-    drain: stop.drain,
-    draining: stop.draining,
-    open: Effect.sync(server.active),
-    drained: stop.drained,
-    takeOver: server.adopt.pipe(Effect.mapError((error) => new ListenerError({ message: error.message }))),
-    descriptors: Effect.sync(server.descriptors),
-    handOver: Effect.sync(server.handOver)
+    open: Effect.sync(server.active)
   })
 })

@@ -49,6 +49,28 @@ const stopTakeovers = (balancer: Pick<Nib.Proc, "stderr">) =>
  * Sends SIGUSR2 to the nib `old` (a foreground one, whose stderr the new one shares), waits for the new one's start-up
  * line, then for the old one to say it no longer listens: the new one's pid, stopped when the scope closes.
  */
+/**
+ * nib run from a copy of its bundle in a temporary folder (an install the test may then break or replace), in front
+ * of one identity backend "a"; every nib that takes it over is stopped with the test.
+ */
+const fromCopy = Effect.gen(function*() {
+  const install = Path.join(yield* Nib.tempDir, "bundle")
+  Fs.cpSync(Path.dirname(Nib.NIB), install, { recursive: true })
+  const a = yield* Backend.identity("a")
+  const lb = yield* Effect.acquireRelease(
+    Effect.promise(() =>
+      Nib.spawnReady(
+        Nib.NODE,
+        [Path.join(install, "nib.js"), "-f", ...Nib.WORKERS, "127.0.0.1:0", a.spec()],
+        Nib.LISTENING
+      )
+    ),
+    ({ proc }) => Effect.promise(() => Nib.stop(proc))
+  )
+  yield* stopTakeovers(lb.proc)
+  return { install, lb }
+})
+
 const upgrade = (balancer: Nib.Proc) =>
   Effect.gen(function*() {
     const line = takenOver(balancer.pid)
@@ -227,21 +249,7 @@ describe("upgrade (SIGUSR2): when the new nib cannot start", () => {
 
   it.live("a broken install (the script fails as it loads): the old nib serves on and says how the new one ended", () =>
     Effect.gen(function*() {
-      const dir = yield* Nib.tempDir
-      const install = Path.join(dir, "bundle")
-      Fs.cpSync(Path.dirname(Nib.NIB), install, { recursive: true })
-      const a = yield* Backend.identity("a")
-      const lb = yield* Effect.acquireRelease(
-        Effect.promise(() =>
-          Nib.spawnReady(
-            Nib.NODE,
-            [Path.join(install, "nib.js"), "-f", ...Nib.WORKERS, "127.0.0.1:0", a.spec()],
-            Nib.LISTENING
-          )
-        ),
-        ({ proc }) => Effect.promise(() => Nib.stop(proc))
-      )
-      yield* stopTakeovers(lb.proc)
+      const { install, lb } = yield* fromCopy
       const port = Number(lb.match[2])
       Fs.writeFileSync(Path.join(install, "nib.js"), "process.exit(3)\n")
       process.kill(lb.proc.pid, "SIGUSR2")
@@ -257,21 +265,7 @@ describe("upgrade (SIGUSR2): when the new nib cannot start", () => {
 describe("upgrade (SIGUSR2): what the new nib is", () => {
   it.live("the program at the executable's path now: a new version installed there takes over", () =>
     Effect.gen(function*() {
-      const dir = yield* Nib.tempDir
-      const install = Path.join(dir, "bundle")
-      Fs.cpSync(Path.dirname(Nib.NIB), install, { recursive: true })
-      const a = yield* Backend.identity("a")
-      const lb = yield* Effect.acquireRelease(
-        Effect.promise(() =>
-          Nib.spawnReady(
-            Nib.NODE,
-            [Path.join(install, "nib.js"), "-f", ...Nib.WORKERS, "127.0.0.1:0", a.spec()],
-            Nib.LISTENING
-          )
-        ),
-        ({ proc }) => Effect.promise(() => Nib.stop(proc))
-      )
-      yield* stopTakeovers(lb.proc)
+      const { install, lb } = yield* fromCopy
       // "Version 2": the same nib, with a line that says which it is.
       const script = Path.join(install, "nib.js")
       const [shebang, ...rest] = Fs.readFileSync(script, "utf8").split("\n")
