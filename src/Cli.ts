@@ -187,6 +187,7 @@ export const sections: ReadonlyArray<{ readonly title: string; readonly options:
       { name: "fall", value: "N", setting: "fall" },
       { name: "slow-start", value: "SEC", setting: "slowStartSeconds" },
       { name: "on-down", value: "keep|close", setting: "onDown" },
+      { name: "hash-method", value: "pen|consistent", setting: "hashMethod" },
       { name: "admin", value: "[host:]port", setting: "admin" },
       { name: "admin-token-file", value: "FILE", setting: "adminTokenFile" },
       { name: "workers", value: "N|auto", setting: "workers" },
@@ -446,6 +447,10 @@ const flags = {
     Flag.withDescription(describe("onDown")),
     Flag.withDefault(Config.defaults.onDown)
   ),
+  hashMethod: Flag.Literals("hash-method", ["pen", "consistent"]).pipe(
+    Flag.withDescription(describe("hashMethod")),
+    Flag.withDefault(Config.defaults.hashMethod)
+  ),
   admin: Flag.String("admin").pipe(Flag.withDescription(describe("admin")), Flag.optional),
   adminTokenFile: Flag.String("admin-token-file").pipe(
     Flag.withDescription(describe("adminTokenFile")),
@@ -631,6 +636,7 @@ export const toSettings = (parsed: Parsed, services: Address.ServiceNames) =>
       fall: parsed.fall,
       slowStartSeconds: parsed.slowStart,
       onDown: parsed.onDown,
+      hashMethod: parsed.hashMethod,
       admin,
       adminTokenFile: Option.getOrUndefined(parsed.adminTokenFile),
       workers,

@@ -175,6 +175,7 @@ const parsed = (overrides: Partial<Parsed> = {}): Parsed => ({
   fall: 3,
   slowStart: 0,
   onDown: "keep",
+  hashMethod: "pen",
   admin: Option.none(),
   adminTokenFile: Option.none(),
   workers: Option.none(),
@@ -577,7 +578,12 @@ describe("Cli.run: the command line's errors", () => {
       }
     }))
 
-  const VALUES: Readonly<Record<string, string>> = { "send-proxy": "v1", "on-down": "close", check: "tcp" }
+  const VALUES: Readonly<Record<string, string>> = {
+    "send-proxy": "v1",
+    "on-down": "close",
+    "hash-method": "consistent",
+    check: "tcp"
+  }
   it.effect("every option the table passes on is one effect/cli parses (parsing gets as far as the listen address)", () =>
     Effect.gen(function*() {
       for (const section of Cli.sections) {

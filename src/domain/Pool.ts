@@ -37,7 +37,7 @@ export interface PoolSnapshot {
 }
 
 /** A selection flag the control port switches. @category models */
-export type PolicyFlag = keyof Policy
+export type PolicyFlag = Exclude<keyof Policy, "hashMethod">
 
 /** One change of a `server N ...` command, applied in order. @category models */
 export type ServerChange =

@@ -14,6 +14,8 @@ export interface Policy {
   readonly roundrobin: boolean
   /** `-h`: hash the client address. */
   readonly hash: boolean
+  /** How `-h` hashes (`--hash-method`): pen's modulo, or a consistent hash that moves few clients when servers change. */
+  readonly hashMethod?: HashMethod | undefined
   /** `-W`: least load relative to weight. */
   readonly weight: boolean
   /** prio: lowest priority value first. */
@@ -129,6 +131,70 @@ const ipv6LastByte = (ip: string): number | undefined => {
   return Number.isNaN(group) ? undefined : group & 0xff
 }
 
+/** `--hash-method`: pen's modulo (`pen`), or weighted rendezvous hashing (`consistent`). @category models */
+export type HashMethod = "pen" | "consistent"
+
+/** 32-bit FNV-1a of a string's UTF-16 code units. */
+const fnv1a = (text: string): number => {
+  let h = 0x811c9dc5
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193)
+  return h >>> 0
+}
+
+/** A 32-bit mix of two hashes (murmur3's finalizer over their combination), uniform enough for rendezvous scores. */
+const mix = (a: number, b: number): number => {
+  let h = (a ^ Math.imul(b, 0x9e3779b1)) >>> 0
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b)
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35)
+  return (h ^ (h >>> 16)) >>> 0
+}
+
+/**
+ * The hash of the key a server is hashed by: its address and port, so that every nib with the same servers agrees on
+ * them. Kept per spec (a spec is replaced, not changed, when the server is), so that a new client makes no string.
+ */
+const serverKeys = new WeakMap<Backend.Backend["spec"], number>()
+const serverKey = (b: Backend.Backend): number => {
+  let key = serverKeys.get(b.spec)
+  if (key === undefined) {
+    const endpoint = b.spec.endpoint
+    key = fnv1a(endpoint._tag === "Tcp" ? `${endpoint.host}:${endpoint.port}` : endpoint.path)
+    serverKeys.set(b.spec, key)
+  }
+  return key
+}
+
+/**
+ * A consistent hash of a client address over the servers (weighted rendezvous hashing): each server scores the
+ * client by a hash of both, scaled by its weight (`-ln(u) / weight`, the lowest wins). Adding or removing one of N
+ * servers moves only the clients that server wins or held, about 1/N of them, and every nib with the same servers
+ * (the same addresses, in any order) maps a client alike. A weight of 0 counts as 1, as in pen's `-W`. With `-r`
+ * the client's port is hashed too. Servers without an address (a slot `server N` made) are skipped.
+ *
+ * @category selection
+ */
+export const consistentHash = (
+  backends: ReadonlyArray<Backend.Backend>,
+  ip: string,
+  port: number,
+  withPort: boolean
+): number => {
+  const client = fnv1a(withPort ? `${ip}#${port}` : ip)
+  let best = NO_SERVER
+  let bestScore = Number.POSITIVE_INFINITY
+  for (const b of backends) {
+    if (!b.configured) continue
+    // u in (0, 1]: never 0, so that the logarithm is finite.
+    const u = (mix(client, serverKey(b)) + 1) / 4294967296
+    const score = -Math.log(u) / Math.max(1, b.spec.weight)
+    if (score < bestScore) {
+      bestScore = score
+      best = b.index
+    }
+  }
+  return best
+}
+
 /** How a new connection's first server is chosen. @category models */
 export type Rule = "sticky" | "prio" | "weight" | "hash" | "roundrobin"
 
@@ -167,7 +233,9 @@ export const initialServer = (
     case "weight":
       return byWeight(backends, now)
     case "hash":
-      return hash(ip, port, backends.length, policy.roundrobin)
+      return policy.hashMethod === "consistent"
+        ? consistentHash(backends, ip, port, policy.roundrobin)
+        : hash(ip, port, backends.length, policy.roundrobin)
     case "roundrobin":
       return roundRobin(backends, at, now)
   }

@@ -53,7 +53,9 @@ export interface PoolOptions {
   /** Slow start's draws, uniform in [0, 1): `Math.random` unless given (tests pass their own). */
   readonly random?: (() => number) | undefined
   /** Sets the selection flags (the others off); without it they stay as the memory has them (all off when new). */
-  readonly policy?: Partial<Selection.Policy> | undefined
+  readonly policy?: Partial<Omit<Selection.Policy, "hashMethod">> | undefined
+  /** How `-h` hashes (`--hash-method`; pen's modulo unless given). Fixed at start, alike in every thread. */
+  readonly hashMethod?: Selection.HashMethod | undefined
   /**
    * Where the servers' live state is kept: memory that worker threads share, seen from thread `worker` (the byte
    * counters it writes). Without it, the pool allocates memory of its own for one thread.
@@ -61,7 +63,13 @@ export interface PoolOptions {
   readonly memory?: { readonly memory: ServerMemory.Memory; readonly worker: number } | undefined
 }
 
-const defaultPolicy: Selection.Policy = { roundrobin: false, hash: false, weight: false, prio: false, stubborn: false }
+const defaultPolicy: Required<Omit<Selection.Policy, "hashMethod">> = {
+  roundrobin: false,
+  hash: false,
+  weight: false,
+  prio: false,
+  stubborn: false
+}
 
 /** Why a server takes no connection: its own reason, no such server, or its slow start's draw. @category models */
 export type Refusal = Backend.Refusal | "none" | "slow-start"
@@ -198,6 +206,7 @@ const fromConfig = (setFlags: boolean) =>
       sendProxy: config.sendProxy,
       check: config.check,
       slowStartMs: config.slowStartSeconds * 1000,
+      hashMethod: config.hashMethod,
       memory: { memory: shared.memory.servers, worker: shared.worker },
       policy: setFlags
         ? {
@@ -342,6 +351,7 @@ const makeWith = (
     for (const name of Object.keys(initial) as Array<PolicyFlag>) state.setFlag(ServerMemory.Flag[name], initial[name])
   }
   const policy: Selection.Policy = {
+    hashMethod: options.hashMethod ?? "pen",
     get roundrobin() {
       return state.flag(ServerMemory.Flag.roundrobin)
     },

@@ -439,3 +439,79 @@ describe("Selection.failoverOrder", () => {
     }
   )
 })
+
+/** A server as the consistent hash knows it: its address. */
+const key = (e: Address.Endpoint) => (e._tag === "Tcp" ? `${e.host}:${e.port}` : e.path)
+/** How many clients map to another server after than before. */
+const moved = (before: ReadonlyArray<Address.Endpoint>, after: ReadonlyArray<Address.Endpoint>) =>
+  before.filter((e, i) => key(e) !== key(after[i]!)).length
+
+describe("--hash-method consistent (weighted rendezvous hashing)", () => {
+  const clients = Array.from({ length: 1000 }, (_, i) => `10.${(i >> 8) & 255}.${i & 255}.${(i * 7) & 255}`)
+  const mapping = (backends: ReadonlyArray<Backend.Backend>) =>
+    clients.map((ip) => backends[Selection.consistentHash(backends, ip, 40000, false)]!.spec.endpoint)
+
+  it("going from 10 to 11 servers moves at most 15% of 1,000 clients; pen's modulo moves about 90%", () => {
+    const ten = plain(10)
+    const eleven = plain(11)
+    const consistent = moved(mapping(ten), mapping(eleven))
+    assert.isAtMost(consistent, 150, `consistent hashing moved ${consistent} of 1000`)
+    assert.isAbove(consistent, 30, `the new server took almost no client (${consistent})`)
+    const pen = clients.filter((ip) => Selection.hash(ip, 0, 10, false) !== Selection.hash(ip, 0, 11, false)).length
+    assert.isAbove(pen, 800, `pen's modulo moved ${pen} of 1000`)
+  })
+
+  it("removing one server moves only its own clients", () => {
+    const all = plain(8)
+    const before = mapping(all)
+    const gone = key(all[3]!.spec.endpoint)
+    const without = all.filter((b) => b.index !== 3).map((b, i) => Backend.make(i, b.spec))
+    const after = mapping(without)
+    before.forEach((e, i) => {
+      if (key(e) !== gone) assert.strictEqual(key(after[i]!), key(e), `client ${clients[i]} moved`)
+    })
+  })
+
+  it("depends on the servers' addresses, not their order: every nib with the same servers maps a client alike", () => {
+    const forward = plain(6)
+    const reversed = forward.toReversed().map((b, i) => Backend.make(i, b.spec))
+    assert.deepStrictEqual(mapping(forward).map(key), mapping(reversed).map(key))
+  })
+
+  it("honours weights (0 counts as 1), skips unconfigured slots, and mixes the port in with -r", () => {
+    const backends = pool({ weight: 1 }, { weight: 3 }, { weight: 0 })
+    const counts = [0, 0, 0]
+    for (const ip of clients) counts[Selection.consistentHash(backends, ip, 0, false)]!++
+    // Expected shares 1/5, 3/5, 1/5.
+    assert.isTrue(counts[1]! > 500 && counts[1]! < 700, `weight 3 took ${counts[1]} of 1000`)
+    assert.isTrue(counts[0]! > 120 && counts[2]! > 120, `weights 1 and 0 took ${counts[0]} and ${counts[2]}`)
+    const slot = plain(3)
+    slot[1]!.configured = false
+    for (const ip of clients.slice(0, 100)) assert.notStrictEqual(Selection.consistentHash(slot, ip, 0, false), 1)
+    const ports = new Set(Array.from({ length: 50 }, (_, p) => Selection.consistentHash(plain(4), "10.0.0.1", p, true)))
+    assert.isAbove(ports.size, 1, "-r: the client's port takes no part")
+  })
+
+  it("initialServer uses it when -h and --hash-method consistent; pen's modulo otherwise", () => {
+    const backends = plain(5)
+    const at = Selection.cursor()
+    for (const ip of clients.slice(0, 50)) {
+      assert.strictEqual(
+        Selection.initialServer(
+          { ...policy({ hash: true }), hashMethod: "consistent" },
+          backends,
+          Selection.NO_SERVER,
+          ip,
+          1,
+          at,
+          NOW
+        ),
+        Selection.consistentHash(backends, ip, 1, false)
+      )
+      assert.strictEqual(
+        Selection.initialServer(policy({ hash: true }), backends, Selection.NO_SERVER, ip, 1, at, NOW),
+        Selection.hash(ip, 1, 5, false)
+      )
+    }
+  })
+})

@@ -122,4 +122,33 @@ describe("admission control (-x)", () => {
       third.socket.write("ping\n")
       assert.isTrue(yield* Effect.promise(() => third.until(() => third.text() === "a\nping\n", 5_000)))
     }))
+
+  it.live(
+    "-h --hash-method consistent: a fifth server takes clients only for itself; pen's hash moves most of them",
+    () =>
+      Effect.gen(function*() {
+        const servers = yield* Effect.forEach(["a", "b", "c", "d", "e"], (name) => Backend.identity(name))
+        const clients = Array.from({ length: 40 }, (_, i) => `127.0.2.${i + 1}`)
+        const names = (flags: ReadonlyArray<string>, n: number) =>
+          Effect.scoped(
+            Effect.gen(function*() {
+              const lb = yield* Nib.start([...flags, "127.0.0.1:0", ...servers.slice(0, n).map((s) => s.spec())])
+              return yield* Effect.promise(() => Client.askNames(lb.port, clients))
+            })
+          )
+        const consistent = ["-h", "--hash-method", "consistent"]
+        const four = yield* names(consistent, 4)
+        const five = yield* names(consistent, 5)
+        const moved = clients.filter((_, i) => four[i] !== five[i])
+        assert.isTrue(moved.length > 0 && moved.length <= 16, `${moved.length} of 40 clients moved`)
+        for (const [i, client] of clients.entries()) {
+          if (four[i] !== five[i]) assert.strictEqual(five[i], "e", `${client} moved from ${four[i]} to ${five[i]}`)
+        }
+        const penFour = yield* names(["-h"], 4)
+        const penFive = yield* names(["-h"], 5)
+        const penMoved = clients.filter((_, i) => penFour[i] !== penFive[i]).length
+        assert.isAbove(penMoved, 20, `pen's hash moved only ${penMoved} of 40`)
+      }),
+    60_000
+  )
 })

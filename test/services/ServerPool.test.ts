@@ -25,7 +25,14 @@ const spec = (host: string, port: number, limits: Partial<Omit<ServerSpec, "endp
   ...limits
 })
 
-const policy = { roundrobin: false, hash: false, weight: false, prio: false, stubborn: false }
+const policy = {
+  hashMethod: "pen" as const,
+  roundrobin: false,
+  hash: false,
+  weight: false,
+  prio: false,
+  stubborn: false
+}
 
 const three = [spec("10.0.0.1", 8001), spec("10.0.0.2", 8002), spec("10.0.0.3", 8003)]
 
