@@ -16,6 +16,12 @@ import { ABUSE_SERVER, ServerPool } from "../services/ServerPool.ts"
 import * as Failover from "./Failover.ts"
 
 /** The decision nib would make now for a new connection from `ip` (port 0: `-r -h` mixes the port in). */
+
+/** pen's selection flags, in the order its `mode` lists them. */
+const FLAGS = ["roundrobin", "hash", "weight", "prio", "stubborn"] as const satisfies ReadonlyArray<
+  keyof Selection.Policy
+>
+
 export const explain = (ip: string): Effect.Effect<Explain.Explanation, never, ServerPool | Acls | ClientTable> =>
   Effect.gen(function*() {
     const pool = yield* ServerPool
@@ -42,7 +48,10 @@ export const explain = (ip: string): Effect.Effect<Explain.Explanation, never, S
       })
       return reason === undefined
     }
-    const mode = (Object.keys(pool.policy) as Array<keyof Selection.Policy>).filter((flag) => pool.policy[flag])
+    const policy = pool.policy
+    const mode = FLAGS.filter((flag) => policy[flag]).map((flag) =>
+      flag === "hash" && policy.hashMethod === "consistent" ? "hash (consistent)" : flag
+    )
     const sticky = entry === undefined || entry.server === Selection.NO_SERVER
       ? undefined
       : { server: entry.server, seenSecondsAgo: Math.max(0, Math.round((now - entry.lastSeen) / 1000)) }
