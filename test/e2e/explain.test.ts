@@ -24,6 +24,29 @@ const ageless = (text: string) => text.replace(/last seen \d+ s ago/, "last seen
 const verdict = (text: string) => text.trimEnd().split("\n").at(-1)!
 
 describe("explain IP", () => {
+  it.live("-h --hash-method consistent: the mode says so, and the server named is the one the client reaches", () =>
+    Effect.gen(function*() {
+      const servers = yield* Effect.forEach(["a", "b", "c"], (name) => Backend.identity(name))
+      const lb = yield* Nib.start([
+        ...AS_USER,
+        "-h",
+        "--hash-method",
+        "consistent",
+        "-C",
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        ...servers.map((s) => s.spec())
+      ])
+      const target = Nibctl.targetOf(lb)
+      for (const n of [31, 32, 33, 34]) {
+        const text = yield* Nibctl.ask(target, `explain ${ip(n)}`)
+        assert.include(text, "mode: hash (consistent)\n")
+        assert.include(text, "first choice by hash (-h) of the client's address")
+        const index = Number(/=> server (\d+)/.exec(verdict(text))![1])
+        assert.strictEqual(yield* Client.ask(lb.port, ip(n)), ["a", "b", "c"][index], text)
+      }
+    }))
+
   it.live("says the sticky entry, the rule, each server skipped and why, and the server that takes the client", () =>
     Effect.gen(function*() {
       const a = yield* Backend.identity("a")
