@@ -10,6 +10,7 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as Admin from "../utils/Admin.ts"
 import * as Backend from "../utils/Backend.ts"
+import * as Certs from "../utils/Certs.ts"
 import * as Client from "../utils/Client.ts"
 import * as Nib from "../utils/Nib.ts"
 import * as Nibctl from "../utils/Nibctl.ts"
@@ -291,6 +292,43 @@ describe.skipIf(redisServer === undefined)("--peers: one sticky table for severa
       assert.notInclude(bad.stderr(), "wrong-pw")
       assert.include(bad.stderr(), `redis://:***@127.0.0.1:${port}`)
     }))
+
+  it.live.skipIf(Certs.openssl === undefined)(
+    "rediss://: TLS to Redis, the server's certificate checked (NODE_EXTRA_CA_CERTS trusts a private CA)",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* Nib.tempDir
+        const { cert, key } = yield* Certs.certificate(dir)
+        const port = yield* Backend.freePort
+        yield* startRedis(0, [
+          "--tls-port",
+          String(port),
+          "--tls-cert-file",
+          cert,
+          "--tls-key-file",
+          key,
+          "--tls-auth-clients",
+          "no"
+        ])
+        const a = yield* Backend.identity("a")
+        const args = ["--peers", `rediss://127.0.0.1:${port}`, "--admin", "127.0.0.1:0", "127.0.0.1:0", a.spec()]
+        // Not trusted: nib serves without the table, and says why.
+        const untrusted = yield* Nib.start(args)
+        assert.match(untrusted.stderr(), /did not answer within 3000 ms \(.*certificate.*\)/)
+        // Trusted: in sync.
+        const saved = process.env["NODE_EXTRA_CA_CERTS"]
+        process.env["NODE_EXTRA_CA_CERTS"] = cert
+        const trusted = yield* Nib.start(args).pipe(
+          Effect.ensuring(Effect.sync(() => {
+            if (saved === undefined) delete process.env["NODE_EXTRA_CA_CERTS"]
+            else process.env["NODE_EXTRA_CA_CERTS"] = saved
+          }))
+        )
+        const view = yield* peersOf(Admin.baseUrl(trusted))
+        assert.isTrue(view.up, trusted.stderr())
+        assert.strictEqual(view.url, `rediss://127.0.0.1:${port}`)
+      })
+  )
 
   it.live(
     "Redis down at start: nib serves after a bounded wait, says so, and synchronizes once Redis is up",
