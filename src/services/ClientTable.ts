@@ -35,6 +35,8 @@ export class ClientTable extends Context.Service<ClientTable, {
   readonly countUnsafe: (client: StickyMemory.ClientRef, toClient: number, fromClient: number) => void
   /** The entry of a remembered client. */
   readonly lookup: (address: string) => Effect.Effect<Option.Option<StickyTable.ClientEntry>>
+  /** How many clients are remembered (a count, no listing). */
+  readonly size: Effect.Effect<number>
   /** Remembered clients, most recent first. */
   readonly recent: Effect.Effect<ReadonlyArray<StickyTable.ClientEntry>>
   /** Remembered clients in table order, by slot (`StickyTable.inOrder`): pen's order for `recent` and the page. */
@@ -91,6 +93,7 @@ export class ClientTable extends Context.Service<ClientTable, {
         claimUnsafe: (ref, server) => table.claim(ref, server),
         countUnsafe: (ref, toClient, fromClient) => table.addBytes(ref, toClient, fromClient),
         lookup: (address) => Effect.sync(() => Option.fromUndefinedOr(table.lookup(keyOf(address), now()))),
+        size: Effect.sync(() => table.size(now())),
         recent: Effect.sync(() => table.recent(now())),
         inOrder: Effect.sync(() => table.inOrder(now())),
         restore: (entries) => Effect.sync(() => table.restore(entries, now())),

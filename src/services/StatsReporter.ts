@@ -174,11 +174,11 @@ export class StatsReporter extends Context.Service<StatsReporter, {
       if (Option.isSome(clients)) {
         const table = clients.value
         registrations.push(
-          // Read when exported: `recent` walks the table (at most -c entries), never per connection.
+          // Read when exported: `size` walks the table (at most -c entries), never per connection.
           gauge(
             MetricNames.clientTableEntries,
             "clients the sticky table remembers",
-            () => runSync(table.recent).length
+            () => runSync(table.size)
           ),
           gauge(MetricNames.clientTableSlots, "slots of the sticky table (-c)", () => runSync(table.capacity))
         )

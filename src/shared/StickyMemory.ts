@@ -39,6 +39,9 @@ export const CAPACITY_LIMIT = 2 ** 24
 /** The slots reserved when the options name no `capacityMax` (or the capacity, if more). @category constants */
 export const DEFAULT_CAPACITY_MAX = 2 ** 20
 
+/** Changes the journal keeps: more since a mark and the table is walked whole instead. @category constants */
+export const JOURNAL = 4096
+
 /** The most threads that count bytes in one table. @category constants */
 export const WORKERS_LIMIT = 1024
 
@@ -71,6 +74,11 @@ export interface Memory {
   readonly buckets: Backing
   /** Per worker, per record: the generation counted for, bytes to the client, bytes from it. */
   readonly rows: ReadonlyArray<Backing>
+  /**
+   * The records whose server changed last, by change count modulo {@link JOURNAL}: where `--peers` finds what changed
+   * without walking the table.
+   */
+  readonly journal: Backing
 }
 
 /** How {@link allocate} makes a table. @category models */
@@ -207,7 +215,8 @@ export const allocate = (options: Options): Memory => {
     slots: make(capacity * 4, capacityMax * 4),
     heap: make(capacity * 4, capacityMax * 4),
     buckets: make(buckets * 4, bucketsFor(capacityMax) * 4),
-    rows: Array.from({ length: workers }, () => make(capacity * ROW * 8, capacityMax * ROW * 8))
+    rows: Array.from({ length: workers }, () => make(capacity * ROW * 8, capacityMax * ROW * 8)),
+    journal: shared ? new SharedArrayBuffer(JOURNAL * 4) : new ArrayBuffer(JOURNAL * 4)
   }
   const header = new Int32Array(memory.header)
   header[CAPACITY] = capacity
@@ -235,6 +244,7 @@ export class StickyMemory {
   private readonly shared: boolean
   private readonly header: Int32Array
   private readonly settings: Float64Array
+  private readonly journal: Int32Array
   // Fixed-length views of the growable buffers, made again when they grow (see `remap`).
   private grown = -1
   private ints!: Int32Array
@@ -263,6 +273,7 @@ export class StickyMemory {
     this.shared = memory.header instanceof SharedArrayBuffer
     this.header = header
     this.settings = new Float64Array(memory.header)
+    this.journal = new Int32Array(memory.journal)
     this.remap()
   }
 
@@ -586,8 +597,9 @@ export class StickyMemory {
 
   /**
    * What changed since a mark, for `--peers` to share: the clients remembered at `now` whose server changed here after
-   * change count `since` ({@link changes}), and those seen after `seenAfter` (milliseconds). The table is walked whole
-   * only when some server changed; visits alone are found from the most recent back.
+   * change count `since` ({@link changes}), and those seen after `seenAfter` (milliseconds). Changes are found in the
+   * journal, visits from the most recent back: the table is walked whole only when more than {@link JOURNAL} changes
+   * were made since the mark.
    */
   changedSince(since: number, seenAfter: number, now: number): Array<StickyTable.ClientEntry> {
     for (;;) {
@@ -598,12 +610,23 @@ export class StickyMemory {
         continue
       }
       const floats = this.floats
-      const whole = this.settings[CHANGES] > since
+      const changes = this.settings[CHANGES]
+      const whole = changes - since > JOURNAL
       let n = 0
+      // Visits first, newest back: a client also changed is copied here, and skipped below.
       for (let record = this.header[NEWEST]; record >= 0; record = this.ints[record * INTS + PREV]) {
         const seen = floats[record * FLOATS + SEEN]
         if (seen <= seenAfter && !whole) break
         if ((seen > seenAfter || floats[record * FLOATS + STAMP] > since) && !this.expired(record, now)) {
+          this.copyOut(record, n++)
+        }
+      }
+      if (!whole) {
+        for (let change = since + 1; change <= changes; change++) {
+          const record = this.journal[change % JOURNAL]
+          // The record's last change only (an earlier one was overwritten), and a client not copied already.
+          if (floats[record * FLOATS + STAMP] !== change || floats[record * FLOATS + SEEN] > seenAfter) continue
+          if (this.expired(record, now) || !this.held(record)) continue
           this.copyOut(record, n++)
         }
       }
@@ -770,9 +793,17 @@ export class StickyMemory {
     this.restart(record)
   }
 
+  /** Whether the record holds a client (not on the free list): its slot maps back to it. */
+  private held(record: number): boolean {
+    const slot = this.ints[record * INTS + SLOT]
+    return slot >= 0 && slot < this.header[HIGH] && this.slots[slot] === record
+  }
+
   /** Counts a change of the record's server, and marks the record with the count (under the lock). */
   private stamp(record: number): void {
-    this.floats[record * FLOATS + STAMP] = ++this.settings[CHANGES]
+    const change = ++this.settings[CHANGES]
+    this.floats[record * FLOATS + STAMP] = change
+    this.journal[change % JOURNAL] = record
   }
 
   /**

@@ -448,6 +448,22 @@ describe("StickyMemory for --peers: what changed, and a peer's pins", () => {
     assert.deepStrictEqual(serversOf(table.changedSince(-1, -1, 3000)), { "10.0.0.1": 2, "10.0.0.2": 0 })
   })
 
+  it("changedSince past the journal: more changes than it keeps since the mark, and the table is walked whole", () => {
+    const count = StickyMemory.JOURNAL + 904
+    const table = shared(count)
+    for (let i = 0; i < count; i++) {
+      table.claim(table.visit(`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, i), i % 3)
+    }
+    assert.strictEqual(table.changes, count)
+    // Every client, though none was seen after the time given: the journal lost the first 904 changes.
+    assert.strictEqual(table.changedSince(0, count, count).length, count)
+    // Within the journal: exactly the last 1000, found without a walk of the visits.
+    const last = table.changedSince(count - 1000, count, count)
+    assert.strictEqual(last.length, 1000)
+    assert.deepStrictEqual(new Set(last.map((e) => e.lastSeen)).size, 1000)
+    assert.isTrue(last.every((e) => e.lastSeen >= count - 1000))
+  })
+
   it("adopt: a peer's pin is taken without a connection counted, and is no change of this table's", () => {
     const table = shared(4)
     const mark = table.changes
