@@ -182,6 +182,8 @@ const parsed = (overrides: Partial<Parsed> = {}): Parsed => ({
   grace: 30,
   peers: Option.none(),
   peersKey: "nib",
+  resolveInterval: 0,
+  resolver: Option.none(),
   listen: Option.some("8080"),
   servers: ["10.0.0.1", "10.0.0.2:9002:10:20:3:1"],
   ...overrides
