@@ -94,7 +94,8 @@ export const descriptions = {
   peersKey: "--peers-key: the name the nibs sharing one table use in Redis (letters, digits, _ . : -)",
   resolveIntervalSeconds:
     "--resolve-interval: seconds between two resolutions of the servers' host names (0 = at start only, as pen)",
-  resolver: "--resolver: the DNS server host names are asked of (IP[:port]; default: the system's resolver)"
+  resolver:
+    "--resolver: the DNS server host names are asked of (its IP address, port 53 unless given; default: the system's resolver)"
 } as const
 
 const AtLeastOne = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))

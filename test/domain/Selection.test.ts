@@ -478,6 +478,22 @@ describe("--hash-method consistent (weighted rendezvous hashing)", () => {
     assert.deepStrictEqual(mapping(forward).map(key), mapping(reversed).map(key))
   })
 
+  it("a server given by name is hashed by its name: its address changing (DNS) moves none of the clients", () => {
+    const named = (address: string) =>
+      plain(5).map((b) =>
+        b.index === 2 ? Backend.make(2, { ...b.spec, endpoint: Address.tcp(address, 80), name: "web.test" }) : b
+      )
+    const indexes = (backends: ReadonlyArray<Backend.Backend>) =>
+      clients.map((ip) => Selection.consistentHash(backends, ip, 0, false))
+    const before = indexes(named("10.9.0.1"))
+    assert.deepStrictEqual(indexes(named("10.9.0.2")), before)
+    assert.isAbove(before.filter((i) => i === 2).length, 100, "the named server takes its share")
+    // Without its name, the address is the key: another address, other clients.
+    const unnamed = (address: string) =>
+      plain(5).map((b) => b.index === 2 ? Backend.make(2, { ...b.spec, endpoint: Address.tcp(address, 80) }) : b)
+    assert.notDeepEqual(indexes(unnamed("10.9.0.1")), indexes(unnamed("10.9.0.2")))
+  })
+
   it("honours weights (0 counts as 1), skips unconfigured slots, and mixes the port in with -r", () => {
     const backends = pool({ weight: 1 }, { weight: 3 }, { weight: 0 })
     const counts = [0, 0, 0]
