@@ -59,6 +59,32 @@ const tcpTarget = (pool: ServerPool["Service"], index: number) => {
 const isBlacklisted = (pool: ServerPool["Service"], index: number) =>
   Effect.map(pool.snapshot, (s) => s.servers[index]!.blacklisted)
 
+/** A resolver that knows `web.test` (at `address.current`) and `db.test`, and fails for any other name. */
+const fakeDns = (address: { current: string }): Resolve.Lookup => (host) =>
+  host === "web.test"
+    ? Effect.succeed([address.current])
+    : host === "db.test"
+    ? Effect.succeed(["10.0.1.1", "10.0.1.2"])
+    : Effect.fail(new Resolve.ResolveError({ host, cause: new Error("ENOTFOUND") }))
+
+/** A pool over `servers` (with an emergency and an abuse server), its Broadcast recorded in `sent`. */
+const withNamedPool = <A, E>(
+  body: (pool: ServerPool["Service"], sent: Array<SettingChange>) => Effect.Effect<A, E>,
+  address = { current: "10.0.0.1" }
+) => {
+  const sent: Array<SettingChange> = []
+  return Effect.gen(function*() {
+    const pool = yield* ServerPool.make({
+      servers: three,
+      emergency: { ...spec("10.0.0.8", 80), name: "web.test" },
+      abuse: spec("10.0.0.9", 80),
+      policy,
+      lookup: fakeDns(address)
+    })
+    return yield* body(pool, sent)
+  }).pipe(Effect.provideService(Broadcast, { send: (change) => Effect.sync(() => void sent.push(change)) }))
+}
+
 describe("ServerPool", () => {
   it.effect("a fresh pool shows every server as configured, none blacklisted, no current server", () =>
     withPool((pool) =>
@@ -409,32 +435,6 @@ describe("ServerPool", () => {
   })
 
   describe("names that follow DNS", () => {
-    /** A resolver that knows `web.test` (at `address.current`) and `db.test`, and fails for any other name. */
-    const fakeDns = (address: { current: string }): Resolve.Lookup => (host) =>
-      host === "web.test"
-        ? Effect.succeed([address.current])
-        : host === "db.test"
-        ? Effect.succeed(["10.0.1.1", "10.0.1.2"])
-        : Effect.fail(new Resolve.ResolveError({ host, cause: new Error("ENOTFOUND") }))
-
-    /** A pool over `servers` (with an emergency and an abuse server), its Broadcast recorded in `sent`. */
-    const withNamedPool = <A, E>(
-      body: (pool: ServerPool["Service"], sent: Array<SettingChange>) => Effect.Effect<A, E>,
-      address = { current: "10.0.0.1" }
-    ) => {
-      const sent: Array<SettingChange> = []
-      return Effect.gen(function*() {
-        const pool = yield* ServerPool.make({
-          servers: three,
-          emergency: { ...spec("10.0.0.8", 80), name: "web.test" },
-          abuse: spec("10.0.0.9", 80),
-          policy,
-          lookup: fakeDns(address)
-        })
-        return yield* body(pool, sent)
-      }).pipe(Effect.provideService(Broadcast, { send: (change) => Effect.sync(() => void sent.push(change)) }))
-    }
-
     it.effect("the main thread's pool tells the workers every server, the emergency and abuse ones too", () =>
       withNamedPool((_, sent) =>
         Effect.sync(() => {
