@@ -34,7 +34,7 @@ export interface Server {
  * a UDP socket can bind too (undefined when it cannot). Both are closed before it is returned. A port merely free for
  * UDP is often taken for TCP on a machine with many connections.
  */
-const freeForBoth = (): Promise<number | undefined> =>
+export const freeForBoth = (): Promise<number | undefined> =>
   new Promise((resolve) => {
     const server = Net.createServer()
     server.once("error", () => resolve(undefined))
