@@ -12,6 +12,7 @@ import { LbConfig } from "../src/Config.ts"
 import { Control } from "../src/control/Control.ts"
 import { ControlPort } from "../src/control/ControlPort.ts"
 import { Drain } from "../src/control/Drain.ts"
+import * as FollowDns from "../src/control/FollowDns.ts"
 import * as Signals from "../src/control/Signals.ts"
 import { Status } from "../src/control/Status.ts"
 import { Upgrade } from "../src/control/Upgrade.ts"
@@ -50,7 +51,7 @@ const graph = <E, R, LE, LR>(
   const proxy = Layer.merge(TcpProxy.layer, UdpProxy.layer).pipe(Layer.provideMerge(core))
   const listener = listen.pipe(Layer.provideMerge(proxy))
   const status = Status.layer.pipe(Layer.provideMerge(listener))
-  const control = Layer.merge(Control.layer, Drain.layer).pipe(Layer.provideMerge(status))
+  const control = Layer.mergeAll(Control.layer, Drain.layer, FollowDns.layer).pipe(Layer.provideMerge(status))
   const ports = Layer.merge(ControlPort.layer, Admin.layer).pipe(Layer.provideMerge(control))
   // SIGUSR2 hands the listening sockets over, the admin endpoint's among them.
   const upgrade = Layer.unwrap(Effect.map(Effect.service(Admin), (admin) => Upgrade.layer(admin))).pipe(
@@ -85,7 +86,7 @@ export const makeMain = <E, R>(pool: Layer.Layer<ServerPool, E, R>) => {
 
 /**
  * The whole balancer: Listener, ServerPool, ClientTable, HealthChecker, StatsReporter, TcpProxy, UdpProxy, RelayBuffers,
- * RequestLog, Status, Control, Drain, the control port, the signals (pen's HUP and USR1, nib's QUIT and USR2: the
+ * RequestLog, Status, Control, Drain, the names that follow DNS (`--resolve-interval`), the control port, the signals (pen's HUP and USR1, nib's QUIT and USR2: the
  * upgrade) and the admin endpoint (`--admin`), needing `LbConfig`; with `--workers N`, the main thread of N workers.
  */
 export const AppLive = Layer.unwrap(

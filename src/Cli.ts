@@ -14,6 +14,7 @@ import * as Config from "./Config.ts"
 import * as Daemon from "./Daemon.ts"
 import * as Address from "./domain/Address.ts"
 import * as HealthCheck from "./domain/HealthCheck.ts"
+import * as Names from "./domain/Names.ts"
 import * as Peers from "./domain/Peers.ts"
 import * as ServerSpec from "./domain/ServerSpec.ts"
 import * as TlsSettings from "./domain/TlsSettings.ts"
@@ -190,6 +191,8 @@ export const sections: ReadonlyArray<{ readonly title: string; readonly options:
       { name: "slow-start", value: "SEC", setting: "slowStartSeconds" },
       { name: "on-down", value: "keep|close", setting: "onDown" },
       { name: "hash-method", value: "pen|consistent", setting: "hashMethod" },
+      { name: "resolve-interval", value: "SEC", setting: "resolveIntervalSeconds" },
+      { name: "resolver", value: "IP[:port]", setting: "resolver" },
       { name: "admin", value: "[host:]port", setting: "admin" },
       { name: "admin-token-file", value: "FILE", setting: "adminTokenFile" },
       { name: "workers", value: "N|auto", setting: "workers" },
@@ -455,6 +458,11 @@ const flags = {
     Flag.withDescription(describe("hashMethod")),
     Flag.withDefault(Config.defaults.hashMethod)
   ),
+  resolveInterval: Flag.Finite("resolve-interval").pipe(
+    Flag.withDescription(describe("resolveIntervalSeconds")),
+    Flag.withDefault(Config.defaults.resolveIntervalSeconds)
+  ),
+  resolver: Flag.String("resolver").pipe(Flag.withDescription(describe("resolver")), Flag.optional),
   admin: Flag.String("admin").pipe(Flag.withDescription(describe("admin")), Flag.optional),
   adminTokenFile: Flag.String("admin-token-file").pipe(
     Flag.withDescription(describe("adminTokenFile")),
@@ -612,6 +620,14 @@ export const toSettings = (parsed: Parsed, services: Address.ServiceNames) =>
     if (parsed.peersKey !== Config.defaults.peersKey && peers === undefined) {
       return yield* usageError("--peers-key needs --peers")
     }
+    let resolver: Names.ResolverAddress | undefined
+    if (Option.isSome(parsed.resolver)) {
+      const decoded = Names.parseResolver(parsed.resolver.value)
+      if (Result.isFailure(decoded)) {
+        return yield* usageError(`--resolver '${parsed.resolver.value}': ${decoded.failure}`)
+      }
+      resolver = decoded.success
+    }
     if (parsed.backlog < 50) yield* Console.error("listen_queue bumped to 50")
     return yield* Config.decode({
       listen: listen.success,
@@ -666,7 +682,9 @@ export const toSettings = (parsed: Parsed, services: Address.ServiceNames) =>
       workers,
       graceSeconds: parsed.grace,
       peers,
-      peersKey: parsed.peersKey
+      peersKey: parsed.peersKey,
+      resolveIntervalSeconds: parsed.resolveInterval,
+      resolver
     }).pipe(Effect.mapError((error) => new UsageError(error.message)))
   })
 

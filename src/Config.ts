@@ -91,7 +91,11 @@ export const descriptions = {
   graceSeconds: "--grace: seconds open connections may take to finish after SIGQUIT (a graceful stop)",
   peers:
     "--peers: share the sticky table, blacklists, drains and weights with the nibs on this Redis: redis://[:PASSWORD@]HOST[:PORT][/DB] or rediss://",
-  peersKey: "--peers-key: the name the nibs sharing one table use in Redis (letters, digits, _ . : -)"
+  peersKey: "--peers-key: the name the nibs sharing one table use in Redis (letters, digits, _ . : -)",
+  resolveIntervalSeconds:
+    "--resolve-interval: seconds between two resolutions of the servers' host names (0 = at start only, as pen)",
+  resolver:
+    "--resolver: the DNS server host names are asked of (its IP address, port 53 unless given; default: the system's resolver)"
 } as const
 
 const AtLeastOne = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
@@ -161,7 +165,13 @@ export const Settings = Schema.Struct({
     description: descriptions.graceSeconds
   }),
   peers: Schema.UndefinedOr(Peers.PeersUrlSchema).annotate({ description: descriptions.peers }),
-  peersKey: Schema.String.check(Schema.isPattern(Peers.KEY_PATTERN)).annotate({ description: descriptions.peersKey })
+  peersKey: Schema.String.check(Schema.isPattern(Peers.KEY_PATTERN)).annotate({ description: descriptions.peersKey }),
+  resolveIntervalSeconds: Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0)).annotate({
+    description: descriptions.resolveIntervalSeconds
+  }),
+  resolver: Schema.UndefinedOr(Schema.Struct({ host: Schema.NonEmptyString, port: Port })).annotate({
+    description: descriptions.resolver
+  })
 })
 
 /** The decoded settings. @category models */
@@ -218,7 +228,9 @@ export const defaults = {
   workers: 1,
   graceSeconds: 30,
   peers: undefined,
-  peersKey: "nib"
+  peersKey: "nib",
+  resolveIntervalSeconds: 0,
+  resolver: undefined
 } satisfies Omit<Settings, "listen" | "servers">
 
 /** A setting that could not be decoded; `message` says which and why. @category errors */

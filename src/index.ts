@@ -51,6 +51,8 @@ export * as Status from "./control/Status.ts"
 export * as Acls from "./services/Acls.ts"
 /** pen's HUP and USR1 handlers, and nib's QUIT (a graceful stop) and USR2 (an upgrade), as a layer. */
 export * as Signals from "./control/Signals.ts"
+/** Names that follow DNS (`--resolve-interval`): the servers' host names resolved again, as a layer. */
+export * as FollowDns from "./control/FollowDns.ts"
 /** The graceful stop: the listeners closed, the open connections let finish within `--grace`. */
 export * as Drain from "./control/Drain.ts"
 /** The upgrade (SIGUSR2): a new nib takes over the listening sockets and the sticky table, and this one drains. */

@@ -182,6 +182,8 @@ const parsed = (overrides: Partial<Parsed> = {}): Parsed => ({
   grace: 30,
   peers: Option.none(),
   peersKey: "nib",
+  resolveInterval: 0,
+  resolver: Option.none(),
   listen: Option.some("8080"),
   servers: ["10.0.0.1", "10.0.0.2:9002:10:20:3:1"],
   ...overrides
@@ -270,6 +272,21 @@ describe("Cli.toSettings", () => {
       assert.strictEqual((yield* Cli.toSettings(parsed(), services)).graceSeconds, 30)
       assert.strictEqual((yield* Cli.toSettings(parsed({ grace: 0 }), services)).graceSeconds, 0)
       assert.strictEqual((yield* Cli.toSettings(parsed({ grace: 2.5 }), services)).graceSeconds, 2.5)
+    }))
+
+  it.effect("--resolve-interval: 0 (at start only) unless given; --resolver: an IP address, port 53 unless given", () =>
+    Effect.gen(function*() {
+      const plain = yield* Cli.toSettings(parsed(), services)
+      assert.strictEqual(plain.resolveIntervalSeconds, 0)
+      assert.isUndefined(plain.resolver)
+      const following = yield* Cli.toSettings(
+        parsed({ resolveInterval: 2.5, resolver: Option.some("127.0.0.1:5353") }),
+        services
+      )
+      assert.strictEqual(following.resolveIntervalSeconds, 2.5)
+      assert.deepStrictEqual(following.resolver, { host: "127.0.0.1", port: 5353 })
+      const v6 = yield* Cli.toSettings(parsed({ resolver: Option.some("[::1]") }), services)
+      assert.deepStrictEqual(v6.resolver, { host: "::1", port: 53 })
     }))
 
   it.effect("parses the emergency server, defaulting its port to the listen port", () =>
@@ -385,6 +402,8 @@ describe("Cli.helpText", () => {
     for (const option of ["--demo", "--idle-timeout SEC", "--udp-idle-timeout SEC", "--help", "--version"]) {
       assert.include(section, `  ${option}`)
     }
+    assert.include(section, "  --resolve-interval SEC\n")
+    assert.include(section, "  --resolver IP[:port]\n")
     assert.include(
       section,
       "  --grace SEC     seconds open connections may take to finish after SIGQUIT (a\n" +
@@ -548,6 +567,30 @@ describe("Cli.run: the command line's errors", () => {
         assert.isTrue(lines[0]!.startsWith(`nib: ${label}`), lines[0])
         assert.strictEqual(lines[1], pointer)
       }
+    }))
+
+  it.effect("--resolve-interval and --resolver: a bad value is one line naming the option and the value", () =>
+    Effect.gen(function*() {
+      const interval = "--resolve-interval (seconds between two resolutions of the servers' host names " +
+        "(0 = at start only, as pen))"
+      assert.deepStrictEqual(yield* reported("--resolve-interval", "x", "8080", "h1"), [
+        `nib: ${interval}: 'x' is not a number`,
+        pointer
+      ])
+      const negative = yield* reported("--resolve-interval", "-1", "8080", "h1")
+      assert.strictEqual(negative.length, 2, negative.join("\n"))
+      assert.isTrue(negative[0]!.startsWith(`nib: ${interval}: `), negative[0])
+      assert.include(negative[0], "greater than or equal to 0")
+      assert.deepStrictEqual(yield* reported("--resolver", "nohost", "8080", "h1"), [
+        "nib: --resolver 'nohost': 'nohost' is not an IP address (the DNS server's address: HOST:PORT, HOST an IP " +
+        "address)",
+        pointer
+      ])
+      const port = yield* reported("--resolver", "127.0.0.1:99999", "8080", "h1")
+      assert.deepStrictEqual(port, [
+        "nib: --resolver '127.0.0.1:99999': port '99999' is not a port number (1-65535)",
+        pointer
+      ])
     }))
 
   it.effect("a bad address for -e, -B, -C or the listen address names the flag and the value", () =>

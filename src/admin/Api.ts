@@ -105,6 +105,8 @@ export type ServerState = "up" | "down" | "blacklisted" | "draining" | "unconfig
 export interface ServerView {
   readonly index: number
   readonly address: string
+  /** The host name the address was resolved from (and follows, with `--resolve-interval`), or null. */
+  readonly name: string | null
   /** down (its check) wins over blacklisted, which wins over draining. */
   readonly state: ServerState
   readonly connections: number
@@ -139,6 +141,7 @@ export const serverState = (status: ServerStatus, configured: boolean): ServerSt
 export const serverView = (status: ServerStatus, configured: boolean): ServerView => ({
   index: status.index,
   address: status.address,
+  name: status.name ?? null,
   state: serverState(status, configured),
   connections: status.connections,
   softLimit: status.softLimit,

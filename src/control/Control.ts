@@ -362,8 +362,9 @@ export class Control extends Context.Service<Control, {
           const servers = pool.backends.filter((b) => b.configured).map((b) => {
             const e = b.spec.endpoint
             const port = e._tag === "Unix" ? "" : ` port ${e.port}`
+            // A server given by name is written by its name, so that the file read back follows DNS too.
             return `server ${b.index} acl ${b.acl} address ${
-              ServerPool.addressText(b)
+              b.spec.name ?? ServerPool.addressText(b)
             }${port} max ${b.spec.softLimit} hard ${b.spec.hardLimit}` +
               (p.weight ? ` weight ${b.spec.weight}` : "") + (p.prio ? ` prio ${b.spec.prio}` : "") +
               // nib's own key, written only when set, so that pen's lines stay pen's.

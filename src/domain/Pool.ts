@@ -11,6 +11,8 @@ import type { Policy } from "./Selection.ts"
 export interface ServerStatus {
   readonly index: number
   readonly address: string
+  /** The host name the address was resolved from (and follows, with `--resolve-interval`), if it was given one. */
+  readonly name?: string | undefined
   readonly connections: number
   readonly softLimit: number
   readonly hardLimit: number

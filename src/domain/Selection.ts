@@ -151,14 +151,16 @@ const mix = (a: number, b: number): number => {
 
 /**
  * The hash of the key a server is hashed by: its address and port, so that every nib with the same servers agrees on
- * them. Kept per spec (a spec is replaced, not changed, when the server is), so that a new client makes no string.
+ * them; for a server given by host name, that name and port, so that its address changing (`--resolve-interval`)
+ * moves none of its clients. Kept per spec (a spec is replaced, not changed, when the server is), so that a new
+ * client makes no string.
  */
 const serverKeys = new WeakMap<Backend.Backend["spec"], number>()
 const serverKey = (b: Backend.Backend): number => {
   let key = serverKeys.get(b.spec)
   if (key === undefined) {
     const endpoint = b.spec.endpoint
-    key = fnv1a(endpoint._tag === "Tcp" ? `${endpoint.host}:${endpoint.port}` : endpoint.path)
+    key = fnv1a(endpoint._tag === "Tcp" ? `${b.spec.name ?? endpoint.host}:${endpoint.port}` : endpoint.path)
     serverKeys.set(b.spec, key)
   }
   return key

@@ -16,6 +16,11 @@ export interface ServerSpec {
   readonly weight: number
   /** Priority for prio selection; lower wins. */
   readonly prio: number
+  /**
+   * The host name the endpoint's address was resolved from (`web1` of `web1:80`), kept so that it can be resolved
+   * again (`--resolve-interval`); undefined for an IP address or a socket path, and before resolution.
+   */
+  readonly name?: string | undefined
 }
 
 const FIELDS = ["maxc", "hard", "weight", "prio"] as const

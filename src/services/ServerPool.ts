@@ -4,6 +4,10 @@
  * (pen's selection, from `domain/Selection.ts`). ServerPool never probes: health is written into it by HealthChecker
  * (`setDown`), which follows the changes `configure` makes (`changes`) to start, restart or stop each server's check.
  *
+ * A server given by host name keeps the name in its spec (`ServerSpec.name`): with `--resolve-interval`, the main
+ * thread resolves it again (`control/FollowDns.ts`) and a changed address comes in through `setResolved`, the same
+ * path as `configure`'s (broadcast to the workers, published on `changes`), for new connections only.
+ *
  * The live state, the roundrobin cursor and the selection flags are in memory every thread shares
  * (`shared/ServerMemory.ts`): with `--workers`, each thread's pool is a view of one set of servers. The settings
  * (address, limits, weight, prio, ACL, PROXY header, check) are each thread's copy: the main thread's `configure`
@@ -75,6 +79,8 @@ export interface PoolOptions {
   readonly check?: HealthCheck.Check | undefined
   /** `--slow-start` in milliseconds: how long a server back up takes to reach its whole share of new clients. */
   readonly slowStartMs?: number | undefined
+  /** How `server N address NAME` resolves a name: the system's resolver unless given (`--resolver`). */
+  readonly lookup?: Resolve.Lookup | undefined
   /** Slow start's draws, uniform in [0, 1): `Math.random` unless given (tests pass their own). */
   readonly random?: (() => number) | undefined
   /** Sets the selection flags (the others off); without it they stay as the memory has them (all off when new). */
@@ -117,6 +123,13 @@ export class ServerPool extends Context.Service<ServerPool, {
    * yet is ignored (as in pen: give the address first).
    */
   readonly configure: (index: number, changes: ReadonlyArray<ServerChange>) => Effect.Effect<void, ServerPoolError>
+  /**
+   * The name server `index` (or {@link EMERGENCY_SERVER}, {@link ABUSE_SERVER}) was given resolves to `address` now
+   * (`--resolve-interval`): new connections go there, live ones go on, and the change goes where `configure`'s go
+   * (worker threads, `changes`). Nothing changes when the server has no longer that name (given another address
+   * meanwhile). Whether the address changed.
+   */
+  readonly setResolved: (index: number, name: string, address: string) => Effect.Effect<boolean>
   /** The server (by index) a new connection tries first, given the client's sticky server. */
   readonly chooseUnsafe: (stickyServer: number, ip: string, port: number) => number
   /** What {@link chooseUnsafe} would answer now, leaving the roundrobin cursor where it is (`explain`). */
@@ -186,8 +199,10 @@ export class ServerPool extends Context.Service<ServerPool, {
       const clock = yield* Clock.Clock
       const broadcast = yield* Broadcast
       const pool = makeWith(options, clock, changes, actions, broadcast)
-      // Worker threads start with no server: they are told each one, resolved here.
-      yield* Effect.forEach(pool.backends, (b) => broadcast.send(serverChange(b)), { discard: true })
+      // Worker threads resolve nothing: they are told each server, resolved here (the emergency and abuse ones too).
+      const all = [...pool.backends, ...(pool.emergency === undefined ? [] : [pool.emergency])]
+      if (pool.abuse !== undefined) all.push(pool.abuse)
+      yield* Effect.forEach(all, (b) => broadcast.send(serverChange(b)), { discard: true })
       return pool
     })
 
@@ -198,8 +213,9 @@ export class ServerPool extends Context.Service<ServerPool, {
   )
 
   /**
-   * A worker thread's pool: the emergency and abuse servers of its configuration (resolved by the main thread), the
-   * regular servers as the main thread announces them (`adopt`), the selection flags as the shared memory has them.
+   * A worker thread's pool: its servers (the emergency and abuse ones too) as the main thread announces them, resolved
+   * there (`adopt`; the configuration's names are never looked up here), the selection flags as the shared memory has
+   * them.
    */
   static readonly layerWorker: Layer.Layer<ServerPool, ServerPoolError, LbConfig | SharedState> = Layer.effect(
     ServerPool,
@@ -210,7 +226,7 @@ export class ServerPool extends Context.Service<ServerPool, {
   static readonly specChanges = (spec: ServerSpec.ServerSpec): ReadonlyArray<ServerChange> => [
     spec.endpoint._tag === "Unix"
       ? { key: "address", value: spec.endpoint.path }
-      : { key: "address", value: spec.endpoint.host },
+      : { key: "address", value: spec.name ?? spec.endpoint.host },
     ...(spec.endpoint._tag === "Tcp" ? [{ key: "port", value: spec.endpoint.port } as const] : []),
     { key: "max", value: spec.softLimit },
     { key: "hard", value: spec.hardLimit },
@@ -223,23 +239,27 @@ export class ServerPool extends Context.Service<ServerPool, {
     Layer.effect(ServerPool, ServerPool.make(options))
 }
 
-const fromConfig = (setFlags: boolean) =>
+/** The pool of the configuration: in the main thread (`main`) its names resolved; a worker's is told them after. */
+const fromConfig = (main: boolean) =>
   Effect.gen(function*() {
     const config = yield* LbConfig
     const shared = yield* SharedState
-    const servers = yield* Effect.forEach(config.servers, resolveSpec)
-    const emergency = config.emergency === undefined ? undefined : yield* resolveSpec(config.emergency)
-    const abuse = config.abuse === undefined ? undefined : yield* resolveSpec(config.abuse)
+    const lookup = Resolve.lookupOf(config.resolver)
+    const resolve = (spec: ServerSpec.ServerSpec) => main ? resolveSpec(spec, lookup) : Effect.succeed(spec)
+    const servers = yield* Effect.forEach(config.servers, resolve)
+    const emergency = config.emergency === undefined ? undefined : yield* resolve(config.emergency)
+    const abuse = config.abuse === undefined ? undefined : yield* resolve(config.abuse)
     return yield* ServerPool.make({
       servers,
       emergency,
       abuse,
+      lookup,
       sendProxy: config.sendProxy,
       check: config.check,
       slowStartMs: config.slowStartSeconds * 1000,
       hashMethod: config.hashMethod,
       memory: { memory: shared.memory.servers, worker: shared.worker },
-      policy: setFlags
+      policy: main
         ? {
           roundrobin: config.roundrobin,
           hash: config.hash,
@@ -258,15 +278,20 @@ const serverChange = (b: Backend.Backend) => ({
   settings: { spec: b.spec, configured: b.configured, acl: b.acl, proxy: b.proxy, check: b.check }
 })
 
-const resolveSpec = (spec: ServerSpec.ServerSpec) =>
-  Resolve.resolve(spec.endpoint).pipe(
-    Effect.map((endpoint): ServerSpec.ServerSpec => ({ ...spec, endpoint })),
+/** The name an endpoint gives to be resolved (again): its host when that is not an address. */
+const nameOf = (endpoint: Address.Endpoint): string | undefined =>
+  endpoint._tag === "Tcp" && !Resolve.isAddress(endpoint.host) ? endpoint.host : undefined
+
+const resolveSpec = (spec: ServerSpec.ServerSpec, lookup: Resolve.Lookup) =>
+  Resolve.resolve(spec.endpoint, lookup).pipe(
+    Effect.map((endpoint): ServerSpec.ServerSpec => ({ ...spec, endpoint, name: nameOf(spec.endpoint) })),
     Effect.mapError((error) => new ServerPoolError({ message: error.message }))
   )
 
 const status = (b: Backend.Backend, now: number): ServerStatus => ({
   index: b.index,
   address: Address.format(b.spec.endpoint),
+  name: b.spec.name,
   connections: b.connections,
   softLimit: b.spec.softLimit,
   hardLimit: b.spec.hardLimit,
@@ -351,6 +376,7 @@ const makeWith = (
   const check = options.check
   const slowStartMs = options.slowStartMs ?? 0
   const random = options.random ?? Math.random
+  const lookup = options.lookup ?? Resolve.system
   const memory = options.memory?.memory ??
     ServerMemory.allocate({ rows: options.servers.length + 2, workers: 1, shared: false })
   const state = new ServerMemory.ServerState(memory, options.memory?.worker ?? 0)
@@ -365,9 +391,9 @@ const makeWith = (
     ? undefined
     : new Server(EMERGENCY_SERVER, options.emergency, proxy, state)
   const targets = backends.map((b) => Socket.dialTarget(b.spec.endpoint))
-  const emergencyTarget = emergency === undefined ? undefined : Socket.dialTarget(emergency.spec.endpoint)
+  let emergencyTarget = emergency === undefined ? undefined : Socket.dialTarget(emergency.spec.endpoint)
   const abuse = options.abuse === undefined ? undefined : new Server(ABUSE_SERVER, options.abuse, proxy, state)
-  const abuseTarget = abuse === undefined ? undefined : Socket.dialTarget(abuse.spec.endpoint)
+  let abuseTarget = abuse === undefined ? undefined : Socket.dialTarget(abuse.spec.endpoint)
   // The roundrobin cursor and the selection flags live in the shared memory too: every thread moves one cursor.
   const cursor: Selection.Cursor = {
     get last() {
@@ -412,8 +438,12 @@ const makeWith = (
   }
 
   const setSpec = (b: Server, spec: ServerSpec.ServerSpec) => {
+    const target = b.spec.endpoint === spec.endpoint ? undefined : Socket.dialTarget(spec.endpoint)
     b.spec = spec
-    targets[b.index] = Socket.dialTarget(spec.endpoint)
+    if (target === undefined) return
+    if (b.index >= 0) targets[b.index] = target
+    else if (b.index === EMERGENCY_SERVER) emergencyTarget = target
+    else abuseTarget = target
   }
 
   const grow = (index: number): Effect.Effect<Server, ServerPoolError> =>
@@ -437,10 +467,10 @@ const makeWith = (
     const endpoint = text.includes("/")
       ? Address.unix(text)
       : Address.tcp(text, b.configured && b.spec.endpoint._tag === "Tcp" ? b.spec.endpoint.port : 0)
-    return Resolve.resolve(endpoint).pipe(
+    return Resolve.resolve(endpoint, lookup).pipe(
       Effect.mapError((error) => new ServerPoolError({ message: `server ${b.index}: ${error.message}` })),
       Effect.map((resolved) => {
-        setSpec(b, { ...b.spec, endpoint: resolved })
+        setSpec(b, { ...b.spec, endpoint: resolved, name: nameOf(endpoint) })
         // pen: 0.0.0.0 is how a slot is switched off.
         b.configured = !(resolved._tag === "Tcp" && resolved.host === "0.0.0.0")
       })
@@ -538,9 +568,24 @@ const makeWith = (
           ),
           Effect.andThen(Effect.suspend(() => announceChanges(b, list)))
         )),
+    setResolved: (index, name, address) =>
+      Effect.suspend(() => {
+        const b = get(index)
+        const endpoint = b?.spec.endpoint
+        if (b === undefined || b.spec.name !== name || endpoint?._tag !== "Tcp" || endpoint.host === address) {
+          return Effect.succeed(false)
+        }
+        setSpec(b, { ...b.spec, endpoint: Address.tcp(address, endpoint.port) })
+        return Effect.as(
+          Effect.andThen(broadcast.send(serverChange(b)), PubSub.publish(changes, index)),
+          true
+        )
+      }),
     adopt: (index, settings) =>
-      Effect.flatMap(grow(index), (b) =>
+      Effect.flatMap(index < 0 ? Effect.succeed(get(index)) : grow(index), (b) =>
         Effect.sync(() => {
+          // (an emergency or abuse server this thread's configuration lacks: none, as the main thread's is the same)
+          if (b === undefined) return
           setSpec(b, settings.spec)
           b.configured = settings.configured
           b.acl = settings.acl

@@ -446,6 +446,10 @@ const key = (e: Address.Endpoint) => (e._tag === "Tcp" ? `${e.host}:${e.port}` :
 const moved = (before: ReadonlyArray<Address.Endpoint>, after: ReadonlyArray<Address.Endpoint>) =>
   before.filter((e, i) => key(e) !== key(after[i]!)).length
 
+/** Five servers, server 2 at `address` (given by `name`, when one is given). */
+const withServer2 = (address: string, name?: string) =>
+  plain(5).map((b) => b.index === 2 ? Backend.make(2, { ...b.spec, endpoint: Address.tcp(address, 80), name }) : b)
+
 describe("--hash-method consistent (weighted rendezvous hashing)", () => {
   const clients = Array.from({ length: 1000 }, (_, i) => `10.${(i >> 8) & 255}.${i & 255}.${(i * 7) & 255}`)
   const mapping = (backends: ReadonlyArray<Backend.Backend>) =>
@@ -476,6 +480,18 @@ describe("--hash-method consistent (weighted rendezvous hashing)", () => {
     const forward = plain(6)
     const reversed = forward.toReversed().map((b, i) => Backend.make(i, b.spec))
     assert.deepStrictEqual(mapping(forward).map(key), mapping(reversed).map(key))
+  })
+
+  const indexes = (backends: ReadonlyArray<Backend.Backend>) =>
+    clients.map((ip) => Selection.consistentHash(backends, ip, 0, false))
+
+  it("a server given by name is hashed by its name: its address changing (DNS) moves none of the clients", () => {
+    const named = (address: string) => withServer2(address, "web.test")
+    const before = indexes(named("10.9.0.1"))
+    assert.deepStrictEqual(indexes(named("10.9.0.2")), before)
+    assert.isAbove(before.filter((i) => i === 2).length, 100, "the named server takes its share")
+    // Without its name, the address is the key: another address, other clients.
+    assert.notDeepEqual(indexes(withServer2("10.9.0.1")), indexes(withServer2("10.9.0.2")))
   })
 
   it("honours weights (0 counts as 1), skips unconfigured slots, and mixes the port in with -r", () => {

@@ -6,8 +6,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
+import * as Dnsmasq from "../utils/Dnsmasq.ts"
 import * as Nib from "../utils/Nib.ts"
-import * as Udp from "../utils/Udp.ts"
 
 const which = (name: string, dirs: ReadonlyArray<string>) =>
   dirs.map((dir) => `${dir}/${name}`).find((path) => Fs.existsSync(path))
@@ -38,13 +38,15 @@ const query = (port: number, seconds = 2) =>
 
 /**
  * A dnsmasq on 127.0.0.1 answering `nib.test` with `address`, stopped (by its PID) with the scope. dnsmasq binds
- * its port for TCP as well as UDP: a port found free for UDP may be taken for TCP (or taken by the time dnsmasq binds
- * it), and dnsmasq then exits; it is started again on another port, at most 3 times.
+ * its port for TCP as well as UDP: the port is one found free for both (a port merely free for UDP is often taken for
+ * TCP on a busy machine), but it may be taken by the time dnsmasq binds it, and dnsmasq then exits; it is started
+ * again on another port, at most 3 times.
  */
 const dnsServer = (address: string) =>
   Effect.gen(function*() {
     for (let attempt = 1; attempt <= 3; attempt++) {
-      const port = yield* Udp.freePort
+      const port = yield* Effect.promise(Dnsmasq.freeForBoth)
+      if (port === undefined) continue
       const child = yield* Effect.acquireRelease(
         Effect.sync(() =>
           ChildProcess.spawn(dnsmasq!, [
@@ -65,15 +67,17 @@ const dnsServer = (address: string) =>
       )
       let stderr = ""
       child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk))
-      // Ready when it answers (bounded: 20 tries of at most 1 s), unless it exits first.
-      for (let i = 0; i < 20 && child.exitCode === null; i++) {
+      // Ready when it answers (bounded: 100 tries of at most 1 s, 50 ms apart: a query before dnsmasq listens is
+      // refused at once), unless it exits first.
+      for (let i = 0; i < 100 && child.exitCode === null; i++) {
         if ((yield* query(port, 1)).answer === address) return { port, child, spec: `127.0.0.1:${port}` }
+        yield* Effect.sleep(50)
       }
       if (child.exitCode === null || attempt === 3) {
         return yield* Effect.die(new Error(`dnsmasq on port ${port} never answered: ${stderr}`))
       }
     }
-    return yield* Effect.die(new Error("unreachable"))
+    return yield* Effect.die(new Error("no port free for dnsmasq in 3 tries"))
   })
 
 describe.skipIf(missing.length > 0)("DNS through nib -U (dnsmasq servers, dig client)", () => {

@@ -1,12 +1,14 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Layer } from "effect"
+import { Effect, Exit, Layer, PubSub } from "effect"
 import { TestClock } from "effect/testing"
 import * as Net from "node:net"
 import { LbConfig } from "../../src/Config.ts"
 import * as Address from "../../src/domain/Address.ts"
 import { NO_SERVER } from "../../src/domain/Selection.ts"
 import type { ServerSpec } from "../../src/domain/ServerSpec.ts"
-import { EMERGENCY_SERVER, ServerPool, ServerPoolError } from "../../src/services/ServerPool.ts"
+import * as Resolve from "../../src/net/Resolve.ts"
+import { ABUSE_SERVER, EMERGENCY_SERVER, ServerPool, ServerPoolError } from "../../src/services/ServerPool.ts"
+import { Broadcast, type SettingChange } from "../../src/shared/Broadcast.ts"
 import { SharedState } from "../../src/shared/SharedState.ts"
 
 /** What the relay does as a connection moves bytes: it adds them to the server's counters. */
@@ -56,6 +58,32 @@ const tcpTarget = (pool: ServerPool["Service"], index: number) => {
 
 const isBlacklisted = (pool: ServerPool["Service"], index: number) =>
   Effect.map(pool.snapshot, (s) => s.servers[index]!.blacklisted)
+
+/** A resolver that knows `web.test` (at `address.current`) and `db.test`, and fails for any other name. */
+const fakeDns = (address: { current: string }): Resolve.Lookup => (host) =>
+  host === "web.test"
+    ? Effect.succeed([address.current])
+    : host === "db.test"
+    ? Effect.succeed(["10.0.1.1", "10.0.1.2"])
+    : Effect.fail(new Resolve.ResolveError({ host, cause: new Error("ENOTFOUND") }))
+
+/** A pool over `servers` (with an emergency and an abuse server), its Broadcast recorded in `sent`. */
+const withNamedPool = <A, E>(
+  body: (pool: ServerPool["Service"], sent: Array<SettingChange>) => Effect.Effect<A, E>,
+  address = { current: "10.0.0.1" }
+) => {
+  const sent: Array<SettingChange> = []
+  return Effect.gen(function*() {
+    const pool = yield* ServerPool.make({
+      servers: three,
+      emergency: { ...spec("10.0.0.8", 80), name: "web.test" },
+      abuse: spec("10.0.0.9", 80),
+      policy,
+      lookup: fakeDns(address)
+    })
+    return yield* body(pool, sent)
+  }).pipe(Effect.provideService(Broadcast, { send: (change) => Effect.sync(() => void sent.push(change)) }))
+}
 
 describe("ServerPool", () => {
   it.effect("a fresh pool shows every server as configured, none blacklisted, no current server", () =>
@@ -315,6 +343,10 @@ describe("ServerPool", () => {
         assert.strictEqual(literal!.address, "192.0.2.7:81")
         assert.strictEqual(named!.softLimit, 3)
         assert.strictEqual(snapshot.emergency?.address, Address.format(Address.tcp(host!, 9000)))
+        // The names are kept, to be resolved again (--resolve-interval); an address has none.
+        assert.strictEqual(named!.name, "localhost")
+        assert.isUndefined(literal!.name)
+        assert.strictEqual(snapshot.emergency?.name, "localhost")
       }).pipe(
         Effect.provide(
           ServerPool.layer.pipe(
@@ -362,6 +394,25 @@ describe("ServerPool", () => {
         assert.include(error.message, "nonexistent.invalid")
       }))
 
+    it.effect("a worker thread's pool resolves nothing: the main thread tells it its servers", () =>
+      Effect.gen(function*() {
+        const pool = yield* ServerPool
+        assert.deepStrictEqual(pool.backends.map((b) => b.spec.endpoint), [Address.tcp("nonexistent.invalid", 80)])
+      }).pipe(
+        Effect.provide(
+          ServerPool.layerWorker.pipe(
+            Layer.provide(SharedState.layerLocal),
+            Layer.provide(
+              LbConfig.layer({
+                listen,
+                servers: [spec("nonexistent.invalid", 80)],
+                emergency: spec("nonexistent.invalid", 81)
+              })
+            )
+          )
+        )
+      ))
+
     it.effect("fails with ServerPoolError when the emergency server's name does not resolve", () =>
       Effect.gen(function*() {
         const error = yield* Effect.flip(
@@ -381,5 +432,93 @@ describe("ServerPool", () => {
         assert.instanceOf(error, ServerPoolError)
         assert.include(error.message, "nonexistent.invalid")
       }))
+  })
+
+  describe("names that follow DNS", () => {
+    it.effect("the main thread's pool tells the workers every server, the emergency and abuse ones too", () =>
+      withNamedPool((_, sent) =>
+        Effect.sync(() => {
+          assert.deepStrictEqual(sent.map((c) => c._tag === "Server" ? c.index : c._tag), [0, 1, 2, -2, -3])
+          const emergency = sent[3] as Extract<SettingChange, { _tag: "Server" }>
+          assert.strictEqual(emergency.settings.spec.name, "web.test")
+        })
+      ))
+
+    it.effect("server N address NAME keeps the name, asked of the pool's resolver; an address given drops it", () =>
+      withNamedPool((pool) =>
+        Effect.gen(function*() {
+          yield* pool.configure(1, [{ key: "address", value: "db.test" }])
+          assert.strictEqual(pool.backends[1]!.spec.name, "db.test")
+          assert.deepStrictEqual(tcpTarget(pool, 1), { host: "10.0.1.1", port: 8002 })
+          assert.deepStrictEqual(ServerPool.specChanges(pool.backends[1]!.spec)[0], {
+            key: "address",
+            value: "db.test"
+          })
+          const error = yield* Effect.flip(pool.configure(1, [{ key: "address", value: "nope.test" }]))
+          assert.include(error.message, "server 1: unknown or invalid address [nope.test]")
+          assert.strictEqual(pool.backends[1]!.spec.name, "db.test")
+          yield* pool.configure(1, [{ key: "address", value: "10.0.0.7" }])
+          assert.isUndefined(pool.backends[1]!.spec.name)
+          assert.isFalse(yield* pool.setResolved(1, "db.test", "10.0.1.2"))
+          assert.deepStrictEqual(tcpTarget(pool, 1), { host: "10.0.0.7", port: 8002 })
+        })
+      ))
+
+    it.effect("setResolved moves new connections to the new address, tells the workers and publishes the change", () =>
+      withNamedPool((pool, sent) =>
+        Effect.scoped(Effect.gen(function*() {
+          yield* pool.configure(0, [{ key: "address", value: "web.test" }])
+          assert.deepStrictEqual(tcpTarget(pool, 0), { host: "10.0.0.1", port: 8001 })
+          const changes = yield* pool.changes
+          sent.length = 0
+          assert.isTrue(yield* pool.setResolved(0, "web.test", "10.0.0.5"))
+          assert.deepStrictEqual(tcpTarget(pool, 0), { host: "10.0.0.5", port: 8001 })
+          const status = (yield* pool.snapshot).servers[0]!
+          assert.deepStrictEqual([status.address, status.name], ["10.0.0.5:8001", "web.test"])
+          assert.strictEqual(yield* PubSub.take(changes), 0)
+          assert.deepStrictEqual(sent.map((c) => c._tag === "Server" ? [c.index, c.settings.spec.endpoint] : c), [
+            [0, Address.tcp("10.0.0.5", 8001)]
+          ])
+          // The same address again, or a name the server no longer has: nothing changes, nothing is sent.
+          assert.isFalse(yield* pool.setResolved(0, "web.test", "10.0.0.5"))
+          assert.isFalse(yield* pool.setResolved(0, "other.test", "10.0.0.6"))
+          assert.isFalse(yield* pool.setResolved(7, "web.test", "10.0.0.6"))
+          assert.strictEqual(sent.length, 1)
+          assert.deepStrictEqual(tcpTarget(pool, 0), { host: "10.0.0.5", port: 8001 })
+        }))
+      ))
+
+    it.effect("the emergency server follows its name too; an abuse server given as an address has none", () =>
+      withNamedPool((pool) =>
+        Effect.gen(function*() {
+          assert.isTrue(yield* pool.setResolved(EMERGENCY_SERVER, "web.test", "10.0.0.6"))
+          const target = pool.dialTarget(EMERGENCY_SERVER) as Net.TcpNetConnectOpts
+          assert.deepStrictEqual([target.host, target.port], ["10.0.0.6", 80])
+          assert.strictEqual((yield* pool.snapshot).emergency?.address, "10.0.0.6:80")
+          assert.isFalse(yield* pool.setResolved(ABUSE_SERVER, "web.test", "10.0.0.6"))
+          const abuse = pool.dialTarget(ABUSE_SERVER) as Net.TcpNetConnectOpts
+          assert.deepStrictEqual([abuse.host, abuse.port], ["10.0.0.9", 80])
+        })
+      ))
+
+    it.effect("a worker thread's pool adopts the emergency server as the main thread announces it", () =>
+      withNamedPool((main, sent) =>
+        Effect.gen(function*() {
+          yield* main.setResolved(EMERGENCY_SERVER, "web.test", "10.0.0.6")
+          const told = [...sent]
+          const worker = yield* ServerPool.make({
+            servers: three,
+            emergency: spec("web.test", 80),
+            abuse: spec("10.0.0.9", 80),
+            policy
+          })
+          for (const change of told) {
+            if (change._tag === "Server") yield* worker.adopt(change.index, change.settings)
+          }
+          const target = worker.dialTarget(EMERGENCY_SERVER) as Net.TcpNetConnectOpts
+          assert.deepStrictEqual([target.host, target.port], ["10.0.0.6", 80])
+          assert.strictEqual(worker.emergency!.spec.name, "web.test")
+        })
+      ))
   })
 })

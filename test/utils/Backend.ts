@@ -29,13 +29,14 @@ export type Handler = (socket: Net.Socket) => void
 const ignore = () => {}
 
 /**
- * Listens on `127.0.0.1:port` (0 = any free port) and runs `handler` for each connection. Server sockets allow half
- * open connections when `allowHalfOpen` is set (the handler then ends its side itself).
+ * Listens on `127.0.0.1:port` (0 = any free port; another 127.0.0.0/8 address with `host`) and runs `handler` for each
+ * connection. Server sockets allow half open connections when `allowHalfOpen` is set (the handler then ends its side
+ * itself).
  */
 export const listen = (
   name: string,
   handler: Handler,
-  options: { readonly port?: number; readonly allowHalfOpen?: boolean } = {}
+  options: { readonly port?: number; readonly allowHalfOpen?: boolean; readonly host?: string } = {}
 ): Promise<Backend> =>
   new Promise((resolve, reject) => {
     const sockets = new Set<Net.Socket>()
@@ -53,15 +54,16 @@ export const listen = (
       for (const socket of sockets) socket.destroy()
     }))
     server.once("error", reject)
-    server.listen({ host: "127.0.0.1", port: options.port ?? 0 }, () => {
+    const host = options.host ?? "127.0.0.1"
+    server.listen({ host, port: options.port ?? 0 }, () => {
       server.off("error", reject)
       server.on("error", ignore)
       const port = (server.address() as Net.AddressInfo).port
       resolve({
         name,
-        host: "127.0.0.1",
+        host,
         port,
-        spec: (suffix = "") => `127.0.0.1:${port}${suffix}`,
+        spec: (suffix = "") => `${host}:${port}${suffix}`,
         accepted: () => accepted,
         open: () => sockets.size,
         close
@@ -75,9 +77,9 @@ export const identityHandler = (name: string): Handler => (socket) => {
   socket.pipe(socket)
 }
 
-/** An identity server named `name`, on `port` (0 = any free port). */
-export const listenIdentity = (name: string, port = 0): Promise<Backend> =>
-  listen(name, identityHandler(name), { port })
+/** An identity server named `name`, on `port` (0 = any free port) of `host` (127.0.0.1 unless given). */
+export const listenIdentity = (name: string, port = 0, host?: string): Promise<Backend> =>
+  listen(name, identityHandler(name), host === undefined ? { port } : { port, host })
 
 /**
  * A port on 127.0.0.1 where nothing listens: bound on port 0, noted, closed. Connections to it are refused (unless
@@ -97,8 +99,8 @@ export const listenFreePort = (): Promise<number> =>
 export const scoped = (acquire: () => Promise<Backend>) =>
   Effect.acquireRelease(Effect.promise(acquire), (backend) => Effect.promise(backend.close))
 
-/** An identity server for the length of the scope. */
-export const identity = (name: string, port = 0) => scoped(() => listenIdentity(name, port))
+/** An identity server for the length of the scope (on 127.0.0.1 unless `host` is given). */
+export const identity = (name: string, port = 0, host?: string) => scoped(() => listenIdentity(name, port, host))
 
 /** A server with a custom handler for the length of the scope. */
 export const custom = (name: string, handler: Handler, options: { readonly allowHalfOpen?: boolean } = {}) =>
