@@ -12,7 +12,8 @@
  * - `PREFIX:peers`, a hash: peer id -> the peer's last heartbeat (a JSON {@link PeerBeat}).
  * - `PREFIX:changes`, the channel every change is published on (a JSON {@link Message}).
  *
- * Servers are named by address:port, never by index: two nibs may list them in other orders.
+ * Servers are named by `ServerSpec.identity` (name:port, or address:port), never by index: two nibs may list them in
+ * other orders.
  */
 import { Redacted, Result, Schema } from "effect"
 
@@ -117,7 +118,7 @@ export const keys = (prefix: string): Keys => ({
 /** A sticky entry as Redis keeps it. @category models */
 export interface Pin {
   readonly client: string
-  /** The server's address:port. */
+  /** The server, as `ServerSpec.identity` names it. */
   readonly server: string
   /** The client's last visit, in milliseconds since the epoch. */
   readonly seen: number

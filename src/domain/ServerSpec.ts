@@ -79,3 +79,15 @@ export const make = (endpoint: Address.Endpoint, limits: Partial<Omit<ServerSpec
   prio: 0,
   ...limits
 })
+
+/**
+ * How nibs sharing one table name a server to each other (`--peers`): `name:port` for a server given by host name
+ * (its address may change, and may differ from one nib's resolver to another's), its address otherwise
+ * (`host:port`, `[v6]:port`, a socket path). Never its index: two nibs may list their servers in other orders.
+ *
+ * @category formatting
+ */
+export const identity = (spec: ServerSpec): string =>
+  spec.name !== undefined && spec.endpoint._tag === "Tcp"
+    ? Address.format(Address.tcp(spec.name, spec.endpoint.port))
+    : Address.format(spec.endpoint)

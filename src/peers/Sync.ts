@@ -22,8 +22,8 @@ import { Clock, Context, Deferred, Duration, Effect, Layer, PubSub, Queue, Refer
 import { Metric } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import * as Os from "node:os"
-import * as Address from "../domain/Address.ts"
 import * as P from "../domain/Peers.ts"
+import * as ServerSpec from "../domain/ServerSpec.ts"
 import { ClientTable } from "../services/ClientTable.ts"
 import { Origin, ServerPool } from "../services/ServerPool.ts"
 import { FLUSH_MILLIS, LOAD_WAIT_MILLIS, MetricNames, type PeersStatus, type PeerView } from "./Peers.ts"
@@ -242,12 +242,12 @@ export const make = (url: P.PeersUrl, prefix: string) =>
       }
     }
 
-    /** Server address:port <-> index, as the pool has them now (the control port may readdress one). */
+    /** Server identity (`ServerSpec.identity`) <-> index, as the pool has them now (the control port may readdress one). */
     const names = () => {
       const byIndex: Array<string | undefined> = []
       const byName = new Map<string, number>()
       for (const b of pool.backends) {
-        const name = b.configured ? Address.format(b.spec.endpoint) : undefined
+        const name = b.configured ? ServerSpec.identity(b.spec) : undefined
         byIndex[b.index] = name
         if (name !== undefined && !byName.has(name)) byName.set(name, b.index)
       }

@@ -157,3 +157,12 @@ describe("ServerSpec.make", () => {
     )
   })
 })
+
+describe("identity (how --peers names a server)", () => {
+  it("a name and port for a server given by host name, its address otherwise", () => {
+    assert.strictEqual(ServerSpec.identity(ServerSpec.make(Address.tcp("10.0.0.7", 80), { name: "web1" })), "web1:80")
+    assert.strictEqual(ServerSpec.identity(ServerSpec.make(Address.tcp("10.0.0.7", 80))), "10.0.0.7:80")
+    assert.strictEqual(ServerSpec.identity(ServerSpec.make(Address.tcp("::1", 8080))), "[::1]:8080")
+    assert.strictEqual(ServerSpec.identity(ServerSpec.make(Address.unix("/run/app.sock"))), "/run/app.sock")
+  })
+})
