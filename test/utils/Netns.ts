@@ -51,13 +51,20 @@ export const unavailable = (): string | undefined => {
   return undefined
 }
 
-/** The root namespace's interfaces, addresses and routes, one line each: what a lab must leave as it found it. */
+/** The sysctls a lab may set inside its namespaces (each namespace has its own). */
+const SYSCTLS = ["net/ipv4/ip_nonlocal_bind", "net/ipv4/ip_forward"]
+
+/**
+ * The root namespace's interfaces, addresses, routes and {@link SYSCTLS}, one line each: what a lab must leave as it
+ * found it (this process runs in the root namespace).
+ */
 export const rootNetwork = (): string =>
   [["-o", "link"], ["-o", "addr"], ["route"], ["-6", "route"]]
     .map((args) => ipSync(args).stdout.split("\n").map((line) => line.replace(/\s+/g, " ").trim()).filter(Boolean))
     .flat()
     // Counters and timers change on their own; the set of interfaces, addresses and routes is what matters.
     .map((line) => line.replace(/ (valid_lft|preferred_lft) \S+/g, "").replace(/ expires \S+/g, ""))
+    .concat(SYSCTLS.map((name) => `${name} = ${Fs.readFileSync(`/proc/sys/${name}`, "utf8").trim()}`))
     .toSorted()
     .join("\n")
 
