@@ -16,6 +16,7 @@ import * as Signals from "../src/control/Signals.ts"
 import { Status } from "../src/control/Status.ts"
 import { Upgrade } from "../src/control/Upgrade.ts"
 import * as Workers from "../src/control/Workers.ts"
+import { Peers } from "../src/peers/Peers.ts"
 import { Listener } from "../src/proxy/Listener.ts"
 import { TcpProxy } from "../src/proxy/TcpProxy.ts"
 import { UdpProxy } from "../src/proxy/UdpProxy.ts"
@@ -42,7 +43,10 @@ const graph = <E, R, LE, LR>(
   const stats = StatsReporter.layer.pipe(
     Layer.provideMerge(Layer.mergeAll(pool, RelayBuffers.layer, ClientTable.layer))
   )
-  const core = Layer.mergeAll(HealthChecker.layer, RequestLog.layer, Acls.layer).pipe(Layer.provideMerge(stats))
+  // Peers (`--peers`) load the shared sticky table before the listener is built: a peer serves with it.
+  const core = Layer.mergeAll(HealthChecker.layer, RequestLog.layer, Acls.layer, Peers.layer).pipe(
+    Layer.provideMerge(stats)
+  )
   const proxy = Layer.merge(TcpProxy.layer, UdpProxy.layer).pipe(Layer.provideMerge(core))
   const listener = listen.pipe(Layer.provideMerge(proxy))
   const status = Status.layer.pipe(Layer.provideMerge(listener))

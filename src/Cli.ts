@@ -14,6 +14,7 @@ import * as Config from "./Config.ts"
 import * as Daemon from "./Daemon.ts"
 import * as Address from "./domain/Address.ts"
 import * as HealthCheck from "./domain/HealthCheck.ts"
+import * as Peers from "./domain/Peers.ts"
 import * as ServerSpec from "./domain/ServerSpec.ts"
 import * as TlsSettings from "./domain/TlsSettings.ts"
 import * as Verbosity from "./services/Verbosity.ts"
@@ -192,6 +193,8 @@ export const sections: ReadonlyArray<{ readonly title: string; readonly options:
       { name: "admin-token-file", value: "FILE", setting: "adminTokenFile" },
       { name: "workers", value: "N|auto", setting: "workers" },
       { name: "grace", value: "SEC", setting: "graceSeconds" },
+      { name: "peers", value: "URL", setting: "peers" },
+      { name: "peers-key", value: "NAME", setting: "peersKey" },
       { name: "help", text: "show this help" },
       { name: "version", text: "show nib's version" }
     ]
@@ -461,6 +464,11 @@ const flags = {
     Flag.withDescription(describe("graceSeconds")),
     Flag.withDefault(Config.defaults.graceSeconds)
   ),
+  peers: Flag.String("peers").pipe(Flag.withDescription(describe("peers")), Flag.optional),
+  peersKey: Flag.String("peers-key").pipe(
+    Flag.withDescription(describe("peersKey")),
+    Flag.withDefault(Config.defaults.peersKey)
+  ),
   foreground: Flag.Boolean("f").pipe(Flag.withDescription(describe("foreground")), Flag.withDefault(false)),
   hash: Flag.Boolean("h").pipe(Flag.withDescription(describe("hash")), Flag.withDefault(false)),
   roundrobin: Flag.Boolean("r").pipe(Flag.withDescription(describe("roundrobin")), Flag.withDefault(false)),
@@ -588,6 +596,21 @@ export const toSettings = (parsed: Parsed, services: Address.ServiceNames) =>
       return yield* usageError("--admin-token-file needs --admin")
     }
     const workers = yield* workerCount(parsed.workers, listen.success)
+    let peers: Peers.PeersUrl | undefined
+    if (Option.isSome(parsed.peers)) {
+      const url = Peers.parseUrl(parsed.peers.value)
+      // The URL may hold a password: the message shows what was wrong, never the text given.
+      if (Result.isFailure(url)) return yield* usageError(`--peers: ${url.failure}`)
+      peers = url.success
+    }
+    if (!Peers.KEY_PATTERN.test(parsed.peersKey)) {
+      return yield* usageError(
+        `--peers-key '${parsed.peersKey}': letters, digits and _ . : - only, 1 to 64 of them`
+      )
+    }
+    if (parsed.peersKey !== Config.defaults.peersKey && peers === undefined) {
+      return yield* usageError("--peers-key needs --peers")
+    }
     if (parsed.backlog < 50) yield* Console.error("listen_queue bumped to 50")
     return yield* Config.decode({
       listen: listen.success,
@@ -640,7 +663,9 @@ export const toSettings = (parsed: Parsed, services: Address.ServiceNames) =>
       admin,
       adminTokenFile: Option.getOrUndefined(parsed.adminTokenFile),
       workers,
-      graceSeconds: parsed.grace
+      graceSeconds: parsed.grace,
+      peers,
+      peersKey: parsed.peersKey
     }).pipe(Effect.mapError((error) => new UsageError(error.message)))
   })
 

@@ -5,6 +5,7 @@
  */
 import { Context, Effect, Layer, Schema, SchemaIssue } from "effect"
 import * as HealthCheck from "./domain/HealthCheck.ts"
+import * as Peers from "./domain/Peers.ts"
 import * as TlsSettings from "./domain/TlsSettings.ts"
 
 const Count = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
@@ -87,7 +88,10 @@ export const descriptions = {
   admin: "--admin: HTTP admin endpoint: dashboard, /metrics and /api ([host:]port; a port alone binds 127.0.0.1)",
   adminTokenFile: "--admin-token-file: file holding the bearer token that changes through /api need",
   workers: "--workers: threads that serve connections (auto: one per core the process may run on)",
-  graceSeconds: "--grace: seconds open connections may take to finish after SIGQUIT (a graceful stop)"
+  graceSeconds: "--grace: seconds open connections may take to finish after SIGQUIT (a graceful stop)",
+  peers:
+    "--peers: share the sticky table, blacklists, drains and weights with the nibs on this Redis: redis://[:PASSWORD@]HOST[:PORT][/DB] or rediss://",
+  peersKey: "--peers-key: the name the nibs sharing one table use in Redis (letters, digits, _ . : -)"
 } as const
 
 const AtLeastOne = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
@@ -155,7 +159,9 @@ export const Settings = Schema.Struct({
   workers: AtLeastOne.annotate({ description: descriptions.workers }),
   graceSeconds: Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0)).annotate({
     description: descriptions.graceSeconds
-  })
+  }),
+  peers: Schema.UndefinedOr(Peers.PeersUrlSchema).annotate({ description: descriptions.peers }),
+  peersKey: Schema.String.check(Schema.isPattern(Peers.KEY_PATTERN)).annotate({ description: descriptions.peersKey })
 })
 
 /** The decoded settings. @category models */
@@ -210,7 +216,9 @@ export const defaults = {
   admin: undefined,
   adminTokenFile: undefined,
   workers: 1,
-  graceSeconds: 30
+  graceSeconds: 30,
+  peers: undefined,
+  peersKey: "nib"
 } satisfies Omit<Settings, "listen" | "servers">
 
 /** A setting that could not be decoded; `message` says which and why. @category errors */

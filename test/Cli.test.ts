@@ -180,6 +180,8 @@ const parsed = (overrides: Partial<Parsed> = {}): Parsed => ({
   adminTokenFile: Option.none(),
   workers: Option.none(),
   grace: 30,
+  peers: Option.none(),
+  peersKey: "nib",
   listen: Option.some("8080"),
   servers: ["10.0.0.1", "10.0.0.2:9002:10:20:3:1"],
   ...overrides

@@ -22,6 +22,7 @@ const PLANES: ReadonlyArray<readonly [plane: string, rank: number]> = [
   ["src/net", 3],
   ["src/services", 4],
   ["src/proxy", 5],
+  ["src/peers", 5], // --peers: the sticky table and the operator's actions, shared through Redis
   ["src/control", 6],
   ["src/admin", 6],
   ["src/worker/Worker.ts", 8], // a worker thread's entry

@@ -7,6 +7,7 @@
 import { Context, Effect, Layer, Schema } from "effect"
 import { LbConfig } from "../Config.ts"
 import * as Address from "../domain/Address.ts"
+import type { Peers } from "../peers/Peers.ts"
 import type { Listener } from "../proxy/Listener.ts"
 import type { TcpProxy } from "../proxy/TcpProxy.ts"
 import type { Acls } from "../services/Acls.ts"
@@ -16,6 +17,7 @@ import type { ServerPool } from "../services/ServerPool.ts"
 import type { StatsReporter } from "../services/StatsReporter.ts"
 import type * as Api from "./Api.ts"
 import type * as History from "./History.ts"
+import type { PeersView } from "./State.ts"
 
 /** The admin endpoint could not start: its token file, or its address. @category errors */
 export class AdminError extends Schema.TaggedError<AdminError>()("AdminError", {
@@ -47,6 +49,8 @@ export interface Update {
   }
   /** Live connections per worker thread (`--workers`; one figure when the main thread serves). */
   readonly workers: ReadonlyArray<number>
+  /** The nibs sharing the sticky table (`--peers`), or `enabled: false`. */
+  readonly peers: PeersView
   readonly servers: ReadonlyArray<Api.ServerView>
   readonly emergency: Api.ServerView | null
   readonly clients: {
@@ -79,7 +83,7 @@ export class Admin extends Context.Service<Admin, {
   static readonly layer: Layer.Layer<
     Admin,
     AdminError,
-    LbConfig | ServerPool | ClientTable | StatsReporter | Listener | HealthChecker | TcpProxy | Acls
+    LbConfig | ServerPool | ClientTable | StatsReporter | Listener | HealthChecker | TcpProxy | Acls | Peers
   > = Layer.unwrap(Effect.gen(function*() {
     const { admin } = yield* LbConfig
     if (admin === undefined) {

@@ -58,6 +58,13 @@ export const html = String.raw`<!doctype html>
       <ol id="events" class="events"></ol>
     </div>
   </section>
+  <section id="peers-section" hidden>
+    <h2>Peers <span id="peers-where" class="muted"></span></h2>
+    <table id="peers">
+      <thead><tr><th>nib</th><th>host</th><th>pid</th><th>clients</th><th>last sync</th><th>lag</th></tr></thead>
+      <tbody></tbody>
+    </table>
+  </section>
   <section>
     <h2>Busiest clients <span id="clients-total" class="muted"></span></h2>
     <table id="clients">
@@ -323,6 +330,23 @@ export const script = String.raw`(function () {
     }));
   }
 
+  // --peers: the nibs sharing the sticky table through Redis, and whether this one is in step with them.
+  function drawPeers(p) {
+    $("peers-section").hidden = !p.enabled;
+    if (!p.enabled) return;
+    var where = $("peers-where");
+    where.textContent = "(" + p.url + ", key " + p.key + ": " + (p.up ? "in sync" : "Redis unreachable, serving from the local table") + ")";
+    where.setAttribute("data-up", p.up ? "true" : "false");
+    var body = $("peers").tBodies[0];
+    body.replaceChildren.apply(body, p.peers.map(function (x) {
+      return h("tr", { "data-peer": x.id }, [
+        h("td", { text: x.id + (x.self ? " (this nib)" : "") }), h("td", { text: x.host }),
+        h("td", { class: "num", text: String(x.pid) }), h("td", { class: "num", text: num(x.clients) }),
+        h("td", { text: x.lastSync > 0 ? clock(x.lastSync) : "-" }), h("td", { class: "num", text: x.lagMs + " ms" })
+      ]);
+    }));
+  }
+
   function apply(u) {
     readOnly = u.readOnly;
     document.body.classList.toggle("read-only", readOnly);
@@ -340,6 +364,7 @@ export const script = String.raw`(function () {
     drawServers(u.servers);
     drawEvents(u.events);
     drawClients(u.clients);
+    if (u.peers) drawPeers(u.peers);
     $("rate-chart").replaceChildren(svg(600, 150, [
       { name: "accepted", values: samples.map(function (s) { return s.acceptedPerSecond; }) },
       { name: "failovers", values: samples.map(function (s) { return s.failoversPerSecond; }) }

@@ -12,6 +12,7 @@ import type { Stream } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
 import * as Explain from "../domain/Explain.ts"
+import { Origin } from "../services/ServerPool.ts"
 import * as Api from "./Api.ts"
 import * as Auth from "./Auth.ts"
 import * as Dashboard from "./Dashboard.ts"
@@ -96,7 +97,8 @@ export const change = <R extends HttpRouter.Provided>(
     answer(Effect.gen(function*() {
       const request = yield* HttpServerRequest.HttpServerRequest
       yield* Auth.check(token, request.headers["authorization"])
-      return yield* handler
+      // The operator's changes: `--peers` shares them.
+      return yield* Effect.provideService(handler, Origin, "operator")
     }))
   )
 
@@ -143,6 +145,7 @@ export const routes = (ctx: Context) => {
     ),
     get("/api/connections", Effect.map(State.connections(s), (connections) => json({ connections }))),
     get("/api/settings", Effect.map(State.settings(s, readOnly), (view) => json(view))),
+    get("/api/peers", Effect.map(State.peers(s), (view) => json(view))),
     get("/api/state", Effect.map(State.state(s), (view) => json(view))),
     get(
       "/api/explain",

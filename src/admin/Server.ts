@@ -14,6 +14,7 @@ import { HttpRouter, HttpServer } from "effect/http"
 import { LbConfig, type Settings } from "../Config.ts"
 import * as Address from "../domain/Address.ts"
 import * as HttpListener from "../net/HttpListener.ts"
+import { Peers } from "../peers/Peers.ts"
 import * as ProxyExplain from "../proxy/Explain.ts"
 import { Listener } from "../proxy/Listener.ts"
 import { TcpProxy } from "../proxy/TcpProxy.ts"
@@ -33,7 +34,7 @@ import * as State from "./State.ts"
 export const layer = (admin: NonNullable<Settings["admin"]>): Layer.Layer<
   Admin,
   AdminError,
-  LbConfig | ServerPool | ClientTable | StatsReporter | Listener | HealthChecker | TcpProxy | Acls
+  LbConfig | ServerPool | ClientTable | StatsReporter | Listener | HealthChecker | TcpProxy | Acls | Peers
 > =>
   Layer.effect(
     Admin,
@@ -51,6 +52,7 @@ export const layer = (admin: NonNullable<Settings["admin"]>): Layer.Layer<
         listener: yield* Listener,
         health: yield* HealthChecker,
         proxy: yield* TcpProxy,
+        peers: yield* Peers,
         explain: yield* Effect.map(
           Effect.context<ServerPool | Acls | ClientTable>(),
           (context) => (client: string) => Effect.provide(ProxyExplain.explain(client), context)
@@ -82,6 +84,7 @@ export const layer = (admin: NonNullable<Settings["admin"]>): Layer.Layer<
               idleClosed: stats.idleClosed
             },
             workers: stats.workers,
+            peers: yield* State.peers(services),
             servers,
             emergency,
             clients: {

@@ -10,6 +10,7 @@ import type { Settings } from "../Config.ts"
 import * as Address from "../domain/Address.ts"
 import type * as Explain from "../domain/Explain.ts"
 import * as HealthCheck from "../domain/HealthCheck.ts"
+import type { Peers, PeersStatus } from "../peers/Peers.ts"
 import type { Listener } from "../proxy/Listener.ts"
 import type { TcpProxy } from "../proxy/TcpProxy.ts"
 import type { ClientTable } from "../services/ClientTable.ts"
@@ -28,6 +29,8 @@ export interface Services {
   readonly listener: Listener["Service"]
   readonly health: HealthChecker["Service"]
   readonly proxy: TcpProxy["Service"]
+  /** `--peers`: the nibs sharing the sticky table. */
+  readonly peers: Peers["Service"]
   /** `explain`: the decision nib would make now for a new client from this address, and why. */
   readonly explain: (client: string) => Effect.Effect<Explain.Explanation>
 }
@@ -223,3 +226,10 @@ export const patch = (s: Services, index: number, body: Api.ServerPatch): Effect
       Effect.mapError((error) => new Api.ApiError({ status: 422, message: error.message, field: "address" }))
     )
   })
+
+/** `GET /api/peers`: the nibs sharing this one's sticky table (`--peers`), or `enabled: false`. @category models */
+export type PeersView = { readonly enabled: false } | ({ readonly enabled: true } & PeersStatus)
+
+/** Where this nib stands with its peers. @category getters */
+export const peers = (s: Services): Effect.Effect<PeersView> =>
+  Effect.map(s.peers.status, (status) => (status === undefined ? { enabled: false } : { enabled: true, ...status }))

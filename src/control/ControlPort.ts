@@ -13,6 +13,7 @@ import { LbConfig } from "../Config.ts"
 import type * as Address from "../domain/Address.ts"
 import type { Socket } from "../net/Socket.ts"
 import * as TcpServer from "../net/TcpServer.ts"
+import { Origin } from "../services/ServerPool.ts"
 import { Handover } from "../shared/Handover.ts"
 import * as Command from "./Command.ts"
 import { Control } from "./Control.ts"
@@ -153,6 +154,7 @@ const serveClient = (control: Control["Service"], socket: Socket): Effect.Effect
         yield* Effect.logDebug(`${socket.remoteAddress ?? "unix"}: ${read.line}`).pipe(
           Effect.annotateLogs({ service: "ControlPort" })
         )
-        return yield* reply(socket, yield* control.execute(read.line))
+        // What the operator changes here is shared with the peers (`--peers`); -O and -F are the configuration.
+        return yield* reply(socket, yield* control.execute(read.line).pipe(Effect.provideService(Origin, "operator")))
     }
   }).pipe(Effect.ensuring(Effect.sync(() => socket.destroy())))

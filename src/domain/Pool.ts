@@ -46,3 +46,23 @@ export type ServerChange =
   /** The server's own active check; undefined: not checked (`server N check none`). */
   | { readonly key: "check"; readonly value: Check | undefined }
   | { readonly key: "port" | "max" | "hard" | "weight" | "prio" | "blacklist" | "acl"; readonly value: number }
+
+/**
+ * Who changed a server: the operator (the control port, the admin API), the configuration (`-O`, `-F`, the command
+ * line, an upgrade's hand-over), or a peer (`--peers`). Only the operator's changes are shared with the peers.
+ *
+ * @category models
+ */
+export type ActionOrigin = "operator" | "configuration" | "peer"
+
+/**
+ * A change of the part of a server's state the peers share: the blacklist's deadline (milliseconds since the epoch,
+ * 0 lifts it), the drain, the weight. @category models
+ */
+export interface ServerAction {
+  readonly index: number
+  readonly origin: ActionOrigin
+  readonly blacklistedUntil?: number | undefined
+  readonly draining?: boolean | undefined
+  readonly weight?: number | undefined
+}

@@ -48,6 +48,19 @@ export class ClientTable extends Context.Service<ClientTable, {
   readonly capacity: Effect.Effect<number>
   /** Changes the number of slots; false (nothing changed) beyond the most the table was made for. */
   readonly resize: (capacity: number) => Effect.Effect<boolean>
+  /**
+   * What changed since a mark (`--peers`): how many times a client's server changed here up to now, and the clients
+   * remembered whose server changed after change count `since`, or who were seen after `seenAfter` (milliseconds).
+   */
+  readonly changedSince: (
+    since: number,
+    seenAfter: number
+  ) => Effect.Effect<{ readonly changes: number; readonly entries: ReadonlyArray<StickyTable.ClientEntry> }>
+  /**
+   * Takes in a client a peer pinned to `server` (`--peers`), with its last visit: no connection is counted, and the
+   * change is not one of {@link changedSince}'s. Whether the table took it (not when it was forgotten already).
+   */
+  readonly adopt: (address: string, server: number, lastSeen: number) => Effect.Effect<boolean>
   /** The most slots `resize` can give the table. */
   readonly capacityMax: number
   /** Seconds a client is remembered, 0 = forever (`-T`, the `tracking` command). */
@@ -81,6 +94,13 @@ export class ClientTable extends Context.Service<ClientTable, {
         recent: Effect.sync(() => table.recent(now())),
         inOrder: Effect.sync(() => table.inOrder(now())),
         restore: (entries) => Effect.sync(() => table.restore(entries, now())),
+        changedSince: (since, seenAfter) =>
+          Effect.sync(() => {
+            // The count first: a change made during the walk is found again next time, never lost.
+            const changes = table.changes
+            return { changes, entries: table.changedSince(since, seenAfter, now()) }
+          }),
+        adopt: (address, server, lastSeen) => Effect.sync(() => table.adopt(keyOf(address), server, lastSeen, now())),
         capacity: Effect.sync(() => table.capacity),
         capacityMax: table.capacityMax,
         resize: (slots) => Effect.sync(() => table.resize(Math.max(1, Math.floor(slots)))),

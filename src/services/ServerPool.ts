@@ -17,7 +17,14 @@ import { LbConfig } from "../Config.ts"
 import * as Address from "../domain/Address.ts"
 import * as Backend from "../domain/Backend.ts"
 import * as HealthCheck from "../domain/HealthCheck.ts"
-import type { PolicyFlag, PoolSnapshot, ServerChange, ServerStatus } from "../domain/Pool.ts"
+import type {
+  ActionOrigin,
+  PolicyFlag,
+  PoolSnapshot,
+  ServerAction,
+  ServerChange,
+  ServerStatus
+} from "../domain/Pool.ts"
 import * as Selection from "../domain/Selection.ts"
 import * as ServerSpec from "../domain/ServerSpec.ts"
 import * as Resolve from "../net/Resolve.ts"
@@ -26,7 +33,25 @@ import { Broadcast, type BroadcastShape, type ServerSettings } from "../shared/B
 import * as ServerMemory from "../shared/ServerMemory.ts"
 import { SharedState } from "../shared/SharedState.ts"
 
-export type { PolicyFlag, PoolSnapshot, ServerChange, ServerStatus } from "../domain/Pool.ts"
+export type {
+  ActionOrigin,
+  PolicyFlag,
+  PoolSnapshot,
+  ServerAction,
+  ServerChange,
+  ServerStatus
+} from "../domain/Pool.ts"
+
+/**
+ * Who is changing servers in the current fiber: the control port and the admin API run their changes as the
+ * `operator`, `--peers` applies a peer's as `peer`; anything else is the `configuration`. {@link ServerPool}'s
+ * `actions` carry it, so that only the operator's changes are shared.
+ *
+ * @category references
+ */
+export const Origin = Context.Reference<ActionOrigin>("nib/services/ServerPool/Origin", {
+  defaultValue: () => "configuration"
+})
 
 /** Index of the emergency server (`-e`), which never takes part in selection. @category constants */
 export const EMERGENCY_SERVER = -2
@@ -133,6 +158,11 @@ export class ServerPool extends Context.Service<ServerPool, {
   readonly setDown: (index: number, down: boolean) => Effect.Effect<void>
   /** Drains server `index` (no new clients; its live connections go on), or takes it back. */
   readonly setDraining: (index: number, draining: boolean) => Effect.Effect<void>
+  /**
+   * The blacklists, drains and weight changes made from now on through {@link blacklist}, {@link setDraining} and
+   * {@link configure}, each with its {@link Origin}: what `--peers` shares. Subscribed until the scope closes.
+   */
+  readonly actions: Effect.Effect<PubSub.Subscription<ServerAction>, never, Scope.Scope>
   /** The live state's memory, and the thread's view of it, as worker threads are given it. */
   readonly memory: ServerMemory.Memory
   /**
@@ -152,9 +182,10 @@ export class ServerPool extends Context.Service<ServerPool, {
   static readonly make = (options: PoolOptions): Effect.Effect<ServerPool["Service"]> =>
     Effect.gen(function*() {
       const changes = yield* PubSub.unbounded<number>()
+      const actions = yield* PubSub.unbounded<ServerAction>()
       const clock = yield* Clock.Clock
       const broadcast = yield* Broadcast
-      const pool = makeWith(options, clock, changes, broadcast)
+      const pool = makeWith(options, clock, changes, actions, broadcast)
       // Worker threads start with no server: they are told each one, resolved here.
       yield* Effect.forEach(pool.backends, (b) => broadcast.send(serverChange(b)), { discard: true })
       return pool
@@ -313,6 +344,7 @@ const makeWith = (
   options: PoolOptions,
   clock: Clock.Clock,
   changes: PubSub.PubSub<number>,
+  actions: PubSub.PubSub<ServerAction>,
   broadcast: BroadcastShape
 ): ServerPool["Service"] => {
   const proxy = options.sendProxy ?? "none"
@@ -450,6 +482,26 @@ const makeWith = (
     }
   }
 
+  /** Tells `actions` of a change of server `index`'s shared state, with the fiber's {@link Origin}. */
+  const announce = (action: Omit<ServerAction, "origin">): Effect.Effect<void> =>
+    Effect.flatMap(Effect.service(Origin), (origin) => PubSub.publish(actions, { ...action, origin }))
+
+  /** What a `server N ...` command changed of the state the peers share, if anything. */
+  const announceChanges = (b: Server, list: ReadonlyArray<ServerChange>): Effect.Effect<void> => {
+    let weight: number | undefined
+    let blacklisted = false
+    for (const c of list) {
+      if (c.key === "weight") weight = c.value
+      if (c.key === "blacklist") blacklisted = true
+    }
+    if (weight === undefined && !blacklisted) return Effect.void
+    return announce({
+      index: b.index,
+      weight,
+      blacklistedUntil: blacklisted ? b.blacklistedUntil : undefined
+    })
+  }
+
   /** Whether `b` is in its slow start at `now` (`--slow-start`, after its check brought it back up). */
   const starting = (b: Backend.Backend, now: number): boolean => b.upSince !== 0 && now - b.upSince < slowStartMs
 
@@ -483,7 +535,8 @@ const makeWith = (
         Effect.forEach(list, (c) => change(b, c), { discard: true }).pipe(
           Effect.ensuring(
             Effect.andThen(Effect.suspend(() => broadcast.send(serverChange(b))), PubSub.publish(changes, index))
-          )
+          ),
+          Effect.andThen(Effect.suspend(() => announceChanges(b, list)))
         )),
     adopt: (index, settings) =>
       Effect.flatMap(grow(index), (b) =>
@@ -495,6 +548,7 @@ const makeWith = (
           b.check = settings.check
         })),
     changes: PubSub.subscribe(changes),
+    actions: PubSub.subscribe(actions),
     setDown: (index, down) =>
       Effect.sync(() => {
         const b = get(index)
@@ -503,9 +557,11 @@ const makeWith = (
         if (!down && slowStartMs > 0) state.setUpSince(b.row, clock.currentTimeMillisUnsafe())
       }),
     setDraining: (index, draining) =>
-      Effect.sync(() => {
+      Effect.suspend(() => {
         const b = get(index)
-        if (b !== undefined) state.setDraining(b.row, draining)
+        if (b === undefined) return Effect.void
+        state.setDraining(b.row, draining)
+        return index >= 0 ? announce({ index, draining }) : Effect.void
       }),
     memory,
     backendUnsafe: get,
@@ -533,7 +589,10 @@ const makeWith = (
     blacklist: (index, seconds) =>
       get(index) === undefined
         ? Effect.fail(new ServerPoolError({ message: `no server ${index}` }))
-        : Effect.sync(() => blacklistUnsafe(index, seconds)),
+        : Effect.suspend(() => {
+          blacklistUnsafe(index, seconds)
+          return index >= 0 ? announce({ index, blacklistedUntil: get(index)!.blacklistedUntil }) : Effect.void
+        }),
     snapshot: Effect.sync(() => {
       const now = clock.currentTimeMillisUnsafe()
       return {

@@ -112,6 +112,8 @@ const GROWN = 12
 const HOLDER = 13
 /** Float64 index of the tracking time (byte 64). */
 const TRACKING = 8
+/** Float64 index of the change count (byte 72): pins that changed a client's server, for `--peers` to find them. */
+const CHANGES = 9
 const HEADER_BYTES = 128
 
 // A record's Int32 words.
@@ -128,7 +130,9 @@ const INTS = 8
 // A record's Float64 words.
 const SEEN = 0
 const CONNECTS = 1
-const FLOATS = 2
+/** The value of the header's change count when the record's server last changed here (0: never, or from a peer). */
+const STAMP = 2
+const FLOATS = 3
 
 // A worker's row for a record, in Float64 words: the generation as an Int32 at the start, then the two counters.
 const ROW = 4
@@ -354,6 +358,7 @@ export class StickyMemory {
     const at = record * INTS
     this.lock()
     if (record < this.header[RECORDS] && this.ints[at + GEN] === (ref - record) / GEN_SPAN) {
+      if (this.ints[at + SERVER] !== server) this.stamp(record)
       Atomics.store(this.ints, at + SERVER, server)
     }
     this.unlock()
@@ -373,6 +378,7 @@ export class StickyMemory {
       pinned = ints[at + SERVER]
       if (pinned === NO_SERVER) {
         Atomics.store(ints, at + SERVER, server)
+        this.stamp(record)
         pinned = server
       }
     }
@@ -570,6 +576,96 @@ export class StickyMemory {
     }
   }
 
+  /** How many times a client's server changed here (pins and claims; not {@link adopt}): 0 for a new table. */
+  get changes(): number {
+    this.lock()
+    const changes = this.settings[CHANGES]
+    this.unlock()
+    return changes
+  }
+
+  /**
+   * What changed since a mark, for `--peers` to share: the clients remembered at `now` whose server changed here after
+   * change count `since` ({@link changes}), and those seen after `seenAfter` (milliseconds). The table is walked whole
+   * only when some server changed; visits alone are found from the most recent back.
+   */
+  changedSince(since: number, seenAfter: number, now: number): Array<StickyTable.ClientEntry> {
+    for (;;) {
+      this.reserveScratch(this.capacity)
+      this.lock()
+      if (this.header[COUNT] > this.scratchInts.length / 3) {
+        this.unlock()
+        continue
+      }
+      const floats = this.floats
+      const whole = this.settings[CHANGES] > since
+      let n = 0
+      for (let record = this.header[NEWEST]; record >= 0; record = this.ints[record * INTS + PREV]) {
+        const seen = floats[record * FLOATS + SEEN]
+        if (seen <= seenAfter && !whole) break
+        if ((seen > seenAfter || floats[record * FLOATS + STAMP] > since) && !this.expired(record, now)) {
+          this.copyOut(record, n++)
+        }
+      }
+      this.unlock()
+      return this.copiedAll(n)
+    }
+  }
+
+  /**
+   * Takes in a client a peer pinned (`--peers`): its server and, when later than this table's, its last visit, with
+   * no connection counted and no change counted (so it is not shared back). A client new here takes a slot as a visit
+   * does (the least recently seen one's when the table is full, unless that one was seen later). Nothing for a client
+   * forgotten at `now`, or an address the table cannot keep. Whether the table took it.
+   */
+  adopt(address: string, server: number, lastSeen: number, now: number): boolean {
+    const hash = hashOf(address)
+    if (hash === INVALID) return false
+    this.lock()
+    try {
+      const header = this.header
+      const floats = this.floats
+      const tracking = this.settings[TRACKING]
+      if (tracking > 0 && now - lastSeen >= tracking) return false
+      let record = this.find(address, hash)
+      if (record >= 0) {
+        if (this.expired(record, now)) this.restart(record)
+        Atomics.store(this.ints, record * INTS + SERVER, server)
+        if (lastSeen > floats[record * FLOATS + SEEN]) {
+          this.unlink(record)
+          floats[record * FLOATS + SEEN] = lastSeen
+          this.place(record)
+        }
+        return true
+      }
+      if (tracking > 0) {
+        for (let oldest = header[OLDEST]; oldest >= 0; oldest = header[OLDEST]) {
+          if (now - floats[oldest * FLOATS + SEEN] < tracking) break
+          this.drop(oldest)
+        }
+      }
+      if (header[COUNT] >= header[CAPACITY]) {
+        record = header[OLDEST]
+        if (floats[record * FLOATS + SEEN] > lastSeen) return false
+        this.unlink(record)
+        this.unchain(record)
+      } else {
+        record = this.takeRecord()
+        const slot = this.takeSlot()
+        this.ints[record * INTS + SLOT] = slot
+        this.slots[slot] = record
+        header[COUNT]++
+      }
+      this.settle(record, address, hash)
+      Atomics.store(this.ints, record * INTS + SERVER, server)
+      floats[record * FLOATS + SEEN] = lastSeen
+      this.place(record)
+      return true
+    } finally {
+      this.unlock()
+    }
+  }
+
   /** Every broken invariant of the table's structure, in words; empty when it is sound. Takes the lock. */
   violations(): Array<string> {
     this.lock()
@@ -669,8 +765,33 @@ export class StickyMemory {
     const at = record * INTS
     this.ints[at + HASH] = hash
     this.ints[at + LENGTH] = address.length
+    this.floats[record * FLOATS + STAMP] = 0
     this.chain(record)
     this.restart(record)
+  }
+
+  /** Counts a change of the record's server, and marks the record with the count (under the lock). */
+  private stamp(record: number): void {
+    this.floats[record * FLOATS + STAMP] = ++this.settings[CHANGES]
+  }
+
+  /**
+   * Moves the record (in no list) to its place by last visit: after the newest client seen at or before it. A peer's
+   * client comes in with its own last visit, which may be older than this table's newest.
+   */
+  private place(record: number): void {
+    const ints = this.ints
+    const floats = this.floats
+    const seen = floats[record * FLOATS + SEEN]
+    let before = this.header[NEWEST]
+    while (before >= 0 && floats[before * FLOATS + SEEN] > seen) before = ints[before * INTS + PREV]
+    const after = before >= 0 ? ints[before * INTS + NEXT] : this.header[OLDEST]
+    ints[record * INTS + PREV] = before
+    ints[record * INTS + NEXT] = after
+    if (before >= 0) ints[before * INTS + NEXT] = record
+    else this.header[OLDEST] = record
+    if (after >= 0) ints[after * INTS + PREV] = record
+    else this.header[NEWEST] = record
   }
 
   /** Forgets the record's client: its slot becomes free, and so does the record. */

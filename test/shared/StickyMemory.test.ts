@@ -419,6 +419,81 @@ const reportsOf = (workers: ReadonlyArray<Worker>, seconds: number) =>
     })
   )
 
+const shared = (capacity: number, trackingMillis = 0) =>
+  StickyMemory.attach(StickyMemory.allocate({ capacity, trackingMillis, workers: 1, shared: true }), 0)
+const serversOf = (entries: ReadonlyArray<StickyTable.ClientEntry>) =>
+  Object.fromEntries(entries.map((e) => [e.address, e.server]))
+
+describe("StickyMemory for --peers: what changed, and a peer's pins", () => {
+  it("changedSince: the clients whose server changed after the mark, and those seen after a time; not the rest", () => {
+    const table = shared(8)
+    const a = table.visit("10.0.0.1", 1000)
+    table.claim(a, 1)
+    const b = table.visit("10.0.0.2", 1100)
+    table.claim(b, 0)
+    const mark = table.changes
+    assert.strictEqual(mark, 2)
+    assert.deepStrictEqual(table.changedSince(mark, 2000, 3000), [])
+    // Seen again (no change of server): found by its visit alone.
+    table.visit("10.0.0.2", 2500)
+    assert.deepStrictEqual(serversOf(table.changedSince(mark, 2000, 3000)), { "10.0.0.2": 0 })
+    // A failover's pin moves a client seen long ago: found by its change, whatever its last visit.
+    table.pin(a, 2)
+    assert.deepStrictEqual(serversOf(table.changedSince(mark, 2600, 3000)), { "10.0.0.1": 2 })
+    // Pinning the server it has is no change.
+    const before = table.changes
+    table.pin(a, 2)
+    assert.strictEqual(table.changes, before)
+    // From the start: everyone.
+    assert.deepStrictEqual(serversOf(table.changedSince(-1, -1, 3000)), { "10.0.0.1": 2, "10.0.0.2": 0 })
+  })
+
+  it("adopt: a peer's pin is taken without a connection counted, and is no change of this table's", () => {
+    const table = shared(4)
+    const mark = table.changes
+    assert.isTrue(table.adopt("10.0.0.1", 1, 900, 1000))
+    assert.strictEqual(table.changes, mark)
+    assert.deepStrictEqual(table.changedSince(mark, 950, 1000), [])
+    const entry = table.lookup("10.0.0.1", 1000)!
+    assert.strictEqual(entry.server, 1)
+    assert.strictEqual(entry.connects, 0)
+    assert.strictEqual(entry.lastSeen, 900)
+    // A connection of the client now goes where the peer pinned it.
+    const ref = table.visit("10.0.0.1", 1100)
+    assert.strictEqual(table.server(ref), 1)
+    // A peer's later pin moves it; an earlier visit does not move the last one back.
+    assert.isTrue(table.adopt("10.0.0.1", 3, 1050, 1200))
+    assert.strictEqual(table.lookup("10.0.0.1", 1200)!.server, 3)
+    assert.strictEqual(table.lookup("10.0.0.1", 1200)!.lastSeen, 1100)
+  })
+
+  it("adopt keeps the table in last-visit order: a full table evicts its least recently seen, or refuses an older pin", () => {
+    const memory = StickyMemory.allocate({ capacity: 3, trackingMillis: 0, workers: 1, shared: true })
+    const table = StickyMemory.attach(memory, 0)
+    table.visit("10.0.0.1", 100)
+    table.visit("10.0.0.2", 300)
+    // Older than the newest: placed behind it.
+    assert.isTrue(table.adopt("10.0.0.3", 0, 200, 400))
+    assert.deepStrictEqual(table.recent(400).map((e) => e.address), ["10.0.0.2", "10.0.0.3", "10.0.0.1"])
+    // Full: a pin older than everyone is refused; a newer one evicts 10.0.0.1.
+    assert.isFalse(table.adopt("10.0.0.4", 0, 50, 400))
+    assert.isTrue(table.adopt("10.0.0.5", 1, 250, 400))
+    assert.deepStrictEqual(table.recent(400).map((e) => e.address), ["10.0.0.2", "10.0.0.5", "10.0.0.3"])
+    assert.deepStrictEqual(StickyMemory.check(memory), [])
+    // Visits found from the newest back still see a visit made after an adopted older pin.
+    const mark = table.changes
+    table.visit("10.0.0.3", 500)
+    assert.deepStrictEqual(table.changedSince(mark, 450, 600).map((e) => e.address), ["10.0.0.3"])
+  })
+
+  it("adopt: a pin whose tracking time ran out is not taken", () => {
+    const table = shared(4, 1000)
+    assert.isFalse(table.adopt("10.0.0.1", 0, 100, 1200))
+    assert.isTrue(table.adopt("10.0.0.1", 0, 500, 1200))
+    assert.isUndefined(table.lookup("10.0.0.1", 1600))
+  })
+})
+
 describe("StickyMemory in worker threads", () => {
   const OPERATIONS = 20_000
   const RESERVED = 4096
