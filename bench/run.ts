@@ -104,6 +104,13 @@ const nibArgv = (root: string, ...flags: Array<string>) => (port: number, server
   ...servers
 ]
 
+/** nib keeping its sticky table (no -r): what `--peers` shares. */
+const nibStickyArgv = (root: string, ...flags: Array<string>) => (port: number, servers: Array<string>) =>
+  nibArgv(root, ...flags)(port, servers).filter((arg) => arg !== "-r")
+
+/** The port of the redis-server that nib-sticky+peers shares its table through (started by main when it runs). */
+const REDIS_PORT = 20000 + (process.pid % 20000)
+
 const has = (tool: string) => ChildProcess.spawnSync("sh", ["-c", `command -v ${tool}`]).status === 0
 const PINNING = has("taskset") && Os.cpus().length > 1
 
@@ -406,6 +413,15 @@ const BALANCERS: Array<Balancer> = [
         : {})
     }
   }),
+  // --peers (issue #19): nib with its sticky table (no -r), without and with a Redis to share it through. Redis runs
+  // on the load's CPU; nothing of it is on a connection's path, so the two should cost the same.
+  { name: "nib-sticky", tool: "node", argv: nibStickyArgv(ROOT), optIn: true },
+  {
+    name: "nib-sticky+peers",
+    tool: "redis-server",
+    argv: nibStickyArgv(ROOT, "--peers", `redis://127.0.0.1:${REDIS_PORT}`),
+    optIn: true
+  },
   // --workers (issue #17): nib on two threads (the main thread and one worker thread). Its start-up line comes once
   // every worker listens: before that the kernel would give every connection to the main thread.
   {
@@ -1048,6 +1064,20 @@ const main = async () => {
 
   Fs.mkdirSync(Path.join(work, "www"))
   Fs.writeFileSync(Path.join(work, "www/small"), Buffer.alloc(100, "x"))
+  if (scenarios.some((scenario) => balancersOf(scenario).some((b) => b.name === "nib-sticky+peers"))) {
+    const redis = spawnPinned(0, [
+      "redis-server",
+      "--port",
+      String(REDIS_PORT),
+      "--bind",
+      "127.0.0.1",
+      "--save",
+      "",
+      "--appendonly",
+      "no"
+    ])
+    await waitForPort(REDIS_PORT, redis)
+  }
 
   // samples[scenario][balancer][figure] = values, one per repetition
   const samples: Record<string, Record<string, Record<string, Array<number>>>> = {}

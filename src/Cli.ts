@@ -17,6 +17,7 @@ import * as HealthCheck from "./domain/HealthCheck.ts"
 import * as Peers from "./domain/Peers.ts"
 import * as ServerSpec from "./domain/ServerSpec.ts"
 import * as TlsSettings from "./domain/TlsSettings.ts"
+import { Peers as PeersService } from "./peers/Peers.ts"
 import * as Verbosity from "./services/Verbosity.ts"
 import * as Handover from "./shared/Handover.ts"
 
@@ -776,6 +777,8 @@ export const serve = (
         discard: true
       })
     }
+    // --peers: the operator's shared state of the servers wins over what the configuration just set.
+    yield* Context.get(context, PeersService).reapply
     if (settings.user !== undefined) {
       yield* Daemon.dropPrivileges(settings.user)
       if (settings.logTarget !== undefined) yield* Context.get(context, RequestLog).open(settings.logTarget)

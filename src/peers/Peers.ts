@@ -66,9 +66,18 @@ export interface PeersStatus {
 export class Peers extends Context.Service<Peers, {
   /** Where this nib stands with its peers; undefined without `--peers`. */
   readonly status: Effect.Effect<PeersStatus | undefined>
+  /**
+   * Applies the operator's state the peers share (drains, blacklists still running, weights) again, after a start's
+   * configuration (`-O`, `-F`, the command line's servers) was applied over what was loaded: a nib that joins follows
+   * its peers, as haproxy's server state file wins over its configuration.
+   */
+  readonly reapply: Effect.Effect<void>
 }>()("nib/peers/Peers") {
   /** No peers: what a nib without `--peers` has. */
-  static readonly layerNone: Layer.Layer<Peers> = Layer.succeed(Peers, { status: Effect.undefined })
+  static readonly layerNone: Layer.Layer<Peers> = Layer.succeed(Peers, {
+    status: Effect.undefined,
+    reapply: Effect.void
+  })
 
   /**
    * The peers of the running configuration: none without `--peers`; with it, the table is loaded from Redis before

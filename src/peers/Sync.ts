@@ -260,8 +260,13 @@ export const make = (url: P.PeersUrl, prefix: string) =>
       return index === undefined ? Effect.void : Effect.asVoid(clients.adopt(pin.client, index, pin.seen))
     }
 
+    /** The operator's state of each server as the peers share it: what a start's configuration must not undo. */
+    const shared = new Map<string, P.ServerState>()
+    const share = (server: string, state: P.ServerState) => shared.set(server, { ...shared.get(server), ...state })
+
     /** Applies an operator's change a peer made, as a peer's: it is not shared again. */
     const applyServer = (server: string, state: P.ServerState): Effect.Effect<void> => {
+      share(server, state)
       const index = names().byName.get(server)
       if (index === undefined) return Effect.void
       return Effect.gen(function*() {
@@ -299,6 +304,7 @@ export const make = (url: P.PeersUrl, prefix: string) =>
         if (action.draining !== undefined) change.draining = action.draining
         if (action.weight !== undefined) change.weight = action.weight
         pending.set(server, change)
+        share(server, change)
       }))))
 
     const session = Effect.gen(function*() {
@@ -520,7 +526,16 @@ export const make = (url: P.PeersUrl, prefix: string) =>
       peers: status.peers
     }))
     yield* registerMetrics(status)
-    return { status: peersStatus }
+    const reapply = Effect.suspend(() =>
+      Effect.forEach(shared, ([server, state]) => {
+        const until = state.blacklistedUntil
+        return applyServer(
+          server,
+          until !== undefined && until > now() ? state : { ...state, blacklistedUntil: undefined }
+        )
+      }, { discard: true })
+    )
+    return { status: peersStatus, reapply }
   })
 
 /** `nib_peers_up`, `nib_peers`, `nib_peers_sync_errors_total` and `nib_peers_lag_seconds`, read when exported. */

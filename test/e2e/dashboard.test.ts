@@ -251,6 +251,44 @@ describe.skipIf(!hasChromium)("dashboard in Chromium", () => {
       assert.deepStrictEqual(exit, { code: 0, signal: null })
     }))
 
+  const redisServer = ["/usr/bin/redis-server", "/usr/sbin/redis-server"].find((path) => Fs.existsSync(path))
+  it.live.skipIf(redisServer === undefined)(
+    "--peers: the Peers panel lists both nibs, and says so when Redis goes away",
+    () =>
+      Effect.gen(function*() {
+        const port = yield* Backend.freePort
+        const redis = yield* Effect.promise(() =>
+          Nib.spawnReady(
+            redisServer!,
+            ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            /Ready to accept connections/
+          )
+        )
+        yield* Effect.addFinalizer(() => Effect.promise(() => Nib.stop(redis.proc)))
+        const a = yield* Backend.identity("a")
+        const peers = ["--peers", `redis://127.0.0.1:${port}`, "--admin", "127.0.0.1:0", "127.0.0.1:0", a.spec()]
+        const one = yield* Nib.start(peers)
+        const two = yield* Nib.start(peers)
+        const { errors, page: p } = yield* page(`${Admin.baseUrl(one)}/`)
+        yield* waitFor(p, `#peers-where[data-up="true"]`)
+        // Heartbeats every 2 s: both nibs are listed once each has written one.
+        const ids = yield* Effect.promise(async () => {
+          await p.waitForFunction(
+            () => (globalThis as any).document.querySelectorAll("#peers tbody tr").length === 2,
+            undefined,
+            WAIT
+          )
+          return p.locator("#peers tbody tr").evaluateAll((rows) => rows.map((r) => r.textContent ?? ""))
+        })
+        assert.isTrue(ids.some((text) => text.includes(`${one.pid}`) && text.includes("(this nib)")), ids.join(" | "))
+        assert.isTrue(ids.some((text) => text.includes(`${two.pid}`) && !text.includes("(this nib)")), ids.join(" | "))
+        yield* Effect.promise(() => Nib.stop(redis.proc))
+        yield* waitFor(p, `#peers-where[data-up="false"]`)
+        assert.include(yield* Effect.promise(() => p.textContent("#peers-where")), "Redis unreachable")
+        assert.deepStrictEqual(errors, [])
+      })
+  )
+
   it.live("read-only: no token box, no actions", () =>
     Effect.gen(function*() {
       const a = yield* Backend.identity("a")

@@ -10,10 +10,15 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as Admin from "../utils/Admin.ts"
 import * as Backend from "../utils/Backend.ts"
+import * as Certs from "../utils/Certs.ts"
 import * as Client from "../utils/Client.ts"
 import * as Nib from "../utils/Nib.ts"
+import * as Nibctl from "../utils/Nibctl.ts"
 
 const { ip } = Client
+
+/** pen refuses a control port to root without -u: as root, the test names root itself. */
+const AS_USER: ReadonlyArray<string> = process.getuid?.() === 0 ? ["-u", "root"] : []
 
 const redisServer = ["/usr/bin/redis-server", "/usr/sbin/redis-server", "/usr/local/bin/redis-server"].find((path) =>
   Fs.existsSync(path)
@@ -207,7 +212,7 @@ describe.skipIf(redisServer === undefined)("--peers: one sticky table for severa
       const token = Path.join(dir, "token")
       Fs.writeFileSync(token, "s3cret-token\n")
       const peers = ["--peers", `redis://127.0.0.1:${port}`, "--admin", "127.0.0.1:0", "--admin-token-file", token]
-      const one = yield* Nib.start([...peers, "127.0.0.1:0", a.spec(), b.spec()])
+      const one = yield* Nib.start([...peers, ...AS_USER, "-C", "127.0.0.1:0", "127.0.0.1:0", a.spec(), b.spec()])
       const two = yield* Nib.start([...peers, "127.0.0.1:0", b.spec(), a.spec()])
       const base1 = Admin.baseUrl(one)
       const base2 = Admin.baseUrl(two)
@@ -230,6 +235,17 @@ describe.skipIf(redisServer === undefined)("--peers: one sticky table for severa
 
       yield* Admin.call(base2, "PATCH", "/api/servers/1", { token: "s3cret-token", body: { weight: 7 } })
       assert.isTrue(yield* until(Effect.map(serverOf(base1, aAddress), (s) => s.weight === 7)))
+
+      // pen's control port is the operator too: `server 1 weight 4` on the first nib (its b) reaches the second.
+      assert.strictEqual(yield* Nibctl.ask(Nibctl.targetOf(one), "server 1 weight 4"), "")
+      assert.isTrue(yield* until(Effect.map(serverOf(base2, bAddress), (s) => s.weight === 4)))
+      // A nib that joins follows its peers: the shared weights win over its own configuration (-O, -F, the command
+      // line), which is not shared either.
+      const five = yield* Nib.start([...peers, "-O", "server 0 weight 9", "127.0.0.1:0", a.spec(), b.spec()])
+      assert.strictEqual((yield* serverOf(Admin.baseUrl(five), aAddress)).weight, 7)
+      assert.strictEqual((yield* serverOf(Admin.baseUrl(five), bAddress)).weight, 4)
+      yield* Effect.sleep("600 millis")
+      assert.strictEqual((yield* serverOf(base1, aAddress)).weight, 7)
 
       // A server that refuses a connection is blacklisted by the nib that saw it fail, not by its peers: each judges
       // servers by its own connects (a peer may reach the server by another path).
@@ -276,6 +292,43 @@ describe.skipIf(redisServer === undefined)("--peers: one sticky table for severa
       assert.notInclude(bad.stderr(), "wrong-pw")
       assert.include(bad.stderr(), `redis://:***@127.0.0.1:${port}`)
     }))
+
+  it.live.skipIf(Certs.openssl === undefined)(
+    "rediss://: TLS to Redis, the server's certificate checked (NODE_EXTRA_CA_CERTS trusts a private CA)",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* Nib.tempDir
+        const { cert, key } = yield* Certs.certificate(dir)
+        const port = yield* Backend.freePort
+        yield* startRedis(0, [
+          "--tls-port",
+          String(port),
+          "--tls-cert-file",
+          cert,
+          "--tls-key-file",
+          key,
+          "--tls-auth-clients",
+          "no"
+        ])
+        const a = yield* Backend.identity("a")
+        const args = ["--peers", `rediss://127.0.0.1:${port}`, "--admin", "127.0.0.1:0", "127.0.0.1:0", a.spec()]
+        // Not trusted: nib serves without the table, and says why.
+        const untrusted = yield* Nib.start(args)
+        assert.match(untrusted.stderr(), /did not answer within 3000 ms \(.*certificate.*\)/)
+        // Trusted: in sync.
+        const saved = process.env["NODE_EXTRA_CA_CERTS"]
+        process.env["NODE_EXTRA_CA_CERTS"] = cert
+        const trusted = yield* Nib.start(args).pipe(
+          Effect.ensuring(Effect.sync(() => {
+            if (saved === undefined) delete process.env["NODE_EXTRA_CA_CERTS"]
+            else process.env["NODE_EXTRA_CA_CERTS"] = saved
+          }))
+        )
+        const view = yield* peersOf(Admin.baseUrl(trusted))
+        assert.isTrue(view.up, trusted.stderr())
+        assert.strictEqual(view.url, `rediss://127.0.0.1:${port}`)
+      })
+  )
 
   it.live(
     "Redis down at start: nib serves after a bounded wait, says so, and synchronizes once Redis is up",
