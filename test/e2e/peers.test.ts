@@ -263,7 +263,15 @@ describe.skipIf(redisServer === undefined)("--peers: one sticky table for severa
       const port = yield* Backend.freePort
       yield* startRedis(port, ["--requirepass", "pa55-w0rd"])
       const a = yield* Backend.identity("a")
+      const dir = yield* Nib.tempDir
+      const web = Path.join(dir, "status.html")
+      const written = Path.join(dir, "written.cfg")
       const good = yield* Nib.start([
+        ...AS_USER,
+        "-C",
+        "127.0.0.1:0",
+        "-w",
+        web,
         "--peers",
         `redis://:pa55-w0rd@127.0.0.1:${port}/2`,
         "--admin",
@@ -283,6 +291,12 @@ describe.skipIf(redisServer === undefined)("--peers: one sticky table for severa
         (yield* Admin.call(base, "GET", "/api/peers")).text,
         (yield* Admin.call(base, "GET", "/metrics")).text
       ]
+      // pen's outputs too: `write` (the settings as commands) and the status page (-w, on SIGUSR1).
+      assert.strictEqual(yield* Nibctl.ask(Nibctl.targetOf(good), `write ${written}`), "")
+      process.kill(good.pid, "SIGUSR1")
+      assert.isTrue(yield* until(Effect.sync(() => Fs.existsSync(web) && Fs.statSync(web).size > 0)))
+      texts.push(Fs.readFileSync(written, "utf8"), Fs.readFileSync(web, "utf8"))
+      assert.match(texts.at(-2)!, /^server 0 acl 0 address 127.0.0.1/m)
       for (const text of texts) assert.notInclude(text, "pa55-w0rd")
 
       // A wrong password: nib serves after the bounded wait, says why in one line, and shows no password either.
