@@ -464,7 +464,7 @@ export const make = (url: P.PeersUrl, prefix: string) =>
         receive,
         Effect.raceFirst(
           every(FLUSH_MILLIS, flush(false)),
-          Effect.raceFirst(every(BEAT_MILLIS, beat), every(PRUNE_MILLIS, Effect.delay(pruneOnce, PRUNE_MILLIS)))
+          Effect.raceFirst(every(BEAT_MILLIS, beat), Effect.delay(every(PRUNE_MILLIS, pruneOnce), PRUNE_MILLIS))
         )
       ).pipe(Effect.andThen(Effect.fail(new SessionError({ reason: "the session ended" }))))
     }).pipe(Effect.scoped)
