@@ -2,18 +2,23 @@
  * pen's control port (`-C`): one command per connection, the reply, then the connection is closed.
  *
  * pen reads each control client with one blocking `recv()` inside its only loop, so a client that connects and sends
- * nothing freezes all load balancing. Here each control client is its own fiber: it has `READ_TIMEOUT` to send a line,
- * and while it waits (or while a long reply drains) the balancer and other control clients go on. A line longer than
- * pen's limit is refused with a message instead of being cut. Whatever follows the line is read and dropped, so the
- * connection closes as soon as the client has its reply (pen leaves it unread and resets the connection).
- * `control_acl` is checked first: a denied client is closed without a word, as in pen.
+ * nothing freezes all load balancing. Here each control client is its own fiber, started as the client is accepted:
+ * it has `READ_TIMEOUT` to send a line, and while it waits (or while a long reply drains) the balancer and other
+ * control clients go on. A burst of clients is served as it comes, none waiting for another, up to half the process's
+ * descriptors ({@link maxClients}); past that a client is told so in one line and closed, and counted. None is ever
+ * reset for being one too many. A line longer than pen's limit is refused with a message instead of being cut.
+ * Whatever follows the line is read and dropped, so the connection closes as soon as the client has its reply (pen
+ * leaves it unread and resets the connection). `control_acl` is checked first: a denied client is closed without a
+ * word, as in pen.
  */
 import { Context, Effect, Layer } from "effect"
 import { LbConfig } from "../Config.ts"
 import type * as Address from "../domain/Address.ts"
 import type { Socket } from "../net/Socket.ts"
 import * as TcpServer from "../net/TcpServer.ts"
+import * as Common from "../proxy/Common.ts"
 import { Origin } from "../services/ServerPool.ts"
+import { StatsReporter } from "../services/StatsReporter.ts"
 import { Handover } from "../shared/Handover.ts"
 import * as Command from "./Command.ts"
 import { Control } from "./Control.ts"
@@ -24,8 +29,17 @@ export const READ_TIMEOUT_MS = 10_000
 /** How long a reply may take to drain to a control client that does not read it. @category constants */
 export const WRITE_TIMEOUT_MS = 30_000
 
-/** Control clients served at once; more wait in the accept queue. @category constants */
-const MAX_CLIENTS = 64
+/**
+ * The control clients served at once with `limit` descriptors (the process's limit; unknown: no bound but the
+ * system's): half of them, so that a burst of control clients, or many silent ones, never takes the descriptors the
+ * balancing needs. Each client has its own deadlines, so none waits for another however many there are.
+ * @category constructors
+ */
+export const maxClients = (limit: number | undefined): number =>
+  limit === undefined ? Number.POSITIVE_INFINITY : Math.max(1, Math.floor(limit / 2))
+
+/** The line a control client past {@link maxClients} gets before nib closes it. @category constructors */
+export const busyReply = (max: number): string => `too many control clients at once (at most ${max}): try again later\n`
 
 /** The message pen prints when it will not open the control port as root. @category constants */
 export const ROOT_REFUSAL = "Won't open control port running as root; use -u to run as different user"
@@ -42,7 +56,11 @@ export class ControlPort extends Context.Service<ControlPort, {
    */
   readonly handOver: Effect.Effect<void>
 }>()("nib/control/ControlPort") {
-  static readonly layer: Layer.Layer<ControlPort, TcpServer.TcpServerError, LbConfig | Control> = Layer.effect(
+  static readonly layer: Layer.Layer<
+    ControlPort,
+    TcpServer.TcpServerError,
+    LbConfig | Control | StatsReporter
+  > = Layer.effect(
     ControlPort,
     Effect.gen(function*() {
       const config = yield* LbConfig
@@ -58,12 +76,33 @@ export class ControlPort extends Context.Service<ControlPort, {
       const inherited = (yield* Handover).control
       const server = yield* TcpServer.make({
         endpoint: config.control.endpoint,
-        backlog: 50,
-        maxConnections: MAX_CLIENTS,
+        // The data listener's `-q`: a burst waits in the kernel's queue until it is accepted, as in pen.
+        backlog: config.backlog,
+        // Every client is served as it is accepted; none waits, none is reset (those past the share are told why).
+        maxConnections: Number.POSITIVE_INFINITY,
+        maxWaiting: Number.POSITIVE_INFINITY,
         descriptors: inherited === undefined ? undefined : [inherited]
       })
+      const limit = TcpServer.descriptorLimit()
+      const max = maxClients(limit)
+      const stats = yield* StatsReporter
+      const warnUnsafe = Common.rateLimited(
+        Effect.runForkWith(yield* Effect.context<never>()),
+        (message) => Effect.logWarning(message).pipe(Effect.annotateLogs({ service: "ControlPort" }))
+      )
+      const share: Share = {
+        // `active` counts the client being admitted: past `max`, it is one too many.
+        full: () => server.active() > max,
+        refuse: (socket) => {
+          stats.addUnsafe("controlRefused", 1)
+          warnUnsafe(
+            `control port: refused a control client: ${max} at once already (half of nib's ${limit} descriptors)`
+          )
+          return reply(socket, busyReply(max))
+        }
+      }
       yield* server.adopt
-      yield* Effect.forkScoped(server.run((socket) => serveClient(control, socket)))
+      yield* Effect.forkScoped(server.run((socket) => serveClient(control, share, socket)))
       return ControlPort.of({
         address: server.address(),
         descriptor: () => server.descriptors()[0],
@@ -74,6 +113,12 @@ export class ControlPort extends Context.Service<ControlPort, {
       })
     })
   )
+}
+
+/** The control port's share of descriptors: whether it is taken, and how a client past it is refused. */
+interface Share {
+  readonly full: () => boolean
+  readonly refuse: (socket: Socket) => Effect.Effect<void>
 }
 
 type Read =
@@ -140,10 +185,11 @@ const reply = (socket: Socket, text: string): Effect.Effect<void> =>
     })
   })
 
-const serveClient = (control: Control["Service"], socket: Socket): Effect.Effect<void> =>
+const serveClient = (control: Control["Service"], share: Share, socket: Socket): Effect.Effect<void> =>
   Effect.gen(function*() {
     socket.on("error", () => socket.destroy())
     if (!control.admitsControlClient(socket.remoteAddress)) return socket.destroy()
+    if (share.full()) return yield* share.refuse(socket)
     const read = yield* readLine(socket)
     switch (read._tag) {
       case "Gone":

@@ -103,6 +103,21 @@ const closeDescriptor = (fd: number): void => {
   }
 }
 
+/**
+ * The process's descriptor limit (the soft `RLIMIT_NOFILE`, which Node raises to the hard limit as it starts), from
+ * /proc/self/limits; `undefined` where that cannot be read (not Linux, no /proc) or says "unlimited".
+ */
+export const descriptorLimit = (): number | undefined => {
+  let limits: string
+  try {
+    limits = Fs.readFileSync("/proc/self/limits", "latin1")
+  } catch {
+    return undefined
+  }
+  const soft = /^Max open files\s+(\d+)\s/m.exec(limits)?.[1]
+  return soft === undefined ? undefined : Number(soft)
+}
+
 /** The address `server` is bound to: the real port for TCP, `endpoint` itself for a Unix socket. */
 const boundAddress = (server: Net.Server, endpoint: Address.Endpoint): Address.Endpoint => {
   const bound = server.address()

@@ -292,6 +292,9 @@ function onClientSecure(this: Socket.Socket) {
 function onHandshakeTimeout(session: Session) {
   session.handshakeTimedOut()
 }
+function onClientGreetingEnd(this: Socket.Socket) {
+  sessionOf(this).leftWhileGreeting()
+}
 
 /** How long a client has to finish its TLS handshake (`-E`). @category constants */
 export const TLS_HANDSHAKE_MILLIS = 10_000
@@ -414,6 +417,8 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
     const client = Tls.accept(raw, tls)
     this.own(client)
     client.on("secure", onClientSecure)
+    // The client's FIN ends the handshake: it can never finish (a reset is an `error`, which closes the socket).
+    client.on("end", onClientGreetingEnd)
     this.greetingTimer = setTimeout(onHandshakeTimeout, TLS_HANDSHAKE_MILLIS, this)
   }
 
@@ -426,8 +431,10 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
 
   secured(): void {
     const client = this.client as TLSSocket
-    // `secure` comes again after each renegotiation (TLS 1.2): the server is chosen once.
+    // `secure` comes again after each renegotiation (TLS 1.2): the server is chosen once. From now on the relay sees
+    // the client's FIN (Node emits `secure` as the handshake completes, before an `end` that follows it).
     client.off("secure", onClientSecure)
+    client.off("end", onClientGreetingEnd)
     if (this.finished) return
     this.stopGreetingTimer()
     Tls.established(client)
@@ -436,6 +443,16 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
       return this.refuseGreeting("-R", "no valid client certificate")
     }
     this.greeted()
+  }
+
+  /**
+   * The client sent its FIN (or its reset, seen as an EOF when it comes after bytes nib answered) before its greeting
+   * was done, TLS handshake or PROXY header: there is nothing to serve, and its socket is closed now, not left half
+   * closed until the greeting's deadline. As a client that resets: not a refusal, nothing logged.
+   */
+  leftWhileGreeting(): void {
+    if (this.finished || this.peer !== "") return
+    this.abort()
   }
 
   handshakeTimedOut(): void {
@@ -477,6 +494,7 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
   private readProxyHeader(): void {
     const { client } = this
     client.on("data", onClientHeaderData)
+    client.on("end", onClientGreetingEnd)
     this.greetingTimer = setTimeout(onProxyHeaderTimeout, PROXY_HEADER_MILLIS, this)
     client.resume()
   }
@@ -513,6 +531,7 @@ class Session implements Socket.Dialing, Tap, Slotted, Failover.Failing {
   private endHeaderRead(): void {
     this.stopGreetingTimer()
     this.client.off("data", onClientHeaderData)
+    this.client.off("end", onClientGreetingEnd)
     this.client.pause()
   }
 

@@ -1,7 +1,7 @@
 /**
- * What happened: counters (connections accepted, refused, failovers, blacklistings, local failures, idle closes), the
- * live-connection gauge, the sticky table's size and per-server figures, exposed as Effect `Metric`s and as a typed
- * snapshot.
+ * What happened: counters (connections accepted, refused, failovers, blacklistings, local failures, idle closes, control
+ * clients refused), the live-connection gauge, the sticky table's size and per-server figures, exposed as Effect
+ * `Metric`s and as a typed snapshot.
  *
  * The per-connection path only bumps plain numbers; the metrics read them when they are exported (pull-based series
  * registered with `Metric.registerUnsafe`), so observability costs nothing per connection. Per-server series are
@@ -28,6 +28,7 @@ export const MetricNames = {
   localFailures: "nib_local_failures_total",
   healthTransitions: "nib_health_transitions_total",
   idleClosed: "nib_idle_closed_total",
+  controlRefused: "nib_control_refused_total",
   serverConnections: "nib_server_connections",
   serverBytesSent: "nib_server_bytes_sent_total",
   serverBytesReceived: "nib_server_bytes_received_total",
@@ -60,6 +61,8 @@ export interface StatsSnapshot {
   readonly healthTransitions: number
   /** Connections closed for having moved no byte for `idle_timeout` seconds. */
   readonly idleClosed: number
+  /** Control clients refused, with a line saying why, for being past the control port's share of descriptors. */
+  readonly controlRefused: number
   readonly servers: ReadonlyArray<ServerStatus>
   readonly emergency: ServerStatus | undefined
   /** The relay's buffer pool: buffers owned, lent out, and their bytes. */
@@ -153,6 +156,11 @@ export class StatsReporter extends Context.Service<StatsReporter, {
           MetricNames.idleClosed,
           "connections closed after idle_timeout seconds without a byte either way",
           () => counters.get("idleClosed")
+        ),
+        counterOf(
+          MetricNames.controlRefused,
+          "control clients refused for being past the control port's share of descriptors",
+          () => counters.get("controlRefused")
         ),
         gauge(MetricNames.relayBuffers, "buffers the relay owns (lent out or free)", () => buffers.stats().buffers),
         gauge(
@@ -280,6 +288,7 @@ function zeroCounts(): Record<Counter, number> {
     blacklistings: 0,
     localFailures: 0,
     healthTransitions: 0,
-    idleClosed: 0
+    idleClosed: 0,
+    controlRefused: 0
   }
 }

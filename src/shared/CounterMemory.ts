@@ -13,7 +13,8 @@ export const NAMES = [
   "blacklistings",
   "localFailures",
   "healthTransitions",
-  "idleClosed"
+  "idleClosed",
+  "controlRefused"
 ] as const
 
 /** One of the counters. @category models */

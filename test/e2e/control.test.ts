@@ -10,12 +10,15 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
+import * as Admin from "../utils/Admin.ts"
 import * as Backend from "../utils/Backend.ts"
 import * as Client from "../utils/Client.ts"
 import * as Fd from "../utils/Fd.ts"
+import * as Kernel from "../utils/Kernel.ts"
 import * as Nib from "../utils/Nib.ts"
 import * as Nibctl from "../utils/Nibctl.ts"
 import * as Poll from "../utils/Poll.ts"
@@ -34,6 +37,27 @@ const AS_USER: ReadonlyArray<string> = isRoot ? ["-u", "root"] : []
 
 /** pen's message when it will not open the control port as root. */
 const ROOT_REFUSAL = "Won't open control port running as root; use -u to run as different user"
+
+/** Control clients of the burst tests: as many as monitoring scripts on a fleet might send at once. */
+const BURST = 200
+
+/** The descriptor limit of the nib whose control clients outnumber its share, and how many clients are past it. */
+const LIMIT = 256
+const OVER = 20
+
+/** nib started under a descriptor limit of `limit`, soft and hard (Node raises the soft one to the hard one). */
+const startLimited = (limit: number, args: ReadonlyArray<string>) =>
+  Effect.acquireRelease(
+    Effect.promise(async () => {
+      const { proc } = await Nib.spawnReady(
+        Fd.prlimit!,
+        [`--nofile=${limit}:${limit}`, Nib.NODE, Nib.NIB, "-f", ...Nib.WORKERS, ...args],
+        Nib.LISTENING
+      )
+      return proc
+    }),
+    (proc) => Effect.promise(() => Nib.stop(proc))
+  )
 
 /** pen's default `mode` reply. */
 const MODE_DEFAULT = "no hash no roundrobin no stubborn no weight no prio\n"
@@ -116,6 +140,28 @@ const serverLines = (reply: string) =>
       prio: Number(prio)
     }
   })
+
+/** What a `servers` reply says apart from the live counts (a data client served meanwhile may show in them). */
+const settingsOf = (reply: string) =>
+  serverLines(reply).map(({ addr, hard, index, max, port, prio, weight }) => ({
+    index,
+    addr,
+    port,
+    max,
+    hard,
+    weight,
+    prio
+  }))
+
+/** The backlog of each socket listening on `port`: its Send-Q in `ss -ltn`. */
+const backlogOf = (port: number): Array<number> =>
+  ChildProcess.execFileSync("ss", ["-ltnH", `( sport = :${port} )`], { encoding: "utf8" })
+    .split("\n")
+    .filter((line) => line.trim() !== "")
+    .map((line) => Number(line.trim().split(/\s+/)[2]))
+
+/** Sends `servers` on a control connection. */
+const askServers = (conn: Client.Conn) => conn.socket.write("servers\n")
 
 /** Parses pen's `recent` reply (`ADDR connects N sx S rx R` lines): connects and [sx, rx] by address. */
 const recentOf = (reply: string) => {
@@ -500,6 +546,117 @@ describe("robustness", () => {
       const replies = yield* Effect.forEach(runs, ([command]) => ctl(target, command), { concurrency: "unbounded" })
       assert.deepStrictEqual(replies, runs.map(([, reply]) => reply))
     }))
+
+  it.live("200 control clients at once, in waves of 40 and all together: each is answered as one alone is; a data client is served meanwhile", () =>
+    Effect.gen(function*() {
+      const a = yield* Backend.identity("a")
+      const b = yield* Backend.identity("b")
+      const lb = yield* Nib.start([...AS_USER, "-C", "127.0.0.1:0", "127.0.0.1:0", a.spec(), b.spec()])
+      const port = lb.control!.port
+      const alone = yield* raw({ port }, "servers\n")
+      assert.deepStrictEqual(alone, { reply: idleLine(0, a.port) + idleLine(1, b.port), ending: "eof" })
+      const idle = yield* Effect.promise(() => Fd.stable(lb.pid))
+
+      // Five waves of 40, each sent as soon as the one before is connected, before its answers are in; then 200
+      // clients connected at once, which all ask once every one is connected.
+      for (const round of ["in waves of 40", "all together"] as const) {
+        const together = round === "all together"
+        const conns: Array<Client.Conn> = []
+        for (let wave = 0; wave < (together ? 1 : 5); wave++) {
+          const dialed = Array.from({ length: together ? BURST : 40 }, () => {
+            // Closed as nib's EOF comes, as penctl closes once it has the reply.
+            const conn = Client.dial(port, { allowHalfOpen: false })
+            if (!together) conn.socket.once("connect", () => askServers(conn))
+            return conn
+          })
+          conns.push(...dialed)
+          yield* Poll.waitUntil(() => dialed.every((conn) => conn.connected || conn.ending !== undefined), 10_000)
+        }
+        // All together: once nib holds every one of them (or has closed some).
+        if (together) {
+          yield* Poll.waitUntil(
+            () => Fd.count(lb.pid) >= idle + BURST || conns.some((conn) => conn.ending !== undefined),
+            10_000
+          )
+        }
+        const data = Client.askName(lb.port, ip(2), 10_000)
+        if (together) conns.forEach((conn) => conn.ending === undefined && askServers(conn))
+        const endings = yield* Effect.promise(() => Promise.all(conns.map((conn) => conn.ended(15_000))))
+        const replies = conns.map((conn) => conn.data().toString("latin1"))
+        conns.forEach((conn) => conn.close())
+        const tally: Record<string, number> = {}
+        for (const ending of endings) tally[ending] = (tally[ending] ?? 0) + 1
+        assert.deepStrictEqual(tally, { eof: BURST }, `${round}: how the control connections ended`)
+        for (const reply of replies) assert.deepStrictEqual(settingsOf(reply), settingsOf(alone.reply), reply)
+        assert.include(["a", "b"], yield* Effect.promise(() => data), `${round}: the data client`)
+      }
+    }))
+
+  it.live.skipIf(Fd.prlimit === undefined)(
+    "past half of nib's descriptors, a control client is told so in one line and counted; none is reset",
+    () =>
+      Effect.gen(function*() {
+        const a = yield* Backend.identity("a")
+        const lb = yield* startLimited(LIMIT, [
+          ...AS_USER,
+          "--admin",
+          "127.0.0.1:0",
+          "-C",
+          "127.0.0.1:0",
+          "127.0.0.1:0",
+          a.spec()
+        ])
+        const control = Nib.CONTROL.exec(lb.stderr())
+        assert.isNotNull(control, lb.stderr())
+        const port = Number(control![2])
+        const idle = yield* Effect.promise(() => Fd.stable(lb.pid))
+        // Clients that say nothing: nib serves half its limit of them at once, each waiting for its line.
+        const served = LIMIT / 2
+        const conns = Array.from({ length: served + OVER }, () => Client.dial(port))
+        yield* Effect.addFinalizer(() => Effect.sync(() => conns.forEach((conn) => conn.close())))
+        const told = () => conns.filter((conn) => conn.received > 0 && conn.ending !== undefined)
+        yield* Poll.waitUntil(() => told().length >= OVER, 10_000)
+        assert.deepStrictEqual(
+          told().map((conn) => [conn.text(), conn.ending]),
+          Array.from(
+            { length: OVER },
+            () => [`too many control clients at once (at most ${served}): try again later\n`, "eof"]
+          )
+        )
+        assert.strictEqual(
+          conns.filter((conn) => conn.received > 0).length,
+          OVER,
+          "only the clients past the share are told"
+        )
+        assert.deepStrictEqual(conns.filter((conn) => conn.ending === "reset" || conn.ending === "error"), [])
+        // Counted where the user sees it: /metrics, and a warning in the log.
+        const scrape = yield* Admin.scrape(Admin.baseUrl(lb))
+        assert.strictEqual(Admin.valueOf(scrape, "nib_control_refused_total"), OVER)
+        yield* Nib.logged(lb, "control port: refused a control client: ")
+
+        // Once they are gone, a control client is answered again.
+        conns.forEach((conn) => conn.close())
+        assert.isAtMost(
+          yield* Effect.promise(() => Fd.settle(lb.pid, idle, 5_000)),
+          idle,
+          Fd.describe(lb.pid).join(", ")
+        )
+        const reply = yield* raw({ port }, "servers\n")
+        assert.deepStrictEqual(reply, { reply: idleLine(0, a.port), ending: "eof" })
+      })
+  )
+
+  it.live.skipIf(Kernel.missing().includes("ss"))(
+    "the control port's listen backlog is -q's, the data listener's",
+    () =>
+      Effect.gen(function*() {
+        const a = yield* Backend.identity("a")
+        const lb = yield* Nib.start([...AS_USER, "-q", "77", "-C", "127.0.0.1:0", "127.0.0.1:0", a.spec()])
+        // (With --workers, each worker thread's listener is one more socket on the data port, each with the backlog.)
+        assert.deepStrictEqual(backlogOf(lb.control!.port), [77])
+        assert.include(backlogOf(lb.port), 77)
+      })
+  )
 
   it.live("raw: one command per connection (servers\\npid\\n gets the servers listing only); mode then half-close", () =>
     Effect.gen(function*() {

@@ -13,6 +13,7 @@ import * as Stream from "node:stream"
 import * as Tls from "node:tls"
 import { acceptQueue, listenFreePort } from "../utils/Backend.ts"
 import { certificate, openssl } from "../utils/Certs.ts"
+import * as Fd from "../utils/Fd.ts"
 import * as HttpServer from "../utils/HttpServer.ts"
 import * as Nginx from "../utils/Nginx.ts"
 import * as Nib from "../utils/Nib.ts"
@@ -198,6 +199,31 @@ describe.skipIf(Nginx.path === undefined)("--accept-proxy: nib behind another ba
       // A malformed v1 header.
       assert.deepStrictEqual(yield* raw(lb.port, "PROXY TCP4 1.2.3 4.5.6.7 1 2\r\n"), { received: "", ended: true })
       yield* Nib.logged(lb, "--accept-proxy: closed")
+    }))
+
+  it.live("100 clients that close before their header is whole (no byte, part of one) are closed at once", () =>
+    Effect.gen(function*() {
+      const lb = yield* Nib.start(["--accept-proxy", "127.0.0.1:0", "127.0.0.1:9"])
+      const idle = yield* Effect.promise(() => Fd.stable(lb.pid))
+      const sockets = Array.from({ length: 100 }, (_, i) => {
+        const socket = Net.connect({ port: lb.port, host: "127.0.0.1" })
+        socket.on("error", () => {})
+        socket.once("connect", () => socket.end(i % 2 === 0 ? "" : "PROXY TCP4 10.9.8.7 127.0."))
+        return socket
+      })
+      yield* Effect.addFinalizer(() => Effect.sync(() => sockets.forEach((socket) => socket.destroy())))
+      yield* Effect.promise(() =>
+        Promise.all(sockets.map((socket) =>
+          new Promise<void>((resolve) => {
+            socket.once("finish", resolve)
+            socket.once("close", resolve)
+          })
+        ))
+      )
+      // Well within the header's 5 s, every one of their sockets is closed.
+      const after = yield* Effect.promise(() => Fd.settle(lb.pid, idle, 1_000))
+      assert.isAtMost(after, idle, `descriptors a second after the last FIN (${idle} before)`)
+      assert.notInclude(lb.stderr(), "no PROXY header within")
     }))
 
   it.live("a client that sends no header is closed after 5 s", () =>

@@ -12,6 +12,8 @@ import * as Net from "node:net"
 import * as Path from "node:path"
 import * as Tls from "node:tls"
 import { authority, certificate, openssl } from "../utils/Certs.ts"
+import * as Client from "../utils/Client.ts"
+import * as Fd from "../utils/Fd.ts"
 import * as HttpServer from "../utils/HttpServer.ts"
 import * as Nib from "../utils/Nib.ts"
 import * as Nibctl from "../utils/Nibctl.ts"
@@ -387,5 +389,150 @@ describe.skipIf(openssl === undefined)("TLS settings: -L, -Z and the ssl_* comma
         if (!/ conn 0 /.test(servers)) yield* Effect.sleep("50 millis")
       }
       assert.match(servers, / conn 0 /)
+    }))
+})
+
+/** Clients of the burst that leave during their handshake. */
+const LEAVERS = 300
+
+/**
+ * The first record of a real TLS ClientHello: what Node's TLS client sends to a listener that records it and never
+ * answers. Its first half is a partial ClientHello.
+ */
+const clientHello = Effect.promise(() =>
+  new Promise<Buffer>((resolve, reject) => {
+    const chunks: Array<Buffer> = []
+    const timer = setTimeout(() => done(new Error("no ClientHello within 5 s")), 5_000)
+    const server = Net.createServer((socket) => {
+      socket.on("data", (chunk: Buffer) => {
+        chunks.push(chunk)
+        const bytes = Buffer.concat(chunks)
+        if (bytes.length >= 5 && bytes.length >= 5 + bytes.readUInt16BE(3)) {
+          done(undefined, bytes.subarray(0, 5 + bytes.readUInt16BE(3)))
+        }
+      })
+      socket.on("error", () => {})
+    })
+    let client: Tls.TLSSocket | undefined
+    const done = (error: Error | undefined, hello?: Buffer) => {
+      clearTimeout(timer)
+      client?.destroy()
+      server.close()
+      if (error === undefined) resolve(hello!)
+      else reject(error)
+    }
+    server.listen(0, "127.0.0.1", () => {
+      client = Tls.connect({ port: (server.address() as Net.AddressInfo).port, host: "127.0.0.1" })
+      client.on("error", () => {})
+    })
+  })
+)
+
+/**
+ * Connections that each send `bytes` (maybe none) and their FIN at once; resolves once every FIN is sent (or the
+ * connection failed). They are destroyed when the scope closes.
+ */
+const leaveAll = (port: number, each: ReadonlyArray<Buffer>) =>
+  Effect.gen(function*() {
+    const sockets = each.map((bytes) => {
+      const socket = Net.connect({ port, host: "127.0.0.1" })
+      socket.on("error", () => {})
+      socket.once("connect", () => socket.end(bytes))
+      // What nib answers a whole ClientHello with is read and dropped, so that its EOF is seen.
+      socket.resume()
+      return socket
+    })
+    yield* Effect.addFinalizer(() => Effect.sync(() => sockets.forEach((socket) => socket.destroy())))
+    yield* Effect.promise(() =>
+      Promise.all(sockets.map((socket) =>
+        new Promise<void>((resolve) => {
+          socket.once("finish", resolve)
+          socket.once("close", resolve)
+        })
+      ))
+    )
+  })
+
+/** The CPU time process `pid` has used (user and system, all its threads), in seconds. */
+const cpuSeconds = (pid: number): number => {
+  const stat = Fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+  // utime and stime are fields 14 and 15; the fields after the command name start at field 3.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
+}
+const CLOCK_TICKS = Number(ChildProcess.execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100
+
+/** `curl https://127.0.0.1:PORT/` trusting `cert`: what the server behind nib answered (it runs with -H). */
+const curlTls = (port: number, cert: string) =>
+  run("curl", ["-s", "--max-time", "5", "--cacert", cert, `https://127.0.0.1:${port}/`])
+
+/**
+ * A TLS client that sends its request and ends its side as soon as its handshake is done (its Finished, the request
+ * and its close follow each other at once); what it received until nib's end (at most 8 s).
+ */
+const requestThenEnd = (port: number) =>
+  Effect.promise(() =>
+    new Promise<string>((resolve) => {
+      const secure = Tls.connect({ port, host: "127.0.0.1", rejectUnauthorized: false })
+      let received = ""
+      const timer = setTimeout(() => secure.destroy(), 8_000)
+      secure.on("error", () => {})
+      secure.once("secureConnect", () => secure.end("GET / HTTP/1.0\r\n\r\n"))
+      secure.on("data", (chunk: Buffer) => (received += chunk.toString("latin1")))
+      secure.once("close", () => {
+        clearTimeout(timer)
+        resolve(received)
+      })
+    })
+  )
+
+describe.skipIf(openssl === undefined)("clients that do not finish their handshake (-E)", () => {
+  it.live(
+    `${LEAVERS} clients that close during their handshake (no byte, part of a ClientHello, a whole one) are closed at once; nib rests; a TLS client is served`,
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* Nib.tempDir
+        const { cert, key } = yield* certificate(dir)
+        const server = yield* backend
+        const lb = yield* Nib.start(["-E", cert, "-K", key, "-H", "127.0.0.1:0", `127.0.0.1:${server.port}`])
+        const hello = yield* clientHello
+        // Served once first: whatever nib opens on its first TLS client is open from then on.
+        assert.deepStrictEqual(yield* curlTls(lb.port, cert), { stdout: "https 127.0.0.1\n", code: 0 })
+        const idle = yield* Effect.promise(() => Fd.stable(lb.pid))
+
+        const kinds = [Buffer.alloc(0), hello.subarray(0, hello.length >> 1), hello]
+        yield* leaveAll(lb.port, Array.from({ length: LEAVERS }, (_, i) => kinds[i % kinds.length]!))
+        // The issue's bound: every one of their sockets is closed within a second of the last FIN.
+        const after = yield* Effect.promise(() => Fd.settle(lb.pid, idle, 1_000))
+        assert.isAtMost(after, idle, `descriptors a second after the last FIN (${idle} before the burst)`)
+
+        // Nothing left to do: over an idle second nib uses next to no CPU (a spinning thread would use all of it).
+        const before = cpuSeconds(lb.pid)
+        yield* Effect.sleep("1 second")
+        assert.isAtMost(cpuSeconds(lb.pid) - before, 0.3, "CPU seconds over an idle second")
+        assert.deepStrictEqual(yield* curlTls(lb.port, cert), { stdout: "https 127.0.0.1\n", code: 0 })
+        // A client whose request and FIN follow its last handshake message at once is served all the same.
+        assert.match(yield* requestThenEnd(lb.port), /\r\n\r\nhttps 127\.0\.0\.1\n$/)
+        assert.notInclude(lb.stderr(), "no TLS handshake within")
+      })
+  )
+
+  it.live("a client that stays without finishing its handshake (silent, or part of a ClientHello) is closed after 10 s", () =>
+    Effect.gen(function*() {
+      const dir = yield* Nib.tempDir
+      const { both } = yield* certificate(dir)
+      const lb = yield* Nib.start(["-E", both, "127.0.0.1:0", "127.0.0.1:9"])
+      const hello = yield* clientHello
+      const silent = yield* Client.open(lb.port)
+      const partial = yield* Client.open(lb.port)
+      partial.socket.write(hello.subarray(0, hello.length >> 1))
+      // Well before the handshake's 10 s: both still open.
+      yield* Effect.sleep("2 seconds")
+      assert.deepStrictEqual([silent.ending, partial.ending], [undefined, undefined])
+      // Then closed by nib (an EOF), once their 10 s are over, and logged.
+      yield* Effect.promise(() => silent.ended(15_000))
+      yield* Effect.promise(() => partial.ended(5_000))
+      assert.deepStrictEqual([silent.ending, partial.ending], ["eof", "eof"])
+      yield* Nib.logged(lb, "no TLS handshake within 10 s")
     }))
 })

@@ -8,6 +8,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Scope } from "effect"
+import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import type * as Net from "node:net"
 import * as Path from "node:path"
@@ -437,4 +438,12 @@ describe("TcpServer: binding", () => {
       assert.strictEqual(refused.error?.code, "ECONNREFUSED")
       yield* serveOnce
     }).pipe(Effect.scoped))
+})
+
+describe("TcpServer: the descriptor limit", () => {
+  it("is the soft limit a child process inherits (`ulimit -n`), as Node raised it at start", () => {
+    const inherited = Number(ChildProcess.execFileSync("sh", ["-c", "ulimit -n"], { encoding: "utf8" }).trim())
+    assert.isAbove(inherited, 0)
+    assert.strictEqual(TcpServer.descriptorLimit(), inherited)
+  })
 })

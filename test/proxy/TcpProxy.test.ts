@@ -204,6 +204,7 @@ describe("TcpProxy", () => {
           localFailures: 0,
           healthTransitions: 0,
           idleClosed: 0,
+          controlRefused: 0,
           servers: [],
           emergency: undefined,
           buffers: { buffers: 0, inUse: 0, bytes: 0 },

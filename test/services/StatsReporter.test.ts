@@ -89,6 +89,7 @@ describe("StatsReporter", () => {
           localFailures: 0,
           healthTransitions: 0,
           idleClosed: 0,
+          controlRefused: 0,
           servers: [],
           emergency: undefined,
           buffers: { buffers: 0, inUse: 0, bytes: 0 },
@@ -133,6 +134,7 @@ describe("StatsReporter", () => {
       reporter.addUnsafe("blacklistings", 1)
       reporter.addUnsafe("localFailures", 3)
       reporter.addUnsafe("idleClosed", 4)
+      reporter.addUnsafe("controlRefused", 6)
       assert.isTrue(servers.tryAcquireUnsafe(0, false))
       assert.isTrue(servers.tryAcquireUnsafe(1, false))
       assert.isTrue(servers.tryAcquireUnsafe(1, false))
@@ -148,6 +150,7 @@ describe("StatsReporter", () => {
       assert.strictEqual(valueOf(metrics, MetricNames.blacklistings), 1)
       assert.strictEqual(valueOf(metrics, MetricNames.localFailures), 3)
       assert.strictEqual(valueOf(metrics, MetricNames.idleClosed), 4)
+      assert.strictEqual(valueOf(metrics, MetricNames.controlRefused), 6)
 
       assert.strictEqual(valueOf(metrics, MetricNames.serverConnections, S0), 1)
       assert.strictEqual(valueOf(metrics, MetricNames.serverConnections, S1), 1)
@@ -162,6 +165,7 @@ describe("StatsReporter", () => {
       assert.strictEqual(types.get(MetricNames.connectionsActive), "Gauge")
       assert.strictEqual(types.get(MetricNames.localFailures), "Counter")
       assert.strictEqual(types.get(MetricNames.idleClosed), "Counter")
+      assert.strictEqual(types.get(MetricNames.controlRefused), "Counter")
       assert.strictEqual(types.get(MetricNames.serverConnections), "Gauge")
       assert.strictEqual(types.get(MetricNames.serverBytesSent), "Counter")
       assert.isTrue(metrics.every((m) => typeof m.description === "string" && m.description.length > 0))
@@ -252,8 +256,8 @@ describe("StatsReporter", () => {
       const reporter = Context.get(context, StatsReporter)
       reporter.addUnsafe("accepted", 1)
       const before = yield* nibMetrics
-      // 8 counters, 3 buffer gauges, 2 sticky-table gauges, nib_workers and one worker's connections, 6 per server.
-      assert.strictEqual(before.length, 8 + 3 + 2 + 2 + 6 * 2)
+      // 9 counters, 3 buffer gauges, 2 sticky-table gauges, nib_workers and one worker's connections, 6 per server.
+      assert.strictEqual(before.length, 9 + 3 + 2 + 2 + 6 * 2)
       assert.strictEqual(valueOf(before, MetricNames.connectionsAccepted), 1)
       const other = Metric.counter("test_other_total")
       yield* Metric.update(other, 2)
@@ -351,6 +355,7 @@ describe("StatsReporter", () => {
         localFailures: 0,
         healthTransitions: 0,
         idleClosed: 0,
+        controlRefused: 0,
         servers: [],
         emergency: undefined,
         buffers: { buffers: 0, inUse: 0, bytes: 0 },
