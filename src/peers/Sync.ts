@@ -162,7 +162,7 @@ export const make = (url: P.PeersUrl, prefix: string) =>
       if (index === undefined) return Effect.void
       return Effect.gen(function*() {
         if (state.blacklistedUntil !== undefined) {
-          yield* Effect.ignore(pool.blacklist(index, Math.max(0, state.blacklistedUntil - now()) / 1000))
+          yield* Effect.ignore(pool.blacklistUntil(index, state.blacklistedUntil))
         }
         if (state.draining !== undefined) yield* pool.setDraining(index, state.draining)
         if (state.weight !== undefined) {
@@ -351,13 +351,15 @@ export const make = (url: P.PeersUrl, prefix: string) =>
           (message) => apply(message.message)
         )
       )
-      return yield* Effect.raceFirst(
+      // Four loops that end only by failing: the first failure ends the session, and interrupts the others.
+      return yield* Effect.all([
         receive,
-        Effect.raceFirst(
-          every(FLUSH_MILLIS, flush(false)),
-          Effect.raceFirst(every(BEAT_MILLIS, beat), Effect.delay(every(PRUNE_MILLIS, pruneOnce), PRUNE_MILLIS))
-        )
-      ).pipe(Effect.andThen(Effect.fail(new SessionError({ reason: "the session ended" }))))
+        every(FLUSH_MILLIS, flush(false)),
+        every(BEAT_MILLIS, beat),
+        Effect.andThen(Effect.sleep(Duration.millis(PRUNE_MILLIS)), every(PRUNE_MILLIS, pruneOnce))
+      ], { concurrency: "unbounded", discard: true }).pipe(
+        Effect.andThen(Effect.fail(new SessionError({ reason: "the session ended" })))
+      )
     }).pipe(Effect.scoped)
 
     // Sessions one after another, for as long as the scope lasts; a failed one is said once, then once a minute.

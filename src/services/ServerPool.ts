@@ -164,6 +164,8 @@ export class ServerPool extends Context.Service<ServerPool, {
   readonly dialTarget: (index: number) => Socket.DialTarget
   /** Blacklists server `index` for `seconds` (0 lifts the blacklist). */
   readonly blacklist: (index: number, seconds: number) => Effect.Effect<void, ServerPoolError>
+  /** Blacklists server `index` until `until` (milliseconds since the epoch; past or 0 lifts it): a peer's deadline. */
+  readonly blacklistUntil: (index: number, until: number) => Effect.Effect<void, ServerPoolError>
   /**
    * Marks server `index` down or up by its active check (HealthChecker). Back up with `--slow-start`, its slow start
    * begins now.
@@ -638,6 +640,14 @@ const makeWith = (
           blacklistUnsafe(index, seconds)
           return index >= 0 ? announce({ index, blacklistedUntil: get(index)!.blacklistedUntil }) : Effect.void
         }),
+    blacklistUntil: (index, until) => {
+      const b = get(index)
+      if (b === undefined) return Effect.fail(new ServerPoolError({ message: `no server ${index}` }))
+      return Effect.suspend(() => {
+        state.setBlacklistedUntil(b.row, until > clock.currentTimeMillisUnsafe() ? until : 0)
+        return index >= 0 ? announce({ index, blacklistedUntil: b.blacklistedUntil }) : Effect.void
+      })
+    },
     snapshot: Effect.sync(() => {
       const now = clock.currentTimeMillisUnsafe()
       return {

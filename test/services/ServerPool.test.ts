@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Layer, PubSub } from "effect"
+import { Clock, Effect, Exit, Layer, PubSub } from "effect"
 import { TestClock } from "effect/testing"
 import * as Net from "node:net"
 import { LbConfig } from "../../src/Config.ts"
@@ -7,7 +7,7 @@ import * as Address from "../../src/domain/Address.ts"
 import { NO_SERVER } from "../../src/domain/Selection.ts"
 import type { ServerSpec } from "../../src/domain/ServerSpec.ts"
 import * as Resolve from "../../src/net/Resolve.ts"
-import { ABUSE_SERVER, EMERGENCY_SERVER, ServerPool, ServerPoolError } from "../../src/services/ServerPool.ts"
+import { ABUSE_SERVER, EMERGENCY_SERVER, Origin, ServerPool, ServerPoolError } from "../../src/services/ServerPool.ts"
 import { Broadcast, type SettingChange } from "../../src/shared/Broadcast.ts"
 import { SharedState } from "../../src/shared/SharedState.ts"
 
@@ -120,6 +120,25 @@ describe("ServerPool", () => {
         assert.isFalse(yield* isBlacklisted(pool, 0))
         assert.isTrue(pool.admitsUnsafe(0, false))
       })
+    ))
+
+  it.effect("blacklistUntil keeps a deadline to the millisecond (a peer's); one past lifts it; the operator's is announced", () =>
+    withPool((pool) =>
+      Effect.gen(function*() {
+        const actions = yield* pool.actions
+        const now = yield* Clock.currentTimeMillis
+        yield* pool.blacklistUntil(1, now + 12_345).pipe(Effect.provideService(Origin, "operator"))
+        assert.strictEqual((yield* pool.snapshot).servers[1]!.blacklistedUntil, now + 12_345)
+        assert.deepStrictEqual(yield* PubSub.take(actions), {
+          index: 1,
+          origin: "operator",
+          blacklistedUntil: now + 12_345
+        })
+        yield* pool.blacklistUntil(1, now - 1)
+        assert.strictEqual((yield* pool.snapshot).servers[1]!.blacklistedUntil, 0)
+        assert.deepStrictEqual(yield* PubSub.take(actions), { index: 1, origin: "configuration", blacklistedUntil: 0 })
+        assert.isTrue(Exit.isFailure(yield* Effect.exit(pool.blacklistUntil(9, now))))
+      }).pipe(Effect.scoped)
     ))
 
   it.effect("blacklist(i, 0) lifts a blacklist at once", () =>
