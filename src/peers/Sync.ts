@@ -228,6 +228,12 @@ export const make = (url: P.PeersUrl, prefix: string) =>
           ) => (error instanceof SessionError ? error : new SessionError({ reason: reasonOf(error) })))
         )
 
+      // A nib that stops leaves the peers at once (its heartbeat removed), not when its heartbeat grows stale.
+      yield* Effect.addFinalizer((exit) =>
+        exit._tag === "Failure" && exit.cause.reasons.some((r) => r._tag === "Fail")
+          ? Effect.void
+          : Effect.ignore(Effect.timeout(redis.send("HDEL", keys.peers, id), Duration.millis(500)))
+      )
       const messages = yield* redis.subscribe(keys.channel)
 
       /** Sends what changed since the mark (everything, with `whole`); takes the pins Redis kept instead. */

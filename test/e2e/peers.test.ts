@@ -115,6 +115,11 @@ describe.skipIf(redisServer === undefined)("--peers: one sticky table for severa
       assert.strictEqual(view.url, `redis://127.0.0.1:${port}`)
       const pids = (view.peers as ReadonlyArray<{ pid: number; self: boolean }>).map((p) => p.pid).toSorted()
       assert.deepStrictEqual(pids, [one.pid, two.pid].toSorted())
+
+      // The second nib stops: it leaves the peers at once, not 10 s later when its heartbeat is stale.
+      yield* Effect.promise(() => Nib.stop(two))
+      const left = yield* until(Effect.map(peersOf(base1), (v) => v.peers.length === 1 && v.peers[0].pid === one.pid))
+      assert.isTrue(left, JSON.stringify(yield* peersOf(base1)))
     }))
 
   it.live("a peer started late loads the table before it serves", () =>
