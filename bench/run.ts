@@ -681,6 +681,48 @@ const udpScenario: Scenario = {
   }
 }
 
+// --peers (issue #19): new connections from 10,000 source addresses (bench/many-clients.ts, not wrk, which has one),
+// more than the sticky table's 2048 slots: each connection is a new client, a pin that --peers sends to Redis.
+const MANY_CLIENTS = 10_000
+
+const manyClientsScenario: Scenario = {
+  name: "many clients",
+  optIn: true,
+  balancers: ["nib-sticky", "nib-sticky+peers"],
+  note: `one connection from each of ${MANY_CLIENTS} source addresses in turn (bench/many-clients.ts, 50 at once)`,
+  measure: async (port, pid) => {
+    const argv = [
+      NODE,
+      Path.join(ROOT, "bench/many-clients.ts"),
+      String(port),
+      String(SECONDS),
+      "50",
+      String(MANY_CLIENTS)
+    ]
+    const before = cpuTicks(pid)
+    const out = await run(argv)
+    const micros = (cpuTicks(pid) - before) * TICK_MICROS
+    const line = out.split("\n").find((l) => l.startsWith("{"))
+    if (line === undefined) throw new Error(`bench/many-clients.ts printed no result: ${out}`)
+    const u = JSON.parse(line) as {
+      connections: number
+      seconds: number
+      errors: number
+      p99Ms: number
+      cpuBusy: Array<number>
+    }
+    return {
+      rps: u.connections / u.seconds,
+      cpuMicrosPerRequest: micros / u.connections,
+      p99Ms: u.p99Ms,
+      peakRssMiB: memoryKiB(pid, "VmHWM") / 1024,
+      errors: u.errors,
+      cpu0Busy: u.cpuBusy[0] ?? NaN,
+      cpu1Busy: u.cpuBusy[1] ?? NaN
+    }
+  }
+}
+
 // TLS handshakes: bench/tls-connect.ts (not wrk, which resumes its sessions) opens one connection after another from
 // each of TLS_CLIENTS clients, each a full handshake, a `GET /small` with `Connection: close` and the response.
 const TLS_CLIENTS = 50
@@ -791,6 +833,7 @@ const ALL_SCENARIOS: Array<Scenario> = [
   ...IDLE.map(idleScenario),
   udpScenario,
   tlsConnectScenario,
+  manyClientsScenario,
   { ...bulkScenario("tls download", "source.ts", "download.ts", ["tls"]), tls: true },
   // --workers (issue #17)
   unpinnedScenario("keep-alive unpinned", []),
@@ -893,6 +936,12 @@ const SHOWN: Record<string, Array<[string, string, number, "low" | "high" | "non
     2,
     "low"
   ]],
+  "many clients": [
+    ["cpuMicrosPerRequest", "CPU µs/connection", 1, "low"],
+    ["rps", "connections/s", 0, "high"],
+    ["p99Ms", "p99 ms", 2, "low"],
+    ["peakRssMiB", "peak RSS MiB", 1, "low"]
+  ],
   udp: [["cpuMicrosPerDatagram", "CPU µs/datagram", 2, "low"], ["datagramsPerSecond", "datagrams/s", 0, "high"], [
     "lost",
     "lost",
@@ -1177,6 +1226,8 @@ const main = async () => {
     )
   )
   console.error(`saved bench/results/${stamp}.md and .json`)
+  // What is still running (the redis-server of nib-sticky+peers) would keep this process alive.
+  killAll()
 }
 
 main().catch((error) => {

@@ -171,8 +171,12 @@ export const make = (url: P.PeersUrl, prefix: string) =>
       }).pipe(Effect.provideService(Origin, "peer"))
     }
 
+    /** How this nib's own messages start their `from`: they come back on the channel, and are not read again. */
+    const own = `"from":${JSON.stringify(id)}`
     const apply = (text: string): Effect.Effect<void> =>
       Effect.suspend(() => {
+        // Exact: a quote inside any string of the message is escaped, so only a `from` field can hold this text.
+        if (text.includes(own)) return Effect.void
         const message = P.decodeMessage(text)
         if (message === undefined || message.from === id) return Effect.void
         status.lagMs = Math.max(0, now() - message.at)
