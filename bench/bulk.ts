@@ -26,6 +26,32 @@ export const negotiated = (socket: TLSSocket): string => {
 }
 
 /** One bulk run: its arguments, its deadline and what it has counted. */
+/**
+ * Runs `clients` loops of `connection` (true: it got its answer and was closed by the balancer, with `latencies`
+ * given its time) until `seconds` have passed, and measures them: completed connections, the time until the last one,
+ * errors, the 99th percentile of `latencies` and each CPU's busy share. The loads of bench/tls-connect.ts and
+ * bench/many-clients.ts.
+ */
+export const connectLoop = async (
+  clients: number,
+  seconds: number,
+  connection: (latencies: Array<number>) => Promise<boolean>
+) => {
+  const latencies: Array<number> = []
+  let errors = 0
+  const cpuBefore = cpuTimes()
+  const started = performance.now()
+  const deadline = started + seconds * 1000
+  await Promise.all(Array.from({ length: clients }, async () => {
+    while (performance.now() < deadline) if (!(await connection(latencies))) errors++
+  }))
+  const elapsed = (performance.now() - started) / 1000
+  const cpuBusy = cpuBusySince(cpuBefore)
+  latencies.sort((a, b) => a - b)
+  const p99Ms = latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * 0.99))] ?? NaN
+  return { connections: latencies.length, seconds: elapsed, errors, p99Ms, cpuBusy }
+}
+
 export interface Run {
   readonly port: number
   readonly connections: number

@@ -8,7 +8,7 @@
 // 200), "seconds" (until the last one), "errors", "p99Ms" (from the connect call to the server's close), "cpuBusy"
 // (as bench/bulk.ts)}.
 import * as Net from "node:net"
-import { cpuBusySince, cpuTimes } from "./bulk.ts"
+import { connectLoop } from "./bulk.ts"
 
 const port = Number(process.argv[2])
 const seconds = Number(process.argv[3])
@@ -23,12 +23,10 @@ const source = (n: number) => {
   return `127.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`
 }
 
-const latencies: Array<number> = []
-let errors = 0
 let next = 0
 
 /** One connection: true if it got a 200 and was closed by the balancer. */
-const connection = () =>
+const connection = (latencies: Array<number>) =>
   new Promise<boolean>((resolve) => {
     const start = performance.now()
     let head = ""
@@ -50,14 +48,4 @@ const connection = () =>
     })
   })
 
-const cpuBefore = cpuTimes()
-const started = performance.now()
-const deadline = started + seconds * 1000
-await Promise.all(Array.from({ length: clients }, async () => {
-  while (performance.now() < deadline) if (!(await connection())) errors++
-}))
-const elapsed = (performance.now() - started) / 1000
-const cpuBusy = cpuBusySince(cpuBefore)
-latencies.sort((a, b) => a - b)
-const p99Ms = latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * 0.99))] ?? NaN
-process.stdout.write(JSON.stringify({ connections: latencies.length, seconds: elapsed, errors, p99Ms, cpuBusy }) + "\n")
+process.stdout.write(JSON.stringify(await connectLoop(clients, seconds, connection)) + "\n")

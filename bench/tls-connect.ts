@@ -10,7 +10,7 @@
 // "seconds" (until the last one), "errors", "resumed", "p99Ms" (from the connect call to the server's close),
 // "cpuBusy" (as bench/bulk.ts), "tls" (what the last one negotiated)}.
 import * as Tls from "node:tls"
-import { cpuBusySince, cpuTimes, negotiated } from "./bulk.ts"
+import { connectLoop, negotiated } from "./bulk.ts"
 
 const port = Number(process.argv[2])
 const seconds = Number(process.argv[3])
@@ -19,13 +19,11 @@ const REQUEST = Buffer.from("GET /small HTTP/1.1\r\nHost: 127.0.0.1\r\nConnectio
 const OK = "HTTP/1.1 200 "
 const context = Tls.createSecureContext({ ecdhCurve: process.env.BENCH_TLS_GROUPS ?? "P-256" })
 
-const latencies: Array<number> = []
-let errors = 0
 let resumed = 0
 let tls: string | undefined
 
 /** One connection: true if it got a 200 and was closed by the balancer. */
-const connection = () =>
+const connection = (latencies: Array<number>) =>
   new Promise<boolean>((resolve) => {
     const start = performance.now()
     let head = ""
@@ -48,15 +46,5 @@ const connection = () =>
     })
   })
 
-const cpuBefore = cpuTimes()
-const started = performance.now()
-const deadline = started + seconds * 1000
-await Promise.all(Array.from({ length: clients }, async () => {
-  while (performance.now() < deadline) if (!(await connection())) errors++
-}))
-const elapsed = (performance.now() - started) / 1000
-const cpuBusy = cpuBusySince(cpuBefore)
-latencies.sort((a, b) => a - b)
-const p99Ms = latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * 0.99))] ?? NaN
-const result = { connections: latencies.length, seconds: elapsed, errors, resumed, p99Ms, cpuBusy, tls }
+const result = { ...(await connectLoop(clients, seconds, connection)), resumed, tls }
 process.stdout.write(JSON.stringify(result) + "\n")

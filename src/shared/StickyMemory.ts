@@ -310,7 +310,6 @@ export class StickyMemory {
     if (hash === INVALID) throw new RangeError(`StickyMemory: not a client address: ${JSON.stringify(address)}`)
     this.lock()
     // The views only now: the lock makes them again if another thread grew the buffers.
-    const header = this.header
     const ints = this.ints
     const floats = this.floats
     const tracking = this.settings[TRACKING]
@@ -319,25 +318,7 @@ export class StickyMemory {
       this.unlink(record)
       if (tracking > 0 && now - floats[record * FLOATS + SEEN] >= tracking) this.restart(record)
     } else {
-      if (tracking > 0) {
-        // Forgotten clients are the least recently seen: they give their slots back first.
-        for (let oldest = header[OLDEST]; oldest >= 0; oldest = header[OLDEST]) {
-          if (now - floats[oldest * FLOATS + SEEN] < tracking) break
-          this.drop(oldest)
-        }
-      }
-      if (header[COUNT] >= header[CAPACITY]) {
-        // Full: the least recently seen client gives up its record, and with it its slot.
-        record = header[OLDEST]
-        this.unlink(record)
-        this.unchain(record)
-      } else {
-        record = this.takeRecord()
-        const slot = this.takeSlot()
-        ints[record * INTS + SLOT] = slot
-        this.slots[slot] = record
-        header[COUNT]++
-      }
+      record = this.room(now, Number.POSITIVE_INFINITY)
       this.settle(record, address, hash)
     }
     floats[record * FLOATS + SEEN] = now
@@ -646,7 +627,6 @@ export class StickyMemory {
     if (hash === INVALID) return false
     this.lock()
     try {
-      const header = this.header
       const floats = this.floats
       const tracking = this.settings[TRACKING]
       if (tracking > 0 && now - lastSeen >= tracking) return false
@@ -661,24 +641,8 @@ export class StickyMemory {
         }
         return true
       }
-      if (tracking > 0) {
-        for (let oldest = header[OLDEST]; oldest >= 0; oldest = header[OLDEST]) {
-          if (now - floats[oldest * FLOATS + SEEN] < tracking) break
-          this.drop(oldest)
-        }
-      }
-      if (header[COUNT] >= header[CAPACITY]) {
-        record = header[OLDEST]
-        if (floats[record * FLOATS + SEEN] > lastSeen) return false
-        this.unlink(record)
-        this.unchain(record)
-      } else {
-        record = this.takeRecord()
-        const slot = this.takeSlot()
-        this.ints[record * INTS + SLOT] = slot
-        this.slots[slot] = record
-        header[COUNT]++
-      }
+      record = this.room(now, lastSeen)
+      if (record < 0) return false
       this.settle(record, address, hash)
       Atomics.store(this.ints, record * INTS + SERVER, server)
       floats[record * FLOATS + SEEN] = lastSeen
@@ -804,6 +768,36 @@ export class StickyMemory {
     const change = ++this.settings[CHANGES]
     this.floats[record * FLOATS + STAMP] = change
     this.journal[change % JOURNAL] = record
+  }
+
+  /**
+   * A record, with its slot, for a client new to the table (in no list, not yet settled), under the lock: forgotten
+   * clients give theirs back first (they are the least recently seen); when the table is full, the least recently
+   * seen client gives up its record, and with it its slot, unless it was seen after `before` (then -1: no room).
+   */
+  private room(now: number, before: number): number {
+    const header = this.header
+    const floats = this.floats
+    const tracking = this.settings[TRACKING]
+    if (tracking > 0) {
+      for (let oldest = header[OLDEST]; oldest >= 0; oldest = header[OLDEST]) {
+        if (now - floats[oldest * FLOATS + SEEN] < tracking) break
+        this.drop(oldest)
+      }
+    }
+    if (header[COUNT] >= header[CAPACITY]) {
+      const record = header[OLDEST]
+      if (floats[record * FLOATS + SEEN] > before) return -1
+      this.unlink(record)
+      this.unchain(record)
+      return record
+    }
+    const record = this.takeRecord()
+    const slot = this.takeSlot()
+    this.ints[record * INTS + SLOT] = slot
+    this.slots[slot] = record
+    header[COUNT]++
+    return record
   }
 
   /**
