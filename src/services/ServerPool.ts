@@ -514,6 +514,15 @@ const makeWith = (
     }
   }
 
+  /** The operator's (or a peer's) blacklist of server `index` until `until`; one past, or 0, lifts it. */
+  const blacklistUntil = (index: number, until: number): Effect.Effect<void, ServerPoolError> =>
+    Effect.suspend(() => {
+      const b = get(index)
+      if (b === undefined) return Effect.fail(new ServerPoolError({ message: `no server ${index}` }))
+      state.setBlacklistedUntil(b.row, until > clock.currentTimeMillisUnsafe() ? until : 0)
+      return index >= 0 ? announce({ index, blacklistedUntil: b.blacklistedUntil }) : Effect.void
+    })
+
   /** Tells `actions` of a change of server `index`'s shared state, with the fiber's {@link Origin}. */
   const announce = (action: Omit<ServerAction, "origin">): Effect.Effect<void> =>
     Effect.flatMap(Effect.service(Origin), (origin) => PubSub.publish(actions, { ...action, origin }))
@@ -634,20 +643,8 @@ const makeWith = (
     blacklistUnsafe,
     dialTarget: (index) => index >= 0 ? targets[index]! : index === EMERGENCY_SERVER ? emergencyTarget! : abuseTarget!,
     blacklist: (index, seconds) =>
-      get(index) === undefined
-        ? Effect.fail(new ServerPoolError({ message: `no server ${index}` }))
-        : Effect.suspend(() => {
-          blacklistUnsafe(index, seconds)
-          return index >= 0 ? announce({ index, blacklistedUntil: get(index)!.blacklistedUntil }) : Effect.void
-        }),
-    blacklistUntil: (index, until) => {
-      const b = get(index)
-      if (b === undefined) return Effect.fail(new ServerPoolError({ message: `no server ${index}` }))
-      return Effect.suspend(() => {
-        state.setBlacklistedUntil(b.row, until > clock.currentTimeMillisUnsafe() ? until : 0)
-        return index >= 0 ? announce({ index, blacklistedUntil: b.blacklistedUntil }) : Effect.void
-      })
-    },
+      Effect.suspend(() => blacklistUntil(index, seconds > 0 ? clock.currentTimeMillisUnsafe() + seconds * 1000 : 0)),
+    blacklistUntil,
     snapshot: Effect.sync(() => {
       const now = clock.currentTimeMillisUnsafe()
       return {

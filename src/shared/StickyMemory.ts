@@ -423,40 +423,26 @@ export class StickyMemory {
 
   /** Snapshots of the clients remembered at `now`, by slot: pen's order for `recent` and the status page. */
   inOrder(now: number): Array<StickyTable.ClientEntry> {
-    for (;;) {
-      this.reserveScratch(this.capacity)
-      this.lock()
-      if (this.header[HIGH] > this.scratchInts.length / 3) {
-        this.unlock()
-        continue
-      }
+    return this.listing(() => this.header[HIGH], () => {
       let n = 0
       const high = this.header[HIGH]
       for (let slot = 0; slot < high; slot++) {
         const record = this.slots[slot]
         if (record >= 0 && !this.expired(record, now)) this.copyOut(record, n++)
       }
-      this.unlock()
-      return this.copiedAll(n)
-    }
+      return n
+    })
   }
 
   /** Snapshots of the clients remembered at `now`, most recently seen first. */
   recent(now: number): Array<StickyTable.ClientEntry> {
-    for (;;) {
-      this.reserveScratch(this.capacity)
-      this.lock()
-      if (this.header[COUNT] > this.scratchInts.length / 3) {
-        this.unlock()
-        continue
-      }
+    return this.listing(() => this.header[COUNT], () => {
       let n = 0
       for (let record = this.header[NEWEST]; record >= 0; record = this.ints[record * INTS + PREV]) {
         if (!this.expired(record, now)) this.copyOut(record, n++)
       }
-      this.unlock()
-      return this.copiedAll(n)
-    }
+      return n
+    })
   }
 
   /** How many clients are remembered at `now` (a walk of the table under the lock). */
@@ -583,13 +569,7 @@ export class StickyMemory {
    * were made since the mark.
    */
   changedSince(since: number, seenAfter: number, now: number): Array<StickyTable.ClientEntry> {
-    for (;;) {
-      this.reserveScratch(this.capacity)
-      this.lock()
-      if (this.header[COUNT] > this.scratchInts.length / 3) {
-        this.unlock()
-        continue
-      }
+    return this.listing(() => this.header[COUNT], () => {
       const floats = this.floats
       const changes = this.settings[CHANGES]
       const whole = changes - since > JOURNAL
@@ -611,9 +591,8 @@ export class StickyMemory {
           this.copyOut(record, n++)
         }
       }
-      this.unlock()
-      return this.copiedAll(n)
-    }
+      return n
+    })
   }
 
   /**
@@ -650,6 +629,25 @@ export class StickyMemory {
       return true
     } finally {
       this.unlock()
+    }
+  }
+
+  /**
+   * A listing: `fill` copies entries to scratch under the lock (at most `most()` of them, read under the lock) and says
+   * how many; their snapshots are built after it. The scratch is grown first, outside the lock, and again if the
+   * table grew meanwhile.
+   */
+  private listing(most: () => number, fill: () => number): Array<StickyTable.ClientEntry> {
+    for (;;) {
+      this.reserveScratch(this.capacity)
+      this.lock()
+      if (most() > this.scratchInts.length / 3) {
+        this.unlock()
+        continue
+      }
+      const n = fill()
+      this.unlock()
+      return this.copiedAll(n)
     }
   }
 

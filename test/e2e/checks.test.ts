@@ -15,6 +15,7 @@ import * as Client from "../utils/Client.ts"
 import * as Nib from "../utils/Nib.ts"
 import * as Nibctl from "../utils/Nibctl.ts"
 import * as Poll from "../utils/Poll.ts"
+import * as Redis from "../utils/Redis.ts"
 import * as Udp from "../utils/Udp.ts"
 
 const { ip } = Client
@@ -284,28 +285,14 @@ describe("--check send:TEXT,expect:REGEX", () => {
       yield* logged(lb, `server 1 (127.0.0.1:${b.port}) is up again`)
     }))
 
-  const redisServer = ["/usr/bin/redis-server", "/usr/sbin/redis-server", "/usr/local/bin/redis-server"].find((path) =>
-    Fs.existsSync(path)
-  )
-  if (redisServer === undefined) {
-    console.warn("test/e2e/checks.test.ts: the redis-server case SKIPPED, not installed (apt-get install redis-server)")
-  }
+  Redis.warnIfMissing("test/e2e/checks.test.ts")
 
-  it.live.skipIf(redisServer === undefined)(
+  it.live.skipIf(Redis.path === undefined)(
     "a real redis-server passes PING; stopped, it goes down",
     () =>
       Effect.gen(function*() {
         const port = yield* Backend.freePort
-        const redis = yield* Effect.acquireRelease(
-          Effect.promise(() =>
-            Nib.spawnReady(
-              redisServer!,
-              ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-              /Ready to accept connections/
-            )
-          ),
-          ({ proc }) => Effect.promise(() => Nib.stop(proc))
-        )
+        const redis = yield* Redis.start(port)
         const dead = yield* Backend.freePort
         const lb = yield* Nib.start([
           "--check",

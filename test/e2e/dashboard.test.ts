@@ -16,6 +16,7 @@ import * as Admin from "../utils/Admin.ts"
 import * as Backend from "../utils/Backend.ts"
 import * as Client from "../utils/Client.ts"
 import * as Nib from "../utils/Nib.ts"
+import * as Redis from "../utils/Redis.ts"
 
 const CHROMIUM = "/usr/bin/chromium"
 const hasChromium = Fs.existsSync(CHROMIUM)
@@ -251,20 +252,12 @@ describe.skipIf(!hasChromium)("dashboard in Chromium", () => {
       assert.deepStrictEqual(exit, { code: 0, signal: null })
     }))
 
-  const redisServer = ["/usr/bin/redis-server", "/usr/sbin/redis-server"].find((path) => Fs.existsSync(path))
-  it.live.skipIf(redisServer === undefined)(
+  it.live.skipIf(Redis.path === undefined)(
     "--peers: the Peers panel lists both nibs, and says so when Redis goes away",
     () =>
       Effect.gen(function*() {
         const port = yield* Backend.freePort
-        const redis = yield* Effect.promise(() =>
-          Nib.spawnReady(
-            redisServer!,
-            ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            /Ready to accept connections/
-          )
-        )
-        yield* Effect.addFinalizer(() => Effect.promise(() => Nib.stop(redis.proc)))
+        const redis = yield* Redis.start(port)
         const a = yield* Backend.identity("a")
         const peers = ["--peers", `redis://127.0.0.1:${port}`, "--admin", "127.0.0.1:0", "127.0.0.1:0", a.spec()]
         const one = yield* Nib.start(peers)

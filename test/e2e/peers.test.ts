@@ -14,31 +14,14 @@ import * as Certs from "../utils/Certs.ts"
 import * as Client from "../utils/Client.ts"
 import * as Nib from "../utils/Nib.ts"
 import * as Nibctl from "../utils/Nibctl.ts"
+import * as Redis from "../utils/Redis.ts"
 
 const { ip } = Client
 
 /** pen refuses a control port to root without -u: as root, the test names root itself. */
 const AS_USER: ReadonlyArray<string> = process.getuid?.() === 0 ? ["-u", "root"] : []
 
-const redisServer = ["/usr/bin/redis-server", "/usr/sbin/redis-server", "/usr/local/bin/redis-server"].find((path) =>
-  Fs.existsSync(path)
-)
-if (redisServer === undefined) {
-  console.warn("test/e2e/peers.test.ts SKIPPED: redis-server is not installed (apt-get install redis-server)")
-}
-
-/** A redis-server on `port` (a free one unless given), stopped with the scope. */
-const startRedis = (port: number, extra: ReadonlyArray<string> = []) =>
-  Effect.acquireRelease(
-    Effect.promise(() =>
-      Nib.spawnReady(
-        redisServer!,
-        ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", ...extra],
-        /Ready to accept connections/
-      )
-    ),
-    ({ proc }) => Effect.promise(() => Nib.stop(proc))
-  )
+Redis.warnIfMissing("test/e2e/peers.test.ts")
 
 /** The server index the sticky table of the nib at `base` has for `client`, or undefined. */
 const stickyOf = (base: string, client: string) =>
@@ -78,11 +61,11 @@ const until = (check: Effect.Effect<boolean>) =>
 
 const peersOf = (base: string) => Effect.map(Admin.call(base, "GET", "/api/peers"), (reply) => reply.json)
 
-describe.skipIf(redisServer === undefined)("--peers: one sticky table for several nibs", () => {
+describe.skipIf(Redis.path === undefined)("--peers: one sticky table for several nibs", () => {
   it.live("a pin made through one nib shows up in the other within 1 s; the other sends the client there too", () =>
     Effect.gen(function*() {
       const port = yield* Backend.freePort
-      yield* startRedis(port)
+      yield* Redis.start(port)
       const a = yield* Backend.identity("a")
       const b = yield* Backend.identity("b")
       const peers = ["--peers", `redis://127.0.0.1:${port}`, "--admin", "127.0.0.1:0"]
@@ -125,7 +108,7 @@ describe.skipIf(redisServer === undefined)("--peers: one sticky table for severa
   it.live("a peer started late loads the table before it serves", () =>
     Effect.gen(function*() {
       const port = yield* Backend.freePort
-      yield* startRedis(port)
+      yield* Redis.start(port)
       const a = yield* Backend.identity("a")
       const b = yield* Backend.identity("b")
       const peers = ["--peers", `redis://127.0.0.1:${port}`, "--peers-key", "late", "--admin", "127.0.0.1:0"]
@@ -148,14 +131,7 @@ describe.skipIf(redisServer === undefined)("--peers: one sticky table for severa
     () =>
       Effect.gen(function*() {
         const port = yield* Backend.freePort
-        const first = yield* Effect.promise(() =>
-          Nib.spawnReady(
-            redisServer!,
-            ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            /Ready to accept connections/
-          )
-        )
-        yield* Effect.addFinalizer(() => Effect.promise(() => Nib.stop(first.proc)))
+        const first = yield* Redis.start(port)
         const a = yield* Backend.identity("a")
         const b = yield* Backend.identity("b")
         const peers = ["--peers", `redis://127.0.0.1:${port}`, "--admin", "127.0.0.1:0"]
@@ -180,8 +156,7 @@ describe.skipIf(redisServer === undefined)("--peers: one sticky table for severa
         yield* Effect.promise(() => first.proc.exited)
         yield* Nib.logged(one, "unreachable", 5_000)
         yield* Effect.sleep("5 seconds")
-        const again = yield* startRedis(port)
-        assert.isDefined(again)
+        yield* Redis.start(port)
         load.stop = true
         yield* Fiber.join(fiber)
 
@@ -210,7 +185,7 @@ describe.skipIf(redisServer === undefined)("--peers: one sticky table for severa
   it.live("the operator's drain, blacklist and weight reach the other nib; a failed connect's blacklist does not", () =>
     Effect.gen(function*() {
       const port = yield* Backend.freePort
-      yield* startRedis(port)
+      yield* Redis.start(port)
       const a = yield* Backend.identity("a")
       const b = yield* Backend.identity("b")
       const dir = yield* Nib.tempDir
@@ -266,7 +241,7 @@ describe.skipIf(redisServer === undefined)("--peers: one sticky table for severa
   it.live("a password in the URL is used, and never shown: not in the log, /api/settings, /api/peers, nor errors", () =>
     Effect.gen(function*() {
       const port = yield* Backend.freePort
-      yield* startRedis(port, ["--requirepass", "pa55-w0rd"])
+      yield* Redis.start(port, ["--requirepass", "pa55-w0rd"])
       const a = yield* Backend.identity("a")
       const dir = yield* Nib.tempDir
       const web = Path.join(dir, "status.html")
@@ -319,7 +294,7 @@ describe.skipIf(redisServer === undefined)("--peers: one sticky table for severa
         const dir = yield* Nib.tempDir
         const { cert, key } = yield* Certs.certificate(dir)
         const port = yield* Backend.freePort
-        yield* startRedis(0, [
+        yield* Redis.start(0, [
           "--tls-port",
           String(port),
           "--tls-cert-file",
@@ -365,7 +340,7 @@ describe.skipIf(redisServer === undefined)("--peers: one sticky table for severa
         ], 20_000)
         assert.include(lb.stderr(), "did not answer within")
         assert.deepStrictEqual(yield* Client.askAll(lb.port, [ip(2)]), ["a"])
-        yield* startRedis(port)
+        yield* Redis.start(port)
         yield* Nib.logged(lb, "synchronized with", 20_000)
         // The pin made while Redis was down is in Redis now.
         const base = Admin.baseUrl(lb)

@@ -7,28 +7,17 @@ import { NodeRedis } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer, Queue } from "effect"
 import * as Redis from "effect/persistence/Redis"
-import * as Fs from "node:fs"
 import * as P from "../../src/domain/Peers.ts"
 import { claim, prune, serverChange } from "../../src/peers/Scripts.ts"
 import * as Backend from "../utils/Backend.ts"
-import * as Nib from "../utils/Nib.ts"
+import * as RedisServer from "../utils/Redis.ts"
 
-const redisServer = ["/usr/bin/redis-server", "/usr/sbin/redis-server"].find((path) => Fs.existsSync(path))
-if (redisServer === undefined) console.warn("test/peers/Scripts.test.ts SKIPPED: redis-server is not installed")
+RedisServer.warnIfMissing("test/peers/Scripts.test.ts")
 
 /** A redis-server for the test, and Effect's Redis service connected to it. */
 const redis = Effect.gen(function*() {
   const port = yield* Backend.freePort
-  yield* Effect.acquireRelease(
-    Effect.promise(() =>
-      Nib.spawnReady(
-        redisServer!,
-        ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        /Ready to accept connections/
-      )
-    ),
-    ({ proc }) => Effect.promise(() => Nib.stop(proc))
-  )
+  yield* RedisServer.start(port)
   const context = yield* Layer.build(NodeRedis.layer({ url: `redis://127.0.0.1:${port}` }))
   return Context.get(context, Redis.Redis)
 })
@@ -36,7 +25,7 @@ const redis = Effect.gen(function*() {
 const keys = P.keys("t")
 const line = (c: P.Change) => [c.client, c.server, c.previous, String(c.seen)]
 
-describe.skipIf(redisServer === undefined)("--peers's Lua scripts in Redis", () => {
+describe.skipIf(RedisServer.path === undefined)("--peers's Lua scripts in Redis", () => {
   it.live("claim: the first writer wins; the same server, or a move from the server Redis has, is kept", () =>
     Effect.gen(function*() {
       const r = yield* redis
