@@ -29,15 +29,15 @@ import { Origin, ServerPool } from "../services/ServerPool.ts"
 import { FLUSH_MILLIS, LOAD_WAIT_MILLIS, MetricNames, type PeersStatus, type PeerView } from "./Peers.ts"
 import { claim, prune, serverChange } from "./Scripts.ts"
 
-/** How often a heartbeat is written, and the peers read. @category constants */
-export const BEAT_MILLIS = 2000
+/** How often a heartbeat is written, and the peers read. */
+const BEAT_MILLIS = 2000
 
 /** A peer whose heartbeat is older is not live (and is removed from the hash after a minute). */
 const LIVE_MILLIS = 10_000
 const GONE_MILLIS = 60_000
 
-/** The longest a command may take before the session is given up. @category constants */
-export const COMMAND_MILLIS = 3000
+/** The longest a command may take before the session is given up. */
+const COMMAND_MILLIS = 3000
 
 /** Lines per script call. */
 const BATCH = 500
@@ -350,7 +350,8 @@ export const make = (url: P.PeersUrl, prefix: string) =>
       yield* flush(true)
       const count = yield* load
       yield* beat
-      const wasDown = !status.up && status.syncErrors > 0
+      // A session after a failed one ends an outage: that is worth a line; the first synchronization is not.
+      const wasDown = status.syncErrors > 0
       status.up = true
       yield* (wasDown ? log : info)(`synchronized with ${shown} (key ${prefix}: ${count} clients in Redis)`)
       yield* Deferred.succeed(loaded, undefined)
